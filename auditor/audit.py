@@ -1,0 +1,356 @@
+"""The audit use case: list each destination once, validate what changed, reconcile, record.
+
+`run_audit` receives stores and a catalog that are already built; it never writes to storage.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import IO, Any, Protocol
+
+from auditor.config import ExportSettings, Settings
+from auditor.errors import CatalogError, StorageError
+from auditor.findings import Finding, error
+from auditor.layout import Layout
+from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, WindowResult, reconcile_window, restore_point
+from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
+from auditor.schedule import floor_minute
+from auditor.storage.base import ObjectInfo, Store
+from auditor.validate import FileVerdict, Level, data_suffix, file_format, validate_data_file
+from auditor.validate.manifest import MAX_MANIFEST, Manifest, manifest_from_json, parse_manifest
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """How thoroughly to check: quick by default, `deep` for every byte, or a rotating sample."""
+
+    deep: bool = False
+    sample_percent: float | None = None
+    workers: int = 8
+    only_exports: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the catalog knows about one object: enough to skip reading it again."""
+
+    key: str
+    folder_key: str | None
+    role: str  # data | manifest
+    size: int
+    etag: str | None
+    modified: datetime | None
+    level: int
+    validated_at: datetime | None
+    deep_at: datetime | None
+    records: int | None
+    findings: tuple[Finding, ...]
+    content: dict[str, Any] | None = None
+    schema: str | None = None
+
+    def unchanged(self, info: ObjectInfo) -> bool:
+        return self.size == info.size and self.etag == info.etag and _same_time(self.modified, info.modified)
+
+
+class CatalogPort(Protocol):
+    def known_files(self, destination: str) -> Mapping[str, FileRecord]: ...
+
+    def audit_count(self) -> int: ...
+
+    def record_audit(
+        self, settings: Settings, report: AuditReport, files: Mapping[str, list[FileRecord]], *, listed: Mapping[str, set[str]], started: datetime, options: AuditOptions
+    ) -> int: ...
+
+
+@dataclass
+class _FolderDraft:
+    key: str
+    url: str
+    export_time: datetime
+    data: list[ObjectInfo] = field(default_factory=list)
+    manifests: list[ObjectInfo] = field(default_factory=list)
+
+
+@dataclass
+class Scan:
+    """One destination's listing sorted into export folders and unexpected objects."""
+
+    folders: dict[tuple[str, str, datetime], _FolderDraft] = field(default_factory=dict)
+    unexpected: dict[str, str] = field(default_factory=dict)
+
+
+def run_audit(
+    settings: Settings,
+    *,
+    stores: Mapping[str, Store],
+    catalog: CatalogPort | None,
+    now: datetime,
+    started: datetime,
+    options: AuditOptions | None = None,
+    progress: Progress | None = None,
+) -> AuditReport:
+    """Audit every configured export as of `now` and record the result in the catalog."""
+    options = options or AuditOptions()
+    exports = [e for e in settings.exports if options.only_exports is None or e.name in options.only_exports]
+    errors: list[AuditError] = []
+    unexpected: list[Unexpected] = []
+    results: list[ExportResult] = []
+    file_records: dict[str, list[FileRecord]] = {}
+    listed: dict[str, set[str]] = {}  # destination -> every key its listing returned
+    counters = {"read": 0, "reused": 0}
+    rotation = _rotation(catalog, options, errors)
+    for destination in settings.destinations:
+        mine = [e for e in exports if e.destination == destination.name]
+        if not mine:
+            continue
+        store = stores[destination.name]
+        try:
+            objects = store.list()
+            listed[destination.name] = {o.key for o in objects}
+        except StorageError as e:
+            errors.append(AuditError(destination.name, str(e)))
+            objects = None
+        folders: dict[tuple[str, str, datetime], Folder] = {}
+        if objects is not None:
+            scan = sort_objects(objects, mine, store.url, now)
+            unexpected += [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
+            known = _known_files(catalog, destination.name, errors)
+            folders, records, read_errors = _validate(scan, store, known, options, rotation, now, counters, progress)
+            file_records[destination.name] = records
+            errors += [AuditError(destination.name, message) for message in read_errors]
+        for export in mine:
+            results += _reconcile_export(export, folders, listing_failed=objects is None, now=now)
+    assurance = _assurance(file_records, counters, stores)
+    report = AuditReport(now, tuple(results), tuple(unexpected), tuple(errors), assurance)
+    if catalog is not None:
+        try:
+            audit_id = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options)
+            report = replace(report, audit_id=audit_id)
+        except CatalogError as e:
+            report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))
+    return report
+
+
+def _rotation(catalog: CatalogPort | None, options: AuditOptions, errors: list[AuditError]) -> tuple[int, int] | None:
+    """(n, turn): with --sample, a file is deep-checked when crc32(key) % n == turn."""
+    if not options.sample_percent:
+        return None
+    n = max(1, math.ceil(100 / options.sample_percent))
+    count = 0
+    if catalog is not None:
+        try:
+            count = catalog.audit_count()
+        except CatalogError as e:
+            errors.append(AuditError("catalog", str(e)))
+    return n, count % n
+
+
+def _known_files(catalog: CatalogPort | None, destination: str, errors: list[AuditError]) -> Mapping[str, FileRecord]:
+    if catalog is None:
+        return {}
+    try:
+        return catalog.known_files(destination)
+    except CatalogError as e:
+        errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
+        return {}
+
+
+def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_url: str, now: datetime) -> Scan:
+    scan = Scan()
+    layouts: dict[str, tuple[Layout, list[ExportSettings]]] = {}
+    for export in exports:
+        layout = export.layout
+        layouts.setdefault(layout.template, (layout, []))[1].append(export)
+    now_minute = floor_minute(now)
+    for obj in objects:
+        if obj.modified is not None and obj.modified > now:
+            continue  # written after the as-of time: not there yet
+        matches = [(layout.match(obj.key), owners) for layout, owners in layouts.values()]
+        matches = [(m, owners) for m, owners in matches if m is not None]
+        if not matches:
+            scan.unexpected[obj.url] = "stray file: does not fit the folder layout of any export"
+            continue
+        claimed = [(m, e) for m, owners in matches for e in owners if m.dataset_id in e.datasets or (not m.dataset_id and e.datasets)]
+        if not claimed:
+            m = matches[0][0]
+            scan.unexpected.setdefault(f"{root_url}/{m.dataset_folder}", f"unknown dataset {m.dataset_id!r}: no configured export covers it")
+            continue
+        for m, export in claimed:
+            dataset = m.dataset_id or export.datasets[0]
+            folder_url = f"{root_url}/{m.folder}"
+            if m.export_time is None:
+                scan.unexpected.setdefault(folder_url, f"malformed export time {m.time_text!r} in the folder name")
+                continue
+            slot, reason = export.schedule.place(floor_minute(m.export_time))
+            if slot is None:
+                scan.unexpected.setdefault(folder_url, f"{reason} for export {export.name!r}")
+                continue
+            if floor_minute(slot) > now_minute:
+                scan.unexpected.setdefault(folder_url, f"scheduled after the as-of time for export {export.name!r}")
+                continue
+            draft = scan.folders.setdefault((export.name, dataset, slot), _FolderDraft(m.folder, folder_url, m.export_time))
+            name = m.file
+            if "/" in name:
+                scan.unexpected.setdefault(obj.url, "sub-folder inside an export folder")
+            elif name.startswith("manifest-") and name.endswith(".json"):
+                draft.manifests.append(obj)
+            elif file_format(name) == export.format:
+                draft.data.append(obj)
+            elif data_suffix(name):
+                scan.unexpected.setdefault(obj.url, f"{file_format(name)} file in a {export.format} export")
+            else:
+                scan.unexpected.setdefault(obj.url, "stray file inside an export folder")
+    return scan
+
+
+@dataclass(frozen=True)
+class _ObjectSource:
+    store: Store
+    info: ObjectInfo
+
+    @property
+    def url(self) -> str:
+        return self.info.url
+
+    @property
+    def size(self) -> int:
+        return self.info.size
+
+    def read_range(self, start: int, end: int) -> bytes:
+        return self.store.read_range(self.info.key, start, end)
+
+    def open(self) -> IO[bytes]:
+        return self.store.open(self.info.key)
+
+
+def _validate(
+    scan: Scan,
+    store: Store,
+    known: Mapping[str, FileRecord],
+    options: AuditOptions,
+    rotation: tuple[int, int] | None,
+    now: datetime,
+    counters: dict[str, int],
+    progress: Progress | None,
+) -> tuple[dict[tuple[str, str, datetime], Folder], list[FileRecord], list[str]]:
+    jobs: list[tuple[_FolderDraft, ObjectInfo, str]] = []
+    for draft in scan.folders.values():
+        jobs += [(draft, info, "data") for info in draft.data]
+        jobs += [(draft, info, "manifest") for info in draft.manifests]
+    unique_jobs = {info.key: (draft, info, role) for draft, info, role in jobs}
+
+    def deep_for(key: str) -> bool:
+        if options.deep:
+            return True
+        return rotation is not None and zlib.crc32(key.encode()) % rotation[0] == rotation[1]
+
+    def check(job: tuple[_FolderDraft, ObjectInfo, str]) -> tuple[FileRecord | str, bool]:
+        """The file's record (or the I/O error that stopped it) and whether it was read."""
+        draft, info, role = job
+        cached = known.get(info.key)
+        needed = Level.DEEP if role == "data" and deep_for(info.key) else Level.FOOTER
+        if cached is not None and cached.role == role and cached.unchanged(info) and cached.level >= needed:
+            return replace(cached, folder_key=draft.key), False
+        try:
+            record = _check_data(store, info, draft.key, deep=needed is Level.DEEP, now=now) if role == "data" else _check_manifest(store, info, draft.key, now)
+        except StorageError as e:
+            return str(e), True
+        if cached is not None and cached.unchanged(info) and cached.deep_at and record.deep_at is None:
+            record = replace(record, deep_at=cached.deep_at, level=max(record.level, cached.level))
+        return record, True
+
+    outcomes: dict[str, FileRecord | str] = {}
+    total = len(unique_jobs)
+    with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+        for done, (key, (outcome, read)) in enumerate(zip(unique_jobs, pool.map(check, unique_jobs.values()), strict=True), 1):
+            outcomes[key] = outcome
+            counters["read" if read else "reused"] += 1
+            if progress:
+                progress("validate", done, total)
+    folders: dict[tuple[str, str, datetime], Folder] = {}
+    for ident, draft in scan.folders.items():
+        data, manifests, failures = [], [], []
+        for info in draft.data:
+            outcome = outcomes[info.key]
+            if isinstance(outcome, str):
+                failures.append(outcome)
+            else:
+                data.append(ObservedFile(info.key, info.url, info.size, info.modified, info.etag, outcome.findings, outcome.records))
+        for info in draft.manifests:
+            outcome = outcomes[info.key]
+            if isinstance(outcome, str):
+                failures.append(outcome)
+            else:
+                manifest = _manifest_of(outcome, info.url)
+                manifests.append(ObservedManifest(info.url, info.modified, manifest, outcome.findings))
+        folders[ident] = Folder(draft.key, draft.url, draft.export_time, tuple(data), tuple(manifests), tuple(failures))
+    records = [o for o in outcomes.values() if isinstance(o, FileRecord)]
+    read_errors = sorted({o for o in outcomes.values() if isinstance(o, str)})
+    return folders, records, read_errors
+
+
+def _check_data(store: Store, info: ObjectInfo, folder_key: str, *, deep: bool, now: datetime) -> FileRecord:
+    verdict: FileVerdict = validate_data_file(_ObjectSource(store, info), info.name, deep=deep)
+    return FileRecord(
+        info.key, folder_key, "data", info.size, info.etag, info.modified, int(verdict.level), now,
+        now if verdict.level is Level.DEEP else None, verdict.records, verdict.findings, None, verdict.schema,
+    )
+
+
+def _check_manifest(store: Store, info: ObjectInfo, folder_key: str, now: datetime) -> FileRecord:
+    if info.size > MAX_MANIFEST:
+        findings: tuple[Finding, ...] = (error("manifest.too_large", info.url, f"{info.size} bytes: larger than any real manifest"),)
+        manifest = None
+    else:
+        manifest, found = parse_manifest(store.read_range(info.key, 0, info.size) if info.size else b"", info.url)
+        findings = tuple(found)
+    content = manifest.as_dict() if manifest else None
+    return FileRecord(info.key, folder_key, "manifest", info.size, info.etag, info.modified, int(Level.DEEP), now, now, None, findings, content)
+
+
+def _manifest_of(record: FileRecord, url: str) -> Manifest | None:
+    if record.content is None:
+        return None
+    manifest, _ = manifest_from_json(record.content, url)
+    return manifest
+
+
+def _reconcile_export(export: ExportSettings, folders: Mapping[tuple[str, str, datetime], Folder], *, listing_failed: bool, now: datetime) -> list[ExportResult]:
+    schedule = export.schedule
+    results = []
+    for dataset in export.datasets:
+        windows: list[WindowResult] = []
+        for slot in schedule.slots(end=now):
+            window = Window(export.name, dataset, slot, slot + export.grace)
+            folder = folders.get((export.name, dataset, slot))
+            windows.append(reconcile_window(window, folder, manifest_expected=export.manifest, listing_failed=listing_failed, now=now))
+        active = schedule.end is None or now < schedule.end
+        point = restore_point(windows, incremental=schedule.incremental)
+        results.append(ExportResult(export.name, export.destination, dataset, schedule.incremental, tuple(windows), point, now, active and not schedule.one_time))
+    return results
+
+
+def _assurance(file_records: Mapping[str, list[FileRecord]], counters: Mapping[str, int], stores: Mapping[str, Store]) -> Assurance:
+    data = [r for records in file_records.values() for r in records if r.role == "data"]
+    deep = [r.deep_at for r in data if r.deep_at is not None]
+    return Assurance(
+        files=len(data),
+        deep_verified=len(deep),
+        oldest_deep_check=min(deep) if len(deep) == len(data) and deep else None,
+        read_files=counters["read"],
+        reused_files=counters["reused"],
+        bytes_read=sum(s.bytes_read for s in stores.values()),
+    )
+
+
+def _same_time(a: datetime | None, b: datetime | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs((a - b).total_seconds()) < 1e-3

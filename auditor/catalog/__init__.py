@@ -1,0 +1,3 @@
+"""The catalog: every backup, window and finding, in SQLite or PostgreSQL."""
+
+from __future__ import annotations

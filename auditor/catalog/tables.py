@@ -1,0 +1,139 @@
+"""Catalog tables (SQLAlchemy 2.0 declarative); `metadata` is what Alembic compares against."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+metadata = Base.metadata
+UTCDateTime = DateTime(timezone=True)
+
+
+class AuditRow(Base):
+    __tablename__ = "audits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str | None] = mapped_column(String(32))
+    deep: Mapped[bool] = mapped_column(Boolean, default=False)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class DestinationRow(Base):
+    __tablename__ = "destinations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(Text)  # redacted: never credentials
+
+
+class ExportRow(Base):
+    __tablename__ = "exports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id"))
+    format: Mapped[str] = mapped_column(String(16))
+    compression: Mapped[str] = mapped_column(String(16))
+    manifest: Mapped[bool] = mapped_column(Boolean)
+    grace_seconds: Mapped[int] = mapped_column(Integer)
+    flow_id: Mapped[str | None] = mapped_column(String(64))
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    folder_template: Mapped[str] = mapped_column(Text)
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("export_id", "dataset_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    export_id: Mapped[int] = mapped_column(ForeignKey("exports.id"))
+    dataset_id: Mapped[str] = mapped_column(String(200))
+    restorable_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class FolderRow(Base):
+    __tablename__ = "export_folders"
+    __table_args__ = (UniqueConstraint("destination_id", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id"))
+    key: Mapped[str] = mapped_column(Text)
+    dataset_id: Mapped[str] = mapped_column(String(200))
+    export_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FileRow(Base):
+    __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("destination_id", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id"))
+    key: Mapped[str] = mapped_column(Text)
+    folder_key: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))  # data | manifest
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str | None] = mapped_column(String(200))
+    modified: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    level: Mapped[int] = mapped_column(Integer)  # auditor.validate.Level
+    validated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deep_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    records: Mapped[int | None] = mapped_column(BigInteger)
+    findings: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # parsed manifest
+    schema: Mapped[str | None] = mapped_column(Text)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WindowRow(Base):
+    __tablename__ = "windows"
+    __table_args__ = (UniqueConstraint("export_id", "dataset_id", "scheduled"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    export_id: Mapped[int] = mapped_column(ForeignKey("exports.id"))
+    dataset_id: Mapped[str] = mapped_column(String(200))
+    scheduled: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    folder_key: Mapped[str | None] = mapped_column(Text)
+    files: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    records: Mapped[int | None] = mapped_column(BigInteger)
+    status_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"))
+
+
+class WindowHistoryRow(Base):
+    __tablename__ = "window_status_history"
+    __table_args__ = (Index("ix_window_status_history_window_id", "window_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    window_id: Mapped[int] = mapped_column(ForeignKey("windows.id"))
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FindingRow(Base):
+    __tablename__ = "findings"
+    __table_args__ = (Index("ix_findings_window_id", "window_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    window_id: Mapped[int] = mapped_column(ForeignKey("windows.id"))
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)

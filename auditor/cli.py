@@ -1,0 +1,312 @@
+"""The `auditor` command line: each command loads settings, builds adapters, calls one function, renders."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from auditor import __version__
+from auditor.audit import AuditOptions, Progress as ProgressCallback, run_audit, sort_objects
+from auditor.config import Settings, load_from_environment
+from auditor.errors import AuditorError, CatalogError, ScheduleError, StorageError
+from auditor.render import FORMATS, render_plan, render_report
+from auditor.report import AuditReport, iso
+from auditor.schedule import parse_time
+from auditor.storage import Store, open_store
+
+CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML file (else $AUDITOR_CONFIG, else config/auditor.toml)")
+err = Console(stderr=True)
+
+
+class _Unavailable:
+    """A destination whose store could not even be built: every call reports why."""
+
+    bytes_read = 0
+
+    def __init__(self, url: str, error: StorageError) -> None:
+        self.url, self._error = url, error
+
+    def list(self, prefix: str = "") -> list[Any]:
+        raise self._error
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        raise self._error
+
+    def open(self, key: str) -> Any:
+        raise self._error
+
+
+def build_stores(settings: Settings) -> dict[str, Store]:
+    stores: dict[str, Store] = {}
+    for destination in settings.destinations:
+        try:
+            stores[destination.name] = open_store(destination.url, destination.options)
+        except StorageError as e:
+            stores[destination.name] = _Unavailable(e.url, e)
+    return stores
+
+
+def open_catalog_or_none(settings: Settings) -> tuple[Any, str | None]:
+    from auditor.catalog.repository import open_catalog
+
+    try:
+        return open_catalog(settings.catalog.url), None
+    except CatalogError as e:
+        return None, str(e)
+
+
+def _time(value: str | None, name: str) -> datetime:
+    if value is None or value == "now":
+        return datetime.now(UTC)
+    try:
+        return parse_time(value, key=name)
+    except ScheduleError as e:
+        raise click.BadParameter(str(e).split(": ", 1)[-1], param_hint=name) from None
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"checking files ({phase})", total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+def execute_audit(settings: Settings, *, now: datetime, options: AuditOptions, progress: bool = True) -> AuditReport:
+    """Build the adapters from settings and run one audit (the CLI's and the demo's path)."""
+    catalog, problem = open_catalog_or_none(settings)
+    with _progress(progress) as callback:
+        report = run_audit(settings, stores=build_stores(settings), catalog=catalog, now=now, started=datetime.now(UTC), options=options, progress=callback)
+    if problem:
+        from dataclasses import replace
+
+        from auditor.report import AuditError
+
+        report = replace(report, errors=(*report.errors, AuditError("catalog", f"{problem}; nothing was recorded")))
+    return report
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="auditor")
+def main() -> None:
+    """Prove that AEP dataset exports landed in your storage, intact and on time."""
+
+
+def _run(command: Any) -> Any:
+    """Render AuditorError as a message and exit code 2 (usage or configuration error)."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AuditorError as e:
+            err.print(f"error: {e}", markup=False, highlight=False)
+            sys.exit(2)
+
+    wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
+    return wrapper
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--as-of", help="audit as of this time (ISO-8601 or epoch seconds; default now)")
+@click.option("--deep", is_flag=True, help="read every byte of every file")
+@click.option("--sample", type=click.FloatRange(0, 100, min_open=True), help="deep-check a rotating PCT of files")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="write the report here instead of stdout")
+@_run
+def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float | None, fmt: str, output: str | None) -> None:
+    """Scan, validate and reconcile every export; exit 0 compliant, 1 not, 2 usage, 3 incomplete."""
+    if deep and sample:
+        raise click.UsageError("use --deep or --sample, not both")
+    settings = load_from_environment(config_path)
+    report = execute_audit(settings, now=_time(as_of, "--as-of"), options=AuditOptions(deep=deep, sample_percent=sample))
+    _emit(render_report(report, fmt), output)
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.argument("dataset")
+@click.option("--at", "at", required=True, help="restore the data as of this time")
+@click.option("--export", "export_name", help="the export to restore from, when several carry the dataset")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--download", "target", help="copy the chain's files to this fsspec URL")
+@CONFIG_OPTION
+@_run
+def restore(dataset: str, at: str, export_name: str | None, fmt: str, target: str | None, config_path: str | None) -> None:
+    """Which files restore DATASET as of --at; exit 0 complete, 1 broken, 3 could not read."""
+    from auditor.restore import download, plan_restore
+
+    settings = load_from_environment(config_path)
+    candidates = [e.name for e in settings.exports if dataset in e.datasets and (export_name is None or e.name == export_name)]
+    if not candidates:
+        raise click.UsageError(f"no configured export carries dataset {dataset!r}" + (f" under the name {export_name!r}" if export_name else ""))
+    if len(candidates) > 1:
+        raise click.UsageError(f"dataset {dataset!r} is exported by {', '.join(candidates)}: choose one with --export")
+    moment = _time(at, "--at")
+    report = execute_audit(settings, now=datetime.now(UTC), options=AuditOptions(only_exports=frozenset(candidates)))
+    result = next(r for r in report.exports if r.dataset_id == dataset)
+    plan = plan_restore(result, moment)
+    _emit(render_plan(plan, fmt), None)
+    for problem in report.errors:
+        err.print(f"warning: {problem.destination}: {problem.message}", markup=False)
+    if target:
+        if not plan.steps:
+            raise click.ClickException("nothing to download: the chain has no good window")
+        store = build_stores(settings)[result.destination]
+        written = download(plan, store, target)
+        err.print(f"downloaded {len(written)} files to {target}" + ("" if plan.complete else " (only the good part of a broken chain)"))
+    if plan.broken_at is not None and plan.broken_at.status.value == "unknown":
+        sys.exit(3)
+    sys.exit(0 if plan.complete else 1)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_run
+def scan(config_path: str | None, fmt: str) -> None:
+    """List each destination once and show what landed, without validating or recording."""
+    import json
+
+    from rich.table import Table
+
+    settings = load_from_environment(config_path)
+    stores = build_stores(settings)
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    unexpected: list[dict[str, str]] = []
+    failures = 0
+    for destination in settings.destinations:
+        exports = [e for e in settings.exports if e.destination == destination.name]
+        try:
+            objects = stores[destination.name].list()
+        except StorageError as e:
+            failures += 1
+            err.print(f"error: {destination.name}: {e}", markup=False)
+            continue
+        found = sort_objects(objects, exports, stores[destination.name].url, now)
+        for (export, dataset, slot), draft in sorted(found.folders.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+            rows.append({"destination": destination.name, "export": export, "dataset_id": dataset, "scheduled": iso(slot), "folder": draft.url,
+                         "files": len(draft.data), "bytes": sum(o.size for o in draft.data), "manifests": len(draft.manifests)})
+        unexpected += [{"path": p, "reason": r} for p, r in sorted(found.unexpected.items())]
+    if fmt == "json":
+        click.echo(json.dumps({"folders": rows, "unexpected": unexpected}, indent=2))
+    else:
+        console = Console()
+        table = Table(title="Export folders", title_justify="left")
+        for column in ("export", "dataset", "scheduled", "files", "bytes", "manifests"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["export"], row["dataset_id"], row["scheduled"], str(row["files"]), str(row["bytes"]), str(row["manifests"]))
+        console.print(table)
+        for item in unexpected:
+            console.print(f"unexpected: {item['path']}: {item['reason']}", markup=False)
+    sys.exit(3 if failures else 0)
+
+
+@main.command()
+@click.argument("export_name", metavar="EXPORT")
+@CONFIG_OPTION
+@click.option("--as-of", help="list windows up to this time (default now)")
+@click.option("--last", type=click.IntRange(min=1), default=50, show_default=True, help="show only the newest N windows")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_run
+def windows(export_name: str, config_path: str | None, as_of: str | None, last: int, fmt: str) -> None:
+    """The expected windows of EXPORT with their deadlines and last recorded status."""
+    import json
+
+    from rich.table import Table
+
+    settings = load_from_environment(config_path)
+    export = next((e for e in settings.exports if e.name == export_name), None)
+    if export is None:
+        raise click.UsageError(f"no export named {export_name!r} (configured: {', '.join(e.name for e in settings.exports) or 'none'})")
+    now = _time(as_of, "--as-of")
+    catalog, problem = open_catalog_or_none(settings)
+    if problem:
+        err.print(f"warning: {problem}; statuses unknown", markup=False)
+    known = catalog.window_states(export.name) if catalog else {}
+    slots = list(export.schedule.slots(end=now))[-last:]
+    rows = [
+        {"dataset_id": d, "scheduled": iso(s), "deadline": iso(s + export.grace), "status": (known.get((d, s)) or {}).get("status", "not audited")}
+        for s in slots
+        for d in export.datasets
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"Windows of {export.name}", title_justify="left")
+    for column in ("dataset", "scheduled", "deadline", "last status"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["dataset_id"], row["scheduled"], row["deadline"], row["status"])
+    Console().print(table)
+
+
+@main.group()
+def db() -> None:
+    """Catalog database maintenance."""
+
+
+@db.command("upgrade")
+@CONFIG_OPTION
+@_run
+def db_upgrade(config_path: str | None) -> None:
+    """Bring the catalog schema to the newest revision (Alembic)."""
+    from auditor.catalog.engine import make_engine, schema_state, upgrade
+
+    settings = load_from_environment(config_path)
+    engine = make_engine(settings.catalog.url)
+    upgrade(engine)
+    current, _ = schema_state(engine)
+    err.print(f"catalog at revision {current}")
+
+
+@main.command()
+@click.option("--workspace", type=click.Path(file_okay=False), help="keep the demo here instead of a temporary folder")
+@_run
+def demo(workspace: str | None) -> None:
+    """Build a realistic export tree with defects, audit it, and look up a restore."""
+    from auditor.config import load_settings
+    from auditor.demo import WEB_EVENTS, build_demo
+    from auditor.restore import plan_restore
+
+    folder = Path(workspace) if workspace else Path(tempfile.mkdtemp(prefix="auditor-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    tree = build_demo(folder, datetime.now(UTC))
+    click.echo(f"Demo workspace: {folder}\nInjected defects:")
+    for defect in tree.defects:
+        click.echo(f"  - {defect}")
+    settings = load_settings(tree.config, {})
+    report = execute_audit(settings, now=tree.as_of, options=AuditOptions())
+    click.echo(render_report(report, "table"))
+    html = folder / "evidence.html"
+    html.write_text(render_report(report, "html"), encoding="utf-8")
+    result = next(r for r in report.exports if r.dataset_id == WEB_EVENTS)
+    click.echo(render_plan(plan_restore(result, tree.as_of), "table"))
+    click.echo(f"Evidence report: {html}\nTry: auditor audit --config {tree.config} --as-of {iso(tree.as_of)}")

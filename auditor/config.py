@@ -1,0 +1,213 @@
+"""Settings: the one TOML file, validated at the edge and passed down explicitly.
+
+Only this module reads the environment, and only through the `environ` mapping it is given.
+Any string value may be `${env:NAME}` or `${file:/path}` (also inside a longer string), so
+secrets never sit in the file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from auditor.errors import ConfigError, LayoutError, ScheduleError
+from auditor.layout import Layout, parse_layout
+from auditor.schedule import DEFAULT_GRACE, Schedule, parse_grace, parse_schedule
+
+DEFAULT_CONFIG_PATH = Path("config/auditor.toml")
+_REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class CatalogSettings(_Model):
+    """Where the catalog lives: any SQLAlchemy URL."""
+
+    url: str = Field("sqlite:///auditor.db", description="SQLAlchemy URL of the catalog database")
+
+
+class DestinationSettings(_Model):
+    """One storage location: an fsspec URL and the storage options passed to fsspec unchanged."""
+
+    name: str = Field(description="name that exports refer to")
+    url: str = Field(description="fsspec URL of the folder path configured in AEP")
+    options: dict[str, Any] = Field(default_factory=dict, description="fsspec storage_options (secrets by reference)")
+
+
+class ExportSettings(_Model):
+    """One expected dataflow: datasets, destination, format and schedule."""
+
+    name: str = Field(description="unique name of the export")
+    destination: str = Field(description="name of a [[destinations]] entry")
+    datasets: list[str] = Field(min_length=1, description="AEP dataset IDs")
+    format: Literal["json", "parquet"] = Field(description="datasetFileType: json or parquet")
+    compression: Literal["gzip", "none"] = Field("gzip", description="gzip or none")
+    manifest: bool = Field(False, description="whether AEP writes a manifest file per export")
+    grace: timedelta = Field(DEFAULT_GRACE, description="time after the slot before an export counts as missing")
+    flow_id: str | None = Field(None, description="the AEP dataflow ID, when known")
+    schedule: Schedule = Field(description="the Flow Service scheduleParams object")
+    folder_template: str | None = Field(None, description="AEP folder-name template")
+
+    @field_validator("grace", mode="before")
+    @classmethod
+    def _grace(cls, value: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a duration like 90m, 1h30m, 2d or PT1H")
+        try:
+            return parse_grace(value)
+        except ScheduleError as e:
+            raise ValueError(str(e).removeprefix("grace: ")) from None
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Schedule:
+        if isinstance(value, Schedule):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError("expected a table of scheduleParams keys")
+        try:
+            return parse_schedule(value)
+        except ScheduleError as e:
+            raise ValueError(str(e).removeprefix("schedule.")) from None
+
+    @field_validator("datasets")
+    @classmethod
+    def _unique_datasets(cls, value: list[str]) -> list[str]:
+        for dataset in value:
+            if not dataset or "/" in dataset or dataset != dataset.strip():
+                raise ValueError(f"{dataset!r} is not a dataset ID")
+        if len(set(value)) != len(value):
+            raise ValueError("a dataset is listed twice")
+        return value
+
+    @property
+    def template(self) -> str | None:
+        return self.folder_template or self.schedule.folder_template
+
+    @property
+    def layout(self) -> Layout:
+        return parse_layout(self.template, datasets=len(self.datasets))
+
+    @property
+    def data_suffix(self) -> str:
+        """The file-name ending AEP gives data files of this format and compression (reference §5.3)."""
+        return {
+            ("json", "gzip"): ".json.gz",
+            ("json", "none"): ".json",
+            ("parquet", "gzip"): ".gz.parquet",
+            ("parquet", "none"): ".parquet",
+        }[(self.format, self.compression)]
+
+
+class Settings(_Model):
+    """Everything the auditor is configured with."""
+
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    destinations: list[DestinationSettings] = Field(default_factory=list)
+    exports: list[ExportSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Settings:
+        names = [d.name for d in self.destinations]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                raise ValueError(f"destinations[{i}].name: {name!r} is used twice")
+        export_names = [e.name for e in self.exports]
+        for i, export in enumerate(self.exports):
+            if export_names.index(export.name) != i:
+                raise ValueError(f"exports[{i}].name: {export.name!r} is used twice")
+            if export.destination not in names:
+                raise ValueError(f"exports[{i}].destination: {export.destination!r} names no [[destinations]] entry")
+            try:
+                export.layout  # noqa: B018 - compiles the template
+            except LayoutError as e:
+                raise ValueError(f"exports[{i}].folder_template: {e}") from None
+        return self
+
+    def destination(self, name: str) -> DestinationSettings:
+        return next(d for d in self.destinations if d.name == name)
+
+
+def resolve_config_path(explicit: str | Path | None, environ: Mapping[str, str]) -> Path:
+    """`--config`, else AUDITOR_CONFIG, else config/auditor.toml."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("AUDITOR_CONFIG"):
+        return Path(environ["AUDITOR_CONFIG"])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str]) -> Settings:
+    """Read, resolve and validate one TOML file; raises ConfigError naming the bad key and value."""
+    source = Path(path)
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {source} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {source} cannot be read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {source} is not valid TOML: {e}") from None
+    return settings_from_mapping(data, environ, source=str(source))
+
+
+def settings_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], *, source: str = "config") -> Settings:
+    """Validate an already parsed configuration mapping."""
+    resolved = _resolve(data, environ, key="")
+    try:
+        return Settings.model_validate(resolved)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in e.errors())) from None
+
+
+def _describe(err: Any) -> str:
+    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if err["type"] == "missing":
+        return f"{key}: required"
+    if key.endswith(".options") or ".options." in key:
+        return f"{key}: {message}"  # never echo storage options: they carry secrets
+    if not key:
+        return message
+    return f"{key}: {message} (got {err.get('input')!r})" if err["type"] != "value_error" else f"{key}: {message}"
+
+
+def _resolve(value: Any, environ: Mapping[str, str], *, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve(v, environ, key=f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, environ, key=f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        return _REFERENCE.sub(lambda m: _lookup(m.group(1), m.group(2), environ, key=key), value)
+    return value
+
+
+def _lookup(kind: str, name: str, environ: Mapping[str, str], *, key: str) -> str:
+    if kind == "env":
+        if name not in environ:
+            raise ConfigError(f"{key}: environment variable {name} (referenced as ${{env:{name}}}) is not set")
+        return environ[name]
+    try:
+        return Path(name).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as e:
+        raise ConfigError(f"{key}: file {name} (referenced as ${{file:{name}}}) cannot be read: {e.strerror}") from None
+
+
+def load_from_environment(explicit: str | Path | None) -> Settings:
+    """The CLI's entry: resolve the path and references against this process's environment."""
+    import os
+
+    environ = dict(os.environ)
+    return load_settings(resolve_config_path(explicit, environ), environ)

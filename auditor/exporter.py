@@ -1,0 +1,108 @@
+"""Write export folders the way AEP does (reference §5): Spark-style part files and a manifest.
+
+Used by `auditor demo`, the tests and (later) the Flow Service emulator; never by the audit,
+which only reads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from auditor.layout import parse_layout
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    key: str  # relative to the destination root
+    size: int
+
+
+def spark_name(index: int, suffix: str, rng: random.Random) -> str:
+    """A Spark-style part-file name like the official samples (reference §5.3)."""
+    tid = rng.randrange(10**18, 10**19)
+    job = uuid.UUID(int=rng.getrandbits(128), version=4)
+    return f"part-{index:05d}-tid-{tid}-{job}-{rng.randrange(100000, 999999)}-1-c000{suffix}"
+
+
+def encode_records(records: Sequence[dict[str, Any]], *, file_format: str, compression: str) -> bytes:
+    """The bytes of one data file holding `records`."""
+    if file_format == "json":
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        return gzip.compress(text, mtime=0) if compression == "gzip" else text
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(list(records)), buffer, compression="gzip" if compression == "gzip" else "none", write_page_checksum=True)
+    return buffer.getvalue()
+
+
+def suffix_for(file_format: str, compression: str) -> str:
+    return {("json", "gzip"): ".json.gz", ("json", "none"): ".json", ("parquet", "gzip"): ".gz.parquet", ("parquet", "none"): ".parquet"}[(file_format, compression)]
+
+
+def write_export(
+    url: str,
+    dataset_id: str,
+    scheduled: datetime,
+    records: Sequence[dict[str, Any]],
+    *,
+    file_format: str = "parquet",
+    compression: str = "gzip",
+    parts: int = 2,
+    manifest: bool = True,
+    template: str | None = None,
+    flow_run_id: str | None = None,
+    destination_id: str = "d0420d72-756c-4159-9e7f-7d3e2f8b501e",
+    seed: int = 0,
+    storage_options: dict[str, Any] | None = None,
+) -> list[WrittenFile]:
+    """Write one export folder for `dataset_id` at `scheduled` under `url`; returns what it wrote."""
+    rng = random.Random(f"{dataset_id}-{scheduled.isoformat()}-{seed}")
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    folder = parse_layout(template).folder_for(dataset_id, scheduled)
+    fs.makedirs(f"{root}/{folder}", exist_ok=True)
+    written: list[WrittenFile] = []
+    suffix = suffix_for(file_format, compression)
+    chunks = [records[i::parts] for i in range(parts)] if records else []
+    for index, chunk in enumerate(chunks):
+        data = encode_records(chunk, file_format=file_format, compression=compression)
+        key = f"{folder}/{spark_name(index, suffix, rng)}"
+        fs.pipe_file(f"{root}/{key}", data)
+        written.append(WrittenFile(key, len(data)))
+    if manifest:
+        run_id = flow_run_id or str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        body = {
+            "flowRunId": run_id,
+            "scheduledTime": scheduled.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "exportResults": [{"sinkPath": f"/{root.strip('/')}/{folder}", "name": w.key.rsplit("/", 1)[-1], "size": w.size} for w in written],
+        }
+        key = f"{folder}/manifest-{destination_id}-{run_id}.json"
+        data = json.dumps(body, separators=(",", ":")).encode()
+        fs.pipe_file(f"{root}/{key}", data)
+        written.append(WrittenFile(key, len(data)))
+    return written
+
+
+def sample_records(dataset_id: str, scheduled: datetime, count: int) -> list[dict[str, Any]]:
+    """Plausible experience-event rows for demos and tests."""
+    rng = random.Random(f"{dataset_id}{scheduled.isoformat()}")
+    cities = ["new york", "london", "amsterdam", "tokyo", "sao paulo"]
+    return [
+        {
+            "_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "timestamp": scheduled.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "city": rng.choice(cities),
+            "revenue": round(rng.uniform(0, 500), 2),
+        }
+        for _ in range(count)
+    ]

@@ -1,0 +1,152 @@
+"""Folder-name templates (AEP's macros, reference §5.2) and matching keys against them.
+
+Pure: a template compiles to a regular expression; `match` turns a key relative to the
+destination root into the dataset, the export time and the file name it names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from auditor.errors import LayoutError
+
+DEFAULT_TEMPLATE = "%DATASET_ID%/exportTime=%EXPORT_TIME%"
+
+_MACRO = re.compile(r"%([A-Z_]+)(?:\(([^)%]*)\))?%")
+_FREE_MACROS = {
+    "DESTINATION",
+    "DESTINATION_NAME",
+    "DATASET_NAME",
+    "DESTINATION_INSTANCE_ID",
+    "DESTINATION_INSTANCE_NAME",
+    "SANDBOX_NAME",
+    "ORGANIZATION_NAME",
+}
+# Java-style DATETIME tokens (as AEP writes them) -> (regex, strptime directive)
+_DATETIME_TOKENS = [
+    ("YYYY", r"\d{4}", "%Y"),
+    ("yyyy", r"\d{4}", "%Y"),
+    ("MM", r"\d{2}", "%m"),
+    ("dd", r"\d{2}", "%d"),
+    ("DD", r"\d{2}", "%d"),
+    ("HH", r"\d{2}", "%H"),
+    ("mm", r"\d{2}", "%M"),
+    ("ss", r"\d{2}", "%S"),
+]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A compiled folder template.
+
+    >>> layout = parse_layout("%DATASET_ID%/exportTime=%EXPORT_TIME%")
+    >>> layout.match("ds1/exportTime=202611250300/part-0.parquet").export_time
+    """
+
+    template: str
+    pattern: re.Pattern[str]
+    time_regex: re.Pattern[str]
+    time_format: str
+    has_dataset: bool
+
+    def match(self, key: str) -> LayoutMatch | None:
+        """The parts of `key` (relative to the destination root), or None if it does not fit."""
+        m = self.pattern.match(key)
+        if m is None:
+            return None
+        folder = key[: m.end("folder")]
+        dataset = m.group("dataset") if self.has_dataset else None
+        dataset_end = key.find("/", m.end("dataset")) if self.has_dataset else -1
+        dataset_folder = key[:dataset_end] if dataset_end >= 0 else folder
+        time_text = m.group("time")
+        export_time: datetime | None = None
+        if self.time_regex.fullmatch(time_text):
+            try:
+                export_time = datetime.strptime(time_text, self.time_format).replace(tzinfo=UTC)
+            except ValueError:
+                export_time = None
+        return LayoutMatch(dataset, time_text, export_time, folder, m.group("file"), dataset_folder)
+
+    def folder_for(self, dataset_id: str, when: datetime) -> str:
+        """The folder (relative to the root) AEP writes for one dataset and scheduled time."""
+
+        def expand(m: re.Match[str]) -> str:
+            name, arg = m.group(1), m.group(2)
+            if name == "DATASET_ID":
+                return dataset_id
+            if name == "EXPORT_TIME":
+                return when.strftime("%Y%m%d%H%M")
+            if name == "DATETIME":
+                return when.strftime(_datetime_format(arg or "")[1])
+            return f"%{name}%"
+
+        return _MACRO.sub(expand, self.template)
+
+
+@dataclass(frozen=True)
+class LayoutMatch:
+    dataset_id: str | None
+    time_text: str
+    export_time: datetime | None  # None when the time part is malformed
+    folder: str  # relative folder of the export, e.g. "ds1/exportTime=202611250300"
+    file: str  # the rest of the key below the folder (may contain "/" for sub-folders)
+    dataset_folder: str  # relative folder that holds every export of the dataset
+
+
+def _datetime_format(spec: str) -> tuple[str, str]:
+    regex, fmt, rest = "", "", spec
+    while rest:
+        for token, token_regex, directive in _DATETIME_TOKENS:
+            if rest.startswith(token):
+                regex, fmt, rest = regex + token_regex, fmt + directive, rest[len(token) :]
+                break
+        else:
+            if rest[0].isalpha():
+                raise LayoutError(f"folder template: DATETIME format {spec!r} has an unsupported token at {rest!r}")
+            regex, fmt, rest = regex + re.escape(rest[0]), fmt + rest[0].replace("%", "%%"), rest[1:]
+    if "%Y" not in fmt or "%m" not in fmt or "%d" not in fmt:
+        raise LayoutError(f"folder template: DATETIME format {spec!r} needs at least year, month and day")
+    return regex, fmt
+
+
+def parse_layout(template: str | None, *, datasets: int = 1) -> Layout:
+    """Compile a folder template; raises LayoutError for templates that cannot identify windows."""
+    text = (template or DEFAULT_TEMPLATE).strip().strip("/")
+    if not text:
+        raise LayoutError("folder template: empty")
+    parts: list[str] = []
+    time_regex, time_format = "", ""
+    has_dataset = False
+    pos = 0
+    for m in _MACRO.finditer(text):
+        parts.append(re.escape(text[pos : m.start()]))
+        name, arg = m.group(1), m.group(2)
+        if name == "DATASET_ID":
+            if has_dataset:
+                raise LayoutError(f"folder template {text!r}: %DATASET_ID% appears twice")
+            has_dataset = True
+            parts.append(r"(?P<dataset>[^/]+?)")
+        elif name in ("EXPORT_TIME", "DATETIME"):
+            if time_format:
+                raise LayoutError(f"folder template {text!r}: use one of %EXPORT_TIME% or %DATETIME(…)%, once")
+            if name == "EXPORT_TIME":
+                time_regex, time_format = r"\d{12}", "%Y%m%d%H%M"
+            else:
+                time_regex, time_format = _datetime_format(arg or "")
+            parts.append(r"(?P<time>[^/]*?)")
+        elif name in _FREE_MACROS:
+            parts.append(r"[^/]+?")
+        else:
+            raise LayoutError(f"folder template {text!r}: unknown macro %{name}%")
+        pos = m.end()
+    parts.append(re.escape(text[pos:]))
+    if not time_format:
+        raise LayoutError(f"folder template {text!r}: needs %EXPORT_TIME% or %DATETIME(…)% to tell exports apart")
+    if not has_dataset and datasets > 1:
+        raise LayoutError(f"folder template {text!r}: needs %DATASET_ID% when an export has several datasets")
+    if not has_dataset:
+        parts.insert(0, r"(?P<dataset>)")
+    pattern = re.compile("^(?P<folder>" + "".join(parts) + ")/(?P<file>.+)$")
+    return Layout(text, pattern, re.compile(time_regex), time_format, has_dataset)

@@ -1,0 +1,181 @@
+"""Reconciliation: what was expected, what landed, and the status of each window as of `now`.
+
+Pure: no I/O and no clock; the audit gathers observations and hands them in.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from auditor.findings import Finding, Severity, error, warning
+from auditor.validate.manifest import Manifest, compare_manifests
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    LATE = "late"
+    INVALID = "invalid"
+    MISSING = "missing"
+    EMPTY = "empty"
+    PENDING = "pending"
+    UNKNOWN = "unknown"
+
+
+GOOD = frozenset({Status.OK, Status.LATE, Status.EMPTY})
+_INCOMPLETE_CODES = {"manifest.missing", "manifest.file_absent", "manifest.size_mismatch"}
+
+
+@dataclass(frozen=True)
+class Window:
+    """One scheduled export time of one dataset of one export."""
+
+    export: str
+    dataset_id: str
+    scheduled: datetime
+    deadline: datetime
+
+
+@dataclass(frozen=True)
+class ObservedFile:
+    """A data file of an export folder with what validating it found."""
+
+    key: str
+    url: str
+    size: int
+    modified: datetime | None
+    etag: str | None
+    findings: tuple[Finding, ...] = ()
+    records: int | None = None
+
+
+@dataclass(frozen=True)
+class ObservedManifest:
+    """A manifest object: parsed when it could be, with the findings of parsing it."""
+
+    url: str
+    modified: datetime | None
+    manifest: Manifest | None
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
+class Folder:
+    """What landed in one export folder (only objects modified at or before `now`)."""
+
+    key: str
+    url: str
+    export_time: datetime
+    data: tuple[ObservedFile, ...] = ()
+    manifests: tuple[ObservedManifest, ...] = ()
+    read_errors: tuple[str, ...] = ()
+
+    @property
+    def landed(self) -> bool:
+        return bool(self.data or self.manifests)
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """A window's status with its evidence."""
+
+    window: Window
+    status: Status
+    folder: Folder | None = None
+    findings: tuple[Finding, ...] = field(default=())
+
+    @property
+    def files(self) -> int:
+        return len(self.folder.data) if self.folder else 0
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.folder.data) if self.folder else 0
+
+    @property
+    def records(self) -> int | None:
+        if not self.folder or not self.folder.data:
+            return 0 if self.status is Status.EMPTY else None
+        counts = [f.records for f in self.folder.data]
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+
+
+def reconcile_window(window: Window, folder: Folder | None, *, manifest_expected: bool, listing_failed: bool, now: datetime) -> WindowResult:
+    """The status of one window as of `now` (see DESIGN.md, "Precise semantics")."""
+    if listing_failed:
+        return WindowResult(window, Status.UNKNOWN, folder)
+    if folder is not None and folder.read_errors:
+        return WindowResult(window, Status.UNKNOWN, folder)
+    before_deadline = now < window.deadline
+    if folder is None or not folder.landed:
+        if before_deadline:
+            return WindowResult(window, Status.PENDING, folder)
+        reason = error("window.missing", folder.url if folder else "", f"nothing landed for {window.scheduled:%Y-%m-%dT%H:%MZ} by the deadline {window.deadline:%Y-%m-%dT%H:%MZ}")
+        return WindowResult(window, Status.MISSING, folder, (reason,))
+
+    findings: list[Finding] = [f for data in folder.data for f in data.findings]
+    parsed = {m.url: m.manifest for m in folder.manifests if m.manifest is not None}
+    findings += [f for m in folder.manifests for f in m.findings]
+    complete = True
+    if parsed:
+        manifest_findings, complete = compare_manifests(
+            parsed,
+            {f.key.rsplit("/", 1)[-1]: f.size for f in folder.data},
+            folder_url=folder.url,
+            folder_key=folder.key,
+            folder_time=folder.export_time,
+        )
+        findings += manifest_findings
+    elif manifest_expected:
+        complete = False
+        if not folder.manifests:
+            findings.append(error("manifest.missing", folder.url, "no manifest file, but the export is configured to write one"))
+
+    if not complete and before_deadline:
+        softened = [warning(f.code, f.path, f.message) if f.code in _INCOMPLETE_CODES else f for f in findings]
+        return WindowResult(window, Status.PENDING, folder, tuple(softened))
+    if any(f.severity is Severity.ERROR for f in findings):
+        return WindowResult(window, Status.INVALID, folder, tuple(findings))
+    times = [f.modified for f in folder.data if f.modified] + [m.modified for m in folder.manifests if m.modified]
+    newest = max(times) if times else None
+    if newest is not None and newest > window.deadline:
+        findings.append(warning("window.late", folder.url, f"landed {newest:%Y-%m-%dT%H:%M:%SZ}, after the deadline {window.deadline:%Y-%m-%dT%H:%MZ}"))
+        return WindowResult(window, Status.LATE, folder, tuple(findings))
+    return WindowResult(window, Status.OK, folder, tuple(findings))
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """How far back a dataset can be restored from the windows of one export."""
+
+    restorable_until: datetime | None
+    broken_at: WindowResult | None  # the first window that breaks the chain, if any
+
+
+def restore_point(results: Sequence[WindowResult], *, incremental: bool) -> RestorePoint:
+    """The last slot whose whole chain (full export plus every incremental) is good."""
+    ordered = sorted(results, key=lambda r: r.window.scheduled)
+    if not incremental:
+        good = [r for r in ordered if r.status in GOOD]
+        bad = next((r for r in ordered if r.status not in GOOD and r.status is not Status.PENDING), None)
+        return RestorePoint(good[-1].window.scheduled if good else None, bad)
+    until: datetime | None = None
+    for index, result in enumerate(ordered):
+        if result.status in GOOD:
+            until = result.window.scheduled
+            continue
+        if result.status is Status.PENDING and all(r.status is Status.PENDING for r in ordered[index:]):
+            return RestorePoint(until, None)
+        return RestorePoint(until, result)
+    return RestorePoint(until, None)
+
+
+def overall_status(statuses: Mapping[Status, int], *, errors: int) -> tuple[str, int]:
+    """The audit verdict and its exit code from the count of windows per status."""
+    if statuses.get(Status.MISSING) or statuses.get(Status.INVALID):
+        return "not_compliant", 1
+    if statuses.get(Status.UNKNOWN) or errors:
+        return "incomplete", 3
+    return "compliant", 0

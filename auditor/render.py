@@ -1,0 +1,188 @@
+"""Render audit reports and restore plans: table for people; json, csv, junit and html for tools."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections import Counter
+from xml.etree import ElementTree
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from auditor.reconcile import Status
+from auditor.report import AuditReport, iso
+from auditor.restore import RestorePlan
+
+FORMATS = ("table", "json", "csv", "junit", "html")
+COLOURS = {
+    Status.OK: "green",
+    Status.LATE: "yellow",
+    Status.INVALID: "red",
+    Status.MISSING: "red",
+    Status.EMPTY: "cyan",
+    Status.PENDING: "blue",
+    Status.UNKNOWN: "magenta",
+}
+HTML_COLOURS = {
+    Status.OK: "#2e7d32",
+    Status.LATE: "#f9a825",
+    Status.INVALID: "#c62828",
+    Status.MISSING: "#6a1b1b",
+    Status.EMPTY: "#00838f",
+    Status.PENDING: "#1565c0",
+    Status.UNKNOWN: "#7b1fa2",
+}
+
+
+def render_report(report: AuditReport, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report.to_json(), indent=2) + "\n"
+    if fmt == "csv":
+        return _csv(report)
+    if fmt == "junit":
+        return _junit(report)
+    if fmt == "html":
+        return _html(report)
+    return _table(report)
+
+
+def _table(report: AuditReport) -> str:
+    console = Console(file=io.StringIO(), width=140, force_terminal=False, color_system=None)
+    summary = Table(title=f"Audit as of {iso(report.as_of)}: {report.status.upper()}", title_justify="left")
+    for column in ("export", "dataset", "windows", "ok", "late", "missing", "invalid", "empty", "pending", "unknown", "restorable until", "RPO"):
+        summary.add_column(column)
+    for export in report.exports:
+        counts = Counter(w.status for w in export.windows)
+        summary.add_row(
+            export.name,
+            export.dataset_id,
+            str(len(export.windows)),
+            *(str(counts.get(s, 0)) for s in (Status.OK, Status.LATE, Status.MISSING, Status.INVALID, Status.EMPTY, Status.PENDING, Status.UNKNOWN)),
+            iso(export.restore.restorable_until) or "never",
+            _duration(export.rpo_seconds),
+        )
+    console.print(summary)
+    problems = [(e, w) for e in report.exports for w in e.windows if w.status not in (Status.OK,)]
+    if problems:
+        detail = Table(title="Windows that are not ok", title_justify="left")
+        for column in ("export", "dataset", "scheduled", "status", "evidence"):
+            detail.add_column(column, overflow="fold")
+        for export, window in problems:
+            evidence = "\n".join(f"[{f.severity.value}] {f.code}: {f.message}" for f in window.findings) or "-"
+            detail.add_row(export.name, export.dataset_id, iso(window.window.scheduled) or "", window.status.value, escape(evidence))
+        console.print(detail)
+    if report.unexpected:
+        table = Table(title="Unexpected", title_justify="left")
+        table.add_column("path", overflow="fold")
+        table.add_column("reason")
+        for item in report.unexpected:
+            table.add_row(escape(item.path), escape(item.reason))
+        console.print(table)
+    for error in report.errors:
+        console.print(f"ERROR {error.destination}: {error.message}", markup=False)
+    a = report.assurance
+    console.print(f"{a.files} data files; {a.read_files} read, {a.reused_files} unchanged since their last check; {a.bytes_read} bytes read; {a.deep_verified} deep-verified")
+    console.print(f"Verdict: {report.status} (exit {report.exit_code})")
+    return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def _csv(report: AuditReport) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["export", "destination", "dataset_id", "scheduled", "status", "folder", "files", "bytes", "records", "findings"])
+    for export in report.exports:
+        for w in export.windows:
+            writer.writerow([
+                export.name, export.destination, export.dataset_id, iso(w.window.scheduled), w.status.value,
+                w.folder.url if w.folder and w.folder.landed else "", w.files, w.bytes, "" if w.records is None else w.records,
+                "; ".join(f"{f.code}: {f.message}" for f in w.findings),
+            ])
+    return out.getvalue()
+
+
+def _junit(report: AuditReport) -> str:
+    suites = ElementTree.Element("testsuites", name="export-auditor", timestamp=iso(report.as_of) or "")
+    for export in report.exports:
+        counts = Counter(w.status for w in export.windows)
+        suite = ElementTree.SubElement(
+            suites, "testsuite", name=f"{export.name}/{export.dataset_id}", tests=str(len(export.windows)),
+            failures=str(counts[Status.MISSING] + counts[Status.INVALID]), errors=str(counts[Status.UNKNOWN]), skipped=str(counts[Status.PENDING]),
+        )
+        for w in export.windows:
+            case = ElementTree.SubElement(suite, "testcase", classname=f"{export.name}.{export.dataset_id}", name=iso(w.window.scheduled) or "")
+            text = "\n".join(f"{f.severity.value} {f.code} {f.path}: {f.message}" for f in w.findings)
+            if w.status in (Status.MISSING, Status.INVALID):
+                ElementTree.SubElement(case, "failure", message=w.status.value, type=w.status.value).text = text
+            elif w.status is Status.UNKNOWN:
+                ElementTree.SubElement(case, "error", message="destination could not be read", type="unknown").text = text
+            elif w.status is Status.PENDING:
+                ElementTree.SubElement(case, "skipped", message="inside its grace period")
+            elif text:
+                ElementTree.SubElement(case, "system-out").text = text
+    if report.errors:
+        suite = ElementTree.SubElement(suites, "testsuite", name="destinations", tests=str(len(report.errors)), errors=str(len(report.errors)))
+        for error in report.errors:
+            case = ElementTree.SubElement(suite, "testcase", classname="destinations", name=error.destination)
+            ElementTree.SubElement(case, "error", message=error.message, type="io")
+    return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _html(report: AuditReport) -> str:
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>export-auditor evidence</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em}td,th{padding:2px 6px;text-align:left;vertical-align:top}"
+        ".cell{display:inline-block;width:14px;height:14px;margin:1px;border-radius:2px}.finding{font-size:90%}",
+        "</style></head><body>",
+        f"<h1>Export audit as of {e(iso(report.as_of) or '')}: {e(report.status)}</h1>",
+        "<p>" + " ".join(f"<span class='cell' style='background:{c}'></span>{s.value}" for s, c in HTML_COLOURS.items()) + "</p>",
+    ]
+    for export in report.exports:
+        parts.append(f"<h2>{e(export.name)} / {e(export.dataset_id)}</h2><p>restorable until {e(iso(export.restore.restorable_until) or 'never')}, RPO {e(_duration(export.rpo_seconds))}</p><div>")
+        parts += [f"<span class='cell' title='{e(iso(w.window.scheduled) or '')} {w.status.value}' style='background:{HTML_COLOURS[w.status]}'></span>" for w in export.windows]
+        parts.append("</div><table>")
+        for w in export.windows:
+            if w.status is Status.OK:
+                continue
+            findings = "<br>".join(f"<span class='finding'>{e(f.severity.value)} <b>{e(f.code)}</b> {e(f.path)}: {e(f.message)}</span>" for f in w.findings)
+            parts.append(f"<tr><td>{e(iso(w.window.scheduled) or '')}</td><td>{e(w.status.value)}</td><td>{findings}</td></tr>")
+        parts.append("</table>")
+    if report.unexpected:
+        parts.append("<h2>Unexpected</h2><ul>" + "".join(f"<li>{e(u.path)}: {e(u.reason)}</li>" for u in report.unexpected) + "</ul>")
+    if report.errors:
+        parts.append("<h2>Errors</h2><ul>" + "".join(f"<li>{e(x.destination)}: {e(x.message)}</li>" for x in report.errors) + "</ul>")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def render_plan(plan: RestorePlan, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(plan.to_json(), indent=2) + "\n"
+    console = Console(file=io.StringIO(), width=160, force_terminal=False, color_system=None)
+    head = "COMPLETE" if plan.complete else "BROKEN"
+    console.print(f"Restore {plan.dataset_id} as of {iso(plan.at)} from export {plan.export!r}: {head}", markup=False)
+    table = Table(title_justify="left")
+    for column in ("#", "scheduled", "status", "folder / file", "bytes", "etag"):
+        table.add_column(column, overflow="fold")
+    for index, step in enumerate(plan.steps, 1):
+        files = step.folder.data if step.folder else ()
+        folder = step.folder.url if step.folder else "(no folder)"
+        table.add_row(str(index), iso(step.window.scheduled) or "", step.status.value, escape(folder if files else f"{folder} (empty export)"), str(step.bytes), "")
+        for item in files:
+            table.add_row("", "", "", escape("  " + item.key.rsplit("/", 1)[-1]), str(item.size), item.etag or "")
+    console.print(table)
+    if not plan.complete:
+        console.print(f"Chain broken: {plan.reason}", markup=False)
+        console.print(f"Restorable until: {iso(plan.restorable_until) or 'nothing restorable'}")
+    return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]

@@ -1,0 +1,70 @@
+"""The storage seam: what the rest of the auditor may do with a destination (read only)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object as the listing returned it.
+
+    `key` is relative to the destination root; `url` is the full (redacted) URL.
+    """
+
+    key: str
+    url: str
+    size: int
+    modified: datetime | None
+    etag: str | None
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+class Store(Protocol):
+    """A destination, read only: one recursive listing, ranged reads and streaming reads.
+
+    Every method raises StorageError (with a redacted URL) when the store cannot answer.
+    """
+
+    url: str
+    bytes_read: int
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]: ...
+
+    def read_range(self, key: str, start: int, end: int) -> bytes: ...
+
+    def open(self, key: str) -> IO[bytes]: ...
+
+
+_SECRET_QUERY_KEYS = {"sig", "signature", "x-amz-signature", "x-goog-signature", "sas", "sas_token", "token", "key", "secret", "password"}
+
+
+def scrub(text: str) -> str:
+    """Remove credentials from free text such as an error message that quotes a URL."""
+    text = re.sub(r"(?i)\b(sig|signature|x-amz-signature|x-goog-signature|sas_token|password|secret)=[^&\s'\"]+", r"\1=REDACTED", text)
+    return re.sub(r"://([^/\s:@]+):[^/\s@]+@", r"://\1:REDACTED@", text)
+
+
+def redact(url: str) -> str:
+    """Drop passwords in the user-info part and signature-like query values from a URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"(sig|signature)=[^&\s]+", r"\1=REDACTED", url, flags=re.I)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:REDACTED@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "REDACTED" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="/:")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -1,0 +1,151 @@
+"""FsspecStore: the one Store implementation, over any fsspec filesystem."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from auditor.errors import StorageError
+from auditor.storage.base import ObjectInfo, redact, scrub
+
+
+class FsspecStore:
+    """Read-only access to one destination root; counts the bytes it reads."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self.url = redact(url).rstrip("/")
+        self.bytes_read = 0
+        try:
+            self._fs, root = fsspec.core.url_to_fs(url, **options)
+        except Exception as e:  # noqa: BLE001 - backend constructors raise anything
+            raise StorageError(f"cannot open {self.url}: {_describe(e)}", url=self.url) from e
+        self._root = str(root).rstrip("/")
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object below the root (or below `prefix` under it), from one recursive listing."""
+        base = f"{self._root}/{prefix.strip('/')}" if prefix.strip("/") else self._root
+        try:
+            found = self._fs.find(base, detail=True)
+            if not found and not self._root_exists():
+                raise StorageError(f"{self.url} does not exist or cannot be listed", url=self.url)
+        except StorageError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise StorageError(f"cannot list {self.url}: {_describe(e)}", url=self.url) from e
+        objects = []
+        for name, info in found.items():
+            if info.get("type", "file") != "file":
+                continue
+            key = self._key(name)
+            if key is None:
+                continue
+            objects.append(ObjectInfo(key, f"{self.url}/{key}", int(info.get("size") or 0), _modified(info), _etag(info)))
+        objects.sort(key=lambda o: o.key)
+        return objects
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of one object, in one ranged request."""
+        try:
+            data = bytes(self._fs.cat_file(self._path(key), start=start, end=end))
+        except Exception as e:  # noqa: BLE001
+            raise StorageError(f"cannot read {self.url}/{key}: {_describe(e)}", url=self.url) from e
+        self.bytes_read += len(data)
+        return data
+
+    def open(self, key: str) -> IO[bytes]:
+        """A streaming binary reader of one object; its reads count towards `bytes_read`."""
+        try:
+            handle = self._fs.open(self._path(key), "rb")
+        except Exception as e:  # noqa: BLE001
+            raise StorageError(f"cannot open {self.url}/{key}: {_describe(e)}", url=self.url) from e
+        return io.BufferedReader(_CountingReader(handle, self, key), buffer_size=1 << 20)
+
+    def _path(self, key: str) -> str:
+        return f"{self._root}/{key}"
+
+    def _key(self, name: str) -> str | None:
+        name = name.rstrip("/")
+        root = self._root.lstrip("/") if not isinstance(self._fs, LocalFileSystem) else self._root
+        candidate = name if isinstance(self._fs, LocalFileSystem) else name.lstrip("/")
+        if root and not candidate.startswith(root + "/"):
+            return None
+        return candidate[len(root) + 1 :] if root else candidate
+
+    def _root_exists(self) -> bool:
+        if self._fs.exists(self._root):
+            return True
+        if isinstance(self._fs, LocalFileSystem) or self._fs.protocol in ("sftp", "ssh"):
+            return False
+        # object stores have no empty folders: an existing bucket with no objects yet is fine
+        bucket = self._root.split("/", 1)[0]
+        return bool(bucket) and bucket != self._root and bool(self._fs.exists(bucket))
+
+
+class _CountingReader(io.RawIOBase):
+    def __init__(self, handle: Any, store: FsspecStore, key: str) -> None:
+        self._handle, self._store, self._key = handle, store, key
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._handle.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._handle.tell())
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._handle.read(len(buffer))
+        except Exception as e:  # noqa: BLE001
+            raise StorageError(f"cannot read {self._store.url}/{self._key}: {_describe(e)}", url=self._store.url) from e
+        buffer[: len(data)] = data
+        self._store.bytes_read += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        finally:
+            super().close()
+
+
+def _modified(info: dict[str, Any]) -> datetime | None:
+    for field in ("LastModified", "last_modified", "updated", "mtime", "time"):
+        value = info.get(field)
+        if value is None:
+            continue
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None
+
+
+def _etag(info: dict[str, Any]) -> str | None:
+    for field in ("ETag", "etag", "md5Hash", "crc32c"):
+        value = info.get(field)
+        if value:
+            return str(value).strip('"')
+    settings = info.get("content_settings")
+    md5 = getattr(settings, "content_md5", None) if settings is not None else None
+    if md5:
+        return bytes(md5).hex()
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return scrub(text)[:500]

@@ -1,0 +1,78 @@
+"""The validation seam: one data file or manifest in, a verdict with findings out.
+
+Validators read through a `Source` (ranged reads for quick checks, a stream for deep ones);
+they never see a URL or a filesystem, and they turn anything wrong with the bytes into
+findings. Only I/O failures (StorageError) escape, because those mean "could not check".
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import IO, Protocol
+
+from auditor.findings import Finding, error
+
+DATA_SUFFIXES = (".gz.parquet", ".parquet", ".json.gz", ".json")
+
+
+class Level(enum.IntEnum):
+    """How deeply a file has been checked: the catalog keeps the deepest level reached."""
+
+    LISTED = 0
+    SIZED = 1
+    FOOTER = 2
+    DEEP = 3
+
+
+@dataclass(frozen=True)
+class FileVerdict:
+    """What validating one data file found."""
+
+    level: Level
+    findings: tuple[Finding, ...] = ()
+    records: int | None = None
+    schema: str | None = None
+    codecs: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.is_error for f in self.findings)
+
+
+class Source(Protocol):
+    """The bytes of one object: `size`, ranged reads and a streaming reader."""
+
+    url: str
+    size: int
+
+    def read_range(self, start: int, end: int) -> bytes: ...
+
+    def open(self) -> IO[bytes]: ...
+
+
+def data_suffix(name: str) -> str | None:
+    """The data-file ending of `name` (`.gz.parquet`, `.parquet`, `.json.gz`, `.json`), if any."""
+    lowered = name.lower()
+    return next((s for s in DATA_SUFFIXES if lowered.endswith(s)), None)
+
+
+def file_format(name: str) -> str | None:
+    suffix = data_suffix(name)
+    if suffix is None:
+        return None
+    return "parquet" if suffix.endswith("parquet") else "json"
+
+
+def validate_data_file(source: Source, name: str, *, deep: bool) -> FileVerdict:
+    """Check one data file: quick checks always, every byte when `deep`."""
+    from auditor.validate import json_file, parquet_file
+
+    if source.size == 0:
+        return FileVerdict(Level.SIZED, (error("file.empty", source.url, "zero-byte data file"),))
+    suffix = data_suffix(name)
+    if suffix in (".gz.parquet", ".parquet"):
+        return parquet_file.check(source, gzip_expected=suffix == ".gz.parquet", deep=deep)
+    if suffix in (".json.gz", ".json"):
+        return json_file.check(source, gzip_expected=suffix == ".json.gz", deep=deep)
+    return FileVerdict(Level.LISTED, (error("file.unknown_format", source.url, f"{name} is not a data file AEP writes"),))

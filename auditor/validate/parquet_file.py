@@ -1,0 +1,99 @@
+"""Parquet checks: the footer from ranged reads (quick), every page with CRCs (deep)."""
+
+from __future__ import annotations
+
+import struct
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from auditor.findings import Finding, error, warning
+from auditor.validate import FileVerdict, Level, Source
+
+MAGIC = b"PAR1"
+ENCRYPTED_MAGIC = b"PARE"
+TAIL_READ = 64 * 1024  # one ranged read usually holds the whole footer
+MAX_FOOTER = 64 * 1024 * 1024
+
+
+def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:
+    """Validate one Parquet file; never raises for bad bytes, only StorageError for I/O."""
+    url, size = source.url, source.size
+    if size < 12:
+        return FileVerdict(Level.FOOTER, (error("parquet.truncated", url, f"{size} bytes is too short to be Parquet"),))
+    tail_start = max(0, size - TAIL_READ)
+    tail = source.read_range(tail_start, size)
+    if tail[-4:] == ENCRYPTED_MAGIC:
+        return FileVerdict(Level.FOOTER, (error("parquet.encrypted", url, "encrypted footer: contents cannot be verified"),))
+    if tail[-4:] != MAGIC:
+        return FileVerdict(Level.FOOTER, (error("parquet.bad_magic", url, "no PAR1 magic at the end: truncated or not Parquet"),))
+    footer_length = struct.unpack("<I", tail[-8:-4])[0]
+    if footer_length == 0 or footer_length + 12 > size or footer_length > MAX_FOOTER:
+        return FileVerdict(Level.FOOTER, (error("parquet.bad_footer", url, f"footer length {footer_length} does not fit a {size}-byte file"),))
+    footer_start = size - 8 - footer_length
+    if footer_start >= tail_start:
+        footer = tail[footer_start - tail_start : -8]
+    else:
+        footer = source.read_range(footer_start, size - 8)
+    head = tail[:4] if tail_start == 0 else source.read_range(0, 4)
+    if head != MAGIC:
+        return FileVerdict(Level.FOOTER, (error("parquet.bad_magic", url, "no PAR1 magic at the start"),))
+    try:
+        metadata = pq.read_metadata(pa.BufferReader(MAGIC + footer + struct.pack("<I", footer_length) + MAGIC))
+    except Exception as e:  # noqa: BLE001 - pyarrow raises many types for bad bytes
+        return FileVerdict(Level.FOOTER, (error("parquet.bad_footer", url, f"footer metadata cannot be parsed: {e}"),))
+    findings, codecs = _check_metadata(metadata, url, size, footer_start, gzip_expected)
+    try:
+        schema = str(metadata.schema.to_arrow_schema())
+    except Exception as e:  # noqa: BLE001
+        findings.append(error("parquet.bad_schema", url, f"schema cannot be read: {e}"))
+        schema = None
+    verdict = FileVerdict(Level.FOOTER, tuple(findings), metadata.num_rows, schema, codecs)
+    if deep and verdict.ok:
+        return _deep(source, verdict)
+    return verdict
+
+
+def _check_metadata(metadata: pq.FileMetaData, url: str, size: int, footer_start: int, gzip_expected: bool) -> tuple[list[Finding], tuple[str, ...]]:
+    findings: list[Finding] = []
+    codecs: set[str] = set()
+    rows = 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        rows += group.num_rows
+        for column in range(group.num_columns):
+            chunk = group.column(column)
+            codecs.add(str(chunk.compression))
+            start = chunk.dictionary_page_offset if chunk.has_dictionary_page and chunk.dictionary_page_offset else chunk.data_page_offset
+            end = start + chunk.total_compressed_size
+            if start < 4 or end > footer_start:
+                findings.append(error("parquet.bad_offsets", url, f"row group {index} column {chunk.path_in_schema} lies outside the data section [{start}, {end}) of a {size}-byte file"))
+                return findings, tuple(sorted(codecs))
+    if rows != metadata.num_rows:
+        findings.append(error("parquet.row_count", url, f"row groups hold {rows} rows, footer says {metadata.num_rows}"))
+    if metadata.num_row_groups and gzip_expected and codecs - {"GZIP"}:
+        findings.append(warning("parquet.codec_mismatch", url, f"name says .gz.parquet but pages use {', '.join(sorted(codecs))}"))
+    if metadata.num_row_groups and not gzip_expected and "GZIP" in codecs:
+        findings.append(warning("parquet.codec_mismatch", url, "name says uncompressed .parquet but pages use GZIP"))
+    return findings, tuple(sorted(codecs))
+
+
+def _deep(source: Source, verdict: FileVerdict) -> FileVerdict:
+    """Decode every row group with page CRC verification on."""
+    rows = 0
+    try:
+        with source.open() as handle:
+            reader = pq.ParquetFile(handle, page_checksum_verification=True)
+            for index in range(reader.num_row_groups):
+                table = reader.read_row_group(index, use_threads=False)
+                rows += table.num_rows
+    except (OSError, ValueError, pa.ArrowException, IndexError, KeyError, TypeError) as e:
+        from auditor.errors import StorageError
+
+        if isinstance(e, StorageError):
+            raise
+        return FileVerdict(Level.DEEP, (*verdict.findings, error("parquet.corrupt", source.url, f"pages cannot be decoded: {e}")), verdict.records, verdict.schema, verdict.codecs)
+    findings = verdict.findings
+    if rows != verdict.records:
+        findings = (*findings, error("parquet.row_count", source.url, f"decoded {rows} rows, footer says {verdict.records}"))
+    return FileVerdict(Level.DEEP, findings, verdict.records, verdict.schema, verdict.codecs)
