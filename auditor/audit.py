@@ -256,7 +256,8 @@ def _validate(
         draft, info, role = job
         cached = known.get(info.key)
         needed = Level.DEEP if role == "data" and deep_for(info.key) else Level.FOOTER
-        if cached is not None and cached.role == role and cached.unchanged(info) and cached.level >= needed:
+        # unchanged bytes keep their verdict: a deeper check is only owed to files that passed so far
+        if cached is not None and cached.role == role and cached.unchanged(info) and (cached.level >= needed or any(f.is_error for f in cached.findings)):
             return replace(cached, folder_key=draft.key), False
         try:
             record = _check_data(store, info, draft.key, deep=needed is Level.DEEP, now=now) if role == "data" else _check_manifest(store, info, draft.key, now)

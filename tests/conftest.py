@@ -1,0 +1,119 @@
+"""Shared fixtures: a fixed NOW, export-tree builders, config files and catalog databases."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.exporter import sample_records, write_export
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def t(text: str) -> datetime:
+    """'2026-11-27T03:00' -> tz-aware UTC datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def missing_server(reason: str) -> None:
+    """Skip locally, fail in CI: CI must have every server."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+class Tree:
+    """An export tree in a local folder, written the way AEP writes it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = root.as_uri()
+
+    def export(self, dataset: str, when: datetime, *, landed: datetime | None = None, count: int = 30, **kwargs: Any) -> list[Path]:
+        written = write_export(self.url, dataset, when, sample_records(dataset, when, count), **kwargs)
+        paths = [self.root / w.key for w in written]
+        stamp = landed or when + timedelta(minutes=10)
+        for path in paths:
+            touch(path, stamp)
+        return paths
+
+    def put(self, key: str, data: bytes, when: datetime) -> Path:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        touch(path, when)
+        return path
+
+    def rewrite(self, path: Path, data: bytes) -> None:
+        """Change a file's bytes but keep its modification time (as a silent corruption would)."""
+        stat = path.stat()
+        path.write_bytes(data)
+        os.utime(path, (stat.st_atime, stat.st_mtime))
+
+    def digest(self) -> dict[str, str]:
+        return {str(p.relative_to(self.root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(self.root.rglob("*")) if p.is_file()}
+
+
+def touch(path: Path, when: datetime) -> None:
+    os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Tree:
+    root = tmp_path / "exports"
+    root.mkdir()
+    return Tree(root)
+
+
+def _postgres_admin_url() -> str:
+    return os.environ.get("AUDITOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of the PostgreSQL server on 127.0.0.1:5432."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = _postgres_admin_url()
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except (SQLAlchemyError, ImportError) as e:
+        missing_server(f"PostgreSQL is not reachable at {url}: {e}")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server for one test; dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"auditor_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each catalog test runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    return str(request.getfixturevalue("postgres_url"))
