@@ -146,7 +146,5 @@ def parse_layout(template: str | None, *, datasets: int = 1) -> Layout:
         raise LayoutError(f"folder template {text!r}: needs %EXPORT_TIME% or %DATETIME(…)% to tell exports apart")
     if not has_dataset and datasets > 1:
         raise LayoutError(f"folder template {text!r}: needs %DATASET_ID% when an export has several datasets")
-    if not has_dataset:
-        parts.insert(0, r"(?P<dataset>)")
     pattern = re.compile("^(?P<folder>" + "".join(parts) + ")/(?P<file>.+)$")
     return Layout(text, pattern, re.compile(time_regex), time_format, has_dataset)

@@ -125,6 +125,8 @@ def _parse_line(line: bytes, number: int) -> int:
     line = line.removesuffix(b"\r")
     if not line.strip(b" \t"):
         return 0
+    if b"\x00" in line:
+        raise _Corrupt("json.not_utf8", f"line {number} holds NUL bytes: UTF-16 or binary, not UTF-8")
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:

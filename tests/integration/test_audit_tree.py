@@ -33,7 +33,7 @@ def _sizes_from_disk(folder: Path) -> Any:
     return change
 
 
-def build_defect_tree(tree: Tree, tmp_path: Path, catalog_url: str) -> Path:
+def build_defect_tree(tree: Tree, tmp_path: Path, catalog_url: str, *, upgrade: bool = True) -> Path:
     web = {"file_format": "parquet", "compression": "gzip", "manifest": True}
     for slot in ("2026-11-27T00:00", "2026-11-27T03:00", "2026-11-28T03:00", "2026-11-28T06:00", "2026-11-28T09:00"):
         tree.export(WEB, t(slot), **web)
@@ -109,7 +109,7 @@ format = "json"
 schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z" }}
 """
     )
-    if catalog_url.startswith("postgresql"):  # shared catalogs are upgraded on purpose, SQLite by itself
+    if upgrade and catalog_url.startswith("postgresql"):  # shared catalogs are upgraded on purpose, SQLite by itself
         upgraded = CliRunner().invoke(main, ["db", "upgrade", "--config", str(config)])
         assert upgraded.exit_code == 0, upgraded.output
     return config

@@ -1,0 +1,109 @@
+"""The catalog on SQLite and PostgreSQL: migrations agree with the models, audits are idempotent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from click.testing import CliRunner
+
+from auditor.catalog.engine import make_engine, schema_state, upgrade
+from auditor.catalog.repository import open_catalog
+from auditor.catalog.tables import metadata
+from auditor.cli import main
+from tests.conftest import Tree, t
+from tests.integration.test_audit_tree import WEB, audit_json, build_defect_tree
+
+
+def test_migrations_match_the_models(catalog_url: str) -> None:
+    engine = make_engine(catalog_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert diff == []
+    current, head = schema_state(engine)
+    assert current == head == "0001"
+
+
+def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
+    engine = make_engine(catalog_url)
+    upgrade(engine)
+    upgrade_to_base = __import__("alembic.command", fromlist=["downgrade"]).downgrade
+    from auditor.catalog.engine import alembic_config
+
+    upgrade_to_base(alembic_config(engine), "base")
+    assert schema_state(engine)[0] is None
+    upgrade(engine)
+    assert schema_state(engine)[0] == "0001"
+
+
+def test_repeated_audits_add_only_an_audit_row(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    config = build_defect_tree(tree, tmp_path, catalog_url)
+    audit_json(config)
+    catalog = open_catalog(catalog_url)
+    first = catalog.table_counts()
+
+    audit_json(config)
+
+    second = catalog.table_counts()
+    assert second["audits"] == first["audits"] + 1
+    assert {k: v for k, v in second.items() if k != "audits"} == {k: v for k, v in first.items() if k != "audits"}
+    assert first["windows"] == 13 + 2 + 1 + 2  # web, profiles, snapshot, archive
+    assert first["window_status_history"] == first["windows"]
+
+
+def test_status_history_records_each_change(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    config = build_defect_tree(tree, tmp_path, catalog_url)
+    runner = CliRunner()
+    for as_of in ("2026-11-27T09:30:00Z", "2026-11-27T10:30:00Z", "2026-11-27T12:00:00Z", "2026-11-27T13:00:00Z"):
+        runner.invoke(main, ["audit", "--config", str(config), "--as-of", as_of, "--format", "json"])
+    history = open_catalog(catalog_url).window_history("web", WEB, t("2026-11-27T09:00"))
+    assert [status for _, status in history] == ["pending", "missing", "late"]
+    assert [at for at, _ in history] == [t("2026-11-27T09:30"), t("2026-11-27T10:30"), t("2026-11-27T12:00")]
+
+
+def test_unknown_keeps_what_the_catalog_knew(tree: Tree, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    config = build_defect_tree(tree, tmp_path, url)
+    audit_json(config)
+    catalog = open_catalog(url)
+    before = catalog.window_states("web")[(WEB, t("2026-11-27T00:00"))]
+    files_before = catalog.known_files("backups")
+    moved = tree.root.rename(tree.root.with_name("moved-away"))
+
+    code, report = audit_json(config)
+
+    assert code == 3  # nothing could be checked: incomplete, never a false "missing"
+    web = next(e for e in report["exports"] if e["name"] == "web")
+    assert {w["status"] for w in web["windows"]} == {"unknown"}
+    after = catalog.window_states("web")[(WEB, t("2026-11-27T00:00"))]
+    assert after["status"] == "unknown"
+    assert (after["files"], after["bytes"], after["folder_key"]) == (before["files"], before["bytes"], before["folder_key"])
+    assert catalog.known_files("backups") == files_before
+    moved.rename(tree.root)
+    code, _ = audit_json(config)
+    assert code == 1
+    assert catalog.window_states("web")[(WEB, t("2026-11-27T00:00"))]["status"] == "ok"
+
+
+def test_an_unreachable_catalog_is_reported_and_the_audit_still_runs(tree: Tree, tmp_path: Path) -> None:
+    config = build_defect_tree(tree, tmp_path, "postgresql+psycopg://nobody:pw@127.0.0.1:1/none", upgrade=False)
+    code, report = audit_json(config)
+    catalog_errors = [e["message"] for e in report["errors"] if e["destination"] == "catalog"]
+    assert catalog_errors and "nothing was recorded" in catalog_errors[0]
+    assert "pw@" not in json.dumps(report)
+    assert code == 1  # the verdict on storage stands
+
+
+def test_deep_verification_is_remembered_and_rotates_with_sample(tree: Tree, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    config = build_defect_tree(tree, tmp_path, url)
+    shares = []
+    for _ in range(4):
+        _, report = audit_json(config, "--sample", "25")
+        shares.append(report["assurance"]["deep_verified"])
+    total = report["assurance"]["files"]
+    assert shares == sorted(shares) and shares[0] < shares[-1]
+    assert shares[-1] == total - 2  # every file but the two that cannot be read past their first bytes
