@@ -117,7 +117,7 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z"
 
 def audit_json(config: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     result = CliRunner().invoke(main, ["audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "json", *extra], catch_exceptions=False)
-    return result.exit_code, json.loads(result.output)
+    return result.exit_code, json.loads(result.stdout)
 
 
 def statuses(report: dict[str, Any], name: str) -> dict[str, str]:
@@ -258,5 +258,5 @@ schedule = {{ timeUnit = "hour", interval = 6, startTime = "2026-11-28T00:00:00Z
 def test_audit_as_of_a_past_time_says_what_was_true_then(tree: Tree, tmp_path: Path, as_of: str, expected: str) -> None:
     config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
     result = CliRunner().invoke(main, ["audit", "--config", str(config), "--as-of", as_of, "--format", "json"])
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert statuses(report, "web")["2026-11-27T09:00:00Z"] == expected

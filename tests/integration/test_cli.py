@@ -1,0 +1,168 @@
+"""The command line as a user runs it: restore, report formats, scan, windows, errors, demo."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import main
+from tests.conftest import Tree
+from tests.integration.test_audit_tree import PROFILES, SNAPSHOT, STRANGER, WEB, build_defect_tree
+
+
+@pytest.fixture
+def config(tree: Tree, tmp_path: Path) -> Path:
+    return build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout
+
+
+def test_restore_before_the_break_lists_the_whole_chain(config: Path, tree: Tree) -> None:
+    code, out = run("restore", WEB, "--at", "2026-11-27T05:00:00Z", "--format", "json", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 0
+    assert plan["complete"] is True and plan["broken"] is None
+    assert [step["scheduled"] for step in plan["chain"]] == ["2026-11-27T00:00:00Z", "2026-11-27T03:00:00Z"]
+    files = [f for step in plan["chain"] for f in step["files"]]
+    assert len(files) == 4
+    for item in files:
+        path = Path(item["url"].removeprefix("file://"))
+        assert path.stat().st_size == item["size"]
+        assert "/exportTime=20261127" in item["url"] and item["url"].startswith(tree.url)
+
+
+def test_restore_after_the_break_says_where_and_why(config: Path) -> None:
+    code, out = run("restore", WEB, "--at", "2026-11-28T10:00:00Z", "--format", "json", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 1
+    assert plan["complete"] is False
+    assert plan["broken"]["scheduled"] == "2026-11-27T06:00:00Z" and plan["broken"]["status"] == "missing"
+    assert "window.missing" in plan["broken"]["reason"]
+    assert plan["restorable_until"] == "2026-11-27T03:00:00Z"
+
+
+def test_restore_table_names_the_break(config: Path) -> None:
+    code, out = run("restore", WEB, "--at", "2026-11-28T10:00:00Z", "--config", str(config))
+    assert code == 1
+    assert "BROKEN" in out and "Chain broken: window 2026-11-27T06:00:00Z is missing" in out
+
+
+def test_restore_download_copies_and_verifies_every_file(config: Path, tmp_path: Path) -> None:
+    target = tmp_path / "restored"
+    code, _ = run("restore", PROFILES, "--at", "2026-11-26T12:00:00Z", "--download", target.as_uri(), "--config", str(config))
+    assert code == 0
+    copied = sorted(p.relative_to(target).as_posix() for p in target.rglob("part-*"))
+    assert len(copied) == 6 and all(c.startswith(f"{PROFILES}/exportTime=2026112") for c in copied)
+    source = Path(str(config.parent / "exports"))
+    for name in copied:
+        assert (target / name).read_bytes() == (source / name).read_bytes()
+
+
+def test_restore_of_a_one_time_full_export(config: Path) -> None:
+    code, out = run("restore", SNAPSHOT, "--at", "2026-11-28T00:00:00Z", "--format", "json", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 0 and plan["mode"] == "one full export" and len(plan["chain"]) == 1
+
+
+def test_restore_of_an_unconfigured_dataset_is_a_usage_error(config: Path) -> None:
+    result = CliRunner().invoke(main, ["restore", STRANGER, "--at", "2026-11-28T00:00:00Z", "--config", str(config)])
+    assert result.exit_code == 2 and "no configured export carries dataset" in result.output
+
+
+def test_csv_report_has_one_row_per_window(config: Path) -> None:
+    code, out = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 1
+    assert len(rows) == 18
+    assert {r["status"] for r in rows if r["export"] == "archive"} == {"unknown"}
+    missing = next(r for r in rows if r["scheduled"] == "2026-11-27T06:00:00Z")
+    assert missing["status"] == "missing" and "window.missing" in missing["findings"]
+
+
+def test_junit_report_marks_missing_and_invalid_as_failures(config: Path) -> None:
+    code, out = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "junit")
+    root = ElementTree.fromstring(out.split("?>", 1)[1])
+    web = next(s for s in root.iter("testsuite") if s.get("name") == f"web/{WEB}")
+    assert (web.get("tests"), web.get("failures"), web.get("skipped")) == ("13", "6", "1")
+    assert root.find(".//testsuite[@name='destinations']/testcase/error") is not None
+
+
+def test_html_report_is_self_contained_evidence(config: Path, tmp_path: Path) -> None:
+    output = tmp_path / "evidence.html"
+    code, _ = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "html", "--output", str(output))
+    page = output.read_text()
+    assert code == 1
+    assert page.startswith("<!doctype html>") and "<script" not in page and "http" not in page.split("<body>")[0]
+    assert page.count("class='cell' title=") == 18
+    assert "manifest.size_mismatch" in page and "not_compliant" in page
+
+
+def test_table_report_shows_the_verdict_and_evidence(config: Path) -> None:
+    code, out = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z")
+    assert code == 1
+    assert "Verdict: not_compliant (exit 1)" in out
+    assert "[error] window.missing" in out and "ERROR unreachable" in out
+
+
+def test_scan_lists_folders_without_validating(config: Path) -> None:
+    code, out = run("scan", "--config", str(config), "--format", "json")
+    found = json.loads(out)
+    assert code == 3  # one destination cannot be listed
+    web = [f for f in found["folders"] if f["export"] == "web"]
+    assert len(web) == 12  # 13 windows, one missing
+    assert any(u["reason"].startswith("unknown dataset") for u in found["unexpected"])
+
+
+def test_windows_shows_expected_slots_and_recorded_status(config: Path) -> None:
+    run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z")
+    code, out = run("windows", "web", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 13
+    assert rows[2] == {"dataset_id": WEB, "scheduled": "2026-11-27T06:00:00Z", "deadline": "2026-11-27T07:00:00Z", "status": "missing"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["audit", "--config", "/nonexistent/auditor.toml"], "does not exist"),
+        (["audit", "--deep", "--sample", "10"], "not both"),
+        (["audit", "--as-of", "soonish"], "--as-of"),
+        (["windows", "nope"], "no export named 'nope'"),
+    ],
+)
+def test_usage_and_configuration_errors_exit_2(config: Path, args: list[str], message: str) -> None:
+    if "--config" not in args:
+        args = [*args, "--config", str(config)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_a_bad_config_value_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "auditor.toml"
+    path.write_text('[[destinations]]\nname = "d"\nurl = "file:///x"\n[[exports]]\nname = "e"\ndestination = "d"\ndatasets = ["x"]\nformat = "avro"\nschedule = { timeUnit = "day", interval = 1, startTime = 0 }\n')
+    result = CliRunner().invoke(main, ["audit", "--config", str(path)])
+    assert result.exit_code == 2 and "exports[0].format" in result.output and "'avro'" in result.output
+
+
+def test_the_demo_runs_end_to_end_from_the_installed_command(tmp_path: Path) -> None:
+    command = shutil.which("auditor", path=str(Path(sys.executable).parent))
+    assert command, "the auditor entry point is installed with the package"
+    done = subprocess.run([command, "demo", "--workspace", str(tmp_path / "demo")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Verdict: not_compliant (exit 1)" in done.stdout
+    assert "window.missing" in done.stdout and "parquet.bad_magic" in done.stdout and "manifest.size_mismatch" in done.stdout
+    assert "Chain broken" in done.stdout
+    assert (tmp_path / "demo" / "evidence.html").exists()
