@@ -15,7 +15,7 @@ import pytest
 from auditor.validate import Level, validate_data_file
 from auditor.validate.manifest import parse_manifest
 
-SAMPLES = Path(__file__).parents[2].parent / "shared" / "reference" / "samples"
+SAMPLES = Path(__file__).parents[1] / "data" / "adobe"
 
 
 class Bytes:
