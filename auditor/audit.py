@@ -16,7 +16,7 @@ from typing import IO, Any, Protocol
 from auditor.config import ExportSettings, Settings
 from auditor.errors import CatalogError, StorageError
 from auditor.findings import Finding, error
-from auditor.layout import Layout
+from auditor.layout import Layout, LayoutMatch
 from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, WindowResult, reconcile_window, restore_point
 from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
 from auditor.schedule import floor_minute
@@ -172,15 +172,18 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
     for obj in objects:
         if obj.modified is not None and obj.modified > now:
             continue  # written after the as-of time: not there yet
-        matches = [(layout.match(obj.key), owners) for layout, owners in layouts.values()]
-        matches = [(m, owners) for m, owners in matches if m is not None]
+        matches: list[LayoutMatch] = []
+        claimed: list[tuple[LayoutMatch, ExportSettings]] = []
+        for layout, owners in layouts.values():
+            match = layout.match(obj.key)
+            if match is not None:
+                matches.append(match)
+                claimed += [(match, e) for e in owners if match.dataset_id is None or match.dataset_id in e.datasets]
         if not matches:
             scan.unexpected[obj.url] = "stray file: does not fit the folder layout of any export"
             continue
-        claimed = [(m, e) for m, owners in matches for e in owners if m.dataset_id in e.datasets or (not m.dataset_id and e.datasets)]
         if not claimed:
-            m = matches[0][0]
-            scan.unexpected.setdefault(f"{root_url}/{m.dataset_folder}", f"unknown dataset {m.dataset_id!r}: no configured export covers it")
+            scan.unexpected.setdefault(f"{root_url}/{matches[0].dataset_folder}", f"unknown dataset {matches[0].dataset_id!r}: no configured export covers it")
             continue
         for m, export in claimed:
             dataset = m.dataset_id or export.datasets[0]

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from auditor import __version__
-from auditor.audit import AuditOptions, Progress as ProgressCallback, run_audit, sort_objects
+from auditor.audit import AuditOptions, run_audit, sort_objects
+from auditor.audit import Progress as ProgressCallback
 from auditor.config import Settings, load_from_environment
 from auditor.errors import AuditorError, CatalogError, ScheduleError, StorageError
 from auditor.render import FORMATS, render_plan, render_report

@@ -112,7 +112,7 @@ class ExportSettings(_Model):
 class Settings(_Model):
     """Everything the auditor is configured with."""
 
-    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    catalog: CatalogSettings = CatalogSettings()
     destinations: list[DestinationSettings] = Field(default_factory=list)
     exports: list[ExportSettings] = Field(default_factory=list)
 
@@ -172,7 +172,7 @@ def settings_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], *
 
 def _describe(err: Any) -> str:
     key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
-    message = err["msg"].removeprefix("Value error, ")
+    message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"{key}: unknown key"
     if err["type"] == "missing":
@@ -198,7 +198,7 @@ def _lookup(kind: str, name: str, environ: Mapping[str, str], *, key: str) -> st
     if kind == "env":
         if name not in environ:
             raise ConfigError(f"{key}: environment variable {name} (referenced as ${{env:{name}}}) is not set")
-        return environ[name]
+        return str(environ[name])
     try:
         return Path(name).read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as e:

@@ -142,8 +142,10 @@ def _html(report: AuditReport) -> str:
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>export-auditor evidence</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2em}td,th{padding:2px 6px;text-align:left;vertical-align:top}"
-        ".cell{display:inline-block;width:14px;height:14px;margin:1px;border-radius:2px}.finding{font-size:90%}",
+        (
+            "body{font-family:system-ui,sans-serif;margin:2em}td,th{padding:2px 6px;text-align:left;vertical-align:top}"
+            ".cell{display:inline-block;width:14px;height:14px;margin:1px;border-radius:2px}.finding{font-size:90%}"
+        ),
         "</style></head><body>",
         f"<h1>Export audit as of {e(iso(report.as_of) or '')}: {e(report.status)}</h1>",
         "<p>" + " ".join(f"<span class='cell' style='background:{c}'></span>{s.value}" for s, c in HTML_COLOURS.items()) + "</p>",

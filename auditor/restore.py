@@ -95,7 +95,7 @@ def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str,
 
     try:
         fs, root = fsspec.core.url_to_fs(target, **(options or {}))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise StorageError(f"cannot open restore target {redact(target)}: {scrub(str(e))}", url=redact(target)) from e
     files = [f for step in plan.steps if step.folder for f in step.folder.data]
     written: list[str] = []
@@ -109,7 +109,7 @@ def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str,
             size = fs.size(destination)
         except StorageError:
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StorageError(f"cannot copy {item.url} to {redact(target)}: {scrub(str(e))}", url=redact(target)) from e
         if size != item.size:
             raise StorageError(f"copy of {item.url} has {size} bytes, expected {item.size}", url=redact(target))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast, overload
 
 from sqlalchemy import Connection, Engine, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,9 +20,15 @@ from auditor.reconcile import Status
 from auditor.report import AuditReport, iso
 from auditor.storage.base import redact, scrub
 
-DESTINATIONS, EXPORTS, DATASETS = DestinationRow.__table__, ExportRow.__table__, DatasetRow.__table__
-FOLDERS, FILES, WINDOWS = FolderRow.__table__, FileRow.__table__, WindowRow.__table__
-HISTORY, FINDINGS, AUDITS = WindowHistoryRow.__table__, FindingRow.__table__, AuditRow.__table__
+DESTINATIONS = cast(Table, DestinationRow.__table__)
+EXPORTS = cast(Table, ExportRow.__table__)
+DATASETS = cast(Table, DatasetRow.__table__)
+FOLDERS = cast(Table, FolderRow.__table__)
+FILES = cast(Table, FileRow.__table__)
+WINDOWS = cast(Table, WindowRow.__table__)
+HISTORY = cast(Table, WindowHistoryRow.__table__)
+FINDINGS = cast(Table, FindingRow.__table__)
+AUDITS = cast(Table, AuditRow.__table__)
 
 
 def open_catalog(url: str) -> Catalog:
@@ -99,7 +105,7 @@ class Catalog:
                         "errors": [{"destination": e.destination, "message": e.message} for e in report.errors],
                     },
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
             destination_ids = self._sync_config(conn, settings, report)
             for name, records in files.items():
                 self._record_files(conn, destination_ids[name], records, report.as_of, present=listed.get(name))
@@ -198,16 +204,21 @@ class Catalog:
                 key = (export.dataset_id, result.window.scheduled)
                 old = existing.get(key)
                 status = result.status.value
-                keep_old = result.status is Status.UNKNOWN and old is not None  # keep what it knew
+                landed = result.folder is not None and result.folder.landed
+                evidence = {
+                    "folder_key": result.folder.key if result.folder is not None and landed else None,
+                    "files": result.files,
+                    "bytes": result.bytes,
+                    "records": result.records,
+                }
+                if result.status is Status.UNKNOWN and old is not None:  # could not look: keep what it knew
+                    evidence = {"folder_key": old.folder_key, "files": old.files, "bytes": old.bytes, "records": old.records}
                 row = {
                     "export_id": export_id,
                     "dataset_id": export.dataset_id,
                     "scheduled": result.window.scheduled,
                     "status": status,
-                    "folder_key": old.folder_key if keep_old else (result.folder.key if result.folder and result.folder.landed else None),
-                    "files": old.files if keep_old else result.files,
-                    "bytes": old.bytes if keep_old else result.bytes,
-                    "records": old.records if keep_old else result.records,
+                    **evidence,
                     "status_since": old.status_since if old is not None and old.status == status else report.as_of,
                     "last_audit_id": audit_id,
                 }
@@ -311,6 +322,12 @@ def _schedule_json(schedule: Any) -> dict[str, Any]:
     }
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: None) -> None: ...
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None

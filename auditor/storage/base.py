@@ -57,7 +57,7 @@ def redact(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
-        return re.sub(r"(sig|signature)=[^&\s]+", r"\1=REDACTED", url, flags=re.I)
+        return re.sub(r"(sig|signature)=[^&\s]+", r"\1=REDACTED", url, flags=re.IGNORECASE)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)

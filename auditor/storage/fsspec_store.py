@@ -21,7 +21,7 @@ class FsspecStore:
         self.bytes_read = 0
         try:
             self._fs, root = fsspec.core.url_to_fs(url, **options)
-        except Exception as e:  # noqa: BLE001 - backend constructors raise anything
+        except Exception as e:
             raise StorageError(f"cannot open {self.url}: {_describe(e)}", url=self.url) from e
         self._root = str(root).rstrip("/")
 
@@ -34,7 +34,7 @@ class FsspecStore:
                 raise StorageError(f"{self.url} does not exist or cannot be listed", url=self.url)
         except StorageError:
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StorageError(f"cannot list {self.url}: {_describe(e)}", url=self.url) from e
         objects = []
         for name, info in found.items():
@@ -51,7 +51,7 @@ class FsspecStore:
         """Bytes [start, end) of one object, in one ranged request."""
         try:
             data = bytes(self._fs.cat_file(self._path(key), start=start, end=end))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StorageError(f"cannot read {self.url}/{key}: {_describe(e)}", url=self.url) from e
         self.bytes_read += len(data)
         return data
@@ -60,7 +60,7 @@ class FsspecStore:
         """A streaming binary reader of one object; its reads count towards `bytes_read`."""
         try:
             handle = self._fs.open(self._path(key), "rb")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StorageError(f"cannot open {self.url}/{key}: {_describe(e)}", url=self.url) from e
         return io.BufferedReader(_CountingReader(handle, self, key), buffer_size=1 << 20)
 
@@ -104,7 +104,7 @@ class _CountingReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             data = self._handle.read(len(buffer))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StorageError(f"cannot read {self._store.url}/{self._key}: {_describe(e)}", url=self._store.url) from e
         buffer[: len(data)] = data
         self._store.bytes_read += len(data)
@@ -126,7 +126,7 @@ def _modified(info: dict[str, Any]) -> datetime | None:
             return datetime.fromtimestamp(value, UTC)
         if isinstance(value, str):
             try:
-                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                value = datetime.fromisoformat(value)
             except ValueError:
                 continue
         if isinstance(value, datetime):

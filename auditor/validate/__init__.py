@@ -43,8 +43,11 @@ class FileVerdict:
 class Source(Protocol):
     """The bytes of one object: `size`, ranged reads and a streaming reader."""
 
-    url: str
-    size: int
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
     def read_range(self, start: int, end: int) -> bytes: ...
 

@@ -59,7 +59,7 @@ def manifest_from_json(document: Any, url: str) -> tuple[Manifest | None, list[F
     if not isinstance(scheduled, str):
         return bad("scheduledTime is missing or not a string")
     try:
-        when = datetime.fromisoformat(scheduled.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(scheduled)
     except ValueError:
         return bad(f"scheduledTime {scheduled!r} is not ISO-8601")
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

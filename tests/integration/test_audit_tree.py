@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import main
-from tests.conftest import NOW, Tree, t
+from tests.conftest import Tree, t
 
 WEB = "5ef3e3259ad2a1191ab7dd7d"
 PROFILES = "6a1b2c3d4e5f60718293a4b5"

@@ -94,6 +94,7 @@ def test_csv_report_has_one_row_per_window(config: Path) -> None:
 def test_junit_report_marks_missing_and_invalid_as_failures(config: Path) -> None:
     code, out = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "junit")
     root = ElementTree.fromstring(out.split("?>", 1)[1])
+    assert code == 1
     web = next(s for s in root.iter("testsuite") if s.get("name") == f"web/{WEB}")
     assert (web.get("tests"), web.get("failures"), web.get("skipped")) == ("13", "6", "1")
     assert root.find(".//testsuite[@name='destinations']/testcase/error") is not None
@@ -160,7 +161,7 @@ def test_a_bad_config_value_names_the_key(tmp_path: Path) -> None:
 def test_the_demo_runs_end_to_end_from_the_installed_command(tmp_path: Path) -> None:
     command = shutil.which("auditor", path=str(Path(sys.executable).parent))
     assert command, "the auditor entry point is installed with the package"
-    done = subprocess.run([command, "demo", "--workspace", str(tmp_path / "demo")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([command, "demo", "--workspace", str(tmp_path / "demo")], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "Verdict: not_compliant (exit 1)" in done.stdout
     assert "window.missing" in done.stdout and "parquet.bad_magic" in done.stdout and "manifest.size_mismatch" in done.stdout

@@ -15,12 +15,15 @@ BEFORE, AFTER = t("2026-11-27T03:30"), t("2026-11-27T05:00")
 KEY = "ds1/exportTime=202611270300"
 
 
-def data(name: str = "part-0.parquet", size: int = 100, modified: datetime = t("2026-11-27T03:10"), bad: bool = False, records: int | None = 5) -> ObservedFile:
+LANDED, MANIFEST_LANDED = t("2026-11-27T03:10"), t("2026-11-27T03:11")
+
+
+def data(name: str = "part-0.parquet", size: int = 100, modified: datetime = LANDED, bad: bool = False, records: int | None = 5) -> ObservedFile:
     findings = (error("parquet.bad_magic", name, "truncated"),) if bad else ()
     return ObservedFile(f"{KEY}/{name}", f"file:///r/{KEY}/{name}", size, modified, None, findings, records)
 
 
-def manifest(*entries: tuple[str, int], scheduled: datetime = SLOT, modified: datetime = t("2026-11-27T03:11")) -> ObservedManifest:
+def manifest(*entries: tuple[str, int], scheduled: datetime = SLOT, modified: datetime = MANIFEST_LANDED) -> ObservedManifest:
     body = Manifest("run-1", scheduled, tuple(ManifestEntry(f"/r/{KEY}", n, s) for n, s in entries))
     return ObservedManifest(f"file:///r/{KEY}/manifest-d-run-1.json", modified, body)
 
