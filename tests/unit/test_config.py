@@ -105,3 +105,16 @@ def test_the_example_config_is_valid() -> None:
     example = Path(__file__).parents[2] / "config" / "auditor.example.toml"
     settings = load_settings(example, {"S3_ENDPOINT": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
     assert [e.name for e in settings.exports] == ["web-events", "profiles-snapshot"]
+
+
+def test_the_example_config_documents_every_setting() -> None:
+    from auditor.config import CatalogSettings, DestinationSettings, ExportSettings, Settings
+
+    example = (Path(__file__).parents[2] / "config" / "auditor.example.toml").read_text()
+    undocumented = [
+        f"{model.__name__}.{name}"
+        for model in (Settings, CatalogSettings, DestinationSettings, ExportSettings)
+        for name in model.model_fields
+        if f"{name} =" not in example and f"[{name}]" not in example and f"[[{name}]]" not in example
+    ]
+    assert undocumented == []
