@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from auditor.config import ExportSettings, Settings
 from auditor.errors import CatalogError, StorageError
@@ -21,8 +21,9 @@ from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, Wi
 from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
 from auditor.schedule import floor_minute
 from auditor.storage.base import ObjectInfo, Store
-from auditor.validate import FileVerdict, Level, data_suffix, file_format, validate_data_file
+from auditor.validate import FileVerdict, Level, Source, data_suffix, file_format, validate_data_file
 from auditor.validate.manifest import MAX_MANIFEST, Manifest, manifest_from_json, parse_manifest
+from auditor.validate.sandbox import RETRY_CODES, ObjectSource
 
 Progress = Callable[[str, int, int], None]
 
@@ -33,7 +34,7 @@ class AuditOptions:
 
     deep: bool = False
     sample_percent: float | None = None
-    workers: int = 8
+    workers: int = 8  # concurrent file checks (I/O threads)
     only_exports: frozenset[str] | None = None
 
 
@@ -95,9 +96,11 @@ def run_audit(
     started: datetime,
     options: AuditOptions | None = None,
     progress: Progress | None = None,
+    checker: Checker | None = None,
 ) -> AuditReport:
     """Audit every configured export as of `now` and record the result in the catalog."""
     options = options or AuditOptions()
+    checker = checker or InProcessChecker()
     exports = [e for e in settings.exports if options.only_exports is None or e.name in options.only_exports]
     errors: list[AuditError] = []
     unexpected: list[Unexpected] = []
@@ -122,7 +125,7 @@ def run_audit(
             scan = sort_objects(objects, mine, store.url, now)
             unexpected += [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
             known = _known_files(catalog, destination.name, errors)
-            folders, records, read_errors = _validate(scan, store, known, options, rotation, now, counters, progress)
+            folders, records, read_errors = _validate(scan, store, known, options, rotation, now, counters, progress, checker)
             file_records[destination.name] = records
             errors += [AuditError(destination.name, message) for message in read_errors]
         for export in mine:
@@ -213,24 +216,21 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
     return scan
 
 
-@dataclass(frozen=True)
-class _ObjectSource:
-    store: Store
-    info: ObjectInfo
+class Checker(Protocol):
+    """Validates one data file: in this process, or isolated in a worker (validate.sandbox)."""
 
-    @property
-    def url(self) -> str:
-        return self.info.url
+    isolated: bool
 
-    @property
-    def size(self) -> int:
-        return self.info.size
+    def check(self, source: Source, name: str, *, deep: bool) -> FileVerdict: ...
 
-    def read_range(self, start: int, end: int) -> bytes:
-        return self.store.read_range(self.info.key, start, end)
 
-    def open(self) -> IO[bytes]:
-        return self.store.open(self.info.key)
+class InProcessChecker:
+    """Validation in the audit's own threads: for trusted input and tests of the pure validators."""
+
+    isolated = False
+
+    def check(self, source: Source, name: str, *, deep: bool) -> FileVerdict:
+        return validate_data_file(source, name, deep=deep)
 
 
 def _validate(
@@ -242,6 +242,7 @@ def _validate(
     now: datetime,
     counters: dict[str, int],
     progress: Progress | None,
+    checker: Checker,
 ) -> tuple[dict[tuple[str, str, datetime], Folder], list[FileRecord], list[str]]:
     jobs: list[tuple[_FolderDraft, ObjectInfo, str]] = []
     for draft in scan.folders.values():
@@ -259,11 +260,13 @@ def _validate(
         draft, info, role = job
         cached = known.get(info.key)
         needed = Level.DEEP if role == "data" and deep_for(info.key) else Level.FOOTER
-        # unchanged bytes keep their verdict: a deeper check is only owed to files that passed so far
-        if cached is not None and cached.role == role and cached.unchanged(info) and (cached.level >= needed or any(f.is_error for f in cached.findings)):
+        if cached is not None and cached.role == role and cached.unchanged(info) and _still_valid(cached, needed, rotated=rotation is not None and needed is Level.DEEP):
             return replace(cached, folder_key=draft.key), False
         try:
-            record = _check_data(store, info, draft.key, deep=needed is Level.DEEP, now=now) if role == "data" else _check_manifest(store, info, draft.key, now)
+            if role == "data":
+                record = _check_data(store, info, draft.key, deep=needed is Level.DEEP, now=now, checker=checker)
+            else:
+                record = _check_manifest(store, info, draft.key, now)
         except StorageError as e:
             return str(e), True
         if cached is not None and cached.unchanged(info) and cached.deep_at and record.deep_at is None:
@@ -300,8 +303,22 @@ def _validate(
     return folders, records, read_errors
 
 
-def _check_data(store: Store, info: ObjectInfo, folder_key: str, *, deep: bool, now: datetime) -> FileRecord:
-    verdict: FileVerdict = validate_data_file(_ObjectSource(store, info), info.name, deep=deep)
+def _still_valid(cached: FileRecord, needed: Level, *, rotated: bool) -> bool:
+    """Whether an unchanged file's stored verdict stands, so it need not be read again."""
+    if any(f.code in RETRY_CODES for f in cached.findings):
+        return False  # "could not finish checking" is retried
+    if any(f.is_error for f in cached.findings):
+        return True  # the same bytes stay bad; a deeper read adds nothing
+    if rotated:
+        return False  # its turn in the --sample rotation: verify the bytes again
+    return cached.level >= needed
+
+
+def _check_data(store: Store, info: ObjectInfo, folder_key: str, *, deep: bool, now: datetime, checker: Checker) -> FileRecord:
+    source = ObjectSource(store, info)
+    if checker.isolated:
+        source = source.with_prefetch(info.name)  # ranged reads here; the worker only parses
+    verdict = checker.check(source, info.name, deep=deep)
     return FileRecord(
         info.key, folder_key, "data", info.size, info.etag, info.modified, int(verdict.level), now,
         now if verdict.level is Level.DEEP else None, verdict.records, verdict.findings, None, verdict.schema,

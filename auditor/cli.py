@@ -6,6 +6,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from auditor import __version__
-from auditor.audit import AuditOptions, run_audit, sort_objects
+from auditor.audit import AuditOptions, Checker, InProcessChecker, run_audit, sort_objects
 from auditor.audit import Progress as ProgressCallback
 from auditor.config import Settings, load_from_environment
 from auditor.errors import AuditorError, CatalogError, ScheduleError, StorageError
 from auditor.render import FORMATS, render_plan, render_report
-from auditor.report import AuditReport, iso
+from auditor.report import AuditError, AuditReport, iso
 from auditor.schedule import parse_time
 from auditor.storage import Store, open_store
 
@@ -35,6 +36,9 @@ class _Unavailable:
 
     def __init__(self, url: str, error: StorageError) -> None:
         self.url, self._error = url, error
+
+    def count(self, size: int) -> None:
+        pass
 
     def list(self, prefix: str = "") -> list[Any]:
         raise self._error
@@ -90,16 +94,29 @@ def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
         yield update
 
 
+@contextmanager
+def build_checker(settings: Settings) -> Iterator[Checker]:
+    """The file checker the settings ask for: isolated worker processes unless turned off."""
+    if not settings.validation.isolate:
+        yield InProcessChecker()
+        return
+    from auditor.validate.sandbox import Limits, Sandbox
+
+    v = settings.validation
+    limits = Limits(memory_bytes=v.memory_mb << 20, timeout_seconds=v.timeout_seconds, min_throughput=v.min_throughput_mb * (1 << 20))
+    with Sandbox(workers=v.workers or None, limits=limits) as sandbox:
+        yield sandbox
+
+
 def execute_audit(settings: Settings, *, now: datetime, options: AuditOptions, progress: bool = True) -> AuditReport:
     """Build the adapters from settings and run one audit (the CLI's and the demo's path)."""
     catalog, problem = open_catalog_or_none(settings)
-    with _progress(progress) as callback:
-        report = run_audit(settings, stores=build_stores(settings), catalog=catalog, now=now, started=datetime.now(UTC), options=options, progress=callback)
+    options = replace(options, workers=settings.validation.threads)
+    with _progress(progress) as callback, build_checker(settings) as checker:
+        report = run_audit(
+            settings, stores=build_stores(settings), catalog=catalog, now=now, started=datetime.now(UTC), options=options, progress=callback, checker=checker
+        )
     if problem:
-        from dataclasses import replace
-
-        from auditor.report import AuditError
-
         report = replace(report, errors=(*report.errors, AuditError("catalog", f"{problem}; nothing was recorded")))
     return report
 

@@ -34,6 +34,17 @@ class CatalogSettings(_Model):
     url: str = Field("sqlite:///auditor.db", description="SQLAlchemy URL of the catalog database")
 
 
+class ValidationSettings(_Model):
+    """How files are checked: isolation, bounds per file, concurrency."""
+
+    isolate: bool = Field(True, description="check data files in worker processes, so a crashing reader cannot stop the audit")
+    workers: int = Field(0, ge=0, le=64, description="worker processes (0: twice the CPU count, at most 8)")
+    threads: int = Field(8, ge=1, le=256, description="files checked at the same time (I/O concurrency)")
+    memory_mb: int = Field(4096, ge=256, description="memory one worker may use before a file counts as unverifiable")
+    timeout_seconds: float = Field(60.0, gt=0, description="time allowed per file, plus size / min_throughput_mb")
+    min_throughput_mb: float = Field(4.0, gt=0, description="MiB per second a check must sustain on a large file")
+
+
 class DestinationSettings(_Model):
     """One storage location: an fsspec URL and the storage options passed to fsspec unchanged."""
 
@@ -113,6 +124,7 @@ class Settings(_Model):
     """Everything the auditor is configured with."""
 
     catalog: CatalogSettings = CatalogSettings()
+    validation: ValidationSettings = ValidationSettings()
     destinations: list[DestinationSettings] = Field(default_factory=list)
     exports: list[ExportSettings] = Field(default_factory=list)
 

@@ -34,7 +34,11 @@ class Store(Protocol):
     """
 
     url: str
-    bytes_read: int
+
+    @property
+    def bytes_read(self) -> int: ...
+
+    def count(self, size: int) -> None: ...
 
     def list(self, prefix: str = "") -> list[ObjectInfo]: ...
 

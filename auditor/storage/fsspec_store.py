@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -14,16 +15,36 @@ from auditor.storage.base import ObjectInfo, redact, scrub
 
 
 class FsspecStore:
-    """Read-only access to one destination root; counts the bytes it reads."""
+    """Read-only access to one destination root; counts the bytes it reads.
+
+    Picklable: a validation worker process rebuilds the same store from its URL and options.
+    """
 
     def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self._spec = (url, options)
         self.url = redact(url).rstrip("/")
-        self.bytes_read = 0
+        self._bytes_read = 0
+        self._lock = threading.Lock()
         try:
             self._fs, root = fsspec.core.url_to_fs(url, **options)
         except Exception as e:
             raise StorageError(f"cannot open {self.url}: {_describe(e)}", url=self.url) from e
         self._root = str(root).rstrip("/")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self._spec}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(*state["spec"])  # type: ignore[misc]
+
+    @property
+    def bytes_read(self) -> int:
+        return self._bytes_read
+
+    def count(self, size: int) -> None:
+        """Add bytes read on this store's behalf (by this process or a validation worker)."""
+        with self._lock:
+            self._bytes_read += size
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object below the root (or below `prefix` under it), from one recursive listing."""
@@ -53,7 +74,7 @@ class FsspecStore:
             data = bytes(self._fs.cat_file(self._path(key), start=start, end=end))
         except Exception as e:
             raise StorageError(f"cannot read {self.url}/{key}: {_describe(e)}", url=self.url) from e
-        self.bytes_read += len(data)
+        self.count(len(data))
         return data
 
     def open(self, key: str) -> IO[bytes]:
@@ -107,7 +128,7 @@ class _CountingReader(io.RawIOBase):
         except Exception as e:
             raise StorageError(f"cannot read {self._store.url}/{self._key}: {_describe(e)}", url=self._store.url) from e
         buffer[: len(data)] = data
-        self._store.bytes_read += len(data)
+        self._store.count(len(data))
         return len(data)
 
     def close(self) -> None:

@@ -67,6 +67,22 @@ def file_format(name: str) -> str | None:
     return "parquet" if suffix.endswith("parquet") else "json"
 
 
+def quick_ranges(name: str, size: int) -> list[tuple[int, int]]:
+    """The byte ranges the quick check of a data file reads (so they can be fetched ahead)."""
+    if size == 0:
+        return []
+    suffix = data_suffix(name)
+    if suffix in (".gz.parquet", ".parquet"):
+        from auditor.validate.parquet_file import TAIL_READ
+
+        if size <= TAIL_READ:
+            return [(0, size)]
+        return [(0, 4), (size - TAIL_READ, size)]
+    if suffix in (".json.gz", ".json"):
+        return [(0, min(size, 4))]
+    return []
+
+
 def validate_data_file(source: Source, name: str, *, deep: bool) -> FileVerdict:
     """Check one data file: quick checks always, every byte when `deep`."""
     from auditor.validate import json_file, parquet_file

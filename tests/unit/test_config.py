@@ -108,12 +108,12 @@ def test_the_example_config_is_valid() -> None:
 
 
 def test_the_example_config_documents_every_setting() -> None:
-    from auditor.config import CatalogSettings, DestinationSettings, ExportSettings, Settings
+    from auditor.config import CatalogSettings, DestinationSettings, ExportSettings, Settings, ValidationSettings
 
     example = (Path(__file__).parents[2] / "config" / "auditor.example.toml").read_text()
     undocumented = [
         f"{model.__name__}.{name}"
-        for model in (Settings, CatalogSettings, DestinationSettings, ExportSettings)
+        for model in (Settings, CatalogSettings, ValidationSettings, DestinationSettings, ExportSettings)
         for name in model.model_fields
         if f"{name} =" not in example and f"[{name}]" not in example and f"[[{name}]]" not in example
     ]

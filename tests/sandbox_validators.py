@@ -1,0 +1,37 @@
+"""Validators that misbehave on purpose, for the sandbox tests (imported inside worker processes)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from typing import Any
+
+from auditor.validate import FileVerdict, Level, validate_data_file
+
+
+def segfault(source: Any, name: str, *, deep: bool) -> FileVerdict:
+    if b"crash" in source.read_range(0, source.size):
+        ctypes.string_at(0)  # a real segmentation fault, as a broken native reader would cause
+    return validate_data_file(source, name, deep=deep)
+
+
+def hang(source: Any, name: str, *, deep: bool) -> FileVerdict:
+    if b"hang" in source.read_range(0, source.size):
+        time.sleep(3600)
+    return FileVerdict(Level.FOOTER)
+
+
+def allocate(source: Any, name: str, *, deep: bool) -> FileVerdict:
+    hoard = [bytearray(64 << 20) for _ in range(1000)]  # 64 GiB: more than any limit
+    return FileVerdict(Level.FOOTER, records=len(hoard))
+
+
+def kill_self(source: Any, name: str, *, deep: bool) -> FileVerdict:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return FileVerdict(Level.FOOTER)
+
+
+def worker_pid(source: Any, name: str, *, deep: bool) -> FileVerdict:
+    return FileVerdict(Level.FOOTER, records=os.getpid())

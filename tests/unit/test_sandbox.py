@@ -1,0 +1,55 @@
+"""Validation in worker processes: crashes, hangs and memory overruns become findings."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from auditor.validate.sandbox import BytesSource, Limits, Sandbox
+
+
+def test_a_segfault_is_a_finding_and_the_worker_is_replaced() -> None:
+    with Sandbox(workers=1, validator="tests.sandbox_validators:segfault") as sandbox:
+        crashed = sandbox.check(BytesSource(b"crash me"), "p.json", deep=True)
+        after = sandbox.check(BytesSource(b'{"a":1}\n'), "p.json", deep=True)
+    assert [f.code for f in crashed.findings] == ["validate.crashed"]
+    assert "SIGSEGV" in crashed.findings[0].message
+    assert after.ok and after.records == 1
+    assert (sandbox.crashes, sandbox.started) == (1, 2)
+
+
+def test_a_hang_is_stopped_at_the_deadline() -> None:
+    limits = Limits(timeout_seconds=0.5, min_throughput=1e12)
+    with Sandbox(workers=1, limits=limits, validator="tests.sandbox_validators:hang") as sandbox:
+        hung = sandbox.check(BytesSource(b"hang"), "p.json", deep=True)
+        fine = sandbox.check(BytesSource(b"fine"), "p.json", deep=True)
+    assert [f.code for f in hung.findings] == ["validate.timeout"]
+    assert fine.ok and sandbox.timeouts == 1
+
+
+def test_a_runaway_allocation_hits_the_memory_limit() -> None:
+    with Sandbox(workers=1, limits=Limits(memory_bytes=512 << 20), validator="tests.sandbox_validators:allocate") as sandbox:
+        verdict = sandbox.check(BytesSource(b"x"), "p.json", deep=True)
+    assert [f.code for f in verdict.findings] == ["validate.memory_limit"]
+
+
+def test_a_killed_worker_is_a_finding() -> None:
+    with Sandbox(workers=1, validator="tests.sandbox_validators:kill_self") as sandbox:
+        verdict = sandbox.check(BytesSource(b"x"), "p.json", deep=True)
+    assert "SIGKILL" in verdict.findings[0].message
+
+
+def test_workers_are_long_lived_and_bounded() -> None:
+    with Sandbox(workers=2, validator="tests.sandbox_validators:worker_pid") as sandbox, ThreadPoolExecutor(8) as pool:
+        pids = set(pool.map(lambda _: sandbox.check(BytesSource(b"x"), "p.json", deep=False).records, range(200)))
+    assert 1 <= len(pids) <= 2 and sandbox.started == len(pids)
+
+
+def test_real_validation_in_a_worker_matches_in_process_validation() -> None:
+    from tests.unit.test_validate import parquet
+
+    data = parquet()
+    with Sandbox(workers=1) as sandbox:
+        isolated = sandbox.check(BytesSource(data), "p.gz.parquet", deep=True)
+        truncated = sandbox.check(BytesSource(data[:-20]), "p.gz.parquet", deep=True)
+    assert isolated.ok and isolated.records == 200
+    assert [f.code for f in truncated.findings] == ["parquet.bad_magic"]
