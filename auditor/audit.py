@@ -17,7 +17,7 @@ from auditor.config import ExportSettings, Settings
 from auditor.errors import CatalogError, StorageError
 from auditor.findings import Finding, error
 from auditor.layout import Layout, LayoutMatch
-from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, WindowResult, reconcile_window, restore_point
+from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, WindowResult, flag_schema_drift, reconcile_window, restore_point
 from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
 from auditor.schedule import floor_minute
 from auditor.storage.base import ObjectInfo, Store
@@ -289,7 +289,7 @@ def _validate(
             if isinstance(outcome, str):
                 failures.append(outcome)
             else:
-                data.append(ObservedFile(info.key, info.url, info.size, info.modified, info.etag, outcome.findings, outcome.records))
+                data.append(ObservedFile(info.key, info.url, info.size, info.modified, info.etag, outcome.findings, outcome.records, outcome.schema))
         for info in draft.manifests:
             outcome = outcomes[info.key]
             if isinstance(outcome, str):
@@ -352,6 +352,7 @@ def _reconcile_export(export: ExportSettings, folders: Mapping[tuple[str, str, d
             window = Window(export.name, dataset, slot, slot + export.grace)
             folder = folders.get((export.name, dataset, slot))
             windows.append(reconcile_window(window, folder, manifest_expected=export.manifest, listing_failed=listing_failed, now=now))
+        windows = flag_schema_drift(windows)
         active = schedule.end is None or now < schedule.end
         point = restore_point(windows, incremental=schedule.incremental)
         results.append(ExportResult(export.name, export.destination, dataset, schedule.incremental, tuple(windows), point, now, active and not schedule.one_time))
@@ -364,7 +365,7 @@ def _assurance(file_records: Mapping[str, list[FileRecord]], counters: Mapping[s
     return Assurance(
         files=len(data),
         deep_verified=len(deep),
-        oldest_deep_check=min(deep) if len(deep) == len(data) and deep else None,
+        oldest_deep_check=min(deep) if deep else None,
         read_files=counters["read"],
         reused_files=counters["reused"],
         bytes_read=sum(s.bytes_read for s in stores.values()),

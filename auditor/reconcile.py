@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from auditor.findings import Finding, Severity, error, warning
 from auditor.validate.manifest import Manifest, compare_manifests
+from auditor.validate.schema import describe_drift
 
 
 class Status(str, enum.Enum):
@@ -49,6 +50,7 @@ class ObservedFile:
     etag: str | None
     findings: tuple[Finding, ...] = ()
     records: int | None = None
+    schema: str | None = None  # canonical schema of a Parquet file (validate.schema)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,26 @@ def reconcile_window(window: Window, folder: Folder | None, *, manifest_expected
         findings.append(warning("window.late", folder.url, f"landed {newest:%Y-%m-%dT%H:%M:%SZ}, after the deadline {window.deadline:%Y-%m-%dT%H:%MZ}"))
         return WindowResult(window, Status.LATE, folder, tuple(findings))
     return WindowResult(window, Status.OK, folder, tuple(findings))
+
+
+def flag_schema_drift(results: Sequence[WindowResult]) -> list[WindowResult]:
+    """Warn where a window's Parquet schema differs from the previous window's, or within itself."""
+    flagged: list[WindowResult] = []
+    previous: tuple[datetime, str] | None = None
+    for result in sorted(results, key=lambda r: r.window.scheduled):
+        schemas = sorted({f.schema for f in result.folder.data if f.schema} if result.folder else set())
+        extra: list[Finding] = []
+        if len(schemas) > 1 and result.folder is not None:
+            detail = describe_drift(schemas[0], schemas[1]) or "schemas differ"
+            extra.append(warning("parquet.schema_mixed", result.folder.url, f"files of one export disagree on the schema: {detail}"))
+        if schemas and previous is not None and result.folder is not None:
+            drift = describe_drift(previous[1], schemas[-1])
+            if drift:
+                extra.append(warning("parquet.schema_drift", result.folder.url, f"schema differs from the export of {previous[0]:%Y-%m-%dT%H:%MZ}: {drift}"))
+        if schemas:
+            previous = (result.window.scheduled, schemas[-1])
+        flagged.append(replace(result, findings=(*result.findings, *extra)) if extra else result)
+    return flagged
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ class AuditReport:
                 "files": self.assurance.files,
                 "deep_verified": self.assurance.deep_verified,
                 "deep_verified_share": round(self.assurance.deep_verified / self.assurance.files, 4) if self.assurance.files else None,
+                "never_deep_checked": self.assurance.files - self.assurance.deep_verified,
                 "oldest_deep_check": iso(self.assurance.oldest_deep_check),
                 "files_read": self.assurance.read_files,
                 "files_unchanged": self.assurance.reused_files,

@@ -13,6 +13,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
 MAX_LINE = 64 * 1024 * 1024
 MAX_DECOMPRESSED = 64 * 1024 * 1024 * 1024
+MAX_RATIO = 200  # past RATIO_FLOOR, expanding more than this is a gzip bomb, not an export
+RATIO_FLOOR = 16 << 20
 
 
 class _Corrupt(Exception):
@@ -37,7 +39,7 @@ def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:
     if not deep:
         return FileVerdict(Level.FOOTER, tuple(findings))
     try:
-        records, final_newline = _count_records(_decompressed(source, gzipped) if gzipped else _raw(source))
+        records, final_newline = _count_records(_decompressed(source) if gzipped else _raw(source))
     except _Corrupt as e:
         return FileVerdict(Level.DEEP, (*findings, error(e.code, source.url, str(e))))
     if not final_newline:
@@ -62,14 +64,19 @@ def _raw(source: Source) -> Iterator[bytes]:
             yield chunk
 
 
-def _decompressed(source: Source, _gzipped: bool) -> Iterator[bytes]:
-    """Every gzip member in turn, CRC and length checked by zlib; garbage after them is corrupt."""
-    produced = 0
+def _decompressed(source: Source) -> Iterator[bytes]:
+    """Every gzip member in turn, CRC and length checked by zlib; garbage after them is corrupt.
+
+    Output is bounded in total and relative to the input read so far, so a gzip bomb is a
+    finding after a few MiB instead of an exhausted machine.
+    """
+    produced = consumed = 0
     decoder = zlib.decompressobj(wbits=31)
     with source.open() as handle:
         pending = b""
         while True:
             chunk = pending or handle.read(CHUNK)
+            consumed += 0 if pending else len(chunk)
             pending = b""
             if not chunk:
                 break
@@ -77,8 +84,8 @@ def _decompressed(source: Source, _gzipped: bool) -> Iterator[bytes]:
                 out = decoder.decompress(chunk, CHUNK)
                 while out:
                     produced += len(out)
-                    if produced > MAX_DECOMPRESSED:
-                        raise _Corrupt("json.too_large", f"decompresses to more than {MAX_DECOMPRESSED} bytes")
+                    if produced > MAX_DECOMPRESSED or (produced > RATIO_FLOOR and produced > MAX_RATIO * consumed):
+                        raise _Corrupt("json.too_large", f"{consumed} compressed bytes expand to more than {produced}: a gzip bomb")
                     yield out
                     out = decoder.decompress(decoder.unconsumed_tail, CHUNK) if decoder.unconsumed_tail else b""
             except zlib.error as e:
@@ -100,24 +107,34 @@ def _reject_constant(name: str) -> float:
 
 
 def _count_records(chunks: Iterator[bytes]) -> tuple[int, bool]:
-    records, line_number, buffer, first = 0, 0, b"", True
-    last = b""
+    """Parse every line of the stream; returns (records, whether it ends with a newline)."""
+    records = line_number = 0
+    partial: list[bytes] = []  # the line being assembled across chunks
+    partial_length = 0
+    first, last = True, b""
     for chunk in chunks:
-        if first and chunk:
-            if chunk.startswith(b"\xef\xbb\xbf"):
-                raise _Corrupt("json.bom", "starts with a UTF-8 byte-order mark")
-            first = False
-        buffer += chunk
-        last = chunk[-1:] or last
-        *lines, buffer = buffer.split(b"\n")
-        if len(buffer) > MAX_LINE:
-            raise _Corrupt("json.line_too_long", f"line {line_number + len(lines) + 1} is longer than {MAX_LINE} bytes")
-        for line in lines:
+        if not chunk:
+            continue
+        if first and chunk.startswith(b"\xef\xbb\xbf"):
+            raise _Corrupt("json.bom", "starts with a UTF-8 byte-order mark")
+        first, last = False, chunk[-1:]
+        pieces = chunk.split(b"\n")
+        if len(pieces) == 1:
+            partial.append(chunk)
+            partial_length += len(chunk)
+            if partial_length > MAX_LINE:
+                raise _Corrupt("json.line_too_long", f"line {line_number + 1} is longer than {MAX_LINE} bytes")
+            continue
+        head = b"".join((*partial, pieces[0])) if partial else pieces[0]
+        for line in (head, *pieces[1:-1]):
             line_number += 1
+            if len(line) > MAX_LINE:
+                raise _Corrupt("json.line_too_long", f"line {line_number} is longer than {MAX_LINE} bytes")
             records += _parse_line(line, line_number)
-    if buffer:
+        partial, partial_length = ([pieces[-1]], len(pieces[-1])) if pieces[-1] else ([], 0)
+    if partial:
         line_number += 1
-        records += _parse_line(buffer, line_number)
+        records += _parse_line(b"".join(partial), line_number)
     return records, last == b"\n" or line_number == 0
 
 

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from auditor.findings import Finding, error, warning
 from auditor.validate import FileVerdict, Level, Source
+from auditor.validate.schema import canonical_schema
 
 MAGIC = b"PAR1"
 ENCRYPTED_MAGIC = b"PARE"
@@ -44,7 +45,8 @@ def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:
         return FileVerdict(Level.FOOTER, (error("parquet.bad_footer", url, f"footer metadata cannot be parsed: {e}"),))
     findings, codecs = _check_metadata(metadata, url, size, footer_start, gzip_expected)
     try:
-        schema = str(metadata.schema.to_arrow_schema())
+        arrow = metadata.schema.to_arrow_schema()
+        schema = canonical_schema([(f.name, str(f.type)) for f in arrow])
     except Exception as e:  # noqa: BLE001
         findings.append(error("parquet.bad_schema", url, f"schema cannot be read: {e}"))
         schema = None
@@ -86,6 +88,10 @@ def _deep(source: Source, verdict: FileVerdict) -> FileVerdict:
             reader = pq.ParquetFile(handle, page_checksum_verification=True)
             for index in range(reader.num_row_groups):
                 table = reader.read_row_group(index, use_threads=False)
+                expected = reader.metadata.row_group(index).num_rows
+                if table.num_rows != expected:
+                    finding = error("parquet.row_count", source.url, f"row group {index} decodes to {table.num_rows} rows, its metadata says {expected}")
+                    return FileVerdict(Level.DEEP, (*verdict.findings, finding), verdict.records, verdict.schema, verdict.codecs)
                 rows += table.num_rows
     except (OSError, ValueError, pa.ArrowException, IndexError, KeyError, TypeError) as e:
         from auditor.errors import StorageError

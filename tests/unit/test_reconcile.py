@@ -118,3 +118,22 @@ def test_restore_point(statuses: tuple[Status, ...], incremental: bool, until: i
 )
 def test_overall_status(counts: dict[Status, int], errors: int, verdict: tuple[str, int]) -> None:
     assert overall_status(counts, errors=errors) == verdict
+
+
+def test_schema_drift_between_windows_is_a_warning() -> None:
+    from auditor.reconcile import flag_schema_drift
+    from auditor.validate.schema import canonical_schema
+
+    a = canonical_schema([("id", "int64"), ("city", "string")])
+    b = canonical_schema([("id", "string"), ("city", "string"), ("zip", "string")])
+
+    def result(hours: int, *schemas: str) -> WindowResult:
+        when = SLOT + timedelta(hours=hours)
+        files = tuple(ObservedFile(f"k{hours}/{i}", f"u{hours}/{i}", 1, when, None, (), 1, s) for i, s in enumerate(schemas))
+        return WindowResult(Window("web", "ds1", when, when), Status.OK, Folder(f"k{hours}", f"u{hours}", when, files))
+
+    flagged = flag_schema_drift([result(0, a), result(3, a, a), result(6, b), result(9, a, b)])
+
+    assert [[f.code for f in r.findings] for r in flagged] == [[], [], ["parquet.schema_drift"], ["parquet.schema_mixed"]]
+    assert "added zip" in flagged[2].findings[0].message and "changed id int64 -> string" in flagged[2].findings[0].message
+    assert all(r.status is Status.OK and f.severity.value == "warning" for r in flagged for f in r.findings)

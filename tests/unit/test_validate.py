@@ -188,3 +188,20 @@ def test_adobe_sample_manifest_parses() -> None:
 def test_bad_manifests_are_findings(body: bytes, code: str) -> None:
     _, findings = parse_manifest(body, "mem://m")
     assert code in {f.code for f in findings}
+
+
+def test_a_gzip_bomb_is_a_finding_after_a_few_mebibytes() -> None:
+    import zlib
+
+    line = b'{"a":"' + b"x" * (1 << 20) + b'"}\n'
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(compressor.compress(line) for _ in range(256)) + compressor.flush()  # 256 MiB of valid lines
+    assert len(bomb) < 1 << 20
+    assert codes(bomb, "p.json.gz", deep=True) == {"json.too_large"}
+
+
+def test_long_lines_are_bounded() -> None:
+    from auditor.validate import json_file
+
+    data = b'{"a":"' + b"x" * (json_file.MAX_LINE + 10) + b'"}\n'
+    assert codes(data, "p.json", deep=True) == {"json.line_too_long"}
