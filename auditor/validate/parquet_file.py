@@ -7,6 +7,7 @@ import struct
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from auditor.errors import StorageError
 from auditor.findings import Finding, error, warning
 from auditor.validate import FileVerdict, Level, Source
 from auditor.validate.schema import canonical_schema
@@ -43,7 +44,10 @@ def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:
         metadata = pq.read_metadata(pa.BufferReader(MAGIC + footer + struct.pack("<I", footer_length) + MAGIC))
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for bad bytes
         return FileVerdict(Level.FOOTER, (error("parquet.bad_footer", url, f"footer metadata cannot be parsed: {e}"),))
-    findings, codecs = _check_metadata(metadata, url, size, footer_start, gzip_expected)
+    try:
+        findings, codecs = _check_metadata(metadata, url, size, footer_start, gzip_expected)
+    except Exception as e:  # noqa: BLE001 - any failure to interpret untrusted metadata is a finding
+        return FileVerdict(Level.FOOTER, (error("parquet.bad_footer", url, f"footer metadata is inconsistent: {type(e).__name__}: {e}"),))
     try:
         arrow = metadata.schema.to_arrow_schema()
         schema = canonical_schema([(f.name, str(f.type)) for f in arrow])
@@ -93,11 +97,9 @@ def _deep(source: Source, verdict: FileVerdict) -> FileVerdict:
                     finding = error("parquet.row_count", source.url, f"row group {index} decodes to {table.num_rows} rows, its metadata says {expected}")
                     return FileVerdict(Level.DEEP, (*verdict.findings, finding), verdict.records, verdict.schema, verdict.codecs)
                 rows += table.num_rows
-    except (OSError, ValueError, pa.ArrowException, IndexError, KeyError, TypeError) as e:
-        from auditor.errors import StorageError
-
-        if isinstance(e, StorageError):
-            raise
+    except StorageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the reader may fail in any way on bad pages
         return FileVerdict(Level.DEEP, (*verdict.findings, error("parquet.corrupt", source.url, f"pages cannot be decoded: {e}")), verdict.records, verdict.schema, verdict.codecs)
     findings = verdict.findings
     if rows != verdict.records:

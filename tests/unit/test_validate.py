@@ -205,3 +205,15 @@ def test_long_lines_are_bounded() -> None:
 
     data = b'{"a":"' + b"x" * (json_file.MAX_LINE + 10) + b'"}\n'
     assert codes(data, "p.json", deep=True) == {"json.line_too_long"}
+
+
+def test_a_column_name_that_is_not_utf8_is_a_finding() -> None:
+    # found by the fuzz test: pyarrow raises UnicodeDecodeError while describing such a footer
+    table = pa.table({"zzzzzzzz": [1, 2, 3]})
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    data = out.getvalue().replace(b"zzzzzzzz", b"\xf2\xf2\xf2\xf2\xf2\xf2\xf2\xf2")
+    for deep in (False, True):
+        verdict = validate_data_file(Bytes(data), "p.parquet", deep=deep)
+        assert not verdict.ok
+        assert {f.code for f in verdict.findings} <= {"parquet.bad_footer", "parquet.bad_schema", "parquet.corrupt"}
