@@ -23,6 +23,7 @@ from auditor.schedule import floor_minute
 from auditor.storage.base import ObjectInfo, Store
 from auditor.validate import FileVerdict, Level, Source, data_suffix, file_format, validate_data_file
 from auditor.validate.manifest import MAX_MANIFEST, Manifest, manifest_from_json, parse_manifest
+from auditor.validate.parquet_file import footer_length
 from auditor.validate.sandbox import RETRY_CODES, ObjectSource
 
 Progress = Callable[[str, int, int], None]
@@ -249,6 +250,7 @@ def _validate(
         jobs += [(draft, info, "data") for info in draft.data]
         jobs += [(draft, info, "manifest") for info in draft.manifests]
     unique_jobs = {info.key: (draft, info, role) for draft, info, role in jobs}
+    footers = _FooterSizes()
 
     def deep_for(key: str) -> bool:
         if options.deep:
@@ -264,7 +266,7 @@ def _validate(
             return replace(cached, folder_key=draft.key), False
         try:
             if role == "data":
-                record = _check_data(store, info, draft.key, deep=needed is Level.DEEP, now=now, checker=checker)
+                record = _check_data(store, info, draft.key, deep=needed is Level.DEEP, now=now, checker=checker, footers=footers)
             else:
                 record = _check_manifest(store, info, draft.key, now)
         except StorageError as e:
@@ -273,14 +275,22 @@ def _validate(
             record = replace(record, deep_at=cached.deep_at, level=max(record.level, cached.level))
         return record, True
 
+    # one data file per dataset folder first: its footer size tells the others how much to fetch
+    firsts: dict[str, str] = {}
+    for key, (draft, _info, role) in unique_jobs.items():
+        if role == "data":
+            firsts.setdefault(draft.key.rsplit("/", 1)[0], key)
+    waves = [list(firsts.values()), [k for k in unique_jobs if k not in set(firsts.values())]]
     outcomes: dict[str, FileRecord | str] = {}
-    total = len(unique_jobs)
+    total, done = len(unique_jobs), 0
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-        for done, (key, (outcome, read)) in enumerate(zip(unique_jobs, pool.map(check, unique_jobs.values()), strict=True), 1):
-            outcomes[key] = outcome
-            counters["read" if read else "reused"] += 1
-            if progress:
-                progress("validate", done, total)
+        for wave in waves:
+            for key, (outcome, read) in zip(wave, pool.map(check, [unique_jobs[k] for k in wave]), strict=True):
+                outcomes[key] = outcome
+                counters["read" if read else "reused"] += 1
+                done += 1
+                if progress:
+                    progress("validate", done, total)
     folders: dict[tuple[str, str, datetime], Folder] = {}
     for ident, draft in scan.folders.items():
         data, manifests, failures = [], [], []
@@ -314,10 +324,29 @@ def _still_valid(cached: FileRecord, needed: Level, *, rotated: bool) -> bool:
     return cached.level >= needed
 
 
-def _check_data(store: Store, info: ObjectInfo, folder_key: str, *, deep: bool, now: datetime, checker: Checker) -> FileRecord:
-    source = ObjectSource(store, info)
-    if checker.isolated:
-        source = source.with_prefetch(info.name)  # ranged reads here; the worker only parses
+class _FooterSizes:
+    """Learns how big a dataset's Parquet footers are, so quick checks fetch little more than that."""
+
+    def __init__(self) -> None:
+        self._tails: dict[str, int] = {}
+
+    def tail_for(self, group: str) -> int | None:
+        return self._tails.get(group)
+
+    def learn(self, group: str, source: ObjectSource) -> None:
+        if not source.prefetched:
+            return
+        start, tail = source.prefetched[-1]
+        length = footer_length(tail) if start + len(tail) == source.size else None
+        if length is not None and length + 8 <= source.size:
+            self._tails[group] = length + 8 + length // 8 + 256  # room for the next file's footer to be a little larger
+
+
+def _check_data(store: Store, info: ObjectInfo, folder_key: str, *, deep: bool, now: datetime, checker: Checker, footers: _FooterSizes) -> FileRecord:
+    group = folder_key.rsplit("/", 1)[0]
+    # the ranged reads happen here, in the I/O thread; an isolated worker then only parses
+    source = ObjectSource(store, info).with_prefetch(info.name, tail=footers.tail_for(group))
+    footers.learn(group, source)
     verdict = checker.check(source, info.name, deep=deep)
     return FileRecord(
         info.key, folder_key, "data", info.size, info.etag, info.modified, int(verdict.level), now,

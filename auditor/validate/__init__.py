@@ -67,17 +67,22 @@ def file_format(name: str) -> str | None:
     return "parquet" if suffix.endswith("parquet") else "json"
 
 
-def quick_ranges(name: str, size: int) -> list[tuple[int, int]]:
-    """The byte ranges the quick check of a data file reads (so they can be fetched ahead)."""
+def quick_ranges(name: str, size: int, *, tail: int | None = None) -> list[tuple[int, int]]:
+    """The byte ranges the quick check of a data file reads, so they can be fetched ahead.
+
+    For Parquet, `tail` is how much of the end to fetch: a guess at footer size + 8 (by default
+    64 KiB; the audit learns the real size from the dataset's files as it goes).
+    """
     if size == 0:
         return []
     suffix = data_suffix(name)
     if suffix in (".gz.parquet", ".parquet"):
         from auditor.validate.parquet_file import TAIL_READ
 
-        if size <= TAIL_READ:
+        tail = min(max(tail or TAIL_READ, 12), size)
+        if size - tail <= 4:
             return [(0, size)]
-        return [(0, 4), (size - TAIL_READ, size)]
+        return [(0, 4), (size - tail, size)]
     if suffix in (".json.gz", ".json"):
         return [(0, min(size, 4))]
     return []

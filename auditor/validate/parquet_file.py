@@ -14,8 +14,15 @@ from auditor.validate.schema import canonical_schema
 
 MAGIC = b"PAR1"
 ENCRYPTED_MAGIC = b"PARE"
-TAIL_READ = 64 * 1024  # one ranged read usually holds the whole footer
+TAIL_READ = 64 * 1024  # what to fetch from the end when nothing is known about the footer yet
 MAX_FOOTER = 64 * 1024 * 1024
+
+
+def footer_length(tail: bytes) -> int | None:
+    """The footer length a Parquet file's last 8 bytes announce, if they end with the magic."""
+    if len(tail) < 8 or tail[-4:] != MAGIC:
+        return None
+    return int(struct.unpack("<I", tail[-8:-4])[0])
 
 
 def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:
@@ -23,8 +30,7 @@ def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:
     url, size = source.url, source.size
     if size < 12:
         return FileVerdict(Level.FOOTER, (error("parquet.truncated", url, f"{size} bytes is too short to be Parquet"),))
-    tail_start = max(0, size - TAIL_READ)
-    tail = source.read_range(tail_start, size)
+    tail = source.read_range(size - 8, size)  # callers prefetch the likely footer with it (quick_ranges)
     if tail[-4:] == ENCRYPTED_MAGIC:
         return FileVerdict(Level.FOOTER, (error("parquet.encrypted", url, "encrypted footer: contents cannot be verified"),))
     if tail[-4:] != MAGIC:
@@ -33,11 +39,8 @@ def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:
     if footer_length == 0 or footer_length + 12 > size or footer_length > MAX_FOOTER:
         return FileVerdict(Level.FOOTER, (error("parquet.bad_footer", url, f"footer length {footer_length} does not fit a {size}-byte file"),))
     footer_start = size - 8 - footer_length
-    if footer_start >= tail_start:
-        footer = tail[footer_start - tail_start : -8]
-    else:
-        footer = source.read_range(footer_start, size - 8)
-    head = tail[:4] if tail_start == 0 else source.read_range(0, 4)
+    footer = source.read_range(footer_start, size - 8)
+    head = source.read_range(0, 4)
     if head != MAGIC:
         return FileVerdict(Level.FOOTER, (error("parquet.bad_magic", url, "no PAR1 magic at the start"),))
     try:

@@ -68,9 +68,9 @@ class ObjectSource:
     def open(self) -> IO[bytes]:
         return self.store.open(self.info.key)
 
-    def with_prefetch(self, name: str) -> ObjectSource:
+    def with_prefetch(self, name: str, *, tail: int | None = None) -> ObjectSource:
         """Read the quick check's ranges here (in the I/O thread) so the worker only parses."""
-        chunks = tuple((start, self.store.read_range(self.info.key, start, end)) for start, end in quick_ranges(name, self.size))
+        chunks = tuple((start, self.store.read_range(self.info.key, start, end)) for start, end in quick_ranges(name, self.size, tail=tail))
         return ObjectSource(self.store, self.info, chunks)
 
 

@@ -1,0 +1,45 @@
+"""What a quick audit reads: the footers, learned per dataset, and nothing else."""
+
+from __future__ import annotations
+
+import io
+import struct
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from auditor.audit import InProcessChecker, run_audit
+from auditor.config import settings_from_mapping
+from auditor.storage import open_store
+from tests.conftest import Tree, t
+
+
+def test_quick_checks_read_little_more_than_each_footer(tree: Tree) -> None:
+    files = 40
+    sizes = []
+    for variant in range(4):  # four footer sizes, as files of one dataset differ a little
+        table = pa.table({f"col{c}": [i * c % 977 for i in range(5000)] for c in range(12 + variant)})
+        out = io.BytesIO()
+        pq.write_table(table, out, compression="gzip", row_group_size=2000)
+        sizes.append(out.getvalue())
+    for index in range(files):
+        data = sizes[index % 4]
+        tree.put(f"ds/exportTime=202611270000/part-{index:05d}-c000.gz.parquet", data, t("2026-11-27T00:10"))
+    settings = settings_from_mapping(
+        {
+            "destinations": [{"name": "d", "url": tree.url}],
+            "exports": [{"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "schedule": {"timeUnit": "day", "interval": 1, "startTime": "2026-11-27T00:00:00Z"}}],
+        },
+        {},
+    )
+    store = open_store(tree.url)
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+
+    report = run_audit(settings, stores={"d": store}, catalog=None, now=now, started=now, checker=InProcessChecker())
+
+    assert report.exports[0].windows[0].status.value == "ok"
+    footers = sum(struct.unpack("<I", sizes[i % 4][-8:-4])[0] + 8 for i in range(files))
+    whole = sum(len(sizes[i % 4]) for i in range(files))
+    assert store.bytes_read < 64 * 1024 + 1.25 * footers + files * 300  # one blind 64 KiB read, then learned sizes
+    assert store.bytes_read < whole / 10  # footers here are about 5 % of each file
