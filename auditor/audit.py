@@ -126,7 +126,7 @@ def run_audit(
             scan = sort_objects(objects, mine, store.url, now)
             unexpected += [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
             known = _known_files(catalog, destination.name, errors)
-            folders, records, read_errors = _validate(scan, store, known, options, rotation, now, counters, progress, checker)
+            folders, records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
             file_records[destination.name] = records
             errors += [AuditError(destination.name, message) for message in read_errors]
         for export in mine:
@@ -240,7 +240,7 @@ def _validate(
     known: Mapping[str, FileRecord],
     options: AuditOptions,
     rotation: tuple[int, int] | None,
-    now: datetime,
+    checked_at: datetime,  # wall-clock time of this audit: when files were read (not the as-of time)
     counters: dict[str, int],
     progress: Progress | None,
     checker: Checker,
@@ -266,9 +266,9 @@ def _validate(
             return replace(cached, folder_key=draft.key), False
         try:
             if role == "data":
-                record = _check_data(store, info, draft.key, deep=needed is Level.DEEP, now=now, checker=checker, footers=footers)
+                record = _check_data(store, info, draft.key, deep=needed is Level.DEEP, now=checked_at, checker=checker, footers=footers)
             else:
-                record = _check_manifest(store, info, draft.key, now)
+                record = _check_manifest(store, info, draft.key, checked_at)
         except StorageError as e:
             return str(e), True
         if cached is not None and cached.unchanged(info) and cached.deep_at and record.deep_at is None:

@@ -85,7 +85,9 @@ def _table(report: AuditReport) -> str:
     for error in report.errors:
         console.print(f"ERROR {error.destination}: {error.message}", markup=False)
     a = report.assurance
-    console.print(f"{a.files} data files; {a.read_files} read, {a.reused_files} unchanged since their last check; {a.bytes_read} bytes read; {a.deep_verified} deep-verified")
+    console.print(f"{a.files} data files; {a.read_files} read, {a.reused_files} unchanged since their last check; {a.bytes_read} bytes read")
+    oldest = f", the oldest check {iso(a.oldest_deep_check)}" if a.oldest_deep_check else ""
+    console.print(f"Deep-verified: {a.deep_verified} of {a.files} data files{oldest}")
     console.print(f"Verdict: {report.status} (exit {report.exit_code})")
     return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
 

@@ -1,0 +1,59 @@
+"""Inside a real audit: a reader that crashes or hangs on one file costs that file, not the audit;
+and `--sample` deep-checks every file once per rotation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from auditor.audit import AuditOptions, run_audit
+from auditor.catalog.repository import open_catalog
+from auditor.cli import main
+from auditor.config import settings_from_mapping
+from auditor.storage import open_store
+from auditor.validate.sandbox import Sandbox
+from tests.conftest import Tree, t
+from tests.integration.test_audit_tree import build_defect_tree
+
+
+def test_a_crashing_reader_makes_one_window_invalid_and_the_audit_goes_on(tree: Tree) -> None:
+    for hour in (0, 3, 6):
+        tree.export("ds", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=False, parts=2)
+    victim = next((tree.root / "ds/exportTime=202611270300").glob("part-*"))
+    tree.rewrite(victim, b"crash" + victim.read_bytes())
+    settings = settings_from_mapping(
+        {
+            "destinations": [{"name": "d", "url": tree.url}],
+            "exports": [{"name": "e", "destination": "d", "datasets": ["ds"], "format": "json", "schedule": {"timeUnit": "hour", "interval": 3, "startTime": "2026-11-27T00:00:00Z", "endTime": "2026-11-27T09:00:00Z"}}],
+        },
+        {},
+    )
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    with Sandbox(workers=2, validator="tests.sandbox_validators:segfault") as sandbox:
+        report = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=None, now=now, started=now, options=AuditOptions(deep=True), checker=sandbox)
+    statuses = [w.status.value for w in report.exports[0].windows]
+    assert statuses == ["ok", "invalid", "ok"]
+    crashed = report.exports[0].windows[1].findings
+    assert [f.code for f in crashed] == ["validate.crashed"] and crashed[0].path.endswith(victim.name)
+    assert sandbox.crashes == 1
+
+
+def test_sample_rotation_deep_checks_every_file_once_per_round(tree: Tree, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    config = build_defect_tree(tree, tmp_path, url)
+    catalog = open_catalog(url)
+    runner = CliRunner()
+    deep_at: list[dict[str, datetime | None]] = []
+    for _ in range(4):  # --sample 50: a round is two audits
+        result = runner.invoke(main, ["audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--sample", "50", "--format", "json"])
+        assert json.loads(result.stdout)["assurance"]["files"] > 0
+        deep_at.append({k: r.deep_at for k, r in catalog.known_files("backups").items() if r.role == "data" and not any(f.is_error for f in r.findings)})
+    files = set(deep_at[0])
+    first_half = {k for k in files if deep_at[0][k] is not None}
+    assert 0 < len(first_half) < len(files)
+    assert all(deep_at[1][k] is not None for k in files)  # one round: every file deep-checked
+    assert {k for k in files if deep_at[2][k] != deep_at[1][k]} == first_half  # the next round starts again
+    assert {k for k in files if deep_at[3][k] != deep_at[2][k]} == files - first_half
