@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from auditor.config import ExportSettings, Settings
 from auditor.errors import CatalogError, StorageError
-from auditor.findings import Finding, error
+from auditor.findings import Finding, error, warning
 from auditor.layout import Layout, LayoutMatch
 from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, WindowResult, flag_schema_drift, reconcile_window, restore_point
 from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
@@ -76,6 +76,7 @@ class _FolderDraft:
     key: str
     url: str
     export_time: datetime
+    suffix: str  # the data-file ending the export's format and compression call for
     data: list[ObjectInfo] = field(default_factory=list)
     manifests: list[ObjectInfo] = field(default_factory=list)
 
@@ -202,7 +203,7 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
             if floor_minute(slot) > now_minute:
                 scan.unexpected.setdefault(folder_url, f"scheduled after the as-of time for export {export.name!r}")
                 continue
-            draft = scan.folders.setdefault((export.name, dataset, slot), _FolderDraft(m.folder, folder_url, m.export_time))
+            draft = scan.folders.setdefault((export.name, dataset, slot), _FolderDraft(m.folder, folder_url, m.export_time, export.data_suffix))
             name = m.file
             if "/" in name:
                 scan.unexpected.setdefault(obj.url, "sub-folder inside an export folder")
@@ -299,7 +300,11 @@ def _validate(
             if isinstance(outcome, str):
                 failures.append(outcome)
             else:
-                data.append(ObservedFile(info.key, info.url, info.size, info.modified, info.etag, outcome.findings, outcome.records, outcome.schema))
+                findings = outcome.findings
+                if data_suffix(info.name) != draft.suffix:
+                    mismatch = warning("file.compression_mismatch", info.url, f"named {data_suffix(info.name)}, but the export is configured for {draft.suffix}")
+                    findings = (*findings, mismatch)
+                data.append(ObservedFile(info.key, info.url, info.size, info.modified, info.etag, findings, outcome.records, outcome.schema))
         for info in draft.manifests:
             outcome = outcomes[info.key]
             if isinstance(outcome, str):

@@ -57,3 +57,19 @@ def test_sample_rotation_deep_checks_every_file_once_per_round(tree: Tree, tmp_p
     assert all(deep_at[1][k] is not None for k in files)  # one round: every file deep-checked
     assert {k for k in files if deep_at[2][k] != deep_at[1][k]} == first_half  # the next round starts again
     assert {k for k in files if deep_at[3][k] != deep_at[2][k]} == files - first_half
+
+
+def test_files_compressed_otherwise_than_configured_are_a_warning(tree: Tree) -> None:
+    tree.export("ds", t("2026-11-27T00:00"), file_format="parquet", compression="none", manifest=False, parts=1)
+    settings = settings_from_mapping(
+        {
+            "destinations": [{"name": "d", "url": tree.url}],
+            "exports": [{"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "compression": "gzip", "schedule": {"timeUnit": "day", "interval": 1, "startTime": "2026-11-27T00:00:00Z", "endTime": "2026-11-28T00:00:00Z"}}],
+        },
+        {},
+    )
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    report = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=None, now=now, started=now)
+    window = report.exports[0].windows[0]
+    assert window.status.value == "ok"
+    assert [(f.code, f.severity.value) for f in window.findings] == [("file.compression_mismatch", "warning")]
