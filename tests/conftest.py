@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 
+# before gcsfs is imported anywhere: its default extended filesystem tries gRPC against the emulator
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
 from auditor.exporter import sample_records, write_export
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

