@@ -40,6 +40,7 @@ class FsspecStore:
         self._root = str(root).rstrip("/")
         # paramiko's SFTP client is not thread-safe: one request at a time per connection
         self._serial: Any = threading.Lock() if protocol == "sftp" else contextlib.nullcontext()
+        self._walks = protocol in ("sftp", "file", "local")  # listed folder by folder, not in one flat listing
 
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self._spec}
@@ -61,7 +62,13 @@ class FsspecStore:
         base = f"{self._root}/{prefix.strip('/')}" if prefix.strip("/") else self._root
         try:
             with self._serial:
-                found = self._fs.find(base, detail=True)
+                if self._walks:
+                    # a folder that fails to list mid-walk must fail the scan, never be silently
+                    # left out (fsspec's walk omits it by default: a partial listing)
+                    found = self._fs.find(base, detail=True, on_error="raise")
+                    self._check_connection()
+                else:
+                    found = self._fs.find(base, detail=True)  # object stores: one flat, paged listing
                 missing = not found and not self._root_exists()
             if missing:
                 raise StorageError(f"{self.url} does not exist or cannot be listed", url=self.url)
@@ -109,6 +116,14 @@ class FsspecStore:
         if root and not candidate.startswith(root + "/"):
             return None
         return candidate[len(root) + 1 :] if root else candidate
+
+    def _check_connection(self) -> None:
+        """SFTP: paramiko ends a directory listing quietly when the connection drops (it reads the
+        EOF as "no more entries"), so a dead transport after listing means the listing may be partial."""
+        client = getattr(self._fs, "client", None)
+        transport = client.get_transport() if client is not None else None
+        if client is not None and (transport is None or not transport.is_active()):
+            raise StorageError(f"cannot list {self.url}: the connection was lost during the listing, which may be partial", url=self.url)
 
     def _root_exists(self) -> bool:
         if self._fs.exists(self._root):
