@@ -74,6 +74,8 @@ class FsspecStore:
                 raise StorageError(f"{self.url} does not exist or cannot be listed", url=self.url)
         except StorageError:
             raise
+        except FileNotFoundError as e:
+            raise StorageError(f"{self.url} does not exist or cannot be listed: {_describe(e)}", url=self.url) from e
         except Exception as e:
             raise StorageError(f"cannot list {self.url}: {_describe(e)}", url=self.url) from e
         objects = []
