@@ -8,7 +8,8 @@ storage are `Finding` values, never exceptions.
     ├── LayoutError      invalid folder-name template
     ├── ScheduleError    invalid schedule (scheduleParams)
     ├── StorageError     cannot list or read after retries; carries .url (redacted)
-    └── CatalogError     the catalog database cannot be reached or is out of date
+    ├── CatalogError     the catalog database cannot be reached or is out of date
+    └── FlowsError       the Flow Service API refused or failed; carries .status_code, .transient
 """
 
 from __future__ import annotations
@@ -40,3 +41,12 @@ class StorageError(AuditorError):
 
 class CatalogError(AuditorError):
     """The catalog database failed or needs an upgrade."""
+
+
+class FlowsError(AuditorError):
+    """A Flow Service (or IMS) call failed; Adobe's own message is kept."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.transient = transient

@@ -1,0 +1,265 @@
+"""The emulator's HTTP face: IMS tokens, the Flow Service routes, DLZ credentials, control routes."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from auditor.emulator.state import FAULTS, KINDS, Fault, World, new_etag
+from auditor.errors import ScheduleError
+from auditor.schedule import parse_time
+
+FLOWSERVICE = "/data/foundation/flowservice"
+PAGE = 100
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"errorMessage": message, "errorDetails": message}, status_code=status)
+
+
+def _not_found(kind: str, entity_id: str) -> JSONResponse:
+    return _error(404, f"{kind} not found with id = [{entity_id}]")
+
+
+def _matches(entity: dict[str, Any], condition: str) -> bool:
+    """One `property` filter: `a.b==x,y`, `a[].b==x`, `createdAt>=123`."""
+    for op in ("==", ">=", "<=", "!=", ">", "<"):
+        if op in condition:
+            path, _, wanted = condition.partition(op)
+            break
+    else:
+        return True
+    values = _values(entity, path.strip().split("."))
+    options = [w.strip() for w in wanted.split(",")]
+    if op == "==":
+        return any(str(v) in options for v in values)
+    if op == "!=":
+        return all(str(v) not in options for v in values)
+    numbers = [v for v in values if isinstance(v, int | float)]
+    limit = float(options[0])
+    return any({">=": v >= limit, "<=": v <= limit, ">": v > limit, "<": v < limit}[op] for v in numbers)
+
+
+def _values(value: Any, path: list[str]) -> list[Any]:
+    if not path:
+        return [value]
+    head, rest = path[0], path[1:]
+    many = head.endswith("[]")
+    key = head.removesuffix("[]")
+    inner = value.get(key) if isinstance(value, dict) else None
+    if many and isinstance(inner, list):
+        return [v for item in inner for v in _values(item, rest)]
+    return _values(inner, rest) if inner is not None else []
+
+
+def create_app(world: World) -> FastAPI:
+    app = FastAPI(title="Flow Service API emulator (destinations)", version="1.0")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        if path.startswith(FLOWSERVICE) or path.startswith("/data/foundation/connectors"):
+            with world.lock:
+                if world.throttle:
+                    status, retry_after = world.throttle.pop(0)
+                    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+                    return JSONResponse({"message": "Too many requests" if status == 429 else "Service unavailable"}, status_code=status, headers=headers)
+                token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+                expiry = world.tokens.get(token)
+                if expiry is None or expiry <= datetime.now(UTC):
+                    return JSONResponse({"error_code": "401013", "message": "Oauth token is not valid"}, status_code=401)
+            if request.headers.get("x-api-key") != world.client_id or not request.headers.get("x-gw-ims-org-id"):
+                return JSONResponse({"message": "x-api-key and x-gw-ims-org-id are required"}, status_code=403)
+        response: Response = await call_next(request)
+        return response
+
+    @app.post("/ims/token/v3")
+    async def token(request: Request) -> JSONResponse:
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"))) or dict(request.query_params)
+        if form.get("grant_type") != "client_credentials" or not form.get("scope"):
+            return JSONResponse({"error": "invalid_request", "error_description": "grant_type client_credentials and scope are required"}, status_code=400)
+        if form.get("client_id") != world.client_id or not secrets.compare_digest(str(form.get("client_secret", "")), world.client_secret):
+            return JSONResponse({"error": "invalid_client", "error_description": "invalid client credentials"}, status_code=401)
+        value = secrets.token_urlsafe(32)
+        with world.lock:
+            world.tokens[value] = datetime.now(UTC) + timedelta(seconds=86399)
+        return JSONResponse({"access_token": value, "token_type": "bearer", "expires_in": 86399})
+
+    @app.get(f"{FLOWSERVICE}/connectionSpecs/{{spec_id}}/configs")
+    def datasets(spec_id: str, start: int = 0, limit: int = 20) -> JSONResponse:
+        if spec_id != "23598e46-f560-407b-88d5-ea6207e49db0":
+            return _error(400, "configs are served for the Data Lake source connection spec only")
+        if limit < 1 or limit > 100 or start < 0:
+            return _error(400, "limit must be 1 to 100 and start at least 0")
+        items = world.datasets[start : start + limit]
+        end = start + len(items)
+        return JSONResponse({"items": items, "pageInfo": {"start": start, "end": end, "total": len(world.datasets), "hasNext": end < len(world.datasets)}})
+
+    def listing(kind: str, request: Request, items: list[dict[str, Any]]) -> JSONResponse:
+        conditions = [c for p in request.query_params.getlist("property") for c in p.split("&") if c.strip()]
+        chosen = [i for i in items if all(_matches(i, c) for c in conditions)]
+        chosen.sort(key=lambda i: (i.get("updatedAt", 0), i.get("createdAt", 0)), reverse=True)
+        limit = min(int(request.query_params.get("limit", PAGE)), PAGE)
+        start = int(request.query_params.get("continuationToken", "0") or 0)
+        page = chosen[start : start + limit]
+        body: dict[str, Any] = {"items": page, "_links": {}}
+        if start + limit < len(chosen):
+            query = "&".join(f"property={p}" for p in request.query_params.getlist("property"))
+            body["_links"]["next"] = {"href": f"/{kind}?{query + '&' if query else ''}continuationToken={start + limit}"}
+        if request.query_params.get("count") == "true":
+            body["count"] = len(chosen)
+        return JSONResponse(body)
+
+    for kind in KINDS:
+        register(app, world, kind, listing)
+
+    @app.get(f"{FLOWSERVICE}/runs")
+    def runs(request: Request) -> JSONResponse:
+        with world.lock:
+            return listing("runs", request, list(world.runs.values()))
+
+    @app.get(f"{FLOWSERVICE}/runs/{{run_id}}")
+    def run(run_id: str) -> JSONResponse:
+        with world.lock:
+            found = world.runs.get(run_id)
+        return JSONResponse({"items": [found]}) if found else _not_found("runs", run_id)
+
+    @app.patch(f"{FLOWSERVICE}/flows/{{flow_id}}")
+    async def patch_flow(flow_id: str, request: Request) -> JSONResponse:
+        operations = await request.json()
+        with world.lock:
+            flow = world.entities["flows"].get(flow_id)
+            if flow is None:
+                return _not_found("flows", flow_id)
+            supplied = request.headers.get("if-match")
+            if supplied != flow["etag"]:
+                message = f'Supplied version=[{supplied}] does not match the current version on entity=[{flow["etag"]}]'
+                return _error(412, message)
+            if not isinstance(operations, list):
+                return _error(400, "the body must be a JSON Patch array")
+            for op in operations:
+                name = str(op.get("op", "")).lower()
+                path = str(op.get("path", "")).strip("/").split("/")
+                if name not in ("add", "replace", "remove") or not path[0]:
+                    return _error(400, f"unsupported patch operation {op!r}")
+                if name == "remove":
+                    flow.pop(path[0], None)
+                else:
+                    flow[path[0]] = op.get("value")
+            if "scheduleParams" in flow:
+                candidate = {k: flow[k] for k in ("flowSpec", "sourceConnectionIds", "targetConnectionIds", "scheduleParams")}
+                problem = world.validate_flow(candidate)
+                if problem:
+                    return _error(400, problem)
+            flow["etag"] = flow["version"] = new_etag()
+            flow["updatedAt"] = int(world.now.timestamp() * 1000)
+            flow["lastOperation"] = {"operation": "update", "ops": operations, "status": {"value": "completed", "errors": []}}
+            flow["inheritedAttributes"] = world._inherited(flow)
+            return JSONResponse({"id": flow_id, "etag": flow["etag"]})
+
+    @app.post(f"{FLOWSERVICE}/flows/{{flow_id}}/action")
+    def action(flow_id: str, op: str) -> JSONResponse:
+        with world.lock:
+            flow = world.entities["flows"].get(flow_id)
+            if flow is None:
+                return _not_found("flows", flow_id)
+            if op.lower() not in ("enable", "disable"):
+                return _error(400, f"op {op!r} is not enable or disable")
+            flow["state"] = "enabled" if op.lower() == "enable" else "disabled"
+            flow["etag"] = flow["version"] = new_etag()
+            return JSONResponse({"id": flow_id, "etag": flow["etag"]})
+
+    @app.get("/data/foundation/connectors/landingzone/credentials")
+    def dlz_credentials(type: str = "dlz_destination") -> JSONResponse:
+        sas_url = world.dlz_options.get("sas_url")
+        if type != "dlz_destination" or not sas_url:
+            return _error(404, "no landing zone of that type")
+        base, _, token = str(sas_url).partition("?")
+        container = base.rstrip("/").rsplit("/", 1)[-1]
+        return JSONResponse({"containerName": container, "SASToken": token, "storageAccountName": "emulator", "SASUri": sas_url})
+
+    # -- control routes (not Adobe's API) --------------------------------------
+
+    @app.post("/emulator/clock")
+    async def clock(request: Request) -> JSONResponse:
+        body = await request.json()
+        try:
+            to = parse_time(body["now"], key="now")
+        except (KeyError, ScheduleError) as e:
+            return _error(400, f"now: {e}")
+        with world.lock:
+            created = world.advance(to)
+        return JSONResponse({"now": to.isoformat(), "runs": [r["id"] for r in created]})
+
+    @app.post("/emulator/faults")
+    async def fault(request: Request) -> JSONResponse:
+        body = await request.json()
+        if body.get("kind") not in FAULTS:
+            return _error(400, f"kind must be one of {', '.join(FAULTS)}")
+        slot = parse_time(body["slot"], key="slot") if body.get("slot") else None
+        with world.lock:
+            world.faults.append(Fault(body["kind"], str(body.get("flowId", "")), slot))
+        return JSONResponse({"faults": len(world.faults)})
+
+    @app.post("/emulator/throttle")
+    async def throttle(request: Request) -> JSONResponse:
+        body = await request.json()
+        with world.lock:
+            world.throttle += [(int(body.get("status", 429)), body.get("retryAfter"))] * int(body.get("count", 1))
+        return JSONResponse({"queued": len(world.throttle)})
+
+    @app.post("/emulator/tokens/expire")
+    def expire() -> JSONResponse:
+        with world.lock:
+            world.tokens = {t: datetime.now(UTC) - timedelta(seconds=1) for t in world.tokens}
+        return JSONResponse({"expired": len(world.tokens)})
+
+    return app
+
+
+def register(app: FastAPI, world: World, kind: str, listing: Any) -> None:
+    """POST, GET (list and one), DELETE for connections, source/target connections and flows."""
+
+    @app.post(f"{FLOWSERVICE}/{kind}", status_code=201, name=f"create_{kind}")
+    async def create(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        if not isinstance(body, dict) or not body.get("name"):
+            return _error(400, "name is required")
+        spec = body.get("connectionSpec") or {}
+        if kind != "flows" and (not isinstance(spec, dict) or not spec.get("id") or not spec.get("version")):
+            return JSONResponse({"message": "connectionSpec.id and connectionSpec.version are required"}, status_code=422)
+        with world.lock:
+            if kind == "flows":
+                problem = world.validate_flow(body)
+                if problem:
+                    return _error(400, problem)
+            if kind == "targetConnections" and body.get("baseConnectionId") and body["baseConnectionId"] not in world.entities["connections"]:
+                return _not_found("connections", body["baseConnectionId"])
+            entity = world.create(kind, body)
+        return JSONResponse({"id": entity["id"], "etag": entity["etag"]}, status_code=201)
+
+    @app.get(f"{FLOWSERVICE}/{kind}", name=f"list_{kind}")
+    def list_all(request: Request) -> JSONResponse:
+        with world.lock:
+            return listing(kind, request, list(world.entities[kind].values()))  # type: ignore[no-any-return]
+
+    @app.get(f"{FLOWSERVICE}/{kind}/{{entity_id}}", name=f"get_{kind}")
+    def get_one(entity_id: str) -> JSONResponse:
+        with world.lock:
+            entity = world.entities[kind].get(entity_id)
+        return JSONResponse({"items": [entity]}) if entity else _not_found(kind, entity_id)
+
+    @app.delete(f"{FLOWSERVICE}/{kind}/{{entity_id}}", name=f"delete_{kind}")
+    def delete(entity_id: str) -> Response:
+        with world.lock:
+            if world.entities[kind].pop(entity_id, None) is None:
+                return _not_found(kind, entity_id)
+        return Response(status_code=202)

@@ -1,0 +1,223 @@
+"""FlowsClient: the Flow Service API for destinations over httpx (reference §1, §6, §7).
+
+IMS server-to-server tokens are cached and renewed 500 s before they expire (and once more on a
+401); 429 and 5xx are retried with backoff, honouring Retry-After; lists are followed through
+`_links.next`; every failure is a FlowsError that keeps Adobe's own message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+
+from auditor.errors import FlowsError
+from auditor.flows.models import Connection, Flow, Run
+
+DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
+DATASET_EXPORT_FILTER = "inheritedAttributes.targetConnections[].data.outputType==DATASET_EXPORT"
+RENEW_BEFORE = 500.0  # seconds: as Adobe's own client does
+
+
+class FlowsClient:
+    """A client for one org and sandbox. Raises FlowsError; never returns a half-read list."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        ims_url: str,
+        client_id: str,
+        client_secret: str,
+        org_id: str,
+        sandbox: str = "prod",
+        scopes: str = DEFAULT_SCOPES,
+        transport: httpx.BaseTransport | None = None,
+        retries: int = 4,
+        backoff: float = 0.5,
+        timeout: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._ims_url = ims_url
+        self._credentials = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret, "scope": scopes}
+        self._headers = {"x-api-key": client_id, "x-gw-ims-org-id": org_id, "x-sandbox-name": sandbox, "Accept": "application/json"}
+        self._http = httpx.Client(transport=transport, timeout=timeout)
+        self._retries, self._backoff, self._sleep, self._clock = retries, backoff, sleep, clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+        self.token_requests = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- authentication --------------------------------------------------------
+
+    def token(self, *, renew: bool = False) -> str:
+        with self._lock:
+            if renew or self._token is None or self._clock() >= self._expires - RENEW_BEFORE:
+                response = self._send("POST", self._ims_url, data=self._credentials, auth=False)
+                body = _json(response)
+                if not isinstance(body.get("access_token"), str):
+                    raise FlowsError("IMS answered without an access_token", status_code=response.status_code)
+                self._token = body["access_token"]
+                self._expires = self._clock() + float(body.get("expires_in", 86399))
+                self.token_requests += 1
+            return self._token
+
+    # -- transport -------------------------------------------------------------
+
+    def _send(self, method: str, url: str, *, auth: bool = True, headers: Mapping[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        renewed = False
+        response: httpx.Response | None = None
+        for attempt in range(self._retries + 1):
+            sent = dict(headers or {})
+            if auth:
+                sent.update(self._headers)
+                sent["Authorization"] = f"Bearer {self.token()}"
+            try:
+                response = self._http.request(method, url, headers=sent, **kwargs)
+            except httpx.TransportError as e:
+                if attempt == self._retries:
+                    raise FlowsError(f"{method} {_path(url)}: {type(e).__name__}: {e}", transient=True) from e
+                self._sleep(self._backoff * 2**attempt)
+                continue
+            if response.status_code == 401 and auth and not renewed:
+                renewed = True
+                self.token(renew=True)  # an expired or revoked token: renew once, then give up
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                if attempt < self._retries:
+                    self._sleep(_retry_after(response) or self._backoff * 2**attempt)
+                continue
+            if response.status_code >= 400:
+                raise FlowsError(f"{method} {_path(url)}: {response.status_code} {_message(response)}", status_code=response.status_code)
+            return response
+        assert response is not None
+        raise FlowsError(
+            f"{method} {_path(url)}: {response.status_code} {_message(response)} (after {self._retries + 1} attempts)",
+            status_code=response.status_code,
+            transient=response.status_code == 429 or response.status_code >= 500,
+        )
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, f"{self._base}{path}", **kwargs)
+        return _json(response) if response.content else None
+
+    def _items(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of a list, page by page through `_links.next` (continuation tokens)."""
+        query = dict(params or {})
+        while True:
+            body = self._call("GET", path, params=query)
+            items = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise FlowsError(f"GET {path}: the answer has no items list")
+            yield from (i for i in items if isinstance(i, dict))
+            href = ((body.get("_links") or {}).get("next") or {}).get("href")
+            if not href:
+                return
+            token = dict(parse_qsl(urlsplit(href).query)).get("continuationToken")
+            if not token:
+                return
+            query = {**dict(params or {}), "continuationToken": token}
+
+    def _one(self, path: str) -> dict[str, Any]:
+        body = self._call("GET", path)
+        items = body.get("items") if isinstance(body, dict) else None
+        if isinstance(items, list) and items and isinstance(items[0], dict):
+            return items[0]
+        if isinstance(body, dict) and "id" in body:
+            return body
+        raise FlowsError(f"GET {path}: no entity in the answer")
+
+    # -- endpoints -------------------------------------------------------------
+
+    def flows(self, *, property: str | None = DATASET_EXPORT_FILTER) -> list[Flow]:
+        return [Flow.from_api(i) for i in self._items("/flows", {"property": property} if property else None)]
+
+    def flow(self, flow_id: str) -> Flow:
+        return Flow.from_api(self._one(f"/flows/{flow_id}"))
+
+    def source_connection(self, connection_id: str) -> Connection:
+        return Connection.from_api(self._one(f"/sourceConnections/{connection_id}"))
+
+    def target_connection(self, connection_id: str) -> Connection:
+        return Connection.from_api(self._one(f"/targetConnections/{connection_id}"))
+
+    def base_connection(self, connection_id: str) -> Connection:
+        return Connection.from_api(self._one(f"/connections/{connection_id}"))
+
+    def runs(self, flow_id: str) -> list[Run]:
+        return [Run.from_api(i) for i in self._items("/runs", {"property": f"flowId=={flow_id}"})]
+
+    def run(self, run_id: str) -> Run:
+        return Run.from_api(self._one(f"/runs/{run_id}"))
+
+    def create(self, kind: str, body: Mapping[str, Any]) -> tuple[str, str]:
+        """POST one of sourceConnections, connections, targetConnections, flows: (id, etag)."""
+        answer = self._call("POST", f"/{kind}", json=dict(body), headers={"Content-Type": "application/json"})
+        return str(answer["id"]), str(answer.get("etag", ""))
+
+    def patch_flow(self, flow_id: str, etag: str, operations: list[Mapping[str, Any]]) -> str:
+        """JSON-Patch a flow; a stale etag is a FlowsError with status 412. Returns the new etag."""
+        answer = self._call("PATCH", f"/flows/{flow_id}", json=list(operations), headers={"If-Match": etag, "Content-Type": "application/json"})
+        return str(answer.get("etag", ""))
+
+    def set_enabled(self, flow_id: str, enabled: bool) -> None:
+        self._call("POST", f"/flows/{flow_id}/action", params={"op": "enable" if enabled else "disable"})
+
+    def delete(self, kind: str, entity_id: str) -> None:
+        self._call("DELETE", f"/{kind}/{entity_id}")
+
+    def eligible_datasets(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        start = 0
+        while True:
+            body = self._call("GET", "/connectionSpecs/23598e46-f560-407b-88d5-ea6207e49db0/configs", params={"outputType": "activationDatasets", "outputField": "datasets", "start": start, "limit": 100})
+            items = body.get("items") or []
+            out += [i for i in items if isinstance(i, dict)]
+            if not (body.get("pageInfo") or {}).get("hasNext") or not items:
+                return out
+            start += len(items)
+
+    def dlz_credentials(self, landing_zone_url: str) -> dict[str, Any]:
+        """The Data Landing Zone destination container's SAS (reference §2.3)."""
+        response = self._send("GET", landing_zone_url, params={"type": "dlz_destination"})
+        return dict(_json(response))
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as e:
+        raise FlowsError(f"{response.request.method} {_path(str(response.request.url))}: not JSON", status_code=response.status_code) from e
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        for key in ("errorMessage", "message", "error_description", "title", "error"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return str(body)[:200]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
