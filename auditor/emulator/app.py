@@ -63,7 +63,7 @@ def create_app(world: World) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
         path = request.url.path
-        if path.startswith(FLOWSERVICE) or path.startswith("/data/foundation/connectors"):
+        if path.startswith((FLOWSERVICE, "/data/foundation/connectors")):
             with world.lock:
                 if world.throttle:
                     status, retry_after = world.throttle.pop(0)
