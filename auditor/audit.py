@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from auditor.config import ExportSettings, Settings
-from auditor.errors import CatalogError, StorageError
+from auditor.errors import CatalogError, ScheduleError, StorageError
 from auditor.findings import Finding, error, warning
+from auditor.flows.models import Flow, Run
 from auditor.layout import Layout, LayoutMatch
 from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, WindowResult, flag_schema_drift, reconcile_window, restore_point
 from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
-from auditor.schedule import floor_minute
+from auditor.runs import join_runs
+from auditor.schedule import floor_minute, parse_schedule
 from auditor.storage.base import ObjectInfo, Store
 from auditor.validate import FileVerdict, Level, Source, data_suffix, file_format, validate_data_file
 from auditor.validate.manifest import MAX_MANIFEST, Manifest, manifest_from_json, parse_manifest
@@ -99,6 +101,8 @@ def run_audit(
     options: AuditOptions | None = None,
     progress: Progress | None = None,
     checker: Checker | None = None,
+    runs: Mapping[str, Sequence[Run]] | None = None,
+    flows: Mapping[str, Flow] | None = None,
 ) -> AuditReport:
     """Audit every configured export as of `now` and record the result in the catalog."""
     options = options or AuditOptions()
@@ -131,7 +135,9 @@ def run_audit(
             file_records[destination.name] = records
             errors += [AuditError(destination.name, message) for message in read_errors]
         for export in mine:
-            results += _reconcile_export(export, folders, listing_failed=objects is None, now=now)
+            flow_runs = (runs or {}).get(export.flow_id or "")
+            flow = (flows or {}).get(export.flow_id or "")
+            results += _reconcile_export(export, folders, listing_failed=objects is None, now=now, runs=flow_runs, flow=flow)
     assurance = _assurance(file_records, counters, stores)
     report = AuditReport(now, tuple(results), tuple(unexpected), tuple(errors), assurance)
     if catalog is not None:
@@ -377,8 +383,17 @@ def _manifest_of(record: FileRecord, url: str) -> Manifest | None:
     return manifest
 
 
-def _reconcile_export(export: ExportSettings, folders: Mapping[tuple[str, str, datetime], Folder], *, listing_failed: bool, now: datetime) -> list[ExportResult]:
+def _reconcile_export(
+    export: ExportSettings,
+    folders: Mapping[tuple[str, str, datetime], Folder],
+    *,
+    listing_failed: bool,
+    now: datetime,
+    runs: Sequence[Run] | None = None,
+    flow: Flow | None = None,
+) -> list[ExportResult]:
     schedule = export.schedule
+    warnings = export_warnings(export, flow, now=now)
     results = []
     for dataset in export.datasets:
         windows: list[WindowResult] = []
@@ -387,10 +402,36 @@ def _reconcile_export(export: ExportSettings, folders: Mapping[tuple[str, str, d
             folder = folders.get((export.name, dataset, slot))
             windows.append(reconcile_window(window, folder, manifest_expected=export.manifest, listing_failed=listing_failed, now=now))
         windows = flag_schema_drift(windows)
+        if runs is not None:
+            step = schedule.step if not schedule.one_time else timedelta(days=1)
+            windows = join_runs(windows, runs, step=step, dataset=dataset, single_dataset=len(export.datasets) == 1, now=now)
         active = schedule.end is None or now < schedule.end
         point = restore_point(windows, incremental=schedule.incremental)
-        results.append(ExportResult(export.name, export.destination, dataset, schedule.incremental, tuple(windows), point, now, active and not schedule.one_time))
+        results.append(ExportResult(export.name, export.destination, dataset, schedule.incremental, tuple(windows), point, now, active and not schedule.one_time, warnings))
     return results
+
+
+ENDING_SOON = timedelta(days=14)
+
+
+def export_warnings(export: ExportSettings, flow: Flow | None, *, now: datetime) -> tuple[Finding, ...]:
+    """Early warnings about an export as a whole: it stops soon, its flow is off or was changed."""
+    found: list[Finding] = []
+    end = export.schedule.end
+    if end is not None and now < end <= now + ENDING_SOON and not export.schedule.one_time:
+        found.append(warning("export.ending", export.name, f"the schedule ends {end:%Y-%m-%dT%H:%MZ}: exports stop silently then unless endTime is moved"))
+    if flow is not None:
+        if flow.state and flow.state != "enabled":
+            found.append(warning("flow.disabled", export.name, f"dataflow {flow.id} is {flow.state}: no exports will run"))
+        try:
+            live = parse_schedule(flow.schedule_params)
+        except ScheduleError as e:
+            found.append(warning("flow.schedule_changed", export.name, f"dataflow {flow.id} has a schedule the auditor cannot read: {e}"))
+        else:
+            mine = export.schedule
+            if (live.export_mode, live.time_unit, live.interval, live.start, live.end) != (mine.export_mode, mine.time_unit, mine.interval, mine.start, mine.end):
+                found.append(warning("flow.schedule_changed", export.name, f"dataflow {flow.id}'s schedule differs from this export's: run `auditor flows sync`"))
+    return tuple(found)
 
 
 def _assurance(file_records: Mapping[str, list[FileRecord]], counters: Mapping[str, int], stores: Mapping[str, Store]) -> Assurance:

@@ -108,17 +108,62 @@ def build_checker(settings: Settings) -> Iterator[Checker]:
         yield sandbox
 
 
+def build_flows_client(settings: Settings) -> Any:
+    from auditor.flows.client import FlowsClient
+
+    service = settings.flow_service
+    if service is None:
+        raise click.UsageError("no [flow_service] section in the configuration")
+    return FlowsClient(
+        service.base_url, ims_url=service.ims_url, client_id=service.client_id, client_secret=service.client_secret, org_id=service.org_id, sandbox=service.sandbox, scopes=service.scopes
+    )
+
+
+def fetch_runs(settings: Settings) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[AuditError]]:
+    """Runs and flows of every export that names its flow, when the Flow Service is configured."""
+    from auditor.errors import FlowsError
+
+    flow_ids = sorted({e.flow_id for e in settings.exports if e.flow_id})
+    if settings.flow_service is None or not flow_ids:
+        return None, None, []
+    client = build_flows_client(settings)
+    runs: dict[str, Any] = {}
+    flows: dict[str, Any] = {}
+    problems = []
+    try:
+        for flow_id in flow_ids:
+            flows[flow_id] = client.flow(flow_id)
+            runs[flow_id] = client.runs(flow_id)
+    except FlowsError as e:
+        problems.append(AuditError("flow service", f"runs could not be read, windows are judged on storage alone: {e}"))
+        return None, None, problems
+    finally:
+        client.close()
+    return runs, flows, problems
+
+
 def execute_audit(settings: Settings, *, now: datetime, options: AuditOptions, progress: bool = True) -> AuditReport:
     """Build the adapters from settings and run one audit (the CLI's and the demo's path)."""
     catalog, problem = open_catalog_or_none(settings)
     options = replace(options, workers=settings.validation.threads)
+    runs, flows, run_problems = fetch_runs(settings)
     with _progress(progress) as callback, build_checker(settings) as checker:
         report = run_audit(
-            settings, stores=build_stores(settings), catalog=catalog, now=now, started=datetime.now(UTC), options=options, progress=callback, checker=checker
+            settings,
+            stores=build_stores(settings),
+            catalog=catalog,
+            now=now,
+            started=datetime.now(UTC),
+            options=options,
+            progress=callback,
+            checker=checker,
+            runs=runs,
+            flows=flows,
         )
+    extra = list(run_problems)
     if problem:
-        report = replace(report, errors=(*report.errors, AuditError("catalog", f"{problem}; nothing was recorded")))
-    return report
+        extra.append(AuditError("catalog", f"{problem}; nothing was recorded"))
+    return replace(report, errors=(*report.errors, *extra)) if extra else report
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -328,3 +373,121 @@ def demo(workspace: str | None) -> None:
     result = next(r for r in report.exports if r.dataset_id == WEB_EVENTS)
     click.echo(render_plan(plan_restore(result, tree.as_of), "table"))
     click.echo(f"Evidence report: {html}\nTry: auditor audit --config {tree.config} --as-of {iso(tree.as_of)}")
+
+
+@main.group()
+def flows() -> None:
+    """Adobe's dataset-export dataflows, through the Flow Service API."""
+
+
+@flows.command("list")
+@CONFIG_OPTION
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_run
+def flows_list(config_path: str | None, fmt: str) -> None:
+    """The org's dataset-export flows."""
+    import json
+
+    from rich.table import Table
+
+    client = build_flows_client(load_from_environment(config_path))
+    found = client.flows()
+    if fmt == "json":
+        click.echo(json.dumps([{"id": f.id, "name": f.name, "state": f.state, "scheduleParams": dict(f.schedule_params)} for f in found], indent=2))
+        return
+    table = Table(title="Dataset-export flows", title_justify="left")
+    for column in ("id", "name", "state", "schedule"):
+        table.add_column(column)
+    for f in found:
+        p = f.schedule_params
+        table.add_row(f.id, f.name, f.state, f"{p.get('exportMode', 'FIRST_FULL_THEN_INCREMENTAL')} every {p.get('interval')} {p.get('timeUnit')}")
+    Console().print(table)
+
+
+@flows.command("sync")
+@CONFIG_OPTION
+@click.option("--output", type=click.Path(dir_okay=False), help="write the [[exports]] here (include it from the main config)")
+@_run
+def flows_sync(config_path: str | None, output: str | None) -> None:
+    """Turn the org's dataset-export flows into [[exports]] entries."""
+    import tomli_w
+
+    from auditor.flows.sync import fetch_and_sync
+
+    settings = load_from_environment(config_path)
+    client = build_flows_client(settings)
+    result = fetch_and_sync(client, settings)
+    text = "# written by `auditor flows sync`; edit the main config instead, this file is replaced\n" + tomli_w.dumps({"exports": result.exports})
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        err.print(f"wrote {len(result.exports)} exports to {output}")
+    else:
+        click.echo(text, nl=False)
+    for problem in result.problems:
+        err.print(f"warning: {problem}", markup=False)
+
+
+@flows.command("runs")
+@click.argument("flow_id", metavar="FLOW")
+@CONFIG_OPTION
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_run
+def flows_runs(flow_id: str, config_path: str | None, fmt: str) -> None:
+    """The runs of one flow, newest first."""
+    import json
+
+    from rich.table import Table
+
+    runs = build_flows_client(load_from_environment(config_path)).runs(flow_id)
+    if fmt == "json":
+        click.echo(json.dumps([{"id": r.id, "status": r.status, "started": iso(r.started_at), "records": r.records, "files": r.files, "errors": r.errors} for r in runs], indent=2))
+        return
+    table = Table(title=f"Runs of {flow_id}", title_justify="left")
+    for column in ("run", "status", "started", "records", "files", "errors"):
+        table.add_column(column)
+    for r in runs:
+        table.add_row(r.id, r.status, iso(r.started_at) or "", str(r.records), str(r.files), "; ".join(f"{c}: {m}" for c, m in r.errors))
+    Console().print(table)
+
+
+@flows.command("enable")
+@click.argument("flow_id", metavar="FLOW")
+@CONFIG_OPTION
+@_run
+def flows_enable(flow_id: str, config_path: str | None) -> None:
+    """Enable a flow."""
+    build_flows_client(load_from_environment(config_path)).set_enabled(flow_id, True)
+    err.print(f"flow {flow_id} enabled")
+
+
+@flows.command("disable")
+@click.argument("flow_id", metavar="FLOW")
+@CONFIG_OPTION
+@_run
+def flows_disable(flow_id: str, config_path: str | None) -> None:
+    """Disable a flow."""
+    build_flows_client(load_from_environment(config_path)).set_enabled(flow_id, False)
+    err.print(f"flow {flow_id} disabled")
+
+
+@main.group()
+def emulator() -> None:
+    """The Flow Service API emulator that ships with the project (tests and the demo)."""
+
+
+@emulator.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--client-id", required=True, help="the only client ID its IMS endpoint accepts")
+@click.option("--client-secret", required=True, envvar="EMULATOR_CLIENT_SECRET", help="the only client secret it accepts (or $EMULATOR_CLIENT_SECRET)")
+@click.option("--dlz-url", help="fsspec URL where Data Landing Zone flows write")
+@click.option("--s3-endpoint", help="S3 endpoint where Amazon S3 flows write (e.g. a moto server)")
+@click.option("--now", "start", help="the emulated clock's start (default now)")
+def emulator_serve(host: str, port: int, client_id: str, client_secret: str, dlz_url: str | None, s3_endpoint: str | None, start: str | None) -> None:
+    """Serve the emulator in the foreground; POST /emulator/clock moves its clock."""
+    from auditor.emulator.server import serve
+    from auditor.emulator.state import World
+
+    world = World(client_id, client_secret, dlz_url=dlz_url, s3_endpoint=s3_endpoint, now=_time(start, "--now"))
+    err.print(f"Flow Service emulator on http://{host}:{port} (IMS at /ims/token/v3, Flow Service at /data/foundation/flowservice)")
+    serve(world, host=host, port=port)

@@ -45,6 +45,20 @@ class ValidationSettings(_Model):
     min_throughput_mb: float = Field(4.0, gt=0, description="MiB per second a check must sustain on a large file")
 
 
+class FlowServiceSettings(_Model):
+    """Adobe's Flow Service API: where it is and the server-to-server credential to call it with."""
+
+    base_url: str = Field("https://platform.adobe.io/data/foundation/flowservice", description="Flow Service API base URL")
+    ims_url: str = Field("https://ims-na1.adobelogin.com/ims/token/v3", description="IMS token endpoint")
+    landing_zone_url: str = Field("https://platform.adobe.io/data/foundation/connectors/landingzone/credentials", description="Data Landing Zone credentials endpoint")
+    client_id: str = Field(description="Developer Console client ID (also sent as x-api-key)")
+    client_secret: str = Field(description="client secret, by reference: ${env:…} or ${file:…}")
+    org_id: str = Field(description="IMS organization, XXXX@AdobeOrg")
+    sandbox: str = Field("prod", description="sandbox name")
+    scopes: str = Field("openid,session,AdobeID,read_organizations,additional_info.projectedProductContext", description="OAuth scopes")
+    dlz_destination: str | None = Field(None, description="name of the [[destinations]] entry that is the org's Data Landing Zone")
+
+
 class DestinationSettings(_Model):
     """One storage location: an fsspec URL and the storage options passed to fsspec unchanged."""
 
@@ -64,6 +78,7 @@ class ExportSettings(_Model):
     manifest: bool = Field(False, description="whether AEP writes a manifest file per export")
     grace: timedelta = Field(DEFAULT_GRACE, description="time after the slot before an export counts as missing")
     flow_id: str | None = Field(None, description="the AEP dataflow ID, when known")
+    path: str = Field("", description="folder below the destination URL where this export lands")
     schedule: Schedule = Field(description="the Flow Service scheduleParams object")
     folder_template: str | None = Field(None, description="AEP folder-name template")
 
@@ -102,8 +117,11 @@ class ExportSettings(_Model):
         return value
 
     @property
-    def template(self) -> str | None:
-        return self.folder_template or self.schedule.folder_template
+    def template(self) -> str:
+        from auditor.layout import DEFAULT_TEMPLATE
+
+        template = (self.folder_template or self.schedule.folder_template or DEFAULT_TEMPLATE).strip("/")
+        return f"{self.path.strip('/')}/{template}" if self.path.strip("/") else template
 
     @property
     def layout(self) -> Layout:
@@ -125,6 +143,8 @@ class Settings(_Model):
 
     catalog: CatalogSettings = CatalogSettings()
     validation: ValidationSettings = ValidationSettings()
+    flow_service: FlowServiceSettings | None = None
+    include: list[str] = Field(default_factory=list, description="more TOML files whose destinations and exports are added (e.g. from `flows sync`)")
     destinations: list[DestinationSettings] = Field(default_factory=list)
     exports: list[ExportSettings] = Field(default_factory=list)
 
@@ -140,6 +160,9 @@ class Settings(_Model):
                 raise ValueError(f"exports[{i}].name: {export.name!r} is used twice")
             if export.destination not in names:
                 raise ValueError(f"exports[{i}].destination: {export.destination!r} names no [[destinations]] entry")
+        if self.flow_service and self.flow_service.dlz_destination and self.flow_service.dlz_destination not in names:
+            raise ValueError(f"flow_service.dlz_destination: {self.flow_service.dlz_destination!r} names no [[destinations]] entry")
+        for i, export in enumerate(self.exports):
             try:
                 export.layout  # noqa: B018 - compiles the template
             except LayoutError as e:
@@ -170,6 +193,19 @@ def load_settings(path: str | Path, environ: Mapping[str, str]) -> Settings:
         raise ConfigError(f"config file {source} cannot be read: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {source} is not valid TOML: {e}") from None
+    for extra in data.get("include", []) if isinstance(data.get("include"), list) else []:
+        included = (source.parent / str(extra)) if not Path(str(extra)).is_absolute() else Path(str(extra))
+        try:
+            more = tomllib.loads(included.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"include: {included} does not exist") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"include: {included} cannot be read: {e}") from None
+        unknown = sorted(set(more) - {"destinations", "exports"})
+        if unknown:
+            raise ConfigError(f"include: {included}: only [[destinations]] and [[exports]] may be included, not {unknown[0]!r}")
+        for key in ("destinations", "exports"):
+            data[key] = [*data.get(key, []), *more.get(key, [])]
     return settings_from_mapping(data, environ, source=str(source))
 
 

@@ -82,6 +82,9 @@ def _table(report: AuditReport) -> str:
         for item in report.unexpected:
             table.add_row(escape(item.path), escape(item.reason))
         console.print(table)
+    for export in report.exports:
+        for note in export.warnings:
+            console.print(f"WARNING {export.name}: {note.code}: {note.message}", markup=False)
     for error in report.errors:
         console.print(f"ERROR {error.destination}: {error.message}", markup=False)
     a = report.assurance

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from auditor.findings import Finding
 from auditor.reconcile import RestorePoint, Status, WindowResult, overall_status
 
 
@@ -34,6 +35,7 @@ class ExportResult:
     restore: RestorePoint
     as_of: datetime
     active: bool = True  # the schedule has not ended
+    warnings: tuple[Finding, ...] = ()  # about the export as a whole (ending soon, flow disabled …)
 
     @property
     def rpo_seconds(self) -> int | None:
@@ -108,6 +110,7 @@ def _export_json(export: ExportResult) -> dict[str, Any]:
         "restorable_until": iso(export.restore.restorable_until),
         "rpo_seconds": export.rpo_seconds,
         "chain_broken_at": iso(broken.window.scheduled) if broken else None,
+        "warnings": [w.as_dict() for w in export.warnings],
         "windows": [window_json(w) for w in export.windows],
     }
 

@@ -37,7 +37,7 @@ def test_references_are_resolved_from_env_and_files(tmp_path: Path) -> None:
 def test_defaults() -> None:
     settings = settings_from_mapping(base(), {"KEY": "k"})
     export = settings.exports[0]
-    assert (export.compression, export.manifest, export.grace.total_seconds(), export.template, settings.catalog.url) == ("gzip", False, 3600, None, "sqlite:///auditor.db")
+    assert (export.compression, export.manifest, export.grace.total_seconds(), export.path, settings.catalog.url) == ("gzip", False, 3600, "", "sqlite:///auditor.db")
     assert export.layout.template == "%DATASET_ID%/exportTime=%EXPORT_TIME%"
 
 
@@ -103,18 +103,40 @@ def test_unreadable_files_are_config_errors(tmp_path: Path, text: str | None, me
 
 def test_the_example_config_is_valid() -> None:
     example = Path(__file__).parents[2] / "config" / "auditor.example.toml"
-    settings = load_settings(example, {"S3_ENDPOINT": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    environ = {"S3_ENDPOINT": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AEP_CLIENT_ID": "c", "AEP_CLIENT_SECRET": "s", "AEP_ORG_ID": "o@AdobeOrg"}
+    settings = load_settings(example, environ)
     assert [e.name for e in settings.exports] == ["web-events", "profiles-snapshot"]
 
 
 def test_the_example_config_documents_every_setting() -> None:
-    from auditor.config import CatalogSettings, DestinationSettings, ExportSettings, Settings, ValidationSettings
+    from auditor.config import CatalogSettings, DestinationSettings, ExportSettings, FlowServiceSettings, Settings, ValidationSettings
 
     example = (Path(__file__).parents[2] / "config" / "auditor.example.toml").read_text()
     undocumented = [
         f"{model.__name__}.{name}"
-        for model in (Settings, CatalogSettings, ValidationSettings, DestinationSettings, ExportSettings)
+        for model in (Settings, CatalogSettings, ValidationSettings, FlowServiceSettings, DestinationSettings, ExportSettings)
         for name in model.model_fields
         if f"{name} =" not in example and f"[{name}]" not in example and f"[[{name}]]" not in example
     ]
     assert undocumented == []
+
+
+def test_an_export_path_prefixes_the_folder_template() -> None:
+    data = base()
+    data["exports"][0]["path"] = "/aep/web/"
+    export = settings_from_mapping(data, {"KEY": "k"}).exports[0]
+    match = export.layout.match("aep/web/ds1/exportTime=202611250300/part-0.parquet")
+    assert match is not None and match.dataset_id == "ds1" and match.folder == "aep/web/ds1/exportTime=202611250300"
+    assert export.layout.match("ds1/exportTime=202611250300/part-0.parquet") is None
+
+
+def test_included_files_add_exports(tmp_path: Path) -> None:
+    (tmp_path / "flows.toml").write_text(
+        '[[exports]]\nname = "synced"\ndestination = "b"\ndatasets = ["ds9"]\nformat = "json"\nschedule = { timeUnit = "day", interval = 1, startTime = 0 }\n'
+    )
+    main = tmp_path / "auditor.toml"
+    main.write_text('include = ["flows.toml"]\n[[destinations]]\nname = "b"\nurl = "file:///tmp/x"\n')
+    assert [e.name for e in load_settings(main, {}).exports] == ["synced"]
+    (tmp_path / "flows.toml").write_text("[catalog]\nurl = 'sqlite://'\n")
+    with pytest.raises(ConfigError, match="only"):
+        load_settings(main, {})
