@@ -1,0 +1,113 @@
+"""The Flow Service client against the emulator over real HTTP: tokens, etags, throttling, paging."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from auditor.emulator.server import running
+from auditor.emulator.state import World
+from auditor.errors import FlowsError
+from auditor.flows.client import FlowsClient
+from auditor.flows.setup import create_dataset_export
+
+DLZ = "10440537-2a7b-4583-ac39-ed38d4b848e8"
+START = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[str]:
+    with running(World("cid", "secret", dlz_url=(tmp_path / "dlz").as_uri(), now=START)) as base:
+        yield base
+
+
+def client(base: str, *, secret: str = "secret", sleeps: list[float] | None = None) -> FlowsClient:
+    return FlowsClient(
+        f"{base}/data/foundation/flowservice", ims_url=f"{base}/ims/token/v3", client_id="cid", client_secret=secret, org_id="O@AdobeOrg",
+        sleep=(sleeps.append if sleeps is not None else lambda _: None), backoff=0.01,
+    )
+
+
+def make_flow(c: FlowsClient, name: str = "web") -> str:
+    return create_dataset_export(
+        c, name=name, connection_spec=DLZ, datasets=["ds1"], target_params={"path": name, "datasetFileType": "JSON", "compression": "GZIP"},
+        schedule={"timeUnit": "hour", "interval": 3, "startTime": int(START.timestamp())},
+    )
+
+
+def test_a_token_is_reused_and_renewed_once_on_401(emulator: str) -> None:
+    c = client(emulator)
+    make_flow(c)
+    assert c.token_requests == 1
+    httpx.post(f"{emulator}/emulator/tokens/expire").raise_for_status()
+    assert [f.name for f in c.flows()] == ["web"]
+    assert c.token_requests == 2
+
+
+def test_wrong_credentials_are_a_clear_error(emulator: str) -> None:
+    with pytest.raises(FlowsError) as raised:
+        client(emulator, secret="wrong").flows()
+    assert raised.value.status_code == 401 and "invalid client credentials" in str(raised.value)
+    assert "wrong" not in str(raised.value)
+
+
+def test_patch_with_a_stale_etag_is_412_and_the_fresh_one_works(emulator: str) -> None:
+    c = client(emulator)
+    flow_id = make_flow(c)
+    stale = c.flow(flow_id).etag
+    fresh = c.patch_flow(flow_id, stale, [{"op": "replace", "path": "/name", "value": "renamed"}])
+    with pytest.raises(FlowsError) as raised:
+        c.patch_flow(flow_id, stale, [{"op": "replace", "path": "/name", "value": "again"}])
+    assert raised.value.status_code == 412 and "does not match the current version" in str(raised.value)
+    c.patch_flow(flow_id, fresh, [{"op": "Replace", "path": "/scheduleParams", "value": {"timeUnit": "hour", "interval": 6, "startTime": int(START.timestamp())}}])
+    assert c.flow(flow_id).name == "renamed" and c.flow(flow_id).schedule_params["interval"] == 6
+
+
+def test_429_honours_retry_after_and_5xx_backs_off(emulator: str) -> None:
+    sleeps: list[float] = []
+    c = client(emulator, sleeps=sleeps)
+    make_flow(c)
+    httpx.post(f"{emulator}/emulator/throttle", json={"count": 2, "status": 429, "retryAfter": 7}).raise_for_status()
+    httpx.post(f"{emulator}/emulator/throttle", json={"count": 1, "status": 503}).raise_for_status()
+    assert len(c.flows()) == 1
+    assert sleeps[:2] == [7.0, 7.0] and len(sleeps) == 3 and sleeps[2] < 1
+
+
+def test_persistent_5xx_is_a_transient_flows_error(emulator: str) -> None:
+    c = client(emulator)
+    make_flow(c)
+    httpx.post(f"{emulator}/emulator/throttle", json={"count": 10, "status": 503}).raise_for_status()
+    with pytest.raises(FlowsError) as raised:
+        c.flows()
+    assert raised.value.transient and raised.value.status_code == 503
+
+
+def test_lists_are_followed_through_every_page(emulator: str) -> None:
+    c = client(emulator)
+    flow_id = make_flow(c)
+    httpx.post(f"{emulator}/emulator/clock", json={"now": "2026-12-10T00:00:00Z"}).raise_for_status()  # 20 days of 3-hourly runs
+    runs = c.runs(flow_id)
+    assert len(runs) == 20 * 8 + 1 > 100
+    assert len({r.id for r in runs}) == len(runs)
+    assert all(r.status == "success" and r.flow_id == flow_id for r in runs)
+
+
+def test_unknown_entities_are_404_with_adobes_message(emulator: str) -> None:
+    with pytest.raises(FlowsError) as raised:
+        client(emulator).flow("no-such-flow")
+    assert raised.value.status_code == 404 and "flows not found with id = [no-such-flow]" in str(raised.value)
+
+
+def test_enable_and_disable(emulator: str) -> None:
+    c = client(emulator)
+    flow_id = make_flow(c)
+    c.set_enabled(flow_id, False)
+    assert c.flow(flow_id).state == "disabled"
+    httpx.post(f"{emulator}/emulator/clock", json={"now": "2026-11-21T00:00:00Z"}).raise_for_status()
+    assert c.runs(flow_id) == []  # a disabled flow does not run
+    c.set_enabled(flow_id, True)
+    assert c.flow(flow_id).state == "enabled"
