@@ -69,7 +69,15 @@ class CatalogPort(Protocol):
     def audit_count(self) -> int: ...
 
     def record_audit(
-        self, settings: Settings, report: AuditReport, files: Mapping[str, list[FileRecord]], *, listed: Mapping[str, set[str]], started: datetime, options: AuditOptions
+        self,
+        settings: Settings,
+        report: AuditReport,
+        files: Mapping[str, list[FileRecord]],
+        *,
+        listed: Mapping[str, set[str]],
+        started: datetime,
+        options: AuditOptions,
+        runs: Mapping[str, Sequence[Run]] | None = None,
     ) -> int: ...
 
 
@@ -142,7 +150,7 @@ def run_audit(
     report = AuditReport(now, tuple(results), tuple(unexpected), tuple(errors), assurance)
     if catalog is not None:
         try:
-            audit_id = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options)
+            audit_id = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options, runs=runs)
             report = replace(report, audit_id=audit_id)
         except CatalogError as e:
             report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))

@@ -115,7 +115,8 @@ def build_flows_client(settings: Settings) -> Any:
     if service is None:
         raise click.UsageError("no [flow_service] section in the configuration")
     return FlowsClient(
-        service.base_url, ims_url=service.ims_url, client_id=service.client_id, client_secret=service.client_secret, org_id=service.org_id, sandbox=service.sandbox, scopes=service.scopes
+        service.base_url, ims_url=service.ims_url, client_id=service.client_id, client_secret=service.client_secret, org_id=service.org_id, sandbox=service.sandbox, scopes=service.scopes,
+        retries=service.retries,
     )
 
 
@@ -135,7 +136,7 @@ def fetch_runs(settings: Settings) -> tuple[dict[str, Any] | None, dict[str, Any
             flows[flow_id] = client.flow(flow_id)
             runs[flow_id] = client.runs(flow_id)
     except FlowsError as e:
-        problems.append(AuditError("flow service", f"runs could not be read, windows are judged on storage alone: {e}"))
+        problems.append(AuditError("flow service", f"runs could not be read now, so windows are judged with the runs the catalog recorded before: {e}"))
         return None, None, problems
     finally:
         client.close()
@@ -147,6 +148,11 @@ def execute_audit(settings: Settings, *, now: datetime, options: AuditOptions, p
     catalog, problem = open_catalog_or_none(settings)
     options = replace(options, workers=settings.validation.threads)
     runs, flows, run_problems = fetch_runs(settings)
+    if run_problems and catalog is not None:  # the Flow Service is down: judge with the runs the catalog kept
+        try:
+            runs = catalog.runs_of(e.flow_id for e in settings.exports if e.flow_id)
+        except CatalogError:
+            runs = None
     with _progress(progress) as callback, build_checker(settings) as checker:
         report = run_audit(
             settings,

@@ -57,6 +57,7 @@ class FlowServiceSettings(_Model):
     sandbox: str = Field("prod", description="sandbox name")
     scopes: str = Field("openid,session,AdobeID,read_organizations,additional_info.projectedProductContext", description="OAuth scopes")
     dlz_destination: str | None = Field(None, description="name of the [[destinations]] entry that is the org's Data Landing Zone")
+    retries: int = Field(4, ge=0, le=10, description="retries on 429 and 5xx, with backoff (Retry-After honoured)")
 
 
 class DestinationSettings(_Model):

@@ -12,10 +12,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auditor.audit import AuditOptions, FileRecord
 from auditor.catalog.engine import ensure_schema, make_engine
-from auditor.catalog.tables import AuditRow, DatasetRow, DestinationRow, ExportRow, FileRow, FindingRow, FolderRow, WindowHistoryRow, WindowRow
+from auditor.catalog.tables import AuditRow, DatasetRow, DestinationRow, ExportRow, FileRow, FindingRow, FolderRow, RunRow, WindowHistoryRow, WindowRow
 from auditor.config import Settings
 from auditor.errors import CatalogError
 from auditor.findings import Finding
+from auditor.flows.models import Run
 from auditor.reconcile import Status
 from auditor.report import AuditReport, iso
 from auditor.storage.base import redact, scrub
@@ -27,6 +28,7 @@ FOLDERS = cast(Table, FolderRow.__table__)
 FILES = cast(Table, FileRow.__table__)
 WINDOWS = cast(Table, WindowRow.__table__)
 HISTORY = cast(Table, WindowHistoryRow.__table__)
+RUNS = cast(Table, RunRow.__table__)
 FINDINGS = cast(Table, FindingRow.__table__)
 AUDITS = cast(Table, AuditRow.__table__)
 
@@ -75,9 +77,21 @@ class Catalog:
             return [(_utc(at), status) for at, status in conn.execute(query)]
 
     def table_counts(self) -> dict[str, int]:
-        tables = (AUDITS, DESTINATIONS, EXPORTS, DATASETS, FOLDERS, FILES, WINDOWS, HISTORY, FINDINGS)
+        tables = (AUDITS, DESTINATIONS, EXPORTS, DATASETS, FOLDERS, FILES, WINDOWS, HISTORY, FINDINGS, RUNS)
         with self._connect() as conn:
             return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one()) for t in tables}
+
+    def runs_of(self, flow_ids: Iterable[str]) -> dict[str, list[Run]]:
+        """The runs recorded for these flows (what is known when the Flow Service cannot be reached)."""
+        wanted = list(flow_ids)
+        found: dict[str, list[Run]] = {f: [] for f in wanted}
+        with self._connect() as conn:
+            for row in conn.execute(select(RUNS).where(RUNS.c.flow_id.in_(wanted))):
+                found[row.flow_id].append(
+                    Run(row.id, row.flow_id, row.status, _utc(row.created_at), _utc(row.started_at), _utc(row.completed_at), row.records, row.files,
+                        dict(row.dataset_records or {}), tuple((str(c), str(m)) for c, m in row.errors or []))
+                )
+        return found
 
     def record_audit(
         self,
@@ -88,6 +102,7 @@ class Catalog:
         listed: Mapping[str, set[str]],
         started: datetime,
         options: AuditOptions,
+        runs: Mapping[str, Sequence[Run]] | None = None,
     ) -> int:
         """Store one audit: exports, folders, files, windows with history, findings; idempotent."""
         with self._connect() as conn, conn.begin():
@@ -110,7 +125,20 @@ class Catalog:
             for name, records in files.items():
                 self._record_files(conn, destination_ids[name], records, report.as_of, present=listed.get(name))
             self._record_windows(conn, report, destination_ids, audit_id)
+            self._record_runs(conn, runs or {}, report.as_of)
             return int(audit_id)
+
+    def _record_runs(self, conn: Connection, runs: Mapping[str, Sequence[Run]], now: datetime) -> None:
+        rows = [
+            {
+                "id": r.id, "flow_id": r.flow_id, "status": r.status, "created_at": r.created_at, "started_at": r.started_at, "completed_at": r.completed_at,
+                "records": r.records, "files": r.files, "dataset_records": dict(r.dataset_records), "errors": [list(e) for e in r.errors], "first_seen": now, "last_seen": now,
+            }
+            for flow_runs in runs.values()
+            for r in flow_runs
+        ]
+        columns = ["status", "created_at", "started_at", "completed_at", "records", "files", "dataset_records", "errors", "last_seen"]
+        _upsert(conn, RUNS, rows, ["id"], columns)
 
     # -- writing -------------------------------------------------------------
 

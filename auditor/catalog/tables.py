@@ -101,6 +101,24 @@ class FileRow(Base):
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class RunRow(Base):
+    """A dataflow run as the Flow Service reported it (what the exporter says happened)."""
+
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    records: Mapped[int | None] = mapped_column(BigInteger)
+    files: Mapped[int | None] = mapped_column(Integer)
+    dataset_records: Mapped[dict[str, int]] = mapped_column(JSON)
+    errors: Mapped[list[list[str]]] = mapped_column(JSON)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class WindowRow(Base):
     __tablename__ = "windows"
     __table_args__ = (UniqueConstraint("export_id", "dataset_id", "scheduled"),)

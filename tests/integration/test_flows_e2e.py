@@ -54,7 +54,7 @@ FAULTS = {
 
 
 def test_a_week_of_flows_with_one_fault_of_each_kind(emulator: tuple[str, World], tmp_path: Path) -> None:
-    base, _ = emulator
+    base, world = emulator
     client = client_for(base)
     flows = {
         "web-events": create_dataset_export(
@@ -89,6 +89,7 @@ client_id = "auditor-test"
 client_secret = "${{env:AEP_SECRET}}"
 org_id = "TEST@AdobeOrg"
 dlz_destination = "dlz"
+retries = 1
 [[destinations]]
 name = "dlz"
 url = "{(tmp_path / 'dlz').as_uri()}"
@@ -125,3 +126,15 @@ url = "{(tmp_path / 'dlz').as_uri()}"
     assert web["restorable_until"] == "2026-11-21T00:00:00Z"  # the chain breaks at the first missing run
     profiles = next(e for e in report["exports"] if e["name"] == "profiles")
     assert profiles["restorable_until"] == "2026-11-26T00:00:00Z"  # late and empty windows keep the chain whole
+
+    from auditor.catalog.repository import open_catalog
+
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    assert sum(len(v) for v in catalog.runs_of(flows.values()).values()) == len(world.runs)
+
+    # the Flow Service goes away: the audit says so, and judges with the runs the catalog kept
+    httpx.post(f"{base}/emulator/throttle", json={"count": 2, "status": 503}).raise_for_status()
+    again = runner.invoke(main, ["audit", "--config", str(config), "--as-of", END.isoformat(), "--format", "json"])
+    second = json.loads(again.stdout)
+    assert [e["destination"] for e in second["errors"]] == ["flow service"]
+    assert second["exports"] == report["exports"]
