@@ -36,10 +36,10 @@ def _matches(entity: dict[str, Any], condition: str) -> bool:
         return True
     values = _values(entity, path.strip().split("."))
     options = [w.strip() for w in wanted.split(",")]
-    if op == "==":
-        return any(str(v) in options for v in values)
+    if op == "==":  # lenient, like the reference advises for statuses: case-insensitive
+        return any(str(v).lower() in [o.lower() for o in options] for v in values)
     if op == "!=":
-        return all(str(v) not in options for v in values)
+        return all(str(v).lower() not in [o.lower() for o in options] for v in values)
     numbers = [v for v in values if isinstance(v, int | float)]
     limit = float(options[0])
     return any({">=": v >= limit, "<=": v <= limit, ">": v > limit, "<": v < limit}[op] for v in numbers)

@@ -77,12 +77,19 @@ class World:
             "imsOrgId": self.org_id,
         }
         if kind == "flows":
+            entity.setdefault("description", "")
             entity["state"] = "enabled"
             entity["runs"] = f"/runs?property=flowId=={entity_id}"
             entity["inheritedAttributes"] = self._inherited(entity)
             self.last_tick.pop(entity_id, None)
         if kind in ("sourceConnections", "targetConnections", "connections"):
             entity.setdefault("state", "enabled")
+        if kind == "sourceConnections":
+            entity.setdefault("typeInfo", {"id": "datasets", "type": "DATASET"})
+            entity["inheritedAttributes"] = {}
+        if kind == "targetConnections":
+            base = self.entities["connections"].get(entity.get("baseConnectionId") or "") or {}
+            entity["inheritedAttributes"] = {"baseConnection": {"id": base.get("id"), "connectionSpec": base.get("connectionSpec")}}
         if kind == "connections" and isinstance(entity.get("auth"), dict):
             entity["auth"] = {**entity["auth"], "params": {k: "<hidden>" for k in (entity["auth"].get("params") or {})}}
             self.secrets[entity_id] = dict(body.get("auth", {}).get("params") or {})
@@ -178,7 +185,9 @@ class World:
     def _record_run(self, flow: dict[str, Any], slot: datetime, run_id: str, counts: dict[str, int], *, files: int, status: str, offset: timedelta = timedelta(0)) -> dict[str, Any]:
         started = slot + timedelta(minutes=1) + offset
         total = sum(counts.values())
-        summary: dict[str, Any] = {"status": status, "activityRefs": [str(uuid.uuid4())]}
+        # destinations.yaml spells run statuses Success/Failed; Adobe's examples use lower case: the
+        # auditor compares them case-insensitively, the emulator follows the spec
+        summary: dict[str, Any] = {"status": status.capitalize(), "activityRefs": [str(uuid.uuid4())]}
         if status == "failed":
             summary["errors"] = [{"code": "ACTIVATION_BATCH-0000-FAILED", "message": "Job aborted."}]
         run = {
