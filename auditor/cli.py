@@ -54,10 +54,32 @@ def build_stores(settings: Settings) -> dict[str, Store]:
     stores: dict[str, Store] = {}
     for destination in settings.destinations:
         try:
-            stores[destination.name] = open_store(destination.url, destination.options)
+            stores[destination.name] = open_store(destination.url, _with_dlz_credentials(settings, destination.options))
         except StorageError as e:
             stores[destination.name] = _Unavailable(e.url, e)
     return stores
+
+
+def _with_dlz_credentials(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    """`dlz_credentials = true`: fetch the Data Landing Zone's SAS from the Flow Service now
+    (a fresh one every audit, so it never expires under a running audit)."""
+    if not options.get("dlz_credentials"):
+        return options
+    from auditor.errors import FlowsError
+
+    rest = {k: v for k, v in options.items() if k != "dlz_credentials"}
+    if settings.flow_service is None:
+        raise StorageError("options.dlz_credentials needs a [flow_service] section")
+    client = build_flows_client(settings)
+    try:
+        credentials = client.dlz_credentials(settings.flow_service.landing_zone_url)
+    except FlowsError as e:
+        raise StorageError(f"cannot fetch the Data Landing Zone credentials: {e}") from e
+    finally:
+        client.close()
+    if not credentials.get("SASUri"):
+        raise StorageError("the Data Landing Zone credentials have no SASUri")
+    return {**rest, "sas_url": credentials["SASUri"]}
 
 
 def open_catalog_or_none(settings: Settings) -> tuple[Any, str | None]:
@@ -474,6 +496,87 @@ def flows_disable(flow_id: str, config_path: str | None) -> None:
     """Disable a flow."""
     build_flows_client(load_from_environment(config_path)).set_enabled(flow_id, False)
     err.print(f"flow {flow_id} disabled")
+
+
+DESTINATION_TYPES = {
+    "s3": ("4fce964d-3f37-408f-9778-e597338a21ee", {"s3AccessKey": "AEP_S3_ACCESS_KEY", "s3SecretKey": "AEP_S3_SECRET_KEY"}),
+    "azure-blob": ("6d6b59bf-fb58-4107-9064-4d246c0e5bb2", {"connectionString": "AEP_AZURE_CONNECTION_STRING"}),
+    "dlz": ("10440537-2a7b-4583-ac39-ed38d4b848e8", {}),
+}
+SCHEDULES = {
+    "once": ("DAILY_FULL_EXPORT", "day", 0),
+    "daily": ("FIRST_FULL_THEN_INCREMENTAL", "day", 1),
+    **{f"every-{h}h": ("FIRST_FULL_THEN_INCREMENTAL", "hour", h) for h in (3, 6, 8, 9, 12)},
+}
+
+
+@flows.command("create")
+@click.option("--name", required=True)
+@click.option("--type", "kind", type=click.Choice(sorted(DESTINATION_TYPES)), required=True, help="destination type; credentials come from the environment")
+@click.option("--dataset", "datasets", multiple=True, required=True, help="dataset ID (repeatable)")
+@click.option("--format", "file_format", type=click.Choice(["json", "parquet"]), default="parquet", show_default=True)
+@click.option("--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True)
+@click.option("--manifest/--no-manifest", default=True, show_default=True)
+@click.option("--bucket", help="S3 bucket")
+@click.option("--container", help="Azure container")
+@click.option("--path", "folder", default="", help="folder path in the destination")
+@click.option("--schedule", type=click.Choice(sorted(SCHEDULES)), default="daily", show_default=True)
+@click.option("--start", required=True, help="first export time (ISO-8601 or epoch seconds)")
+@click.option("--end", help="end time (exclusive); AEP defaults to six months")
+@CONFIG_OPTION
+@_run
+def flows_create(
+    name: str, kind: str, datasets: tuple[str, ...], file_format: str, compression: str, manifest: bool, bucket: str | None, container: str | None,
+    folder: str, schedule: str, start: str, end: str | None, config_path: str | None,
+) -> None:
+    """Set up a dataset export end to end (source, base and target connections, then the flow).
+
+    Secrets are read from the environment (AEP_S3_ACCESS_KEY/AEP_S3_SECRET_KEY, or
+    AEP_AZURE_CONNECTION_STRING) and never printed.
+    """
+    import os
+
+    from auditor.flows.setup import create_dataset_export
+
+    if file_format == "json" and compression == "none":
+        err.print("warning: newer Adobe docs support JSON only compressed; the API may refuse json+none")
+    spec, secret_env = DESTINATION_TYPES[kind]
+    missing = [env for env in secret_env.values() if not os.environ.get(env)]
+    if missing:
+        raise click.UsageError(f"set {', '.join(missing)} in the environment (secrets are never taken as arguments)")
+    params: dict[str, Any] = {"path": folder, "datasetFileType": file_format.upper(), "compression": compression.upper(), "includeFileManifest": manifest}
+    if kind == "s3":
+        if not bucket:
+            raise click.UsageError("--bucket is required for s3")
+        params["bucketName"] = bucket
+    if kind == "azure-blob":
+        if not container:
+            raise click.UsageError("--container is required for azure-blob")
+        params["container"] = container
+    mode, unit, interval = SCHEDULES[schedule]
+    schedule_params: dict[str, Any] = {"exportMode": mode, "timeUnit": unit, "interval": interval, "startTime": int(_time(start, "--start").timestamp())}
+    if end:
+        schedule_params["endTime"] = int(_time(end, "--end").timestamp())
+    client = build_flows_client(load_from_environment(config_path))
+    auth = {key: os.environ[env] for key, env in secret_env.items()}
+    flow_id = create_dataset_export(client, name=name, connection_spec=spec, datasets=list(datasets), target_params=params, schedule=schedule_params, auth=auth)
+    click.echo(flow_id)
+
+
+@flows.command("trigger")
+@click.argument("flow_id", metavar="FLOW")
+@CONFIG_OPTION
+@_run
+def flows_trigger(flow_id: str, config_path: str | None) -> None:
+    """Run a flow's export now. UNDOCUMENTED Adobe endpoint (seen only in Adobe's aepp client): may change."""
+    settings = load_from_environment(config_path)
+    client = build_flows_client(settings)
+    assert settings.flow_service is not None
+    datasets = client.source_connection(client.flow(flow_id).source_connection_ids[0]).params.get("datasets") or []
+    runs = client.trigger(settings.flow_service.adhoc_url, flow_id, [str(d.get("dataSetId")) for d in datasets])
+    err.print("note: ad-hoc dataset runs use an undocumented Adobe endpoint (reference §8.5)")
+    for run_id in runs:
+        click.echo(run_id)
 
 
 @main.group()

@@ -51,6 +51,7 @@ class FlowServiceSettings(_Model):
     base_url: str = Field("https://platform.adobe.io/data/foundation/flowservice", description="Flow Service API base URL")
     ims_url: str = Field("https://ims-na1.adobelogin.com/ims/token/v3", description="IMS token endpoint")
     landing_zone_url: str = Field("https://platform.adobe.io/data/foundation/connectors/landingzone/credentials", description="Data Landing Zone credentials endpoint")
+    adhoc_url: str = Field("https://platform.adobe.io/data/core/activation/disflowprovider/adhocrun", description="ad-hoc run endpoint (undocumented; `flows trigger`)")
     client_id: str = Field(description="Developer Console client ID (also sent as x-api-key)")
     client_secret: str = Field(description="client secret, by reference: ${env:…} or ${file:…}")
     org_id: str = Field(description="IMS organization, XXXX@AdobeOrg")

@@ -63,7 +63,7 @@ def create_app(world: World) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
         path = request.url.path
-        if path.startswith((FLOWSERVICE, "/data/foundation/connectors")):
+        if path.startswith((FLOWSERVICE, "/data/foundation/connectors", "/data/core/activation")):
             with world.lock:
                 if world.throttle:
                     status, retry_after = world.throttle.pop(0)
@@ -176,12 +176,26 @@ def create_app(world: World) -> FastAPI:
 
     @app.get("/data/foundation/connectors/landingzone/credentials")
     def dlz_credentials(type: str = "dlz_destination") -> JSONResponse:
-        sas_url = world.dlz_options.get("sas_url")
+        sas_url = world.dlz_sas_url
         if type != "dlz_destination" or not sas_url:
             return _error(404, "no landing zone of that type")
         base, _, token = str(sas_url).partition("?")
         container = base.rstrip("/").rsplit("/", 1)[-1]
         return JSONResponse({"containerName": container, "SASToken": token, "storageAccountName": "emulator", "SASUri": sas_url})
+
+    @app.post("/data/core/activation/disflowprovider/adhocrun")
+    async def adhoc(request: Request) -> JSONResponse:
+        """The undocumented ad-hoc dataset export (reference §8.5): one run per flow now."""
+        body = await request.json()
+        answer = []
+        with world.lock:
+            for destination in (body.get("activationInfo") or {}).get("destinations") or []:
+                flow = world.entities["flows"].get(str(destination.get("flowId")))
+                if flow is None:
+                    return _not_found("flows", str(destination.get("flowId")))
+                runs = world.run_now(flow)
+                answer.append({"flowId": flow["id"], "datasets": [{"id": d.get("id"), "statusURL": f"{request.base_url}data/foundation/flowservice/runs/{r['id']}"} for d in destination.get("datasets") or [] for r in runs]})
+        return JSONResponse({"destinations": answer})
 
     # -- control routes (not Adobe's API) --------------------------------------
 

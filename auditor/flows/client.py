@@ -186,6 +186,15 @@ class FlowsClient:
                 return out
             start += len(items)
 
+    def trigger(self, adhoc_url: str, flow_id: str, datasets: list[str]) -> list[str]:
+        """Start an ad-hoc dataset export now. UNDOCUMENTED: seen only in Adobe's aepp client
+        (reference §8.5); may change or vanish. Returns the new runs' ids (from their statusURLs)."""
+        body = {"activationInfo": {"destinations": [{"flowId": flow_id, "datasets": [{"id": d} for d in datasets]}]}}
+        response = self._send("POST", adhoc_url, json=body, headers={"Accept": "application/vnd.adobe.adhoc.dataset.activation+json; version=1", "Content-Type": "application/json"})
+        answer = _json(response)
+        urls = [d.get("statusURL", "") for dest in answer.get("destinations", []) for d in dest.get("datasets", []) if isinstance(d, dict)]
+        return [u.rstrip("/").rsplit("/", 1)[-1] for u in urls if u]
+
     def dlz_credentials(self, landing_zone_url: str) -> dict[str, Any]:
         """The Data Landing Zone destination container's SAS (reference §2.3)."""
         response = self._send("GET", landing_zone_url, params={"type": "dlz_destination"})

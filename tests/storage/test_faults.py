@@ -210,3 +210,60 @@ def test_an_unknown_sftp_host_key_is_refused(sshd: servers.Sshd, tmp_path: Path)
 
     assert statuses(refused) == ["unknown", "unknown"] and "does not match" in refused.errors[0].message
     assert statuses(accepted) == ["late", "ok"]
+
+
+@pytest.mark.azure
+def test_the_data_landing_zone_is_read_with_credentials_from_the_flow_service(azurite: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import main
+    from auditor.emulator.server import running
+    from auditor.emulator.state import World
+    from auditor.flows.client import FlowsClient
+    from auditor.flows.setup import create_dataset_export
+    from tests.storage.conftest import azure_backend, container_sas
+
+    backend = azure_backend(azurite, "az")
+    container = backend.write_root.split("/", 1)[0]
+    sas = container_sas(azurite, container, expiry=datetime.now(UTC) + timedelta(hours=1))
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=12)
+    world = World("cid", "secret", dlz_url=f"az://{container}", dlz_options={"connection_string": servers.azurite_connection_string(azurite)}, dlz_sas_url=f"{azurite}/{container}?{sas}", now=start)
+    with running(world) as base:
+        client = FlowsClient(f"{base}/data/foundation/flowservice", ims_url=f"{base}/ims/token/v3", client_id="cid", client_secret="secret", org_id="O@AdobeOrg")
+        create_dataset_export(
+            client, name="dlz web", connection_spec="10440537-2a7b-4583-ac39-ed38d4b848e8", datasets=["ds1"],
+            target_params={"path": "exports", "datasetFileType": "JSON", "compression": "GZIP", "includeFileManifest": True},
+            schedule={"timeUnit": "hour", "interval": 6, "startTime": int(start.timestamp())},
+        )
+        import httpx
+
+        httpx.post(f"{base}/emulator/clock", json={"now": (start + timedelta(hours=11)).isoformat()}).raise_for_status()
+        config = tmp_path / "auditor.toml"
+        config.write_text(
+            f"""include = ["flows.toml"]
+[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[flow_service]
+base_url = "{base}/data/foundation/flowservice"
+ims_url = "{base}/ims/token/v3"
+landing_zone_url = "{base}/data/foundation/connectors/landingzone/credentials"
+client_id = "cid"
+client_secret = "secret"
+org_id = "O@AdobeOrg"
+dlz_destination = "dlz"
+[[destinations]]
+name = "dlz"
+url = "az://{container}"
+options = {{ dlz_credentials = true }}
+"""
+        )
+        (tmp_path / "flows.toml").write_text("")
+        runner = CliRunner()
+        assert runner.invoke(main, ["flows", "sync", "--config", str(config), "--output", str(tmp_path / "flows.toml")]).exit_code == 0
+        result = runner.invoke(main, ["audit", "--config", str(config), "--as-of", datetime.now(UTC).isoformat(), "--format", "json"])
+    report = json.loads(result.stdout)
+    assert report["errors"] == []
+    windows = [w for w in report["exports"][0]["windows"] if w["status"] != "pending"]  # the slot at "now" has not come yet
+    assert len(windows) == 2 and {w["status"] for w in windows} <= {"ok", "late"}  # written just now by the emulator
+    assert all(w["files"] == 3 for w in windows)
+    assert sas.split("sig=")[1].split("&")[0] not in result.stdout
