@@ -61,12 +61,71 @@ class FlowServiceSettings(_Model):
     retries: int = Field(4, ge=0, le=10, description="retries on 429 and 5xx, with backoff (Retry-After honoured)")
 
 
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration like 90m, 1h30m, 2d or PT1H")
+    try:
+        return parse_grace(value)
+    except ScheduleError as e:
+        raise ValueError(str(e).removeprefix("grace: ")) from None
+
+
 class DestinationSettings(_Model):
     """One storage location: an fsspec URL and the storage options passed to fsspec unchanged."""
 
     name: str = Field(description="name that exports refer to")
     url: str = Field(description="fsspec URL of the folder path configured in AEP")
     options: dict[str, Any] = Field(default_factory=dict, description="fsspec storage_options (secrets by reference)")
+    audit_every: timedelta = Field(timedelta(minutes=15), description="how often `auditor serve` audits this destination")
+
+    @field_validator("audit_every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> timedelta:
+        return _duration(value)
+
+
+class TokenSettings(_Model):
+    """A bearer token for the HTTP API."""
+
+    name: str = Field(description="who holds it (shown in logs, never the token)")
+    token: str = Field(description="the token, by reference: ${env:…} or ${file:…}")
+    role: Literal["read", "admin"] = Field("read", description="read: every GET; admin: also starting audits")
+
+
+class ServiceSettings(_Model):
+    """`auditor serve`: access to its HTTP API."""
+
+    tokens: list[TokenSettings] = Field(default_factory=list, description="bearer tokens; without any, every API route answers 401")
+    open_health: bool = Field(True, description="serve /healthz without a token")
+    open_metrics: bool = Field(False, description="serve /metrics without a token")
+
+
+class ChannelSettings(_Model):
+    """Where alerts go: a generic webhook (HMAC-signed body) or any Apprise URL."""
+
+    name: str = Field(description="name rules refer to")
+    kind: Literal["webhook", "apprise"] = Field(description="webhook or apprise")
+    url: str = Field(description="webhook URL or Apprise URL (slack://…, mailto://…), by reference when it holds a secret")
+    secret: str | None = Field(None, description="webhook: HMAC-SHA256 key for the X-Auditor-Signature header")
+    retries: int = Field(3, ge=0, le=10, description="attempts after the first, for transient failures")
+
+
+class AlertRuleSettings(_Model):
+    """When to alert: a window missing or invalid, unknown too long, RPO too high, a flow about to stop."""
+
+    name: str = Field(description="unique rule name")
+    when: Literal["missing", "invalid", "unknown", "rpo", "ending"] = Field(description="the condition")
+    channels: list[str] = Field(min_length=1, description="[[channels]] names")
+    exports: list[str] = Field(default_factory=list, description="only these exports (default: all)")
+    unknown_for: timedelta = Field(timedelta(hours=2), description="when = unknown: how long a window may stay unknown")
+    rpo_above: timedelta = Field(timedelta(hours=24), description="when = rpo: the RPO that alerts")
+
+    @field_validator("unknown_for", "rpo_above", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> timedelta:
+        return _duration(value)
 
 
 class ExportSettings(_Model):
@@ -146,6 +205,9 @@ class Settings(_Model):
     catalog: CatalogSettings = CatalogSettings()
     validation: ValidationSettings = ValidationSettings()
     flow_service: FlowServiceSettings | None = None
+    service: ServiceSettings = ServiceSettings()
+    channels: list[ChannelSettings] = Field(default_factory=list)
+    alerts: list[AlertRuleSettings] = Field(default_factory=list)
     include: list[str] = Field(default_factory=list, description="more TOML files whose destinations and exports are added (e.g. from `flows sync`)")
     destinations: list[DestinationSettings] = Field(default_factory=list)
     exports: list[ExportSettings] = Field(default_factory=list)
@@ -162,6 +224,14 @@ class Settings(_Model):
                 raise ValueError(f"exports[{i}].name: {export.name!r} is used twice")
             if export.destination not in names:
                 raise ValueError(f"exports[{i}].destination: {export.destination!r} names no [[destinations]] entry")
+        channel_names = [c.name for c in self.channels]
+        for i, rule in enumerate(self.alerts):
+            for channel in rule.channels:
+                if channel not in channel_names:
+                    raise ValueError(f"alerts[{i}].channels: {channel!r} names no [[channels]] entry")
+            for export_name in rule.exports:
+                if export_name not in export_names:
+                    raise ValueError(f"alerts[{i}].exports: {export_name!r} names no [[exports]] entry")
         if self.flow_service and self.flow_service.dlz_destination and self.flow_service.dlz_destination not in names:
             raise ValueError(f"flow_service.dlz_destination: {self.flow_service.dlz_destination!r} names no [[destinations]] entry")
         for i, export in enumerate(self.exports):

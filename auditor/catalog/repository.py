@@ -12,7 +12,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auditor.audit import AuditOptions, FileRecord
 from auditor.catalog.engine import ensure_schema, make_engine
-from auditor.catalog.tables import AuditRow, DatasetRow, DestinationRow, ExportRow, FileRow, FindingRow, FolderRow, RunRow, WindowHistoryRow, WindowRow
+from auditor.catalog.tables import (
+    AlertRow,
+    AuditRow,
+    DatasetRow,
+    DestinationRow,
+    ExportRow,
+    FileRow,
+    FindingRow,
+    FolderRow,
+    RunRow,
+    WindowHistoryRow,
+    WindowRow,
+)
 from auditor.config import Settings
 from auditor.errors import CatalogError
 from auditor.findings import Finding
@@ -29,6 +41,7 @@ FILES = cast(Table, FileRow.__table__)
 WINDOWS = cast(Table, WindowRow.__table__)
 HISTORY = cast(Table, WindowHistoryRow.__table__)
 RUNS = cast(Table, RunRow.__table__)
+ALERTS = cast(Table, AlertRow.__table__)
 FINDINGS = cast(Table, FindingRow.__table__)
 AUDITS = cast(Table, AuditRow.__table__)
 
@@ -92,6 +105,100 @@ class Catalog:
                         dict(row.dataset_records or {}), tuple((str(c), str(m)) for c, m in row.errors or []))
                 )
         return found
+
+    # -- alerts --------------------------------------------------------------
+
+    def alert_keys(self) -> tuple[set[str], set[str]]:
+        """(keys ever alerted, keys alerted and not yet resolved)."""
+        with self._connect() as conn:
+            rows = conn.execute(select(ALERTS.c.key, ALERTS.c.resolved_at).where(ALERTS.c.kind == "alert")).all()
+        return {k for k, _ in rows}, {k for k, resolved in rows if resolved is None}
+
+    def add_notices(self, notices: Sequence[Mapping[str, Any]]) -> None:
+        """Queue notices; a (key, channel, kind) that exists already is left alone (exactly once)."""
+        with self._connect() as conn, conn.begin():
+            _upsert(conn, ALERTS, [dict(n) for n in notices], ["key", "channel", "kind"], [])
+
+    def resolve(self, key: str, when: datetime) -> None:
+        with self._connect() as conn, conn.begin():
+            conn.execute(update(ALERTS).where(ALERTS.c.key == key, ALERTS.c.kind == "alert", ALERTS.c.resolved_at.is_(None)).values(resolved_at=when))
+
+    def pending_notices(self) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            return [row._asdict() for row in conn.execute(select(ALERTS).where(ALERTS.c.state == "pending").order_by(ALERTS.c.id))]
+
+    def record_delivery(self, notice_id: int, *, attempts: int, error: str | None, permanent: bool, when: datetime) -> None:
+        state = "delivered" if error is None else ("failed" if permanent else "pending")
+        with self._connect() as conn, conn.begin():
+            conn.execute(
+                update(ALERTS)
+                .where(ALERTS.c.id == notice_id)
+                .values(state=state, attempts=ALERTS.c.attempts + attempts, last_error=error, delivered_at=when if error is None else None)
+            )
+
+    def notices(self, limit: int = 200) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            return [_plain(row._asdict()) for row in conn.execute(select(ALERTS).order_by(ALERTS.c.id.desc()).limit(limit))]
+
+    # -- reads for the service ---------------------------------------------------
+
+    def deep_coverage(self) -> tuple[int, int]:
+        """(data files present, of which deep-verified)."""
+        present = (FILES.c.role == "data") & FILES.c.gone_at.is_(None)
+        with self._connect() as conn:
+            files = int(conn.execute(select(func.count()).select_from(FILES).where(present)).scalar_one())
+            verified = int(conn.execute(select(func.count()).select_from(FILES).where(present & FILES.c.deep_at.is_not(None))).scalar_one())
+        return files, verified
+
+    def audits(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            return [_plain(row._asdict()) for row in conn.execute(select(AUDITS).order_by(AUDITS.c.id.desc()).limit(limit))]
+
+    def export_rows(self) -> list[dict[str, Any]]:
+        """Every export and dataset with its restore point and window counts by status."""
+        query = (
+            select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.restorable_until, WINDOWS.c.status, func.count(WINDOWS.c.id))
+            .join(DATASETS, DATASETS.c.export_id == EXPORTS.c.id)
+            .join(WINDOWS, (WINDOWS.c.export_id == EXPORTS.c.id) & (WINDOWS.c.dataset_id == DATASETS.c.dataset_id), isouter=True)
+            .group_by(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.restorable_until, WINDOWS.c.status)
+        )
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        with self._connect() as conn:
+            for name, dataset, until, status, count in conn.execute(query):
+                row = rows.setdefault((name, dataset), {"name": name, "dataset_id": dataset, "restorable_until": iso(_utc(until)), "windows": {}})
+                if status:
+                    row["windows"][status] = int(count)
+        return sorted(rows.values(), key=lambda r: (r["name"], r["dataset_id"]))
+
+    def window_rows(self, export: str, start: datetime | None = None, end: datetime | None = None) -> list[dict[str, Any]]:
+        query = select(WINDOWS).join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name == export)
+        if start is not None:
+            query = query.where(WINDOWS.c.scheduled >= start)
+        if end is not None:
+            query = query.where(WINDOWS.c.scheduled <= end)
+        with self._connect() as conn:
+            return [_plain(row._asdict()) for row in conn.execute(query.order_by(WINDOWS.c.scheduled))]
+
+    def window_findings(self, export: str, dataset: str, scheduled: datetime) -> list[dict[str, Any]]:
+        query = (
+            select(FINDINGS.c.code, FINDINGS.c.severity, FINDINGS.c.path, FINDINGS.c.message)
+            .join(WINDOWS, FINDINGS.c.window_id == WINDOWS.c.id)
+            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+            .where(EXPORTS.c.name == export, WINDOWS.c.dataset_id == dataset, WINDOWS.c.scheduled == scheduled)
+            .order_by(FINDINGS.c.id)
+        )
+        with self._connect() as conn:
+            return [row._asdict() for row in conn.execute(query)]
+
+    def folder_files(self, destination: str, folder_key: str) -> list[dict[str, Any]]:
+        query = (
+            select(FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records)
+            .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
+            .where(DESTINATIONS.c.name == destination, FILES.c.folder_key == folder_key, FILES.c.role == "data", FILES.c.gone_at.is_(None))
+            .order_by(FILES.c.key)
+        )
+        with self._connect() as conn:
+            return [row._asdict() for row in conn.execute(query)]
 
     def record_audit(
         self,
@@ -360,3 +467,8 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for JSON: datetimes as ISO-8601 UTC."""
+    return {k: iso(_utc(v)) if isinstance(v, datetime) else v for k, v in row.items()}

@@ -119,6 +119,29 @@ class RunRow(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class AlertRow(Base):
+    """One alert or recovery notice for one channel: created once per key, delivered, recorded."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("key", "channel", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))  # rule|export|dataset|scheduled
+    rule: Mapped[str] = mapped_column(String(200))
+    export: Mapped[str] = mapped_column(String(200))
+    dataset_id: Mapped[str] = mapped_column(String(200))
+    scheduled: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    channel: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # alert | recovery
+    message: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # alerts: when the condition cleared
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class WindowRow(Base):
     __tablename__ = "windows"
     __table_args__ = (UniqueConstraint("export_id", "dataset_id", "scheduled"),)

@@ -1,0 +1,74 @@
+"""Which alerts the latest audit calls for (pure): one key per rule, export, dataset and window."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from auditor.config import AlertRuleSettings
+from auditor.reconcile import GOOD, Status
+from auditor.report import AuditReport, iso
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition that holds now and deserves one alert (per channel)."""
+
+    key: str
+    rule: str
+    export: str
+    dataset_id: str
+    scheduled: datetime | None
+    message: str
+    payload: Mapping[str, Any]
+
+
+def conditions(report: AuditReport, rules: Sequence[AlertRuleSettings], *, unknown_since: Mapping[tuple[str, str, datetime], datetime]) -> list[Condition]:
+    """Every rule condition that holds in this report."""
+    found: list[Condition] = []
+    for rule in rules:
+        for export in report.exports:
+            if rule.exports and export.name not in rule.exports:
+                continue
+            if rule.when in ("missing", "invalid", "unknown"):
+                for result in export.windows:
+                    when = result.window.scheduled
+                    hit = result.status.value == rule.when
+                    if rule.when == "unknown" and hit:
+                        since = unknown_since.get((export.name, export.dataset_id, when), report.as_of)
+                        hit = report.as_of - since >= rule.unknown_for
+                    if hit:
+                        evidence = "; ".join(f"{f.code}: {f.message}" for f in result.findings)[:500]
+                        message = f"{export.name} / {export.dataset_id}: the export of {iso(when)} is {result.status.value}" + (f" ({evidence})" if evidence else "")
+                        found.append(_condition(rule.name, export.name, export.dataset_id, when, message, {"status": result.status.value, "findings": [f.as_dict() for f in result.findings]}))
+            elif rule.when == "rpo" and export.active and export.rpo_seconds is not None and export.rpo_seconds > rule.rpo_above.total_seconds():
+                message = f"{export.name} / {export.dataset_id}: restorable only until {iso(export.restore.restorable_until)} (RPO {export.rpo_seconds // 3600} h)"
+                found.append(_condition(rule.name, export.name, export.dataset_id, None, message, {"rpo_seconds": export.rpo_seconds}))
+            elif rule.when == "ending":
+                for warning in export.warnings:
+                    if warning.code == "export.ending":
+                        found.append(_condition(rule.name, export.name, export.dataset_id, None, f"{export.name}: {warning.message}", {"warning": warning.as_dict()}))
+    return found
+
+
+def recovered(report: AuditReport, key: str) -> str | None:
+    """If the window of an open alert is good now, the recovery notice; else None."""
+    rule, export, dataset, scheduled = key.split("|")
+    for result in report.exports:
+        if result.name != export or result.dataset_id != dataset:
+            continue
+        if scheduled == "-":
+            return f"{export} / {dataset}: {rule} cleared"
+        for window in result.windows:
+            if iso(window.window.scheduled) == scheduled and window.status in GOOD:
+                how = "landed late" if window.status is Status.LATE else ("had no new data" if window.status is Status.EMPTY else "is ok now")
+                return f"{export} / {dataset}: the export of {scheduled} {how}"
+    return None
+
+
+def _condition(rule: str, export: str, dataset: str, scheduled: datetime | None, message: str, extra: Mapping[str, Any]) -> Condition:
+    key = f"{rule}|{export}|{dataset}|{iso(scheduled) if scheduled else '-'}"
+    payload = {"title": f"export-auditor: {rule}", "rule": rule, "export": export, "dataset_id": dataset, "scheduled": iso(scheduled), **extra}
+    return Condition(key, rule, export, dataset, scheduled, message, payload)

@@ -1,0 +1,3 @@
+"""`auditor serve`: periodic audits, alerts, an HTTP API and Prometheus metrics in one process."""
+
+from __future__ import annotations
