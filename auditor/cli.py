@@ -600,3 +600,36 @@ def emulator_serve(host: str, port: int, client_id: str, client_secret: str, dlz
     world = World(client_id, client_secret, dlz_url=dlz_url, s3_endpoint=s3_endpoint, now=_time(start, "--now"))
     err.print(f"Flow Service emulator on http://{host}:{port} (IMS at /ims/token/v3, Flow Service at /data/foundation/flowservice)")
     serve(world, host=host, port=port)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@_run
+def serve(config_path: str | None, host: str, port: int) -> None:
+    """Audit on each destination's interval, alert, and serve the HTTP API and /metrics."""
+    import threading
+
+    import uvicorn
+
+    from auditor.catalog.repository import open_catalog
+    from auditor.service.app import create_app
+    from auditor.service.worker import Worker
+
+    settings = load_from_environment(config_path)
+    catalog = open_catalog(settings.catalog.url)
+
+    def audit(s: Settings, now: datetime, exports: frozenset[str]) -> AuditReport:
+        return execute_audit(s, now=now, options=AuditOptions(only_exports=exports), progress=False)
+
+    worker = Worker(settings, catalog, audit)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True, name="auditor-worker")
+    thread.start()
+    err.print(f"auditor serving on http://{host}:{port} (API under /api, /healthz, /metrics)")
+    try:
+        uvicorn.run(create_app(settings, catalog, worker), host=host, port=port, log_level="warning")
+    finally:
+        stop.set()
+        thread.join(30)

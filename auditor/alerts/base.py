@@ -25,14 +25,12 @@ class Notifier:
 
 def deliver(notifier: Notifier, message: str, payload: Mapping[str, Any], *, retries: int, sleep: Callable[[float], None] = time.sleep) -> tuple[int, AlertError | None]:
     """Try once plus `retries` times with backoff; returns (attempts, the last error or None)."""
-    attempts = 0
     for attempt in range(retries + 1):
-        attempts += 1
         try:
             notifier.notify(message, payload)
-            return attempts, None
+            return attempt + 1, None
         except AlertError as e:
             if e.permanent or attempt == retries:
-                return attempts, e
+                return attempt + 1, e
             sleep(min(30.0, 0.5 * 2**attempt))
     raise AssertionError("unreachable")

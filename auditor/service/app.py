@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -44,8 +44,8 @@ def create_app(settings: Settings, catalog: Any, worker: Worker | None = None, *
 
         return check
 
-    reader = Annotated[str, Depends(require("read"))]
-    admin = Annotated[str, Depends(require("admin"))]
+    reader = Depends(require("read"))  # a default, not an Annotated alias: annotations are strings here
+    admin = Depends(require("admin"))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -70,7 +70,7 @@ def create_app(settings: Settings, catalog: Any, worker: Worker | None = None, *
         return PlainTextResponse(render_metrics(catalog, worker, now=clock()), media_type="text/plain; version=0.0.4")
 
     @app.get("/api/compliance")
-    def compliance(_: reader) -> dict[str, Any]:
+    def compliance(_: str = reader) -> dict[str, Any]:
         rows = catalog.export_rows()
         totals: dict[str, int] = {}
         for row in rows:
@@ -86,23 +86,23 @@ def create_app(settings: Settings, catalog: Any, worker: Worker | None = None, *
         return {"status": verdict, "windows": totals, "exports": rows, "last_audit": audits[0] if audits else None}
 
     @app.get("/api/exports")
-    def exports(_: reader) -> list[dict[str, Any]]:
+    def exports(_: str = reader) -> list[dict[str, Any]]:
         return list(catalog.export_rows())
 
     @app.get("/api/exports/{name}/windows")
-    def windows(name: str, _: reader, start: str | None = None, end: str | None = None) -> list[dict[str, Any]]:
+    def windows(name: str, start: str | None = None, end: str | None = None, _: str = reader) -> list[dict[str, Any]]:
         _known_export(name)
         return list(catalog.window_rows(name, _time(start, "start"), _time(end, "end")))
 
     @app.get("/api/exports/{name}/windows/{scheduled}/findings")
-    def findings(name: str, scheduled: str, dataset: str, _: reader) -> list[dict[str, Any]]:
+    def findings(name: str, scheduled: str, dataset: str, _: str = reader) -> list[dict[str, Any]]:
         _known_export(name)
         when = _time(scheduled, "scheduled")
         assert when is not None
         return list(catalog.window_findings(name, dataset, when))
 
     @app.get("/api/restore")
-    def restore(dataset: str, at: str, _: reader) -> dict[str, Any]:
+    def restore(dataset: str, at: str, _: str = reader) -> dict[str, Any]:
         from auditor.service.lookup import restore_from_catalog
 
         when = _time(at, "at")
@@ -110,15 +110,15 @@ def create_app(settings: Settings, catalog: Any, worker: Worker | None = None, *
         return restore_from_catalog(settings, catalog, dataset, when)
 
     @app.get("/api/alerts")
-    def alerts(_: reader) -> list[dict[str, Any]]:
+    def alerts(_: str = reader) -> list[dict[str, Any]]:
         return list(catalog.notices())
 
     @app.get("/api/audits")
-    def audits(_: reader) -> list[dict[str, Any]]:
+    def audits(_: str = reader) -> list[dict[str, Any]]:
         return list(catalog.audits())
 
     @app.post("/api/audits", status_code=201)
-    def audit_now(_: admin) -> dict[str, Any]:
+    def audit_now(_: str = admin) -> dict[str, Any]:
         if worker is None:
             raise HTTPException(503, "no worker runs in this process")
         worker.audit_due(clock(), force=True)

@@ -45,4 +45,4 @@ def restore_from_catalog(settings: Settings, catalog: Any, dataset: str, at: dat
 
 
 def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)

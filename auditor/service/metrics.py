@@ -21,7 +21,7 @@ class _CatalogCollector(Collector):
             for status, count in row["windows"].items():
                 windows.add_metric([row["name"], row["dataset_id"], status], count)
             if row["restorable_until"]:
-                until = datetime.fromisoformat(row["restorable_until"].replace("Z", "+00:00"))
+                until = datetime.fromisoformat(row["restorable_until"])
                 rpo.add_metric([row["name"], row["dataset_id"]], (self.now - until).total_seconds())
         yield windows
         yield rpo
@@ -29,8 +29,8 @@ class _CatalogCollector(Collector):
         last = GaugeMetricFamily("auditor_last_audit_timestamp_seconds", "When the last audit finished (Unix time)")
         duration = GaugeMetricFamily("auditor_last_audit_duration_seconds", "How long the last audit took")
         if audits and audits[0]["finished_at"]:
-            finished = datetime.fromisoformat(audits[0]["finished_at"].replace("Z", "+00:00"))
-            started = datetime.fromisoformat(audits[0]["started_at"].replace("Z", "+00:00"))
+            finished = datetime.fromisoformat(audits[0]["finished_at"])
+            started = datetime.fromisoformat(audits[0]["started_at"])
             last.add_metric([], finished.timestamp())
             duration.add_metric([], max(0.0, (finished - started).total_seconds()))
         yield last

@@ -103,18 +103,32 @@ def test_unreadable_files_are_config_errors(tmp_path: Path, text: str | None, me
 
 def test_the_example_config_is_valid() -> None:
     example = Path(__file__).parents[2] / "config" / "auditor.example.toml"
-    environ = {"S3_ENDPOINT": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AEP_CLIENT_ID": "c", "AEP_CLIENT_SECRET": "s", "AEP_ORG_ID": "o@AdobeOrg"}
+    environ = {
+        "S3_ENDPOINT": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AEP_CLIENT_ID": "c", "AEP_CLIENT_SECRET": "s",
+        "AEP_ORG_ID": "o@AdobeOrg", "AUDITOR_READ_TOKEN": "r", "AUDITOR_ADMIN_TOKEN": "a", "ONCALL_WEBHOOK_URL": "http://127.0.0.1:9/hook", "ONCALL_WEBHOOK_KEY": "k",
+    }
     settings = load_settings(example, environ)
     assert [e.name for e in settings.exports] == ["web-events", "profiles-snapshot"]
 
 
 def test_the_example_config_documents_every_setting() -> None:
-    from auditor.config import CatalogSettings, DestinationSettings, ExportSettings, FlowServiceSettings, Settings, ValidationSettings
+    from auditor.config import (
+        AlertRuleSettings,
+        CatalogSettings,
+        ChannelSettings,
+        DestinationSettings,
+        ExportSettings,
+        FlowServiceSettings,
+        ServiceSettings,
+        Settings,
+        TokenSettings,
+        ValidationSettings,
+    )
 
     example = (Path(__file__).parents[2] / "config" / "auditor.example.toml").read_text()
     undocumented = [
         f"{model.__name__}.{name}"
-        for model in (Settings, CatalogSettings, ValidationSettings, FlowServiceSettings, DestinationSettings, ExportSettings)
+        for model in (Settings, CatalogSettings, ValidationSettings, FlowServiceSettings, ServiceSettings, TokenSettings, ChannelSettings, AlertRuleSettings, DestinationSettings, ExportSettings)
         for name in model.model_fields
         if f"{name} =" not in example and f"[{name}]" not in example and f"[[{name}]]" not in example
     ]
