@@ -86,7 +86,7 @@ class Worker:
             if message is None:
                 continue
             self.catalog.resolve(key, now)
-            when = datetime.fromisoformat(scheduled.replace("Z", "+00:00")) if scheduled != "-" else None
+            when = datetime.fromisoformat(scheduled) if scheduled != "-" else None
             payload = {"title": f"export-auditor: {rule} recovered", "rule": rule, "export": export, "dataset_id": dataset, "scheduled": None if scheduled == "-" else scheduled}
             notices += [_notice(key, rule, export, dataset, when, channel, "recovery", message, payload, now) for channel in rules[rule].channels]
         if notices:

@@ -1,0 +1,154 @@
+"""Alerts over a simulated clock: one alert per missed window (also after a restart), one recovery
+when it lands late, HMAC-signed webhooks, a flaky channel retried, a broken one reported."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from hashlib import sha256
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.audit import AuditOptions
+from auditor.catalog.repository import open_catalog
+from auditor.cli import execute_audit
+from auditor.config import Settings, load_settings
+from auditor.report import AuditReport
+from auditor.service.worker import Worker
+from tests.conftest import Tree, t
+
+KEY = "webhook-hmac-key-for-tests"
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1 that checks signatures and answers from a script."""
+
+    def __init__(self, script: list[int] | None = None) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.bad_signatures = 0
+        self.script = list(script or [])
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                expected = "sha256=" + hmac.new(KEY.encode(), body, sha256).hexdigest()
+                if not hmac.compare_digest(self.headers.get("X-Auditor-Signature", ""), expected):
+                    receiver.bad_signatures += 1
+                status = receiver.script.pop(0) if receiver.script else 200
+                if status == 200:
+                    receiver.received.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[Receiver, Receiver]]:
+    flaky, broken = Receiver(script=[500, 503]), Receiver(script=[400] * 10)
+    yield flaky, broken
+    for r in (flaky, broken):
+        r.server.shutdown()
+
+
+def config_for(tree: Tree, tmp_path: Path, flaky: Receiver, broken: Receiver) -> Settings:
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+
+[[channels]]
+name = "oncall"
+kind = "webhook"
+url = "{flaky.url}"
+secret = "{KEY}"
+retries = 3
+
+[[channels]]
+name = "broken"
+kind = "webhook"
+url = "{broken.url}"
+secret = "{KEY}"
+
+[[alerts]]
+name = "missed"
+when = "missing"
+channels = ["oncall", "broken"]
+
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+audit_every = "15m"
+
+[[exports]]
+name = "web"
+destination = "d"
+datasets = ["ds"]
+format = "parquet"
+manifest = true
+schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }}
+"""
+    )
+    return load_settings(config, {})
+
+
+def audit_fn(settings: Settings, now: datetime, exports: frozenset[str]) -> AuditReport:
+    return execute_audit(settings, now=now, options=AuditOptions(only_exports=exports), progress=False)
+
+
+def test_a_missed_window_alerts_once_and_recovers_once_when_it_lands_late(tree: Tree, tmp_path: Path, receivers: tuple[Receiver, Receiver]) -> None:
+    flaky, broken = receivers
+    settings = config_for(tree, tmp_path, flaky, broken)
+    tree.export("ds", t("2026-11-27T00:00"))
+    catalog = open_catalog(settings.catalog.url)
+    clock = {"now": t("2026-11-27T05:00")}
+    sleeps: list[float] = []
+
+    def worker() -> Worker:
+        return Worker(settings, catalog, audit_fn, clock=lambda: clock["now"], sleep=sleeps.append)
+
+    first = worker()
+    assert first.run_once() is True
+    assert len(flaky.received) == 1 and flaky.received[0]["rule"] == "missed" and flaky.received[0]["scheduled"] == "2026-11-27T03:00:00Z"
+    assert "missing" in flaky.received[0]["text"] and flaky.bad_signatures == 0
+    assert len(sleeps) == 2  # two transient failures (500, 503), retried with backoff, then delivered
+
+    clock["now"] = t("2026-11-27T05:10")
+    assert first.run_once() is False  # not due yet (15 min), nothing pending
+    clock["now"] = t("2026-11-27T05:20")
+    assert first.run_once() is True  # audited again: still missing, no second alert
+    restarted = worker()  # a new process: the alert state lives in the catalog
+    clock["now"] = t("2026-11-27T05:40")
+    restarted.run_once()
+    assert len(flaky.received) == 1
+
+    tree.export("ds", t("2026-11-27T03:00"), landed=t("2026-11-27T05:50"))  # it lands, late
+    clock["now"] = t("2026-11-27T06:00")
+    restarted.run_once()
+    assert len(flaky.received) == 2
+    recovery = flaky.received[1]
+    assert recovery["rule"] == "missed" and "landed late" in recovery["text"] and recovery["scheduled"] == "2026-11-27T03:00:00Z"
+
+    clock["now"] = t("2026-11-27T06:30")
+    restarted.run_once()
+    assert len(flaky.received) == 2  # nothing more: one alert, one recovery
+
+    notices = catalog.notices()
+    on_broken = [n for n in notices if n["channel"] == "broken"]
+    assert {n["state"] for n in on_broken} == {"failed"} and all("400" in n["last_error"] for n in on_broken)
+    assert all(n["attempts"] == 1 for n in on_broken)  # a permanent failure is not retried
+    assert {(n["kind"], n["state"]) for n in notices if n["channel"] == "oncall"} == {("alert", "delivered"), ("recovery", "delivered")}
+    assert broken.received == [] and broken.bad_signatures == 0
