@@ -382,25 +382,50 @@ def db_upgrade(config_path: str | None) -> None:
 @click.option("--workspace", type=click.Path(file_okay=False), help="keep the demo here instead of a temporary folder")
 @_run
 def demo(workspace: str | None) -> None:
-    """Build a realistic export tree with defects, audit it, and look up a restore."""
-    from auditor.config import load_settings
-    from auditor.demo import WEB_EVENTS, build_demo
+    """The whole product on a simulated week: emulated flows with faults, sync, audit, alerts, restore."""
+    import os
+
+    from auditor.catalog.repository import open_catalog
+    from auditor.demo import CLIENT_SECRET, WEB_EVENTS, demo_world, webhook_receiver
+    from auditor.flows.sync import fetch_and_sync
     from auditor.restore import plan_restore
+    from auditor.service.worker import Worker
 
     folder = Path(workspace) if workspace else Path(tempfile.mkdtemp(prefix="auditor-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    tree = build_demo(folder, datetime.now(UTC))
-    click.echo(f"Demo workspace: {folder}\nInjected defects:")
-    for defect in tree.defects:
-        click.echo(f"  - {defect}")
-    settings = load_settings(tree.config, {})
-    report = execute_audit(settings, now=tree.as_of, options=AuditOptions())
-    click.echo(render_report(report, "table"))
-    html = folder / "evidence.html"
-    html.write_text(render_report(report, "html"), encoding="utf-8")
-    result = next(r for r in report.exports if r.dataset_id == WEB_EVENTS)
-    click.echo(render_plan(plan_restore(result, tree.as_of), "table"))
-    click.echo(f"Evidence report: {html}\nTry: auditor audit --config {tree.config} --as-of {iso(tree.as_of)}")
+    environ = {**os.environ, "DEMO_FLOW_SERVICE_SECRET": CLIENT_SECRET}
+    with webhook_receiver() as (hook, pages), demo_world(folder, datetime.now(UTC), hook) as world:
+        click.echo(f"Demo workspace: {folder}")
+        click.echo(f"Flow Service emulator at {world.base_url}: 3 dataset-export flows ran from {iso(world.start)} to {iso(world.as_of)}.")
+        click.echo("Injected faults:")
+        for fault in world.faults:
+            click.echo(f"  - {fault}")
+        from auditor.config import load_settings
+
+        settings = load_settings(world.config, environ)
+        client = build_flows_client(settings)
+        synced = fetch_and_sync(client, settings)
+        client.close()
+        import tomli_w
+
+        (folder / "flows.toml").write_text(tomli_w.dumps({"exports": synced.exports}), encoding="utf-8")
+        click.echo(f"\n$ auditor flows sync  ->  {len(synced.exports)} exports written to {folder / 'flows.toml'}\n")
+        settings = load_settings(world.config, environ)
+        report = execute_audit(settings, now=world.as_of, options=AuditOptions())
+        click.echo(render_report(report, "table"))
+        worker = Worker(settings, open_catalog(settings.catalog.url), lambda s, n, e: report, clock=lambda: world.as_of)
+        worker.queue_alerts(report, world.as_of)
+        worker.deliver_pending(world.as_of)
+        click.echo(f"Alerts that fired ({len(pages)}, delivered to the webhook at {hook}):")
+        for page in pages:
+            click.echo(f"  - [{page['rule']}] {page['text']}")
+        result = next(r for r in report.exports if r.dataset_id == WEB_EVENTS)
+        click.echo("\n$ auditor restore " + WEB_EVENTS + " --at " + (iso(world.as_of) or ""))
+        click.echo(render_plan(plan_restore(result, world.as_of), "table"))
+        html = folder / "evidence.html"
+        html.write_text(render_report(report, "html"), encoding="utf-8")
+        click.echo(f"Evidence report: {html}")
+        click.echo(f"Next: auditor audit --config {world.config} --as-of {iso(world.as_of)}  (with DEMO_FLOW_SERVICE_SECRET set; the emulator stops with the demo)")
 
 
 @main.group()

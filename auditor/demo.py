@@ -1,105 +1,138 @@
-"""`auditor demo`: a realistic export tree with a handful of defects, in a temporary folder."""
+"""`auditor demo`: the whole product on an embedded default, in a temporary workspace.
+
+The Flow Service emulator runs three dataset-export flows for a simulated week into a local Data
+Landing Zone folder, with a few faults injected; then `flows sync`, an audit with its verdict, the
+alerts that fired (to a webhook on 127.0.0.1), a restore lookup and the HTML evidence report.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from auditor.exporter import sample_records, write_export
+import httpx
 
+from auditor.emulator.server import running
+from auditor.emulator.state import World
+from auditor.flows.client import FlowsClient
+from auditor.flows.setup import create_dataset_export
+
+DLZ = "10440537-2a7b-4583-ac39-ed38d4b848e8"
 WEB_EVENTS = "5ef3e3259ad2a1191ab7dd7d"
 PROFILES = "6a1b2c3d4e5f60718293a4b5"
-STRANGER = "0badc0ffee0ddf00d1234567"
+ORDERS = "77aa88bb99cc00dd11ee22ff"
+CLIENT_ID = "auditor-demo"
+CLIENT_SECRET = "demo-only-secret"  # the emulator's own credential, valid nowhere else
 
 
-@dataclass(frozen=True)
-class DemoTree:
-    root: Path
+@dataclass
+class DemoWorld:
+    workspace: Path
     config: Path
+    start: datetime
     as_of: datetime
-    defects: tuple[str, ...]
+    base_url: str
+    flows: dict[str, str] = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)
 
 
-def build_demo(workspace: Path, now: datetime) -> DemoTree:
-    """Write three days of exports for two datasets, with defects, and a config that audits them."""
-    root = workspace / "exports"
-    url = root.as_uri()
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook endpoint on 127.0.0.1 that keeps what it receives (the demo's on-call pager)."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/pager", received
+    finally:
+        server.shutdown()
+
+
+@contextmanager
+def demo_world(workspace: Path, now: datetime, webhook: str) -> Iterator[DemoWorld]:
+    """The emulator with three flows run over the week before `now`, and a config that audits them."""
     as_of = now.replace(minute=30, second=0, microsecond=0)
-    start = (as_of - timedelta(days=3)).replace(hour=0, minute=0)
-    defects = []
-    slot = start
-    while slot <= as_of:
-        records = sample_records(WEB_EVENTS, slot, 400 if slot == start else 40)
-        if slot == start + timedelta(days=1, hours=9):
-            defects.append(f"{slot:%Y-%m-%dT%H:%MZ} web-events: window missing (nothing landed)")
-        elif slot + timedelta(hours=1) > as_of:
-            pass  # the newest slot is still inside its grace period: nothing landed yet
-        else:
-            written = write_export(url, WEB_EVENTS, slot, records, file_format="parquet", compression="gzip", parts=2, manifest=True)
-            stamp = slot + timedelta(minutes=12)
-            if slot == start + timedelta(days=2, hours=3):
-                _truncate(root / written[0].key)
-                defects.append(f"{slot:%Y-%m-%dT%H:%MZ} web-events: truncated Parquet file")
-            if slot == start + timedelta(days=1, hours=18):
-                stamp = slot + timedelta(hours=2, minutes=40)
-                defects.append(f"{slot:%Y-%m-%dT%H:%MZ} web-events: landed 2h40m late")
-            for item in written:
-                _touch(root / item.key, stamp)
-        slot += timedelta(hours=3)
-    day = start
-    while day <= as_of:
-        written = write_export(url, PROFILES, day, sample_records(PROFILES, day, 120), file_format="json", compression="gzip", parts=3, manifest=True)
-        if day == start + timedelta(days=2):
-            (root / written[-1].key).write_text((root / written[-1].key).read_text().replace('"size":', '"size":1', 1))
-            defects.append(f"{day:%Y-%m-%dT%H:%MZ} profiles: manifest size disagrees with the file")
-        for item in written:
-            _touch(root / item.key, day + timedelta(minutes=25))
-        day += timedelta(days=1)
-    stray = write_export(url, STRANGER, start, sample_records(STRANGER, start, 5), manifest=False, parts=1)
-    for item in stray:
-        _touch(root / item.key, start + timedelta(minutes=5))
-    defects.append(f"dataset {STRANGER}: exported but not configured (unexpected)")
-    config = workspace / "auditor.toml"
-    config.write_text(
-        f"""# written by `auditor demo`
+    start = (as_of - timedelta(days=7)).replace(hour=0, minute=0)
+    dlz = workspace / "landing-zone"
+    world = World(CLIENT_ID, CLIENT_SECRET, dlz_url=dlz.as_uri(), now=start)
+    with running(world) as base:
+        client = FlowsClient(f"{base}/data/foundation/flowservice", ims_url=f"{base}/ims/token/v3", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, org_id="DEMO@AdobeOrg")
+        demo = DemoWorld(workspace, workspace / "auditor.toml", start, as_of, base)
+        specs = [
+            ("web-events", WEB_EVENTS, "PARQUET", True, {"timeUnit": "hour", "interval": 6}),
+            ("profiles", PROFILES, "JSON", False, {"timeUnit": "day", "interval": 1}),
+            ("orders", ORDERS, "PARQUET", True, {"timeUnit": "hour", "interval": 12}),
+        ]
+        for name, dataset, fmt, manifest, every in specs:
+            demo.flows[name] = create_dataset_export(
+                client, name=name, connection_spec=DLZ, datasets=[dataset],
+                target_params={"path": f"aep/{name}", "datasetFileType": fmt, "compression": "GZIP", "includeFileManifest": manifest},
+                schedule={"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "startTime": int(start.timestamp()), **every},
+            )
+        injected = [
+            ("web-events", start + timedelta(days=2, hours=6), "nothing_written", "web-events: the run reports success, but no file arrives (silent loss)"),
+            ("web-events", start + timedelta(days=4, hours=12), "corrupt_file", "web-events: one Parquet file is cut short"),
+            ("profiles", start + timedelta(days=3), "late_write", "profiles: the export lands 3 hours late"),
+            ("profiles", start + timedelta(days=5), "zero_records", "profiles: no new data that day (a compliant empty window)"),
+            ("orders", start + timedelta(days=1, hours=12), "failed", "orders: the run fails (ACTIVATION_BATCH-0000-FAILED)"),
+        ]
+        for flow, slot, kind, description in injected:
+            httpx.post(f"{base}/emulator/faults", json={"flowId": demo.flows[flow], "slot": slot.isoformat(), "kind": kind}).raise_for_status()
+            demo.faults.append(f"{slot:%Y-%m-%dT%H:%MZ} {description}")
+        httpx.post(f"{base}/emulator/clock", json={"now": as_of.isoformat()}, timeout=120).raise_for_status()
+        client.close()
+        demo.config.write_text(
+            f"""# written by `auditor demo`
+include = ["flows.toml"]
+
 [catalog]
 url = "sqlite:///{workspace / 'catalog.db'}"
 
+[flow_service]
+base_url = "{base}/data/foundation/flowservice"
+ims_url = "{base}/ims/token/v3"
+client_id = "{CLIENT_ID}"
+client_secret = "${{env:DEMO_FLOW_SERVICE_SECRET}}"
+org_id = "DEMO@AdobeOrg"
+dlz_destination = "landing-zone"
+
 [[destinations]]
-name = "backups"
-url = "{url}"
+name = "landing-zone"
+url = "{dlz.as_uri()}"
 
-[[exports]]
-name = "web-events"
-destination = "backups"
-datasets = ["{WEB_EVENTS}"]
-format = "parquet"
-compression = "gzip"
-manifest = true
-grace = "1h"
-schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 3, startTime = "{start:%Y-%m-%dT%H:%M:%SZ}" }}
+[[channels]]
+name = "pager"
+kind = "webhook"
+url = "{webhook}"
 
-[[exports]]
-name = "profiles"
-destination = "backups"
-datasets = ["{PROFILES}"]
-format = "json"
-compression = "gzip"
-manifest = true
-grace = "2h"
-schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "day", interval = 1, startTime = {int(start.timestamp())} }}
+[[alerts]]
+name = "missed-or-broken"
+when = "missing"
+channels = ["pager"]
+
+[[alerts]]
+name = "corrupt"
+when = "invalid"
+channels = ["pager"]
 """,
-        encoding="utf-8",
-    )
-    return DemoTree(root, config, as_of, tuple(defects))
-
-
-def _truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-
-
-def _touch(path: Path, when: datetime) -> None:
-    os.utime(path, (when.timestamp(), when.timestamp()))
+            encoding="utf-8",
+        )
+        (workspace / "flows.toml").write_text("", encoding="utf-8")
+        yield demo

@@ -163,7 +163,9 @@ def test_the_demo_runs_end_to_end_from_the_installed_command(tmp_path: Path) -> 
     assert command, "the auditor entry point is installed with the package"
     done = subprocess.run([command, "demo", "--workspace", str(tmp_path / "demo")], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert "Verdict: not_compliant (exit 1)" in done.stdout
-    assert "window.missing" in done.stdout and "parquet.bad_magic" in done.stdout and "manifest.size_mismatch" in done.stdout
-    assert "Chain broken" in done.stdout
-    assert (tmp_path / "demo" / "evidence.html").exists()
+    out = done.stdout
+    assert "Verdict: not_compliant (exit 1)" in out
+    for evidence in ("run.silent_loss", "run.failed", "parquet.bad_magic", "manifest.size_mismatch", "window.late", "| empty"):
+        assert evidence in out.replace("│", "|"), evidence
+    assert "Alerts that fired (3," in out and "Chain broken" in out
+    assert (tmp_path / "demo" / "evidence.html").exists() and (tmp_path / "demo" / "flows.toml").read_text().count("[[exports]]") == 3
