@@ -137,6 +137,7 @@ class Catalog:
             )
 
     def notices(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest notices first."""
         with self._connect() as conn:
             return [_plain(row._asdict()) for row in conn.execute(select(ALERTS).order_by(ALERTS.c.id.desc()).limit(limit))]
 

@@ -24,10 +24,14 @@ def create_app(settings: Settings, catalog: Any, worker: Worker | None = None, *
     app = FastAPI(title="export-auditor", version="1")
 
     def caller(request: Request) -> str | None:
+        """The role of the token in the Authorization header (or the dashboard's cookie), if valid."""
         header = request.headers.get("authorization", "")
-        if not header.lower().startswith("bearer "):
+        if header.lower().startswith("bearer "):
+            given = header[7:].strip().encode()
+        elif request.scope.get("headers") is not None and request.cookies.get("auditor_token"):
+            given = request.cookies["auditor_token"].encode()
+        else:
             return None
-        given = header[7:].strip().encode()
         for token in settings.service.tokens:
             if hmac.compare_digest(given, token.token.encode()):
                 return token.role
@@ -126,6 +130,10 @@ def create_app(settings: Settings, catalog: Any, worker: Worker | None = None, *
         report = worker.latest
         assert report is not None
         return {"status": report.status, "as_of": iso(report.as_of), "summary": report.to_json()["summary"], "errors": report.to_json()["errors"]}
+
+    from auditor.service.dashboard import add_dashboard
+
+    add_dashboard(app, settings, catalog, caller, clock)
 
     def _known_export(name: str) -> None:
         if name not in {e.name for e in settings.exports}:
