@@ -191,15 +191,20 @@ class Catalog:
         with self._connect() as conn:
             return [row._asdict() for row in conn.execute(query)]
 
-    def folder_files(self, destination: str, folder_key: str) -> list[dict[str, Any]]:
+    def folder_files(self, destination: str, folder_keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The data files present in each of these export folders, in one query."""
+        found: dict[str, list[dict[str, Any]]] = {k: [] for k in folder_keys}
         query = (
-            select(FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records)
+            select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records)
             .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
-            .where(DESTINATIONS.c.name == destination, FILES.c.folder_key == folder_key, FILES.c.role == "data", FILES.c.gone_at.is_(None))
+            .where(DESTINATIONS.c.name == destination, FILES.c.folder_key.in_(list(folder_keys)), FILES.c.role == "data", FILES.c.gone_at.is_(None))
             .order_by(FILES.c.key)
         )
         with self._connect() as conn:
-            return [row._asdict() for row in conn.execute(query)]
+            for row in conn.execute(query):
+                values = row._asdict()
+                found[values.pop("folder_key")].append(values)
+        return found
 
     def record_audit(
         self,

@@ -68,7 +68,7 @@ def add_dashboard(app: FastAPI, settings: Settings, catalog: Any, caller: Callab
         if not rows:
             raise HTTPException(404, "no such window in the catalog")
         row = rows[0]
-        files = catalog.folder_files(export.destination, row["folder_key"]) if row["folder_key"] else []
+        files = catalog.folder_files(export.destination, [row["folder_key"]])[row["folder_key"]] if row["folder_key"] else []
         return page(request, "window.html", export=name, dataset=dataset, scheduled=row["scheduled"], window=row, findings=catalog.window_findings(name, dataset, when), files=files)
 
     @app.get("/restore", response_class=HTMLResponse)

@@ -23,13 +23,18 @@ def restore_from_catalog(settings: Settings, catalog: Any, dataset: str, at: dat
     rows = [r for r in catalog.window_rows(export.name, None, at) if r["dataset_id"] == dataset and floor_minute(_parse(r["scheduled"])) <= floor_minute(at)]
     if not export.schedule.incremental:
         rows = rows[-1:]
-    chain, broken = [], None
+    good: list[dict[str, Any]] = []
+    broken = None
     for row in rows:
         if row["status"] not in GOOD:
             broken = {"scheduled": row["scheduled"], "status": row["status"], "reason": f"window {row['scheduled']} is {row['status']}"}
             break
-        files = catalog.folder_files(export.destination, row["folder_key"]) if row["folder_key"] else []
-        chain.append({"scheduled": row["scheduled"], "status": row["status"], "files": [{"key": f["key"], "size": f["size"], "etag": f["etag"]} for f in files]})
+        good.append(row)
+    files = catalog.folder_files(export.destination, [r["folder_key"] for r in good if r["folder_key"]])
+    chain = [
+        {"scheduled": r["scheduled"], "status": r["status"], "files": [{"key": f["key"], "size": f["size"], "etag": f["etag"]} for f in files.get(r["folder_key"] or "", [])]}
+        for r in good
+    ]
     if not rows:
         broken = {"scheduled": None, "status": None, "reason": f"no audited window of {dataset} at or before {iso(at)}"}
     return {

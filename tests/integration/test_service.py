@@ -129,3 +129,20 @@ def test_health_is_open_and_metrics_parse_as_prometheus(service: tuple[str, Sett
     assert families["auditor_last_audit_timestamp_seconds"].samples[0].value > 0
     assert families["auditor_last_audit_duration_seconds"].samples[0].value >= 0
     assert 0 <= families["auditor_deep_verified_ratio"].samples[0].value <= 1
+
+
+def test_twenty_clients_look_up_restores_at_once_without_errors(service: tuple[str, Settings]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, _ = service
+    httpx.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60).raise_for_status()
+
+    def client(_: int) -> list[tuple[int, str]]:
+        with httpx.Client(headers={"Authorization": f"Bearer {READ}"}, timeout=30) as http:
+            return [(r.status_code, r.text) for r in (http.get(f"{base}/api/restore", params={"dataset": WEB, "at": "2026-11-27T05:00:00Z"}) for _ in range(10))]
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = [a for batch in pool.map(client, range(20)) for a in batch]
+    assert len(answers) == 200
+    assert {status for status, _ in answers} == {200}
+    assert len({body for _, body in answers}) == 1  # every client saw the same plan
