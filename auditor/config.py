@@ -146,14 +146,7 @@ class ExportSettings(_Model):
     @field_validator("grace", mode="before")
     @classmethod
     def _grace(cls, value: Any) -> timedelta:
-        if isinstance(value, timedelta):
-            return value
-        if not isinstance(value, str):
-            raise ValueError(f"{value!r} is not a duration like 90m, 1h30m, 2d or PT1H")
-        try:
-            return parse_grace(value)
-        except ScheduleError as e:
-            raise ValueError(str(e).removeprefix("grace: ")) from None
+        return _duration(value)
 
     @field_validator("schedule", mode="before")
     @classmethod
