@@ -152,3 +152,68 @@ def test_a_missed_window_alerts_once_and_recovers_once_when_it_lands_late(tree: 
     assert all(n["attempts"] == 1 for n in on_broken)  # a permanent failure is not retried
     assert {(n["kind"], n["state"]) for n in notices if n["channel"] == "oncall"} == {("alert", "delivered"), ("recovery", "delivered")}
     assert broken.received == [] and broken.bad_signatures == 0
+
+
+def test_an_apprise_url_delivers_through_apprise() -> None:
+    from auditor.alerts import notifier_for
+    from auditor.alerts.base import AlertError, deliver
+
+    receiver = Receiver()
+    try:
+        port = receiver.server.server_address[1]
+        attempts, error = deliver(notifier_for("apprise", url=f"json://127.0.0.1:{port}/hook"), "web: missing", {"title": "export-auditor: missed"}, retries=0)
+        assert (attempts, error) == (1, None)
+        assert receiver.received and receiver.received[0]["message"] == "web: missing" and receiver.received[0]["title"] == "export-auditor: missed"
+        with pytest.raises(AlertError) as raised:
+            notifier_for("apprise", url="not a url at all")
+        assert raised.value.permanent
+    finally:
+        receiver.server.shutdown()
+
+
+def test_auditor_serve_runs_as_a_process(tree: Tree, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.servers import free_port
+
+    tree.export("ds", t("2026-11-27T00:00"))
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[service]
+tokens = [{{ name = "ops", token = "${{env:OPS_TOKEN}}", role = "admin" }}]
+[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+[[exports]]
+name = "web"
+destination = "d"
+datasets = ["ds"]
+format = "parquet"
+schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-28T00:00:00Z" }}
+"""
+    )
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "auditor", "serve", "--config", str(config), "--port", str(port)], env={"OPS_TOKEN": "ops-token", "PATH": "/usr/bin:/bin"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                if health.json().get("last_audit"):
+                    break  # the worker has audited once
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        compliance = httpx.get(f"http://127.0.0.1:{port}/api/compliance", headers={"Authorization": "Bearer ops-token"}, timeout=10).json()
+        assert compliance["status"] == "compliant" and compliance["windows"] == {"ok": 1}
+    finally:
+        process.terminate()
+        process.wait(15)
