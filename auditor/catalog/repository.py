@@ -127,14 +127,12 @@ class Catalog:
         with self._connect() as conn:
             return [row._asdict() for row in conn.execute(select(ALERTS).where(ALERTS.c.state == "pending").order_by(ALERTS.c.id))]
 
-    def record_delivery(self, notice_id: int, *, attempts: int, error: str | None, permanent: bool, when: datetime) -> None:
-        state = "delivered" if error is None else ("failed" if permanent else "pending")
+    def record_delivery(self, notice_id: int, *, attempts: int, error: str | None, permanent: bool, when: datetime, give_up_after: int = 20) -> None:
+        """Record one delivery outcome; a notice that keeps failing is given up after `give_up_after` attempts."""
         with self._connect() as conn, conn.begin():
-            conn.execute(
-                update(ALERTS)
-                .where(ALERTS.c.id == notice_id)
-                .values(state=state, attempts=ALERTS.c.attempts + attempts, last_error=error, delivered_at=when if error is None else None)
-            )
+            total = int(conn.execute(select(ALERTS.c.attempts).where(ALERTS.c.id == notice_id)).scalar_one()) + attempts
+            state = "delivered" if error is None else ("failed" if permanent or total >= give_up_after else "pending")
+            conn.execute(update(ALERTS).where(ALERTS.c.id == notice_id).values(state=state, attempts=total, last_error=error, delivered_at=when if error is None else None))
 
     def notices(self, limit: int = 200) -> list[dict[str, Any]]:
         """The newest notices first."""

@@ -7,7 +7,7 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from hashlib import sha256
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -217,3 +217,21 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z"
     finally:
         process.terminate()
         process.wait(15)
+
+
+def test_a_channel_that_keeps_failing_is_given_up_and_reported(tree: Tree, tmp_path: Path) -> None:
+    down = Receiver(script=[503] * 100)
+    try:
+        settings = config_for(tree, tmp_path, down, down)
+        catalog = open_catalog(settings.catalog.url)
+        clock = {"now": t("2026-11-27T05:00")}
+        worker = Worker(settings, catalog, audit_fn, clock=lambda: clock["now"], sleep=lambda _: None)
+        for minute in range(0, 60, 5):  # the worker loop keeps trying, a bounded number of times
+            clock["now"] = t("2026-11-27T05:00") + timedelta(minutes=minute)
+            worker.run_once()
+        notices = catalog.notices()
+        assert notices and {n["state"] for n in notices} == {"failed"}
+        assert all(n["attempts"] == 20 and "503" in n["last_error"] for n in notices if n["channel"] == "oncall")
+        assert worker.deliver_pending(clock["now"]) is False  # nothing left to try
+    finally:
+        down.server.shutdown()
