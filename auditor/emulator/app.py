@@ -159,7 +159,7 @@ def create_app(world: World) -> FastAPI:
             flow["etag"] = flow["version"] = new_etag()
             flow["updatedAt"] = int(world.now.timestamp() * 1000)
             flow["lastOperation"] = {"operation": "update", "ops": operations, "status": {"value": "completed", "errors": []}}
-            flow["inheritedAttributes"] = world._inherited(flow)
+            flow["inheritedAttributes"] = world.inherited(flow)
             return JSONResponse({"id": flow_id, "etag": flow["etag"]})
 
     @app.post(f"{FLOWSERVICE}/flows/{{flow_id}}/action")

@@ -81,7 +81,7 @@ class World:
             entity.setdefault("description", "")
             entity["state"] = "enabled"
             entity["runs"] = f"/runs?property=flowId=={entity_id}"
-            entity["inheritedAttributes"] = self._inherited(entity)
+            entity["inheritedAttributes"] = self.inherited(entity)
             self.last_tick.pop(entity_id, None)
         if kind in ("sourceConnections", "targetConnections", "connections"):
             entity.setdefault("state", "enabled")
@@ -97,7 +97,7 @@ class World:
         self.entities[kind][entity_id] = entity
         return entity
 
-    def _inherited(self, flow: dict[str, Any]) -> dict[str, Any]:
+    def inherited(self, flow: dict[str, Any]) -> dict[str, Any]:
         targets = []
         for target_id in flow.get("targetConnectionIds") or []:
             target = self.entities["targetConnections"].get(target_id) or {}

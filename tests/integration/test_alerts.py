@@ -64,11 +64,11 @@ def receivers() -> Iterator[tuple[Receiver, Receiver]]:
         r.server.shutdown()
 
 
-def config_for(tree: Tree, tmp_path: Path, flaky: Receiver, broken: Receiver) -> Settings:
+def config_for(tree: Tree, tmp_path: Path, flaky: Receiver, broken: Receiver, catalog_url: str | None = None) -> Settings:
     config = tmp_path / "auditor.toml"
     config.write_text(
         f"""[catalog]
-url = "sqlite:///{tmp_path / 'c.db'}"
+url = "{catalog_url or f"sqlite:///{tmp_path / 'c.db'}"}"
 
 [[channels]]
 name = "oncall"
@@ -109,9 +109,13 @@ def audit_fn(settings: Settings, now: datetime, exports: frozenset[str]) -> Audi
     return execute_audit(settings, now=now, options=AuditOptions(only_exports=exports), progress=False)
 
 
-def test_a_missed_window_alerts_once_and_recovers_once_when_it_lands_late(tree: Tree, tmp_path: Path, receivers: tuple[Receiver, Receiver]) -> None:
+def test_a_missed_window_alerts_once_and_recovers_once_when_it_lands_late(tree: Tree, tmp_path: Path, receivers: tuple[Receiver, Receiver], catalog_url: str) -> None:
     flaky, broken = receivers
-    settings = config_for(tree, tmp_path, flaky, broken)
+    settings = config_for(tree, tmp_path, flaky, broken, catalog_url)
+    if catalog_url.startswith("postgresql"):
+        from auditor.catalog.engine import make_engine, upgrade
+
+        upgrade(make_engine(catalog_url))
     tree.export("ds", t("2026-11-27T00:00"))
     catalog = open_catalog(settings.catalog.url)
     clock = {"now": t("2026-11-27T05:00")}
