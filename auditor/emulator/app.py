@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse, Response
 
 from auditor.emulator.state import FAULTS, KINDS, Fault, World, new_etag
 from auditor.errors import ScheduleError
+from auditor.flows import DATASET_FLOW_SPECS, DESTINATIONS
+from auditor.flows.setup import AUTH_SPECS
 from auditor.schedule import parse_time
 
 FLOWSERVICE = "/data/foundation/flowservice"
@@ -89,6 +91,21 @@ def create_app(world: World) -> FastAPI:
         with world.lock:
             world.tokens[value] = datetime.now(UTC) + timedelta(seconds=86399)
         return JSONResponse({"access_token": value, "token_type": "bearer", "expires_in": 86399})
+
+    @app.get(f"{FLOWSERVICE}/connectionSpecs/{{spec_id}}")
+    def connection_spec(spec_id: str) -> JSONResponse:
+        if spec_id not in DESTINATIONS:
+            return _not_found("connectionSpecs", spec_id)
+        name, flow_spec, _ = DESTINATIONS[spec_id]
+        auth = [] if name == "Data Landing Zone" else [{"name": AUTH_SPECS.get(name, name), "type": "KeyBased"}]
+        target = {"name": "Target", "type": "FileBased", "spec": {"type": "object", "properties": {"datasetFileType": {"enum": ["JSON", "PARQUET"]}, "compression": {"enum": ["NONE", "GZIP"]}}}}
+        return JSONResponse({"items": [{"id": spec_id, "name": name, "providerId": "14e34fac-d307-11e9-bb65-2a2ae2dbcce4", "version": "1.0", "authSpec": auth, "targetSpec": target, "encryptionSpecs": [], "flowSpecIds": [flow_spec]}]})
+
+    @app.get(f"{FLOWSERVICE}/flowSpecs/{{spec_id}}")
+    def flow_spec(spec_id: str) -> JSONResponse:
+        if spec_id not in DATASET_FLOW_SPECS:
+            return _not_found("flowSpecs", spec_id)
+        return JSONResponse({"items": [{"id": spec_id, "name": f"{DESTINATIONS[DATASET_FLOW_SPECS[spec_id]][0]} dataset export", "version": "1.0", "sourceConnectionSpecIds": ["23598e46-f560-407b-88d5-ea6207e49db0"], "targetConnectionSpecIds": [DATASET_FLOW_SPECS[spec_id]]}]})
 
     @app.get(f"{FLOWSERVICE}/connectionSpecs/{{spec_id}}/configs")
     def datasets(spec_id: str, start: int = 0, limit: int = 20) -> JSONResponse:

@@ -138,6 +138,13 @@ class FlowsClient:
 
     # -- endpoints -------------------------------------------------------------
 
+    def connection_spec(self, spec_id: str) -> dict[str, Any]:
+        """A destination's connection spec (authSpec, targetSpec, encryptionSpecs)."""
+        return self._one(f"/connectionSpecs/{spec_id}")
+
+    def flow_spec(self, spec_id: str) -> dict[str, Any]:
+        return self._one(f"/flowSpecs/{spec_id}")
+
     def flows(self, *, property: str | None = DATASET_EXPORT_FILTER) -> list[Flow]:
         return [Flow.from_api(i) for i in self._items("/flows", {"property": property} if property else None)]
 

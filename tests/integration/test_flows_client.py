@@ -111,3 +111,51 @@ def test_enable_and_disable(emulator: str) -> None:
     assert c.runs(flow_id) == []  # a disabled flow does not run
     c.set_enabled(flow_id, True)
     assert c.flow(flow_id).state == "enabled"
+
+
+def test_connection_and_flow_specs(emulator: str) -> None:
+    c = client(emulator)
+    spec = c.connection_spec("4fce964d-3f37-408f-9778-e597338a21ee")
+    assert spec["name"] == "Amazon S3" and spec["authSpec"][0]["name"] == "Access Key"
+    assert c.connection_spec(DLZ)["authSpec"] == []
+    assert c.flow_spec("269ba276-16fc-47db-92b0-c1049a3c131f")["targetConnectionSpecIds"] == ["4fce964d-3f37-408f-9778-e597338a21ee"]
+    with pytest.raises(FlowsError):
+        c.connection_spec("not-a-spec")
+
+
+def test_a_disabled_flow_and_a_changed_schedule_are_early_warnings(emulator: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import main
+
+    c = client(emulator)
+    flow_id = make_flow(c)
+    end = int(datetime(2026, 11, 30, tzinfo=UTC).timestamp())  # within 14 days of the audit
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[flow_service]
+base_url = "{emulator}/data/foundation/flowservice"
+ims_url = "{emulator}/ims/token/v3"
+client_id = "cid"
+client_secret = "secret"
+org_id = "O@AdobeOrg"
+[[destinations]]
+name = "dlz"
+url = "{(tmp_path / 'dlz').as_uri()}"
+[[exports]]
+name = "web"
+destination = "dlz"
+path = "web"
+datasets = ["ds1"]
+format = "json"
+flow_id = "{flow_id}"
+schedule = {{ timeUnit = "hour", interval = 3, startTime = {int(START.timestamp())}, endTime = {end} }}
+"""
+    )
+    (tmp_path / "dlz").mkdir()
+    c.set_enabled(flow_id, False)
+    result = CliRunner().invoke(main, ["audit", "--config", str(config), "--as-of", "2026-11-20T01:00:00Z", "--format", "json"])
+    warnings = {w["code"] for w in __import__("json").loads(result.stdout)["exports"][0]["warnings"]}
+    assert warnings == {"export.ending", "flow.disabled", "flow.schedule_changed"}  # the live flow has no endTime
