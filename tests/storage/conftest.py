@@ -159,3 +159,27 @@ def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Backend:
     if name == "dlz":
         return dlz_backend(request.getfixturevalue("azurite"))
     return sftp_backend(request.getfixturevalue("sshd"), password=name == "sftp-password")
+
+
+def daily_export(url: str, options: dict[str, Any], tmp_path: Any, *, start: datetime, end: datetime, grace: str = "1h") -> Any:
+    """Settings for one daily Parquet export with manifests of dataset `ds` on one destination."""
+    from auditor.config import settings_from_mapping
+
+    return settings_from_mapping(
+        {
+            "catalog": {"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+            "destinations": [{"name": "d", "url": url, "options": options}],
+            "exports": [
+                {
+                    "name": "e",
+                    "destination": "d",
+                    "datasets": ["ds"],
+                    "format": "parquet",
+                    "manifest": True,
+                    "grace": grace,
+                    "schedule": {"timeUnit": "day", "interval": 1, "startTime": start.isoformat(), "endTime": end.isoformat()},
+                }
+            ],
+        },
+        {},
+    )

@@ -14,11 +14,10 @@ import pytest
 from auditor.audit import AuditOptions
 from auditor.catalog.repository import open_catalog
 from auditor.cli import execute_audit
-from auditor.config import settings_from_mapping
 from auditor.errors import StorageError
 from auditor.exporter import sample_records, write_export
 from auditor.storage import open_store
-from tests.storage.conftest import Backend
+from tests.storage.conftest import Backend, daily_export
 
 
 def parquet_bytes(rows: int) -> bytes:
@@ -92,23 +91,7 @@ def _tree(backend: Backend, day: datetime) -> None:
 
 
 def _settings(backend: Backend, tmp_path: Path, day: datetime) -> object:
-    return settings_from_mapping(
-        {
-            "catalog": {"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
-            "destinations": [{"name": "d", "url": backend.url, "options": backend.options}],
-            "exports": [
-                {
-                    "name": "e",
-                    "destination": "d",
-                    "datasets": ["ds"],
-                    "format": "parquet",
-                    "manifest": True,
-                    "schedule": {"timeUnit": "day", "interval": 1, "startTime": (day - timedelta(days=3)).isoformat(), "endTime": (day + timedelta(days=1)).isoformat()},
-                }
-            ],
-        },
-        {},
-    )
+    return daily_export(backend.url, backend.options, tmp_path, start=day - timedelta(days=3), end=day + timedelta(days=1))
 
 
 def test_an_audit_gives_the_same_verdicts_on_every_backend_and_writes_nothing(backend: Backend, tmp_path: Path) -> None:

@@ -18,13 +18,13 @@ import pytest
 from auditor.audit import AuditOptions
 from auditor.catalog.repository import open_catalog
 from auditor.cli import execute_audit
-from auditor.config import Settings, settings_from_mapping
+from auditor.config import Settings
 from auditor.exporter import sample_records, write_export
 from auditor.render import render_report
 from auditor.report import AuditReport
 from tests import servers
 from tests.faults import ACCESS_DENIED, SLOW_DOWN, FaultPlan, fault_proxy, tcp_cutter
-from tests.storage.conftest import Backend, dlz_backend, s3_backend, sftp_backend
+from tests.storage.conftest import Backend, daily_export, dlz_backend, s3_backend, sftp_backend
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SECRET_KEY, SECRET = "AKIAFAULTTESTSECRETKEY", "fault-test-secret-value-do-not-print"
@@ -40,24 +40,7 @@ def build_tree(backend: Backend) -> None:
 
 
 def settings_for(url: str, options: dict[str, Any], tmp_path: Path) -> Settings:
-    return settings_from_mapping(
-        {
-            "catalog": {"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
-            "destinations": [{"name": "d", "url": url, "options": options}],
-            "exports": [
-                {
-                    "name": "e",
-                    "destination": "d",
-                    "datasets": ["ds"],
-                    "format": "parquet",
-                    "manifest": True,
-                    "grace": "2d",
-                    "schedule": {"timeUnit": "day", "interval": 1, "startTime": (DAY - timedelta(days=2)).isoformat(), "endTime": DAY.isoformat()},
-                }
-            ],
-        },
-        {},
-    )
+    return daily_export(url, options, tmp_path, start=DAY - timedelta(days=2), end=DAY, grace="2d")  # type: ignore[no-any-return]
 
 
 def audit(settings: Settings) -> AuditReport:
