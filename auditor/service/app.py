@@ -23,19 +23,21 @@ ROLES = {"read": 1, "admin": 2}
 def create_app(settings: Settings, catalog: Any, worker: Worker | None = None, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:
     app = FastAPI(title="export-auditor", version="1")
 
+    def role_of(token: str) -> str | None:
+        """The role a token grants, compared in constant time; None for an unknown token."""
+        given = token.strip().encode()
+        found = None
+        for known in settings.service.tokens:
+            if given and hmac.compare_digest(given, known.token.encode()):
+                found = known.role
+        return found
+
     def caller(request: Request) -> str | None:
         """The role of the token in the Authorization header (or the dashboard's cookie), if valid."""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            given = header[7:].strip().encode()
-        elif request.scope.get("headers") is not None and request.cookies.get("auditor_token"):
-            given = request.cookies["auditor_token"].encode()
-        else:
-            return None
-        for token in settings.service.tokens:
-            if hmac.compare_digest(given, token.token.encode()):
-                return token.role
-        return None
+            return role_of(header[7:])
+        return role_of(request.cookies.get("auditor_token", ""))
 
     def require(role: str) -> Callable[[Request], str]:
         def check(request: Request) -> str:
@@ -133,7 +135,7 @@ def create_app(settings: Settings, catalog: Any, worker: Worker | None = None, *
 
     from auditor.service.dashboard import add_dashboard
 
-    add_dashboard(app, settings, catalog, caller, clock)
+    add_dashboard(app, settings, catalog, caller, role_of, clock)
 
     def _known_export(name: str) -> None:
         if name not in {e.name for e in settings.exports}:
