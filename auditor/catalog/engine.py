@@ -40,6 +40,8 @@ def make_engine(url: str) -> Engine:
 def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor = connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
+    # readers (the API, the dashboard) go on while an audit writes: write-ahead logging
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
