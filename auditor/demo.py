@@ -68,7 +68,7 @@ def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 @contextmanager
 def demo_world(workspace: Path, now: datetime, webhook: str) -> Iterator[DemoWorld]:
     """The emulator with three flows run over the week before `now`, and a config that audits them."""
-    as_of = now.replace(minute=30, second=0, microsecond=0)
+    as_of = now.replace(minute=30 if now.minute >= 30 else 0, second=0, microsecond=0)  # the last half hour, never ahead of now
     start = (as_of - timedelta(days=7)).replace(hour=0, minute=0)
     dlz = workspace / "landing-zone"
     world = World(CLIENT_ID, CLIENT_SECRET, dlz_url=dlz.as_uri(), now=start)
