@@ -184,12 +184,9 @@ class ExportSettings(_Model):
     @property
     def data_suffix(self) -> str:
         """The file-name ending AEP gives data files of this format and compression (reference §5.3)."""
-        return {
-            ("json", "gzip"): ".json.gz",
-            ("json", "none"): ".json",
-            ("parquet", "gzip"): ".gz.parquet",
-            ("parquet", "none"): ".parquet",
-        }[(self.format, self.compression)]
+        from auditor.validate import suffix_for
+
+        return suffix_for(self.format, self.compression)
 
 
 class Settings(_Model):

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from auditor.layout import parse_layout
+from auditor.validate import suffix_for
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,6 @@ def encode_records(records: Sequence[dict[str, Any]], *, file_format: str, compr
     pq.write_table(pa.Table.from_pylist(list(records)), buffer, compression="gzip" if compression == "gzip" else "none", write_page_checksum=True)
     return buffer.getvalue()
 
-
-def suffix_for(file_format: str, compression: str) -> str:
-    return {("json", "gzip"): ".json.gz", ("json", "none"): ".json", ("parquet", "gzip"): ".gz.parquet", ("parquet", "none"): ".parquet"}[(file_format, compression)]
 
 
 def write_export(

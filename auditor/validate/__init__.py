@@ -54,6 +54,16 @@ class Source(Protocol):
     def open(self) -> IO[bytes]: ...
 
 
+def suffix_for(file_format: str, compression: str) -> str:
+    """The file-name ending AEP gives data files of a format and compression (reference §5.3)."""
+    return {
+        ("json", "gzip"): ".json.gz",
+        ("json", "none"): ".json",
+        ("parquet", "gzip"): ".gz.parquet",
+        ("parquet", "none"): ".parquet",
+    }[(file_format, compression)]
+
+
 def data_suffix(name: str) -> str | None:
     """The data-file ending of `name` (`.gz.parquet`, `.parquet`, `.json.gz`, `.json`), if any."""
     lowered = name.lower()

@@ -159,3 +159,11 @@ schedule = {{ timeUnit = "hour", interval = 3, startTime = {int(START.timestamp(
     result = CliRunner().invoke(main, ["audit", "--config", str(config), "--as-of", "2026-11-20T01:00:00Z", "--format", "json"])
     warnings = {w["code"] for w in __import__("json").loads(result.stdout)["exports"][0]["warnings"]}
     assert warnings == {"export.ending", "flow.disabled", "flow.schedule_changed"}  # the live flow has no endTime
+
+
+def test_eligible_datasets_are_read_page_by_page(tmp_path: Path) -> None:
+    world = World("cid", "secret", now=START)
+    world.datasets = [{"id": f"ds{i:03d}", "name": f"dataset {i}"} for i in range(230)]
+    with running(world) as base:
+        found = client(base).eligible_datasets()
+    assert [d["id"] for d in found] == [f"ds{i:03d}" for i in range(230)]
