@@ -244,6 +244,25 @@ def create_app(world: World) -> FastAPI:
             world.throttle += [(int(body.get("status", 429)), body.get("retryAfter"))] * int(body.get("count", 1))
         return JSONResponse({"queued": len(world.throttle)})
 
+    @app.post("/emulator/lost-answers")
+    async def lost_answers(request: Request) -> JSONResponse:
+        """The next `count` creates (POST of a connection, source or target connection, or flow)
+        store the entity, then answer `status` (a 5xx) instead of 201: the answer was lost."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        if not isinstance(body, dict):
+            return _error(400, "the body must be an object")
+        count, status = body.get("count", 1), body.get("status", 500)
+        if type(count) is not int or not 1 <= count <= 100:
+            return _error(400, "count must be an integer from 1 to 100")
+        if type(status) is not int or not 500 <= status <= 599:
+            return _error(400, "status must be an integer from 500 to 599")
+        with world.lock:
+            world.lost_answers += [status] * count
+            return JSONResponse({"queued": len(world.lost_answers)})
+
     @app.post("/emulator/tokens/expire")
     def expire() -> JSONResponse:
         with world.lock:
@@ -275,6 +294,8 @@ def register(app: FastAPI, world: World, kind: str, listing: Any) -> None:
             if kind == "targetConnections" and body.get("baseConnectionId") and body["baseConnectionId"] not in world.entities["connections"]:
                 return _not_found("connections", body["baseConnectionId"])
             entity = world.create(kind, body)
+            if world.lost_answers:  # the entity exists, but the caller is told the request failed
+                return _error(world.lost_answers.pop(0), "Internal server error")
         return JSONResponse({"id": entity["id"], "etag": entity["etag"]}, status_code=201)
 
     @app.get(f"{FLOWSERVICE}/{kind}", name=f"list_{kind}")

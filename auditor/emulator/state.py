@@ -51,6 +51,7 @@ class World:
     tokens: dict[str, datetime] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     throttle: list[tuple[int, float | None]] = field(default_factory=list)
+    lost_answers: list[int] = field(default_factory=list)  # statuses for the next creates, answered after the entity is stored
     last_tick: dict[str, datetime] = field(default_factory=dict)  # flow id -> newest slot already run
     datasets: list[dict[str, Any]] = field(default_factory=list)
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)  # base connection id -> auth params (never served back)

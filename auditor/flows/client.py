@@ -3,6 +3,11 @@
 IMS server-to-server tokens are cached and renewed 500 s before they expire (and once more on a
 401); 429 and 5xx are retried with backoff, honouring Retry-After; lists are followed through
 `_links.next`; every failure is a FlowsError that keeps Adobe's own message.
+
+A POST that creates something is never sent twice blindly: it is repeated only when the first one
+provably did nothing (it never reached the server, or was refused with 429 or 401). After a 5xx or a
+lost answer, a create looks for the entity by name among those that were not there before it, and
+takes that one if it was made; other POSTs (the ad-hoc run) give up with a FlowsError.
 """
 
 from __future__ import annotations
@@ -21,6 +26,15 @@ from auditor.flows.models import Connection, Flow, Run
 DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
 DATASET_EXPORT_FILTER = "inheritedAttributes.targetConnections[].data.outputType==DATASET_EXPORT"
 RENEW_BEFORE = 500.0  # seconds: as Adobe's own client does
+# transport errors raised before any byte of the request was sent: safe to send any request again
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# characters that mean something in a `property` filter (`,` is "or", `&` joins filters)
+FILTER_SYNTAX = frozenset(",&=<>!")
+
+
+class MaybeProcessed(FlowsError):
+    """A request that is not safe to repeat failed in a way that leaves unknown whether the
+    server acted on it (a 5xx, a timeout or a dropped connection after it was sent)."""
 
 
 class FlowsClient:
@@ -62,7 +76,7 @@ class FlowsClient:
     def token(self, *, renew: bool = False) -> str:
         with self._lock:
             if renew or self._token is None or self._clock() >= self._expires - RENEW_BEFORE:
-                response = self._send("POST", self._ims_url, data=self._credentials, auth=False)
+                response = self._send("POST", self._ims_url, data=self._credentials, auth=False, repeatable=True)  # a second token is harmless
                 body = _json(response)
                 if not isinstance(body.get("access_token"), str):
                     raise FlowsError("IMS answered without an access_token", status_code=response.status_code)
@@ -73,7 +87,13 @@ class FlowsClient:
 
     # -- transport -------------------------------------------------------------
 
-    def _send(self, method: str, url: str, *, auth: bool = True, headers: Mapping[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    def _send(
+        self, method: str, url: str, *, auth: bool = True, headers: Mapping[str, str] | None = None, repeatable: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request, retrying what is safe to retry. `repeatable` (default: every method but
+        POST) says the request may be sent again after a 5xx or an answer that never came; if it
+        is not, only a request that provably did nothing is repeated, else MaybeProcessed."""
+        repeatable = method != "POST" if repeatable is None else repeatable
         renewed = False
         response: httpx.Response | None = None
         for attempt in range(self._retries + 1):
@@ -84,6 +104,8 @@ class FlowsClient:
             try:
                 response = self._http.request(method, url, headers=sent, **kwargs)
             except httpx.TransportError as e:
+                if not repeatable and not isinstance(e, NEVER_SENT):
+                    raise MaybeProcessed(f"{method} {_path(url)}: {type(e).__name__}: {e} (not repeated: it may have been processed)", transient=True) from e
                 if attempt == self._retries:
                     raise FlowsError(f"{method} {_path(url)}: {type(e).__name__}: {e}", transient=True) from e
                 self._sleep(self._backoff * 2**attempt)
@@ -92,6 +114,12 @@ class FlowsClient:
                 renewed = True
                 self.token(renew=True)  # an expired or revoked token: renew once, then give up
                 continue
+            if response.status_code >= 500 and not repeatable:
+                raise MaybeProcessed(
+                    f"{method} {_path(url)}: {response.status_code} {_message(response)} (not repeated: it may have been processed)",
+                    status_code=response.status_code,
+                    transient=True,
+                )
             if response.status_code == 429 or response.status_code >= 500:
                 if attempt < self._retries:
                     self._sleep(_retry_after(response) or self._backoff * 2**attempt)
@@ -167,9 +195,42 @@ class FlowsClient:
         return Run.from_api(self._one(f"/runs/{run_id}"))
 
     def create(self, kind: str, body: Mapping[str, Any]) -> tuple[str, str]:
-        """POST one of sourceConnections, connections, targetConnections, flows: (id, etag)."""
-        answer = self._call("POST", f"/{kind}", json=dict(body), headers={"Content-Type": "application/json"})
-        return str(answer["id"]), str(answer.get("etag", ""))
+        """POST one of sourceConnections, connections, targetConnections, flows: (id, etag).
+
+        Never makes two: when a POST fails in a way that leaves unknown whether it created the
+        entity (5xx, timeout, dropped connection), the entity is looked up by its name among those
+        that did not exist before, and returned if it was made; only if it was not is the POST
+        sent again. A body without a name cannot be looked up: such a POST is not repeated."""
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            return _created(self._call("POST", f"/{kind}", json=dict(body), headers={"Content-Type": "application/json"}))
+        before = {str(found.get("id")) for found in self._named(kind, name)}
+        for attempt in range(self._retries + 1):
+            try:
+                return _created(self._call("POST", f"/{kind}", json=dict(body), headers={"Content-Type": "application/json"}))
+            except MaybeProcessed as e:
+                failure = e
+            self._sleep(self._backoff * 2**attempt)  # let the server finish what it may be doing
+            try:
+                made = [found for found in self._named(kind, name) if str(found.get("id")) not in before]
+            except FlowsError as e:
+                raise FlowsError(f"{failure}; looking for {name!r} afterwards failed too ({e}): it may exist", status_code=failure.status_code, transient=True) from e
+            if len(made) == 1:
+                return _created(made[0])
+            if made:
+                ids = ", ".join(sorted(str(found.get("id")) for found in made))
+                raise FlowsError(f"POST /{kind}: {len(made)} {kind} named {name!r} appeared while one was being created ({ids})", status_code=failure.status_code)
+        raise FlowsError(
+            f"POST /{kind}: {failure.status_code or 'no answer'} {self._retries + 1} times, and no {name!r} was created (last: {failure})",
+            status_code=failure.status_code,
+            transient=True,
+        )
+
+    def _named(self, kind: str, name: str) -> list[dict[str, Any]]:
+        """The entities of a kind called exactly `name` (filtered by the server when the name
+        can be written in a `property` filter, else from the whole list)."""
+        params = None if FILTER_SYNTAX & set(name) else {"property": f"name=={name}"}
+        return [e for e in self._items(f"/{kind}", params) if e.get("name") == name]
 
     def patch_flow(self, flow_id: str, etag: str, operations: list[Mapping[str, Any]]) -> str:
         """JSON-Patch a flow; a stale etag is a FlowsError with status 412. Returns the new etag."""
@@ -177,7 +238,7 @@ class FlowsClient:
         return str(answer.get("etag", ""))
 
     def set_enabled(self, flow_id: str, enabled: bool) -> None:
-        self._call("POST", f"/flows/{flow_id}/action", params={"op": "enable" if enabled else "disable"})
+        self._call("POST", f"/flows/{flow_id}/action", params={"op": "enable" if enabled else "disable"}, repeatable=True)  # sets a state
 
     def delete(self, kind: str, entity_id: str) -> None:
         self._call("DELETE", f"/{kind}/{entity_id}")
@@ -206,6 +267,12 @@ class FlowsClient:
         """The Data Landing Zone destination container's SAS (reference §2.3)."""
         response = self._send("GET", landing_zone_url, params={"type": "dlz_destination"})
         return dict(_json(response))
+
+
+def _created(answer: Any) -> tuple[str, str]:
+    if not isinstance(answer, dict) or not answer.get("id"):
+        raise FlowsError("the create answer has no id")
+    return str(answer["id"]), str(answer.get("etag", ""))
 
 
 def _json(response: httpx.Response) -> Any:

@@ -209,10 +209,18 @@ class Sandbox:
         self.close()
 
     def check(self, source: Source, name: str, *, deep: bool) -> FileVerdict:
-        worker = self._acquire()
         deadline = self.limits.deadline(source.size)
-        outcome = worker.call((self.validator, source, name, deep), deadline)
-        self._release(worker)
+        worker = self._acquire()
+        finished = False
+        try:
+            outcome = worker.call((self.validator, source, name, deep), deadline)
+            finished = True
+        finally:
+            if not finished:
+                # the call raised (a source that cannot be sent, an interrupt while waiting): the
+                # worker may hold a half-sent task or an unread answer, so it is replaced, not reused
+                worker.kill()
+            self._release(worker)
         kind, detail, read = outcome[0], outcome[1], outcome[-1]
         store = getattr(source, "store", None)
         if store is not None and read:
@@ -243,18 +251,25 @@ class Sandbox:
                 return
 
     def _acquire(self) -> _Worker:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("sandbox is closed")
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("sandbox is closed")
+                try:
+                    return self._idle.get_nowait()
+                except queue.Empty:
+                    pass
+                spawn = self._live < self.size
+                if spawn:
+                    self._live += 1
+                    self.started += 1
+            if spawn:
+                return self._spawn()
             try:
-                return self._idle.get_nowait()
+                # a slot can come free without a worker (a replacement failed to start): look again
+                return self._idle.get(timeout=0.5)
             except queue.Empty:
-                pass
-            if self._live < self.size:
-                self._live += 1
-                self.started += 1
-                return _Worker(self.limits.memory_bytes)
-        return self._idle.get()
+                continue
 
     def _release(self, worker: _Worker) -> None:
         if worker.alive:
@@ -262,13 +277,21 @@ class Sandbox:
             return
         worker.kill()
         with self._lock:
-            self._live -= 1
             if self._closed:
+                self._live -= 1
                 return
-            # keep the pool full so that threads waiting in _acquire are served
-            self._live += 1
             self.started += 1
-        self._idle.put(_Worker(self.limits.memory_bytes))
+        # keep the pool full so that threads waiting in _acquire are served
+        self._idle.put(self._spawn())
+
+    def _spawn(self) -> _Worker:
+        """A new worker for a slot already counted in `_live`; the slot is given back if it fails."""
+        try:
+            return _Worker(self.limits.memory_bytes)
+        except BaseException:
+            with self._lock:
+                self._live -= 1
+            raise
 
 
 if __name__ == "__main__":

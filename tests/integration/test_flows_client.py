@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -167,3 +168,42 @@ def test_eligible_datasets_are_read_page_by_page(tmp_path: Path) -> None:
     with running(world) as base:
         found = client(base).eligible_datasets()
     assert [d["id"] for d in found] == [f"ds{i:03d}" for i in range(230)]
+
+
+def stored(base: str, kind: str) -> list[dict[str, Any]]:
+    """Every entity of one kind on the emulator, read over HTTP with a token of its own."""
+    token = httpx.post(f"{base}/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "cid", "client_secret": "secret", "scope": "openid"}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "x-api-key": "cid", "x-gw-ims-org-id": "O@AdobeOrg"}
+    answer = httpx.get(f"{base}/data/foundation/flowservice/{kind}", headers=headers)
+    answer.raise_for_status()
+    return list(answer.json()["items"])
+
+
+@pytest.mark.parametrize("retries", [4, 0])
+def test_a_create_whose_answer_is_lost_is_not_made_twice(emulator: str, retries: int) -> None:
+    httpx.post(f"{emulator}/emulator/lost-answers", json={"count": 4, "status": 500}).raise_for_status()  # every create: stored, then 500
+    c = client(emulator)
+    c._retries = retries
+    flow_id = make_flow(c)
+    flows = stored(emulator, "flows")
+    assert [f["id"] for f in flows] == [flow_id] and flows[0]["name"] == "web"
+    sources, bases, targets = (stored(emulator, k) for k in ("sourceConnections", "connections", "targetConnections"))
+    assert (len(sources), len(bases), len(targets)) == (1, 1, 1)
+    assert flows[0]["sourceConnectionIds"] == [sources[0]["id"]] and flows[0]["targetConnectionIds"] == [targets[0]["id"]]
+    assert targets[0]["baseConnectionId"] == bases[0]["id"]
+
+
+def test_a_same_named_entity_made_earlier_is_not_taken_for_the_lost_one(emulator: str) -> None:
+    c = client(emulator)
+    first = make_flow(c)
+    httpx.post(f"{emulator}/emulator/lost-answers", json={"count": 4}).raise_for_status()
+    second = make_flow(c)  # the same names again: the entities found must be the new ones
+    assert second != first
+    assert sorted(f["id"] for f in stored(emulator, "flows")) == sorted([first, second])
+    assert all(len(stored(emulator, k)) == 2 for k in ("sourceConnections", "connections", "targetConnections"))
+
+
+def test_lost_answers_control_validates_its_input(emulator: str) -> None:
+    for body in ({"count": 0}, {"count": "3"}, {"count": True}, {"status": 404}, {"status": 500.0}, []):
+        assert httpx.post(f"{emulator}/emulator/lost-answers", json=body).status_code == 400, body
+    assert httpx.post(f"{emulator}/emulator/lost-answers", json={"count": 2, "status": 502}).json() == {"queued": 2}

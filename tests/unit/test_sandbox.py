@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
+from auditor.validate import FileVerdict
 from auditor.validate.sandbox import BytesSource, Limits, Sandbox
 
 
@@ -53,3 +57,29 @@ def test_real_validation_in_a_worker_matches_in_process_validation() -> None:
         truncated = sandbox.check(BytesSource(data[:-20]), "p.gz.parquet", deep=True)
     assert isolated.ok and isolated.records == 200
     assert [f.code for f in truncated.findings] == ["parquet.bad_magic"]
+
+
+class _Unpicklable(BytesSource):
+    """A Source that cannot be sent to a worker: `check` raises between acquire and release."""
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("this source cannot be pickled")
+
+
+def test_a_call_that_raises_gives_its_slot_back() -> None:
+    results: list[FileVerdict] = []
+
+    def checks(sandbox: Sandbox) -> None:
+        for _ in range(3):  # more failures than the pool has workers
+            with pytest.raises(TypeError, match="cannot be pickled"):
+                sandbox.check(_Unpicklable(b'{"a":1}\n'), "p.json", deep=True)
+        results.append(sandbox.check(BytesSource(b'{"a":1}\n'), "p.json", deep=True))
+
+    with Sandbox(workers=1) as sandbox:
+        thread = threading.Thread(target=checks, args=(sandbox,), daemon=True)  # a leaked slot hangs it: do not hang the suite
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "a check blocked: a worker slot leaked when the call raised"
+    [after] = results
+    assert after.ok and after.records == 1
+    assert sandbox.started == 4  # a worker whose call raised is not reused: each was replaced
