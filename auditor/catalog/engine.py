@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -15,7 +16,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from auditor.errors import CatalogError
 from auditor.storage.base import scrub
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(str(resources.files("auditor.migrations")))  # top-level migrations/, installed as auditor.migrations
 SUPPORTED = ("sqlite", "postgresql")
 
 
