@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -63,6 +63,14 @@ class FileRecord:
         return self.size == info.size and self.etag == info.etag and _same_time(self.modified, info.modified)
 
 
+class Recording(Protocol):
+    @property
+    def audit_id(self) -> int: ...
+
+    @property
+    def live(self) -> frozenset[str]: ...
+
+
 class CatalogPort(Protocol):
     def known_files(self, destination: str) -> Mapping[str, FileRecord]: ...
 
@@ -78,7 +86,8 @@ class CatalogPort(Protocol):
         started: datetime,
         options: AuditOptions,
         runs: Mapping[str, Sequence[Run]] | None = None,
-    ) -> int: ...
+        scope: Iterable[str] | None = None,
+    ) -> Recording: ...
 
 
 @dataclass
@@ -150,8 +159,8 @@ def run_audit(
     report = AuditReport(now, tuple(results), tuple(unexpected), tuple(errors), assurance)
     if catalog is not None:
         try:
-            audit_id = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options, runs=runs)
-            report = replace(report, audit_id=audit_id)
+            recorded = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=[e.name for e in exports])
+            report = replace(report, audit_id=recorded.audit_id, live=recorded.live)
         except CatalogError as e:
             report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))
     return report
@@ -230,6 +239,26 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
             else:
                 scan.unexpected.setdefault(obj.url, "stray file inside an export folder")
     return scan
+
+
+def scan_destinations(settings: Settings, stores: Mapping[str, Store], now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
+    """What landed where, without validating: (export folders, unexpected objects, listing failures)."""
+    folders: list[dict[str, Any]] = []
+    unexpected: list[dict[str, str]] = []
+    failures: list[str] = []
+    for destination in settings.destinations:
+        exports = [e for e in settings.exports if e.destination == destination.name]
+        try:
+            objects = stores[destination.name].list()
+        except StorageError as e:
+            failures.append(f"{destination.name}: {e}")
+            continue
+        found = sort_objects(objects, exports, stores[destination.name].url, now)
+        for (export, dataset, slot), draft in sorted(found.folders.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+            folders.append({"destination": destination.name, "export": export, "dataset_id": dataset, "scheduled": slot.strftime("%Y-%m-%dT%H:%M:%SZ"), "folder": draft.url,
+                            "files": len(draft.data), "bytes": sum(o.size for o in draft.data), "manifests": len(draft.manifests)})
+        unexpected += [{"path": p, "reason": r} for p, r in sorted(found.unexpected.items())]
+    return folders, unexpected, failures
 
 
 class Checker(Protocol):

@@ -109,7 +109,13 @@ class ChannelSettings(_Model):
     kind: Literal["webhook", "apprise"] = Field(description="webhook or apprise")
     url: str = Field(description="webhook URL or Apprise URL (slack://…, mailto://…), by reference when it holds a secret")
     secret: str | None = Field(None, description="webhook: HMAC-SHA256 key for the X-Auditor-Signature header")
-    retries: int = Field(3, ge=0, le=10, description="attempts after the first, for transient failures")
+    retries: int = Field(3, ge=0, le=10, description="deprecated and ignored: failed deliveries are retried with backoff until give_up_after")
+    give_up_after: timedelta = Field(timedelta(hours=24), description="a notice still undelivered this long after it was raised is given up and shown as failed")
+
+    @field_validator("give_up_after", mode="before")
+    @classmethod
+    def _give_up(cls, value: Any) -> timedelta:
+        return _duration(value)
 
 
 class AlertRuleSettings(_Model):

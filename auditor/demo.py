@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -136,3 +136,47 @@ channels = ["pager"]
         )
         (workspace / "flows.toml").write_text("", encoding="utf-8")
         yield demo
+
+
+def tell(workspace: str | None, echo: Callable[[str], None]) -> None:
+    """The demo's story: emulated flows with faults, `flows sync`, an audit, the alerts, a restore lookup."""
+    import os
+    import tempfile
+
+    import tomli_w
+
+    from auditor.audit import AuditOptions
+    from auditor.config import load_settings
+    from auditor.flows.sync import fetch_and_sync
+    from auditor.render import render_plan, render_report
+    from auditor.report import iso
+    from auditor.restore import plan_restore
+    from auditor.runtime import Runtime
+
+    folder = Path(workspace) if workspace else Path(tempfile.mkdtemp(prefix="auditor-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    environ = {**os.environ, "DEMO_FLOW_SERVICE_SECRET": CLIENT_SECRET}
+    with webhook_receiver() as (hook, pages), demo_world(folder, datetime.now(UTC), hook) as world:
+        echo(f"Demo workspace: {folder}")
+        echo(f"Flow Service emulator at {world.base_url}: 3 dataset-export flows ran from {iso(world.start)} to {iso(world.as_of)}.")
+        echo("Injected faults:")
+        for fault in world.faults:
+            echo(f"  - {fault}")
+        with Runtime(load_settings(world.config, environ)) as rt:
+            synced = fetch_and_sync(rt.flows_client(), rt.settings)
+        (folder / "flows.toml").write_text(tomli_w.dumps({"exports": synced.exports}), encoding="utf-8")
+        echo(f"\n$ auditor flows sync  ->  {len(synced.exports)} exports written to {folder / 'flows.toml'}\n")
+        with Runtime(load_settings(world.config, environ)) as rt:
+            report = rt.audit(now=world.as_of, options=AuditOptions())
+            assert report is not None
+            echo(render_report(report, "table"))
+            rt.deliver(world.as_of)
+            echo(f"Alerts that fired ({len(pages)}, delivered to the webhook at {hook}):")
+            for page in pages:
+                echo(f"  - [{page['rule']}] {page['text']}")
+            echo(f"\n$ auditor restore {WEB_EVENTS} --at {iso(world.as_of)}")
+            echo(render_plan(plan_restore(rt.settings, rt.catalog, WEB_EVENTS, world.as_of), "table"))
+        html = folder / "evidence.html"
+        html.write_text(render_report(report, "html"), encoding="utf-8")
+        echo(f"Evidence report: {html}")
+        echo(f"Next: auditor audit --config {world.config} --as-of {iso(world.as_of)}  (with DEMO_FLOW_SERVICE_SECRET set; the emulator stops with the demo)")

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from auditor.chain import walk
 from auditor.findings import Finding, Severity, error, warning
 from auditor.validate.manifest import Manifest, compare_manifests
 from auditor.validate.schema import describe_drift
@@ -177,21 +178,9 @@ class RestorePoint:
 
 
 def restore_point(results: Sequence[WindowResult], *, incremental: bool) -> RestorePoint:
-    """The last slot whose whole chain (full export plus every incremental) is good."""
-    ordered = sorted(results, key=lambda r: r.window.scheduled)
-    if not incremental:
-        good = [r for r in ordered if r.status in GOOD]
-        bad = next((r for r in ordered if r.status not in GOOD and r.status is not Status.PENDING), None)
-        return RestorePoint(good[-1].window.scheduled if good else None, bad)
-    until: datetime | None = None
-    for index, result in enumerate(ordered):
-        if result.status in GOOD:
-            until = result.window.scheduled
-            continue
-        if result.status is Status.PENDING and all(r.status is Status.PENDING for r in ordered[index:]):
-            return RestorePoint(until, None)
-        return RestorePoint(until, result)
-    return RestorePoint(until, None)
+    """The last slot whose whole chain (full export plus every incremental) is good (auditor.chain)."""
+    chain = walk(results, incremental=incremental, status=lambda r: r.status.value, scheduled=lambda r: r.window.scheduled)
+    return RestorePoint(chain.restorable_until, chain.broken)
 
 
 def overall_status(statuses: Mapping[Status, int], *, errors: int) -> tuple[str, int]:

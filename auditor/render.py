@@ -7,6 +7,9 @@ import html
 import io
 import json
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
 from xml.etree import ElementTree
 
 from rich.console import Console
@@ -178,18 +181,65 @@ def render_plan(plan: RestorePlan, fmt: str) -> str:
         return json.dumps(plan.to_json(), indent=2) + "\n"
     console = Console(file=io.StringIO(), width=160, force_terminal=False, color_system=None)
     head = "COMPLETE" if plan.complete else "BROKEN"
-    console.print(f"Restore {plan.dataset_id} as of {iso(plan.at)} from export {plan.export!r}: {head}", markup=False)
+    source = f"the catalog (audit {plan.audit.id} as of {iso(plan.audit.as_of)})" if plan.audit else "the catalog (never audited)"
+    console.print(f"Restore {plan.dataset_id} as of {iso(plan.at)} from export {plan.export!r}: {head}; answered from {source}", markup=False)
     table = Table(title_justify="left")
     for column in ("#", "scheduled", "status", "folder / file", "bytes", "etag"):
         table.add_column(column, overflow="fold")
     for index, step in enumerate(plan.steps, 1):
-        files = step.folder.data if step.folder else ()
-        folder = step.folder.url if step.folder else "(no folder)"
-        table.add_row(str(index), iso(step.window.scheduled) or "", step.status.value, escape(folder if files else f"{folder} (empty export)"), str(step.bytes), "")
-        for item in files:
+        folder = step.folder or "(no folder)"
+        status = step.window.status + (" (unverified)" if step.unverified else "")
+        table.add_row(str(index), iso(step.window.scheduled) or "", status, escape(folder if step.files else f"{folder} (empty export)"), str(step.bytes), "")
+        for item in step.files:
             table.add_row("", "", "", escape("  " + item.key.rsplit("/", 1)[-1]), str(item.size), item.etag or "")
     console.print(table)
+    for window in plan.pending:
+        console.print(f"Pending: {iso(window.scheduled)} is still inside its grace period (not part of this restore yet)")
     if not plan.complete:
         console.print(f"Chain broken: {plan.reason}", markup=False)
-        console.print(f"Restorable until: {iso(plan.restorable_until) or 'nothing restorable'}")
+    console.print(f"Restorable until: {iso(plan.restorable_until) or 'nothing restorable'}")
+    for note in plan.notes:
+        console.print(f"Note: {note}", markup=False)
     return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
+
+
+def _table_text(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, width: int = 160) -> str:
+    console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+    return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
+
+
+def render_scan(folders: Sequence[Mapping[str, Any]], unexpected: Sequence[Mapping[str, str]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"folders": list(folders), "unexpected": list(unexpected)}, indent=2) + "\n"
+    rows = [(f["export"], f["dataset_id"], f["scheduled"], str(f["files"]), str(f["bytes"]), str(f["manifests"])) for f in folders]
+    text = _table_text("Export folders", ("export", "dataset", "scheduled", "files", "bytes", "manifests"), rows)
+    return text + "".join(f"unexpected: {u['path']}: {u['reason']}\n" for u in unexpected)
+
+
+def render_windows(export: str, rows: Sequence[tuple[str, datetime, datetime, str]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([{"dataset_id": d, "scheduled": iso(s), "deadline": iso(dl), "status": st} for d, s, dl, st in rows], indent=2) + "\n"
+    return _table_text(f"Windows of {export}", ("dataset", "scheduled", "deadline", "last status"), [(d, iso(s) or "", iso(dl) or "", st) for d, s, dl, st in rows])
+
+
+def render_flows(flows: Sequence[Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([{"id": f.id, "name": f.name, "state": f.state, "scheduleParams": dict(f.schedule_params)} for f in flows], indent=2) + "\n"
+    rows = []
+    for f in flows:
+        p = f.schedule_params
+        rows.append((f.id, f.name, f.state, f"{p.get('exportMode', 'FIRST_FULL_THEN_INCREMENTAL')} every {p.get('interval')} {p.get('timeUnit')}"))
+    return _table_text("Dataset-export flows", ("id", "name", "state", "schedule"), rows)
+
+
+def render_runs(flow_id: str, runs: Sequence[Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([{"id": r.id, "status": r.status, "started": iso(r.started_at), "records": r.records, "files": r.files, "errors": r.errors} for r in runs], indent=2) + "\n"
+    rows = [(r.id, r.status, iso(r.started_at) or "", str(r.records), str(r.files), "; ".join(f"{c}: {m}" for c, m in r.errors)) for r in runs]
+    return _table_text(f"Runs of {flow_id}", ("run", "status", "started", "records", "files", "errors"), rows)

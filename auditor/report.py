@@ -63,6 +63,7 @@ class AuditReport:
     errors: tuple[AuditError, ...] = ()
     assurance: Assurance = field(default_factory=Assurance)
     audit_id: int | None = None
+    live: frozenset[str] = frozenset()  # the exports whose present state this audit changed (empty: historical, or not recorded)
 
     def counts(self) -> Counter[Status]:
         return Counter(w.status for e in self.exports for w in e.windows)

@@ -1,38 +1,96 @@
-"""Restore plans: exactly which files rebuild dataset D as of time T, in apply order."""
+"""Restore plans from the catalog: exactly which files rebuild dataset D as of time T, in apply order.
+
+A lookup reads the catalog only (it works while storage is slow or away) and says which audit it
+answers from; `auditor restore --refresh` audits the export first. The chain is walked by
+auditor.chain, the one implementation the audit, the API, the dashboard and alerts share.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from auditor.errors import StorageError
-from auditor.reconcile import GOOD, Status, WindowResult
-from auditor.report import ExportResult, iso
-from auditor.schedule import floor_minute
+from auditor.chain import walk
+from auditor.config import Settings
+from auditor.errors import AuditorError, StorageError
+from auditor.ledger import AuditRecord, DatasetState, FileState, FindingState, WindowState
+from auditor.report import iso
 from auditor.storage.base import Store, redact, scrub
+
+
+class RestoreCatalog(Protocol):
+    def datasets(self, export: str | None = None) -> list[DatasetState]: ...
+
+    def windows(self, export: str, dataset: str | None = None, start: datetime | None = None, end: datetime | None = None, *, known: bool = False) -> list[WindowState]: ...
+
+    def folder_files(self, destination: str, folder_keys: Sequence[str]) -> dict[str, list[FileState]]: ...
+
+    def audit(self, audit_id: int) -> AuditRecord | None: ...
+
+    def window_findings(self, export: str, dataset: str, scheduled: datetime) -> list[FindingState]: ...
+
+
+class RestoreLookupError(AuditorError):
+    """The lookup cannot be answered as asked: `candidates` lists the exports to choose from, if several."""
+
+    def __init__(self, message: str, *, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def choose_export(settings: Settings, dataset: str, export: str | None) -> str:
+    """The one export to restore `dataset` from; several candidates without a choice is an error naming them."""
+    candidates = tuple(e.name for e in settings.exports if dataset in e.datasets and (export is None or e.name == export))
+    if not candidates:
+        raise RestoreLookupError(f"no configured export carries dataset {dataset!r}" + (f" under the name {export!r}" if export else ""))
+    if len(candidates) > 1:
+        raise RestoreLookupError(f"dataset {dataset!r} is exported by {', '.join(candidates)}: choose one with export", candidates=candidates)
+    return candidates[0]
+
+
+@dataclass(frozen=True)
+class Step:
+    window: WindowState
+    folder: str | None  # URL of the export folder
+    files: tuple[FileState, ...]
+    unverified: bool = False  # the last audit could not read it; its status is from an earlier audit
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
 
 
 @dataclass(frozen=True)
 class RestorePlan:
-    """The chain for one dataset as of `at`: its good steps, and where it breaks if it does."""
+    """The chain for one dataset as of `at`: its good steps, where it breaks, what is still pending."""
 
     export: str
+    destination: str
     dataset_id: str
     at: datetime
     incremental: bool
-    steps: tuple[WindowResult, ...]
-    broken_at: WindowResult | None
+    steps: tuple[Step, ...]
+    broken: WindowState | None
+    pending: tuple[WindowState, ...]
     reason: str | None
+    restorable_until: datetime | None
+    audit: AuditRecord | None  # the live audit the answer comes from
+    notes: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
         return self.reason is None
 
     @property
-    def restorable_until(self) -> datetime | None:
-        return self.steps[-1].window.scheduled if self.steps else None
+    def exit_code(self) -> int:
+        """0 complete, 1 broken, 3 the catalog cannot tell (never audited, or unreadable since it was first seen)."""
+        if self.complete:
+            return 0
+        if self.audit is None or (self.broken is not None and self.broken.status == "unknown"):
+            return 3
+        return 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,48 +100,62 @@ class RestorePlan:
             "mode": "full plus incrementals" if self.incremental else "one full export",
             "complete": self.complete,
             "restorable_until": iso(self.restorable_until),
-            "broken": None
-            if self.complete
-            else {"scheduled": iso(self.broken_at.window.scheduled) if self.broken_at else None, "status": self.broken_at.status.value if self.broken_at else None, "reason": self.reason},
+            "broken": None if self.complete else {"scheduled": iso(self.broken.scheduled) if self.broken else None, "status": self.broken.status if self.broken else None, "reason": self.reason},
+            "pending": [iso(w.scheduled) for w in self.pending],
             "chain": [
                 {
                     "scheduled": iso(step.window.scheduled),
-                    "status": step.status.value,
-                    "folder": step.folder.url if step.folder else None,
-                    "files": [{"url": f.url, "size": f.size, "etag": f.etag, "records": f.records} for f in (step.folder.data if step.folder else ())],
+                    "status": step.window.status,
+                    "unverified": step.unverified,
+                    "folder": step.folder,
+                    "files": [{"url": f.url, "key": f.key, "size": f.size, "etag": f.etag, "records": f.records} for f in step.files],
                 }
                 for step in self.steps
             ],
+            "source": "catalog",
+            "audit": None if self.audit is None else {"id": self.audit.id, "as_of": iso(self.audit.as_of), "finished_at": iso(self.audit.finished_at)},
+            "notes": list(self.notes),
         }
 
 
-def plan_restore(result: ExportResult, at: datetime) -> RestorePlan:
-    """Walk the windows of one export and dataset up to `at` and say what to restore."""
-    limit = floor_minute(at)
-    windows = sorted((w for w in result.windows if floor_minute(w.window.scheduled) <= limit), key=lambda w: w.window.scheduled)
-    if not windows:
-        return RestorePlan(result.name, result.dataset_id, at, result.incremental, (), None, f"no export of {result.dataset_id} is scheduled at or before {iso(at)}")
-    if not result.incremental:
-        window = windows[-1]
-        if window.status in GOOD:
-            return RestorePlan(result.name, result.dataset_id, at, False, (window,), None, None)
-        return RestorePlan(result.name, result.dataset_id, at, False, (), window, _why(window))
-    steps: list[WindowResult] = []
-    for window in windows:
-        if window.status not in GOOD:
-            return RestorePlan(result.name, result.dataset_id, at, True, tuple(steps), window, _why(window))
-        steps.append(window)
-    return RestorePlan(result.name, result.dataset_id, at, True, tuple(steps), None, None)
+def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: datetime, *, export: str | None = None) -> RestorePlan:
+    """Walk what the catalog knows about `dataset`'s windows up to `at` and say what to restore."""
+    name = choose_export(settings, dataset, export)
+    configured = next(e for e in settings.exports if e.name == name)
+    root = redact(settings.destination(configured.destination).url).rstrip("/")
+    state = next((d for d in catalog.datasets(name) if d.dataset_id == dataset), None)
+    audit = catalog.audit(state.audit_id) if state is not None and state.audit_id is not None else None
+    incremental = configured.schedule.incremental
+    if audit is None:
+        return RestorePlan(name, configured.destination, dataset, at, incremental, (), None, (), f"export {name!r} has not been audited yet: run `auditor audit` or use --refresh", None, None)
+    rows = catalog.windows(name, dataset, None, at, known=True)
+    unknown_now = {w.scheduled for w in catalog.windows(name, dataset, None, at) if w.status == "unknown"}
+    chain = walk(rows, incremental=incremental, status=lambda w: w.status, scheduled=lambda w: w.scheduled, at=at)
+    files = catalog.folder_files(configured.destination, [w.folder_key for w in chain.steps if w.folder_key])
+    steps = tuple(
+        Step(w, f"{root}/{w.folder_key}" if w.folder_key else None, tuple(files.get(w.folder_key or "", [])), unverified=w.scheduled in unknown_now) for w in chain.steps
+    )
+    notes = []
+    if unknown_now:
+        notes.append(f"{len(unknown_now)} window(s) could not be read at the audit of {iso(audit.as_of)}; their status is the last one an audit could establish")
+    if at > audit.as_of:
+        notes.append(f"the catalog knows this export as of {iso(audit.as_of)}; windows after that are not in this answer (use --refresh to audit first)")
+    reason = None
+    if not rows:
+        reason = f"no audited window of {dataset} at or before {iso(at)}"
+    elif chain.broken is not None:
+        reason = _why(chain.broken, catalog.window_findings(name, dataset, chain.broken.scheduled))
+    elif not chain.steps:
+        reason = f"nothing restorable yet: {len(chain.pending)} window(s) still inside their grace period"
+    return RestorePlan(name, configured.destination, dataset, at, incremental, steps, chain.broken, chain.pending, reason, chain.restorable_until, audit, tuple(notes))
 
 
-def _why(window: WindowResult) -> str:
-    errors = [f for f in window.findings if f.is_error] or list(window.findings)
+def _why(window: WindowState, findings: Sequence[FindingState]) -> str:
+    errors = [f for f in findings if f.severity == "error"] or list(findings)
     detail = f": {errors[0].code} {errors[0].message}" if errors else ""
-    if window.status is Status.PENDING:
-        detail = ": still inside its grace period, not landed completely yet"
-    elif window.status is Status.UNKNOWN:
-        detail = ": the destination could not be read"
-    return f"window {iso(window.window.scheduled)} is {window.status.value}{detail}"
+    if window.status == "unknown":
+        detail = ": the destination could not be read, and no earlier audit established it"
+    return f"window {iso(window.scheduled)} is {window.status}{detail}"
 
 
 def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None) -> list[str]:
@@ -97,7 +169,7 @@ def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str,
         fs, root = fsspec.core.url_to_fs(target, **(options or {}))
     except Exception as e:
         raise StorageError(f"cannot open restore target {redact(target)}: {scrub(str(e))}", url=redact(target)) from e
-    files = [f for step in plan.steps if step.folder for f in step.folder.data]
+    files = [f for step in plan.steps for f in step.files]
     written: list[str] = []
     for done, item in enumerate(files, 1):
         destination = f"{str(root).rstrip('/')}/{item.key}"

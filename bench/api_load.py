@@ -23,10 +23,9 @@ import httpx
 import uvicorn
 
 from auditor.audit import AuditOptions
-from auditor.catalog.repository import open_catalog
-from auditor.cli import execute_audit
 from auditor.config import load_settings
 from auditor.demo import CLIENT_SECRET, WEB_EVENTS, demo_world, webhook_receiver
+from auditor.runtime import Runtime
 from auditor.service.app import create_app
 
 TOKEN = "bench-read-token"
@@ -69,18 +68,15 @@ def main() -> None:
         environ = {**os.environ, "DEMO_FLOW_SERVICE_SECRET": CLIENT_SECRET}
         import tomli_w
 
-        from auditor.cli import build_flows_client
         from auditor.flows.sync import fetch_and_sync
 
-        settings = load_settings(world.config, environ)
-        client = build_flows_client(settings)
-        (Path(tmp) / "flows.toml").write_text(tomli_w.dumps({"exports": fetch_and_sync(client, settings).exports}))
-        client.close()
+        with Runtime(load_settings(world.config, environ)) as rt:
+            (Path(tmp) / "flows.toml").write_text(tomli_w.dumps({"exports": fetch_and_sync(rt.flows_client(), rt.settings).exports}))
         text = world.config.read_text().replace("[catalog]", f'[service]\ntokens = [{{ name = "bench", token = "{TOKEN}" }}]\n\n[catalog]', 1)
         world.config.write_text(text)
-        settings = load_settings(world.config, environ)
-        execute_audit(settings, now=world.as_of, options=AuditOptions(), progress=False)
-        app = create_app(settings, open_catalog(settings.catalog.url), clock=lambda: world.as_of)
+        runtime = Runtime(load_settings(world.config, environ))
+        runtime.audit(now=world.as_of, options=AuditOptions())
+        app = create_app(runtime, clock=lambda: world.as_of)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -96,6 +92,7 @@ def main() -> None:
         print(f"RATIO restore lookups / healthz throughput: {restore / health:.2f}")
         server.should_exit = True
         thread.join(5)
+        runtime.close()
 
 
 if __name__ == "__main__":

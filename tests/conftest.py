@@ -121,3 +121,13 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'catalog.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+def audit_once(settings: Any, *, now: datetime, options: Any = None) -> Any:
+    """One audit through the composition root, as the CLI runs it (adapters closed afterwards)."""
+    from auditor.runtime import Runtime
+
+    with Runtime(settings) as runtime:
+        report = runtime.audit(now=now, options=options)
+    assert report is not None
+    return report

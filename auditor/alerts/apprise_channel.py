@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from auditor.alerts.base import AlertError, Notifier
@@ -16,6 +17,6 @@ class AppriseNotifier(Notifier):
         if not self._apprise.add(url):
             raise AlertError("the Apprise URL is not valid", permanent=True)
 
-    def notify(self, message: str, payload: Mapping[str, Any]) -> None:
+    def notify(self, message: str, payload: Mapping[str, Any], *, notice_id: int, sent_at: datetime) -> None:
         if not self._apprise.notify(title=str(payload.get("title", "export-auditor")), body=message):
             raise AlertError("Apprise could not deliver the notice")

@@ -1,9 +1,9 @@
-"""The notifier contract and the retry loop that honours permanent failures."""
+"""The notifier contract: one attempt per call; the delivery loop (auditor.alerting) retries."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from auditor.errors import AuditorError
@@ -18,19 +18,6 @@ class AlertError(AuditorError):
 
 
 class Notifier:
-    def notify(self, message: str, payload: Mapping[str, Any]) -> None:
-        """Deliver one notice. Raises AlertError on failure, returns None on success."""
+    def notify(self, message: str, payload: Mapping[str, Any], *, notice_id: int, sent_at: datetime) -> None:
+        """Deliver one notice once. Raises AlertError on failure, returns None on success."""
         raise NotImplementedError
-
-
-def deliver(notifier: Notifier, message: str, payload: Mapping[str, Any], *, retries: int, sleep: Callable[[float], None] = time.sleep) -> tuple[int, AlertError | None]:
-    """Try once plus `retries` times with backoff; returns (attempts, the last error or None)."""
-    for attempt in range(retries + 1):
-        try:
-            notifier.notify(message, payload)
-            return attempt + 1, None
-        except AlertError as e:
-            if e.permanent or attempt == retries:
-                return attempt + 1, e
-            sleep(min(30.0, 0.5 * 2**attempt))
-    raise AssertionError("unreachable")

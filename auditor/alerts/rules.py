@@ -43,6 +43,8 @@ def conditions(report: AuditReport, rules: Sequence[AlertRuleSettings], *, unkno
                         evidence = "; ".join(f"{f.code}: {f.message}" for f in result.findings)[:500]
                         message = f"{export.name} / {export.dataset_id}: the export of {iso(when)} is {result.status.value}" + (f" ({evidence})" if evidence else "")
                         found.append(_condition(rule.name, export.name, export.dataset_id, when, message, {"status": result.status.value, "findings": [f.as_dict() for f in result.findings]}))
+            elif rule.when == "rpo" and any(w.status is Status.UNKNOWN for w in export.windows):
+                continue  # an export that could not be read says nothing new about its restore point
             elif rule.when == "rpo" and export.active and export.rpo_seconds is not None and export.rpo_seconds > rule.rpo_above.total_seconds():
                 message = f"{export.name} / {export.dataset_id}: restorable only until {iso(export.restore.restorable_until)} (RPO {export.rpo_seconds // 3600} h)"
                 found.append(_condition(rule.name, export.name, export.dataset_id, None, message, {"rpo_seconds": export.rpo_seconds}))
@@ -53,18 +55,31 @@ def conditions(report: AuditReport, rules: Sequence[AlertRuleSettings], *, unkno
     return found
 
 
-def recovered(report: AuditReport, key: str) -> str | None:
-    """If the window of an open alert is good now, the recovery notice; else None."""
+def recovered(report: AuditReport, key: str, *, when: str = "missing") -> str | None:
+    """If the condition of an open episode no longer holds in this report, the recovery notice; else None.
+
+    A missing or invalid window recovers when it is good; an unknown one when it can be read again;
+    an RPO or ending condition when it is gone (an export that could not be read says nothing about RPO).
+    The caller only asks about keys that no current condition holds.
+    """
     rule, export, dataset, scheduled = key.split("|")
     for result in report.exports:
         if result.name != export or result.dataset_id != dataset:
             continue
         if scheduled == "-":
+            if any(w.status is Status.UNKNOWN for w in result.windows):
+                return None
             return f"{export} / {dataset}: {rule} cleared"
         for window in result.windows:
-            if iso(window.window.scheduled) == scheduled and window.status in GOOD:
+            if iso(window.window.scheduled) != scheduled:
+                continue
+            if window.status in GOOD:
                 how = "landed late" if window.status is Status.LATE else ("had no new data" if window.status is Status.EMPTY else "is ok now")
                 return f"{export} / {dataset}: the export of {scheduled} {how}"
+            if when == "unknown" and window.status is not Status.UNKNOWN:
+                return f"{export} / {dataset}: the export of {scheduled} can be read again ({window.status.value})"
+            return None
+        return f"{export} / {dataset}: the window of {scheduled} is no longer expected"
     return None
 
 

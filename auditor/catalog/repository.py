@@ -1,26 +1,42 @@
-"""Catalog: the only module that runs SQL; takes and returns domain values."""
+"""Catalog: the only module that runs SQL; takes and returns domain values (auditor.ledger).
+
+The catalog is a ledger. Every audit is stored with its scope and its report; an audit is *live*
+for an export when its as-of time is not earlier than that export's latest live audit, and only
+then changes the present (window states, restore points, alert state), only for the exports it
+covered. Historical audits add to each window's history, which is kept in as-of order.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+import fcntl
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast, overload
 
-from sqlalchemy import Connection, Engine, Table, delete, func, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from auditor.audit import AuditOptions, FileRecord
 from auditor.catalog.engine import ensure_schema, make_engine
 from auditor.catalog.tables import (
-    AlertRow,
     AuditRow,
     DatasetRow,
     DestinationRow,
+    EpisodeRow,
     ExportRow,
     FileRow,
     FindingRow,
     FolderRow,
+    NoticeAttemptRow,
+    NoticeRow,
     RunRow,
     WindowHistoryRow,
     WindowRow,
@@ -29,8 +45,9 @@ from auditor.config import Settings
 from auditor.errors import CatalogError
 from auditor.findings import Finding
 from auditor.flows.models import Run
+from auditor.ledger import AuditRecord, DatasetState, Episode, FileState, FindingState, HistoryEntry, Notice, WindowState
 from auditor.reconcile import Status
-from auditor.report import AuditReport, iso
+from auditor.report import AuditReport, ExportResult, iso
 from auditor.storage.base import redact, scrub
 
 DESTINATIONS = cast(Table, DestinationRow.__table__)
@@ -41,9 +58,19 @@ FILES = cast(Table, FileRow.__table__)
 WINDOWS = cast(Table, WindowRow.__table__)
 HISTORY = cast(Table, WindowHistoryRow.__table__)
 RUNS = cast(Table, RunRow.__table__)
-ALERTS = cast(Table, AlertRow.__table__)
+EPISODES = cast(Table, EpisodeRow.__table__)
+NOTICES = cast(Table, NoticeRow.__table__)
+ATTEMPTS = cast(Table, NoticeAttemptRow.__table__)
 FINDINGS = cast(Table, FindingRow.__table__)
 AUDITS = cast(Table, AuditRow.__table__)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording an audit did: its id, and the exports for which it was live."""
+
+    audit_id: int
+    live: frozenset[str]
 
 
 def open_catalog(url: str) -> Catalog:
@@ -59,6 +86,12 @@ class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def close(self) -> None:
+        """Give every pooled connection back (the composition root calls this once, on exit)."""
+        self.engine.dispose()
+
+    # -- what the audit needs ---------------------------------------------------
+
     def known_files(self, destination: str) -> dict[str, FileRecord]:
         query = (
             select(FILES)
@@ -72,28 +105,6 @@ class Catalog:
         with self._connect() as conn:
             return int(conn.execute(select(func.count()).select_from(AUDITS)).scalar_one())
 
-    def window_states(self, export: str) -> dict[tuple[str, datetime], dict[str, Any]]:
-        """The last recorded status of each window of an export."""
-        query = select(WINDOWS).join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name == export)
-        with self._connect() as conn:
-            return {(row.dataset_id, _utc(row.scheduled)): row._asdict() for row in conn.execute(query)}
-
-    def window_history(self, export: str, dataset: str, scheduled: datetime) -> list[tuple[datetime, str]]:
-        query = (
-            select(HISTORY.c.at, HISTORY.c.status)
-            .join(WINDOWS, HISTORY.c.window_id == WINDOWS.c.id)
-            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
-            .where(EXPORTS.c.name == export, WINDOWS.c.dataset_id == dataset, WINDOWS.c.scheduled == scheduled)
-            .order_by(HISTORY.c.id)
-        )
-        with self._connect() as conn:
-            return [(_utc(at), status) for at, status in conn.execute(query)]
-
-    def table_counts(self) -> dict[str, int]:
-        tables = (AUDITS, DESTINATIONS, EXPORTS, DATASETS, FOLDERS, FILES, WINDOWS, HISTORY, FINDINGS, RUNS)
-        with self._connect() as conn:
-            return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one()) for t in tables}
-
     def runs_of(self, flow_ids: Iterable[str]) -> dict[str, list[Run]]:
         """The runs recorded for these flows (what is known when the Flow Service cannot be reached)."""
         wanted = list(flow_ids)
@@ -106,40 +117,129 @@ class Catalog:
                 )
         return found
 
-    # -- alerts --------------------------------------------------------------
-
-    def alert_keys(self) -> tuple[set[str], set[str]]:
-        """(keys ever alerted, keys alerted and not yet resolved)."""
+    def live_as_of(self) -> dict[str, datetime | None]:
+        """Each export's latest live as-of time (when the present state was last brought up to date)."""
         with self._connect() as conn:
-            rows = conn.execute(select(ALERTS.c.key, ALERTS.c.resolved_at).where(ALERTS.c.kind == "alert")).all()
-        return {k for k, _ in rows}, {k for k, resolved in rows if resolved is None}
+            return {name: _utc(at) for name, at in conn.execute(select(EXPORTS.c.name, EXPORTS.c.live_as_of))}
 
-    def add_notices(self, notices: Sequence[Mapping[str, Any]]) -> None:
-        """Queue notices; a (key, channel, kind) that exists already is left alone (exactly once)."""
-        with self._connect() as conn, conn.begin():
-            _upsert(conn, ALERTS, [dict(n) for n in notices], ["key", "channel", "kind"], [])
+    # -- reads for people and the service ----------------------------------------
 
-    def resolve(self, key: str, when: datetime) -> None:
-        with self._connect() as conn, conn.begin():
-            conn.execute(update(ALERTS).where(ALERTS.c.key == key, ALERTS.c.kind == "alert", ALERTS.c.resolved_at.is_(None)).values(resolved_at=when))
-
-    def pending_notices(self) -> list[dict[str, Any]]:
+    def table_counts(self) -> dict[str, int]:
+        tables = (AUDITS, DESTINATIONS, EXPORTS, DATASETS, FOLDERS, FILES, WINDOWS, HISTORY, FINDINGS, RUNS, EPISODES, NOTICES)
         with self._connect() as conn:
-            return [row._asdict() for row in conn.execute(select(ALERTS).where(ALERTS.c.state == "pending").order_by(ALERTS.c.id))]
+            return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one()) for t in tables}
 
-    def record_delivery(self, notice_id: int, *, attempts: int, error: str | None, permanent: bool, when: datetime, give_up_after: int = 20) -> None:
-        """Record one delivery outcome; a notice that keeps failing is given up after `give_up_after` attempts."""
-        with self._connect() as conn, conn.begin():
-            total = int(conn.execute(select(ALERTS.c.attempts).where(ALERTS.c.id == notice_id)).scalar_one()) + attempts
-            state = "delivered" if error is None else ("failed" if permanent or total >= give_up_after else "pending")
-            conn.execute(update(ALERTS).where(ALERTS.c.id == notice_id).values(state=state, attempts=total, last_error=error, delivered_at=when if error is None else None))
-
-    def notices(self, limit: int = 200) -> list[dict[str, Any]]:
-        """The newest notices first."""
+    def datasets(self, export: str | None = None) -> list[DatasetState]:
+        """Every export and dataset with its restore point and window counts by status."""
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        count_query = (
+            select(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.status, func.count(WINDOWS.c.id))
+            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+            .group_by(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.status)
+        )
+        query = (
+            select(EXPORTS.c.name, DESTINATIONS.c.name.label("destination"), EXPORTS.c.schedule, DATASETS)
+            .join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id)
+            .join(DESTINATIONS, EXPORTS.c.destination_id == DESTINATIONS.c.id)
+            .order_by(EXPORTS.c.name, DATASETS.c.dataset_id)
+        )
+        if export is not None:
+            count_query = count_query.where(EXPORTS.c.name == export)
+            query = query.where(EXPORTS.c.name == export)
         with self._connect() as conn:
-            return [_plain(row._asdict()) for row in conn.execute(select(ALERTS).order_by(ALERTS.c.id.desc()).limit(limit))]
+            for name, dataset, status, count in conn.execute(count_query):
+                counts.setdefault((name, dataset), {})[status] = int(count)
+            rows = conn.execute(query).all()
+            live = {row.id: row.live_audit_id for row in conn.execute(select(EXPORTS.c.id, EXPORTS.c.live_audit_id))}
+        return [
+            DatasetState(
+                r.name, r.destination, r.dataset_id, (r.schedule or {}).get("exportMode", "FIRST_FULL_THEN_INCREMENTAL") != "DAILY_FULL_EXPORT",
+                _utc(r.restorable_until), _utc(r.broken_at), _utc(r.as_of), live.get(r.export_id), bool(r.active) if r.active is not None else True,
+                counts.get((r.name, r.dataset_id), {}),
+            )
+            for r in rows
+        ]
 
-    # -- reads for the service ---------------------------------------------------
+    def windows(self, export: str, dataset: str | None = None, start: datetime | None = None, end: datetime | None = None, *, known: bool = False) -> list[WindowState]:
+        """Windows of an export in schedule order; `known`: an unknown window shows its last known status."""
+        query = (
+            select(WINDOWS, EXPORTS.c.name)
+            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+            .where(EXPORTS.c.name == export)
+            .order_by(WINDOWS.c.dataset_id, WINDOWS.c.scheduled)
+        )
+        if dataset is not None:
+            query = query.where(WINDOWS.c.dataset_id == dataset)
+        if start is not None:
+            query = query.where(WINDOWS.c.scheduled >= start)
+        if end is not None:
+            query = query.where(WINDOWS.c.scheduled <= end)
+        with self._connect() as conn:
+            return [
+                WindowState(
+                    r.name, r.dataset_id, _utc(r.scheduled), (r.known_status or r.status) if known else r.status, r.folder_key, r.files, r.bytes, r.records,
+                    _utc(r.status_since), r.last_audit_id,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def window_history(self, export: str, dataset: str, scheduled: datetime) -> list[HistoryEntry]:
+        """Every recorded status of one window in as-of order (live and historical audits)."""
+        query = (
+            select(HISTORY.c.at, HISTORY.c.status, HISTORY.c.audit_id, HISTORY.c.live)
+            .join(WINDOWS, HISTORY.c.window_id == WINDOWS.c.id)
+            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+            .where(EXPORTS.c.name == export, WINDOWS.c.dataset_id == dataset, WINDOWS.c.scheduled == scheduled)
+            .order_by(HISTORY.c.at, HISTORY.c.id)
+        )
+        with self._connect() as conn:
+            return [HistoryEntry(_utc(at), status, audit_id, bool(live)) for at, status, audit_id, live in conn.execute(query)]
+
+    def status_at(self, export: str, dataset: str, scheduled: datetime, when: datetime) -> HistoryEntry | None:
+        """What the catalog knew about one window as of `when`."""
+        known = [h for h in self.window_history(export, dataset, scheduled) if h.at <= when]
+        return known[-1] if known else None
+
+    def window_findings(self, export: str, dataset: str, scheduled: datetime) -> list[FindingState]:
+        query = (
+            select(FINDINGS.c.code, FINDINGS.c.severity, FINDINGS.c.path, FINDINGS.c.message)
+            .join(WINDOWS, FINDINGS.c.window_id == WINDOWS.c.id)
+            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+            .where(EXPORTS.c.name == export, WINDOWS.c.dataset_id == dataset, WINDOWS.c.scheduled == scheduled)
+            .order_by(FINDINGS.c.id)
+        )
+        with self._connect() as conn:
+            return [FindingState(*row) for row in conn.execute(query)]
+
+    def folder_files(self, destination: str, folder_keys: Sequence[str]) -> dict[str, list[FileState]]:
+        """The data files present in each of these export folders, in one query."""
+        found: dict[str, list[FileState]] = {k: [] for k in folder_keys}
+        query = (
+            select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records, DESTINATIONS.c.url)
+            .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
+            .where(DESTINATIONS.c.name == destination, FILES.c.folder_key.in_(list(folder_keys)), FILES.c.role == "data", FILES.c.gone_at.is_(None))
+            .order_by(FILES.c.key)
+        )
+        with self._connect() as conn:
+            for folder, key, size, etag, records, root in conn.execute(query):
+                found[folder].append(FileState(key, f"{root.rstrip('/')}/{key}", size, etag, records))
+        return found
+
+    def audits(self, limit: int = 50) -> list[AuditRecord]:
+        """The newest audits first."""
+        with self._connect() as conn:
+            return [_audit_record(row) for row in conn.execute(select(AUDITS).order_by(AUDITS.c.id.desc()).limit(limit))]
+
+    def audit(self, audit_id: int) -> AuditRecord | None:
+        with self._connect() as conn:
+            row = conn.execute(select(AUDITS).where(AUDITS.c.id == audit_id)).one_or_none()
+        return None if row is None else _audit_record(row)
+
+    def audit_report(self, audit_id: int) -> dict[str, Any] | None:
+        """The JSON report an audit produced, exactly as recorded (historical audits included)."""
+        with self._connect() as conn:
+            blob = conn.execute(select(AUDITS.c.report).where(AUDITS.c.id == audit_id)).scalar_one_or_none()
+        return None if blob is None else cast(dict[str, Any], json.loads(gzip.decompress(blob)))
 
     def deep_coverage(self) -> tuple[int, int]:
         """(data files present, of which deep-verified)."""
@@ -149,60 +249,7 @@ class Catalog:
             verified = int(conn.execute(select(func.count()).select_from(FILES).where(present & FILES.c.deep_at.is_not(None))).scalar_one())
         return files, verified
 
-    def audits(self, limit: int = 50) -> list[dict[str, Any]]:
-        with self._connect() as conn:
-            return [_plain(row._asdict()) for row in conn.execute(select(AUDITS).order_by(AUDITS.c.id.desc()).limit(limit))]
-
-    def export_rows(self) -> list[dict[str, Any]]:
-        """Every export and dataset with its restore point and window counts by status."""
-        query = (
-            select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.restorable_until, WINDOWS.c.status, func.count(WINDOWS.c.id))
-            .join(DATASETS, DATASETS.c.export_id == EXPORTS.c.id)
-            .join(WINDOWS, (WINDOWS.c.export_id == EXPORTS.c.id) & (WINDOWS.c.dataset_id == DATASETS.c.dataset_id), isouter=True)
-            .group_by(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.restorable_until, WINDOWS.c.status)
-        )
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
-        with self._connect() as conn:
-            for name, dataset, until, status, count in conn.execute(query):
-                row = rows.setdefault((name, dataset), {"name": name, "dataset_id": dataset, "restorable_until": iso(_utc(until)), "windows": {}})
-                if status:
-                    row["windows"][status] = int(count)
-        return sorted(rows.values(), key=lambda r: (r["name"], r["dataset_id"]))
-
-    def window_rows(self, export: str, start: datetime | None = None, end: datetime | None = None) -> list[dict[str, Any]]:
-        query = select(WINDOWS).join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name == export)
-        if start is not None:
-            query = query.where(WINDOWS.c.scheduled >= start)
-        if end is not None:
-            query = query.where(WINDOWS.c.scheduled <= end)
-        with self._connect() as conn:
-            return [_plain(row._asdict()) for row in conn.execute(query.order_by(WINDOWS.c.scheduled))]
-
-    def window_findings(self, export: str, dataset: str, scheduled: datetime) -> list[dict[str, Any]]:
-        query = (
-            select(FINDINGS.c.code, FINDINGS.c.severity, FINDINGS.c.path, FINDINGS.c.message)
-            .join(WINDOWS, FINDINGS.c.window_id == WINDOWS.c.id)
-            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
-            .where(EXPORTS.c.name == export, WINDOWS.c.dataset_id == dataset, WINDOWS.c.scheduled == scheduled)
-            .order_by(FINDINGS.c.id)
-        )
-        with self._connect() as conn:
-            return [row._asdict() for row in conn.execute(query)]
-
-    def folder_files(self, destination: str, folder_keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """The data files present in each of these export folders, in one query."""
-        found: dict[str, list[dict[str, Any]]] = {k: [] for k in folder_keys}
-        query = (
-            select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records)
-            .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
-            .where(DESTINATIONS.c.name == destination, FILES.c.folder_key.in_(list(folder_keys)), FILES.c.role == "data", FILES.c.gone_at.is_(None))
-            .order_by(FILES.c.key)
-        )
-        with self._connect() as conn:
-            for row in conn.execute(query):
-                values = row._asdict()
-                found[values.pop("folder_key")].append(values)
-        return found
+    # -- recording an audit -------------------------------------------------------
 
     def record_audit(
         self,
@@ -214,30 +261,47 @@ class Catalog:
         started: datetime,
         options: AuditOptions,
         runs: Mapping[str, Sequence[Run]] | None = None,
-    ) -> int:
-        """Store one audit: exports, folders, files, windows with history, findings; idempotent."""
+        scope: Iterable[str] | None = None,
+    ) -> Recorded:
+        """Store one audit with its scope and report; change the present only where it is live."""
+        covered = sorted(set(scope) if scope is not None else {e.name for e in report.exports})
+        body = json.dumps(report.to_json(), sort_keys=True, separators=(",", ":")).encode()
         with self._connect() as conn, conn.begin():
-            audit_id = conn.execute(
-                AUDITS.insert().values(
-                    started_at=started,
-                    finished_at=datetime.now(UTC),
-                    as_of=report.as_of,
-                    status=report.status,
-                    deep=options.deep,
-                    bytes_read=report.assurance.bytes_read,
-                    summary={
-                        "counts": {s.value: n for s, n in report.counts().items()},
-                        "unexpected": len(report.unexpected),
-                        "errors": [{"destination": e.destination, "message": e.message} for e in report.errors],
-                    },
-                )
-            ).inserted_primary_key[0]  # type: ignore[index]
-            destination_ids = self._sync_config(conn, settings, report)
+            destination_ids = self._sync_config(conn, settings)
+            # lock the covered exports' rows (PostgreSQL) so two writers cannot both think they are live
+            latest = {
+                name: _utc(at)
+                for name, at in conn.execute(select(EXPORTS.c.name, EXPORTS.c.live_as_of).where(EXPORTS.c.name.in_(covered)).with_for_update())
+            }
+            live = frozenset(name for name in covered if latest.get(name) is None or report.as_of >= cast(datetime, latest[name]))
+            audit_id = int(
+                conn.execute(
+                    AUDITS.insert().values(
+                        started_at=started,
+                        finished_at=datetime.now(UTC),
+                        as_of=report.as_of,
+                        status=report.status,
+                        deep=options.deep,
+                        bytes_read=report.assurance.bytes_read,
+                        scope=covered,
+                        live_exports=sorted(live),
+                        report=gzip.compress(body, mtime=0),
+                        report_sha256=hashlib.sha256(body).hexdigest(),
+                        summary={
+                            "counts": {s.value: n for s, n in report.counts().items()},
+                            "unexpected": len(report.unexpected),
+                            "errors": [{"destination": e.destination, "message": e.message} for e in report.errors],
+                        },
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+            )
             for name, records in files.items():
                 self._record_files(conn, destination_ids[name], records, report.as_of, present=listed.get(name))
-            self._record_windows(conn, report, destination_ids, audit_id)
+            self._record_windows(conn, report, destination_ids, audit_id, live)
             self._record_runs(conn, runs or {}, report.as_of)
-            return int(audit_id)
+            if live:
+                conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))
+            return Recorded(audit_id, live)
 
     def _record_runs(self, conn: Connection, runs: Mapping[str, Sequence[Run]], now: datetime) -> None:
         rows = [
@@ -253,7 +317,8 @@ class Catalog:
 
     # -- writing -------------------------------------------------------------
 
-    def _sync_config(self, conn: Connection, settings: Settings, report: AuditReport) -> dict[str, int]:
+    def _sync_config(self, conn: Connection, settings: Settings) -> dict[str, int]:
+        """Destinations, exports and datasets as configured; never touches what audits found."""
         _upsert(conn, DESTINATIONS, [{"name": d.name, "url": redact(d.url)} for d in settings.destinations], ["name"], ["url"])
         destination_ids = {name: id_ for id_, name in conn.execute(select(DESTINATIONS.c.id, DESTINATIONS.c.name))}
         rows = [
@@ -272,13 +337,8 @@ class Catalog:
         ]
         _upsert(conn, EXPORTS, rows, ["name"], [k for k in rows[0] if k != "name"] if rows else [])
         export_ids = self._export_ids(conn)
-        restorable = {(r.name, r.dataset_id): r.restore.restorable_until for r in report.exports}
-        dataset_rows = [
-            {"export_id": export_ids[e.name], "dataset_id": d, "restorable_until": restorable.get((e.name, d))}
-            for e in settings.exports
-            for d in e.datasets
-        ]
-        _upsert(conn, DATASETS, dataset_rows, ["export_id", "dataset_id"], ["restorable_until"])
+        dataset_rows = [{"export_id": export_ids[e.name], "dataset_id": d} for e in settings.exports for d in e.datasets]
+        _upsert(conn, DATASETS, dataset_rows, ["export_id", "dataset_id"], [])
         return destination_ids
 
     def _export_ids(self, conn: Connection) -> dict[str, int]:
@@ -316,7 +376,7 @@ class Catalog:
             for chunk in _chunks(gone):
                 conn.execute(update(FILES).where(FILES.c.id.in_(chunk)).values(gone_at=now))
 
-    def _record_windows(self, conn: Connection, report: AuditReport, destination_ids: Mapping[str, int], audit_id: int) -> None:
+    def _record_windows(self, conn: Connection, report: AuditReport, destination_ids: Mapping[str, int], audit_id: int, live: frozenset[str]) -> None:
         export_ids = self._export_ids(conn)
         folder_rows = {}
         for export in report.exports:
@@ -335,53 +395,244 @@ class Catalog:
         for export in report.exports:
             export_id = export_ids[export.name]
             existing = {
-                (row.dataset_id, _utc(row.scheduled)): row
+                _utc(row.scheduled): row
                 for row in conn.execute(select(WINDOWS).where(WINDOWS.c.export_id == export_id, WINDOWS.c.dataset_id == export.dataset_id))
             }
-            rows, changed = [], []
-            for result in export.windows:
-                key = (export.dataset_id, result.window.scheduled)
-                old = existing.get(key)
-                status = result.status.value
-                landed = result.folder is not None and result.folder.landed
-                evidence = {
-                    "folder_key": result.folder.key if result.folder is not None and landed else None,
-                    "files": result.files,
-                    "bytes": result.bytes,
-                    "records": result.records,
-                }
-                if result.status is Status.UNKNOWN and old is not None:  # could not look: keep what it knew
-                    evidence = {"folder_key": old.folder_key, "files": old.files, "bytes": old.bytes, "records": old.records}
-                row = {
+            if export.name in live:
+                self._record_live(conn, export, export_id, existing, audit_id, report.as_of)
+            else:
+                self._record_historical(conn, export, export_id, existing, audit_id, report.as_of)
+
+    def _record_live(self, conn: Connection, export: ExportResult, export_id: int, existing: Mapping[datetime, Any], audit_id: int, as_of: datetime) -> None:
+        """Bring the present up to date: window states, current findings, the dataset's restore point."""
+        rows, changed = [], []
+        for result in export.windows:
+            old = existing.get(result.window.scheduled)
+            status = result.status.value
+            landed = result.folder is not None and result.folder.landed
+            evidence = {
+                "folder_key": result.folder.key if result.folder is not None and landed else None,
+                "files": result.files,
+                "bytes": result.bytes,
+                "records": result.records,
+            }
+            if result.status is Status.UNKNOWN and old is not None:  # could not look: keep what it knew
+                evidence = {"folder_key": old.folder_key, "files": old.files, "bytes": old.bytes, "records": old.records}
+            known = (old.known_status if old is not None else None) if result.status is Status.UNKNOWN else status
+            rows.append(
+                {
                     "export_id": export_id,
                     "dataset_id": export.dataset_id,
                     "scheduled": result.window.scheduled,
                     "status": status,
+                    "known_status": known,
                     **evidence,
-                    "status_since": old.status_since if old is not None and old.status == status else report.as_of,
+                    "status_since": old.status_since if old is not None and old.status == status else as_of,
                     "last_audit_id": audit_id,
                 }
-                rows.append(row)
-                if old is None or old.status != status:
-                    changed.append((key, status))
-            _upsert(conn, WINDOWS, rows, ["export_id", "dataset_id", "scheduled"], ["status", "folder_key", "files", "bytes", "records", "status_since", "last_audit_id"])
-            ids = {
-                (row.dataset_id, _utc(row.scheduled)): row.id
-                for row in conn.execute(select(WINDOWS.c.id, WINDOWS.c.dataset_id, WINDOWS.c.scheduled).where(WINDOWS.c.export_id == export_id, WINDOWS.c.dataset_id == export.dataset_id))
-            }
-            if changed:
-                conn.execute(HISTORY.insert(), [{"window_id": ids[k], "audit_id": audit_id, "status": s, "at": report.as_of} for k, s in changed])
-            replaced = [ids[(export.dataset_id, r.window.scheduled)] for r in export.windows if r.status is not Status.UNKNOWN]
-            for chunk in _chunks(replaced):
-                conn.execute(delete(FINDINGS).where(FINDINGS.c.window_id.in_(chunk)))
-            finding_rows = [
-                {"window_id": ids[(export.dataset_id, r.window.scheduled)], "audit_id": audit_id, **f.as_dict()}
-                for r in export.windows
-                if r.status is not Status.UNKNOWN
-                for f in r.findings
-            ]
-            if finding_rows:
-                conn.execute(FINDINGS.insert(), finding_rows)
+            )
+            if old is None or old.status != status:
+                changed.append((result.window.scheduled, status))
+        columns = ["status", "known_status", "folder_key", "files", "bytes", "records", "status_since", "last_audit_id"]
+        _upsert(conn, WINDOWS, rows, ["export_id", "dataset_id", "scheduled"], columns)
+        ids = self._window_ids(conn, export_id, export.dataset_id)
+        if changed:
+            conn.execute(HISTORY.insert(), [{"window_id": ids[k], "audit_id": audit_id, "status": s, "at": as_of, "live": True} for k, s in changed])
+        replaced = [ids[r.window.scheduled] for r in export.windows if r.status is not Status.UNKNOWN]
+        for chunk in _chunks(replaced):
+            conn.execute(delete(FINDINGS).where(FINDINGS.c.window_id.in_(chunk)))
+        finding_rows = [
+            {"window_id": ids[r.window.scheduled], "audit_id": audit_id, **f.as_dict()}
+            for r in export.windows
+            if r.status is not Status.UNKNOWN
+            for f in r.findings
+        ]
+        if finding_rows:
+            conn.execute(FINDINGS.insert(), finding_rows)
+        restore: dict[str, Any] = {"as_of": as_of, "active": export.active}
+        if not any(r.status is Status.UNKNOWN for r in export.windows):  # an audit that could not look does not move restore points
+            broken = export.restore.broken_at
+            restore |= {"restorable_until": export.restore.restorable_until, "broken_at": broken.window.scheduled if broken else None}
+        conn.execute(update(DATASETS).where(DATASETS.c.export_id == export_id, DATASETS.c.dataset_id == export.dataset_id).values(**restore))
+
+    def _record_historical(self, conn: Connection, export: ExportResult, export_id: int, existing: Mapping[datetime, Any], audit_id: int, as_of: datetime) -> None:
+        """An audit as of a past time: its view joins each window's history, in as-of order; the present stays."""
+        missing = [
+            {"export_id": export_id, "dataset_id": export.dataset_id, "scheduled": r.window.scheduled, "status": r.status.value,
+             "known_status": None if r.status is Status.UNKNOWN else r.status.value, "folder_key": None, "files": 0, "bytes": 0, "records": None,
+             "status_since": as_of, "last_audit_id": audit_id}
+            for r in export.windows
+            if r.window.scheduled not in existing
+        ]  # a window no live audit has seen yet (a first audit back-dated): known only from this view
+        _upsert(conn, WINDOWS, missing, ["export_id", "dataset_id", "scheduled"], [])
+        ids = self._window_ids(conn, export_id, export.dataset_id)
+        before: dict[int, tuple[datetime, int, str]] = {}
+        query = select(HISTORY.c.window_id, HISTORY.c.at, HISTORY.c.id, HISTORY.c.status).where(HISTORY.c.window_id.in_(list(ids.values())), HISTORY.c.at <= as_of)
+        for window_id, at, id_, status in conn.execute(query):
+            entry = (_utc(at), id_, status)
+            if window_id not in before or entry[:2] > before[window_id][:2]:
+                before[window_id] = entry
+        rows = [
+            {"window_id": ids[r.window.scheduled], "audit_id": audit_id, "status": r.status.value, "at": as_of, "live": False}
+            for r in export.windows
+            if ids[r.window.scheduled] not in before or before[ids[r.window.scheduled]][2] != r.status.value
+        ]
+        if rows:
+            conn.execute(HISTORY.insert(), rows)
+
+    def _window_ids(self, conn: Connection, export_id: int, dataset: str) -> dict[datetime, int]:
+        query = select(WINDOWS.c.id, WINDOWS.c.scheduled).where(WINDOWS.c.export_id == export_id, WINDOWS.c.dataset_id == dataset)
+        return {_utc(scheduled): id_ for id_, scheduled in conn.execute(query)}
+
+    # -- alert episodes and their notices --------------------------------------------
+
+    def open_episodes(self, exports: Iterable[str] | None = None) -> dict[str, Episode]:
+        """The episodes still open, by condition key (only those of `exports` when given)."""
+        query = select(EPISODES).where(EPISODES.c.closed_at.is_(None))
+        if exports is not None:
+            query = query.where(EPISODES.c.export.in_(list(exports)))
+        with self._connect() as conn:
+            return {row.key: _episode(row) for row in conn.execute(query)}
+
+    def episodes(self, limit: int = 200) -> list[Episode]:
+        with self._connect() as conn:
+            return [_episode(row) for row in conn.execute(select(EPISODES).order_by(EPISODES.c.id.desc()).limit(limit))]
+
+    def open_episode(self, key: str, *, rule: str, export: str, dataset: str, scheduled: datetime | None, message: str, payload: Mapping[str, Any],
+                     channels: Sequence[str], now: datetime, audit_id: int | None) -> bool:
+        """Open an episode and queue one alert per channel, unless one is open for `key` already."""
+        values = {"key": key, "rule": rule, "export": export, "dataset_id": dataset, "scheduled": scheduled, "message": message, "opened_at": now, "opened_audit_id": audit_id}
+        with self._connect() as conn, conn.begin():
+            insert = (postgresql.insert(EPISODES) if conn.dialect.name == "postgresql" else sqlite.insert(EPISODES)).values(**values)
+            statement = insert.on_conflict_do_nothing(index_elements=["key"], index_where=EPISODES.c.closed_at.is_(None)).returning(EPISODES.c.id)
+            episode_id = conn.execute(statement).scalar_one_or_none()
+            if episode_id is None:
+                return False
+            self._queue(conn, episode_id, "alert", message, payload, channels, now)
+            return True
+
+    def close_episode(self, key: str, *, message: str, payload: Mapping[str, Any], channels: Sequence[str], now: datetime, audit_id: int | None) -> bool:
+        """Close the open episode of `key` and queue one recovery per channel (once, whoever closes it)."""
+        with self._connect() as conn, conn.begin():
+            episode_id = conn.execute(
+                update(EPISODES)
+                .where(EPISODES.c.key == key, EPISODES.c.closed_at.is_(None))
+                .values(closed_at=now, closed_audit_id=audit_id, close_message=message)
+                .returning(EPISODES.c.id)
+            ).scalar_one_or_none()
+            if episode_id is None:
+                return False
+            self._queue(conn, episode_id, "recovery", message, payload, channels, now)
+            return True
+
+    def _queue(self, conn: Connection, episode_id: int, kind: str, message: str, payload: Mapping[str, Any], channels: Sequence[str], now: datetime) -> None:
+        rows = [
+            {"episode_id": episode_id, "channel": c, "kind": kind, "message": message, "payload": dict(payload), "created_at": now, "state": "pending",
+             "attempts": 0, "next_attempt_at": now, "lease_holder": None, "lease_until": None, "last_error": None, "delivered_at": None}
+            for c in channels
+        ]
+        _upsert(conn, NOTICES, rows, ["episode_id", "channel", "kind"], [])
+
+    def notices(self, limit: int = 200, *, state: str | None = None) -> list[Notice]:
+        """The newest notices first (`state`: only pending, delivered or failed ones)."""
+        query = select(NOTICES, EPISODES.c.key, EPISODES.c.rule, EPISODES.c.export, EPISODES.c.dataset_id, EPISODES.c.scheduled).join(EPISODES, NOTICES.c.episode_id == EPISODES.c.id)
+        if state is not None:
+            query = query.where(NOTICES.c.state == state)
+        with self._connect() as conn:
+            return [_notice(row) for row in conn.execute(query.order_by(NOTICES.c.id.desc()).limit(limit))]
+
+    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 50) -> list[Notice]:
+        """Claim due notices for sending: each is handed to one claimer until its lease runs out.
+
+        PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: a conditional UPDATE per notice.
+        """
+        due = and_(NOTICES.c.state == "pending", NOTICES.c.next_attempt_at <= now, or_(NOTICES.c.lease_until.is_(None), NOTICES.c.lease_until < now))
+        claimed: list[int] = []
+        with self._connect() as conn, conn.begin():
+            candidates = select(NOTICES.c.id).where(due).order_by(NOTICES.c.id).limit(limit)
+            if conn.dialect.name == "postgresql":
+                candidates = candidates.with_for_update(skip_locked=True)
+            for (notice_id,) in conn.execute(candidates).all():
+                result = conn.execute(update(NOTICES).where(NOTICES.c.id == notice_id, due).values(lease_holder=holder, lease_until=now + lease))
+                if result.rowcount == 1:
+                    claimed.append(notice_id)
+        if not claimed:
+            return []
+        query = (
+            select(NOTICES, EPISODES.c.key, EPISODES.c.rule, EPISODES.c.export, EPISODES.c.dataset_id, EPISODES.c.scheduled)
+            .join(EPISODES, NOTICES.c.episode_id == EPISODES.c.id)
+            .where(NOTICES.c.id.in_(claimed))
+            .order_by(NOTICES.c.id)
+        )
+        with self._connect() as conn:
+            return [_notice(row) for row in conn.execute(query)]
+
+    def record_attempt(self, notice_id: int, *, holder: str, now: datetime, error: str | None, permanent: bool, retry_at: datetime | None) -> str:
+        """Record one delivery attempt; `retry_at` None with an error gives the notice up. Returns its new state."""
+        state = "delivered" if error is None else ("failed" if permanent or retry_at is None else "pending")
+        outcome = {"delivered": "delivered", "failed": "failed", "pending": "retry"}[state]
+        values: dict[str, Any] = {"state": state, "attempts": NOTICES.c.attempts + 1, "last_error": error, "lease_holder": None, "lease_until": None}
+        if state == "delivered":
+            values["delivered_at"] = now
+        if state == "pending":
+            values["next_attempt_at"] = retry_at
+        with self._connect() as conn, conn.begin():
+            conn.execute(ATTEMPTS.insert().values(notice_id=notice_id, at=now, holder=holder, outcome=outcome, error=error))
+            conn.execute(update(NOTICES).where(NOTICES.c.id == notice_id, NOTICES.c.lease_holder == holder).values(**values))
+        return state
+
+    def attempts(self, notice_id: int) -> list[tuple[datetime, str, str | None]]:
+        with self._connect() as conn:
+            query = select(ATTEMPTS.c.at, ATTEMPTS.c.outcome, ATTEMPTS.c.error).where(ATTEMPTS.c.notice_id == notice_id).order_by(ATTEMPTS.c.id)
+            return [(_utc(at), outcome, error) for at, outcome, error in conn.execute(query)]
+
+    # -- one auditor at a time per destination -----------------------------------------
+
+    @contextmanager
+    def destination_lock(self, destination: str, *, wait: bool) -> Iterator[bool]:
+        """Hold the right to audit `destination` (yields False when another process has it and `wait` is off).
+
+        PostgreSQL: a session advisory lock on a connection of its own (released if the process dies);
+        SQLite: an exclusive lock on a file beside the database (the same guarantee on one machine).
+        """
+        if self.engine.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(f"auditor-destination:{destination}".encode()).digest()[:8], "big", signed=True)
+            with self._connect() as conn:
+                if wait:
+                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                    got = True
+                else:
+                    got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one())
+                conn.commit()
+                try:
+                    yield got
+                finally:
+                    if got:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
+            return
+        path = self._lock_path(destination)
+        if path is None:  # an in-memory database lives in one process
+            yield True
+            return
+        with open(path, "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _lock_path(self, destination: str) -> Path | None:
+        database = self.engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        folder = Path(database).expanduser().resolve().parent / f".{Path(database).name}.locks"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{zlib.crc32(destination.encode()):08x}-{hashlib.sha256(destination.encode()).hexdigest()[:16]}.lock"
 
     def _connect(self) -> _Guarded:
         return _Guarded(self.engine)
@@ -473,6 +724,19 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """A row for JSON: datetimes as ISO-8601 UTC."""
-    return {k: iso(_utc(v)) if isinstance(v, datetime) else v for k, v in row.items()}
+def _audit_record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        row.id, _utc(row.started_at), _utc(row.finished_at), _utc(row.as_of), row.status, bool(row.deep), int(row.bytes_read or 0),
+        tuple(row.scope or ()), tuple(row.live_exports if row.live_exports is not None else (row.scope or ())), dict(row.summary or {}), row.report_sha256,
+    )
+
+
+def _episode(row: Any) -> Episode:
+    return Episode(row.id, row.key, row.rule, row.export, row.dataset_id, _utc(row.scheduled), row.message, _utc(row.opened_at), _utc(row.closed_at))
+
+
+def _notice(row: Any) -> Notice:
+    return Notice(
+        row.id, row.episode_id, row.key, row.rule, row.export, row.dataset_id, _utc(row.scheduled), row.channel, row.kind, row.message, dict(row.payload or {}),
+        _utc(row.created_at), row.state, row.attempts, _utc(row.next_attempt_at), row.last_error, _utc(row.delivered_at),
+    )

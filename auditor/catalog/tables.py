@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -34,6 +34,10 @@ class AuditRow(Base):
     deep: Mapped[bool] = mapped_column(Boolean, default=False)
     bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    scope: Mapped[list[str] | None] = mapped_column(JSON)  # the exports this audit covered
+    live_exports: Mapped[list[str] | None] = mapped_column(JSON)  # of those, where it changed the present
+    report: Mapped[bytes | None] = mapped_column(LargeBinary)  # the JSON report, gzip-compressed
+    report_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class DestinationRow(Base):
@@ -55,6 +59,8 @@ class ExportRow(Base):
     flow_id: Mapped[str | None] = mapped_column(String(64))
     schedule: Mapped[dict[str, Any]] = mapped_column(JSON)
     folder_template: Mapped[str] = mapped_column(Text)
+    live_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)  # as-of time of its latest live audit
+    live_audit_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class DatasetRow(Base):
@@ -64,6 +70,9 @@ class DatasetRow(Base):
     export_id: Mapped[int] = mapped_column(ForeignKey("exports.id"))
     dataset_id: Mapped[str] = mapped_column(String(200))
     restorable_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    broken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the live audit these values are from
+    active: Mapped[bool | None] = mapped_column(Boolean)  # the schedule had not ended at that audit
 
 
 class FolderRow(Base):
@@ -80,7 +89,7 @@ class FolderRow(Base):
 
 class FileRow(Base):
     __tablename__ = "files"
-    __table_args__ = (UniqueConstraint("destination_id", "key"),)
+    __table_args__ = (UniqueConstraint("destination_id", "key"), Index("ix_files_folder", "destination_id", "folder_key"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     destination_id: Mapped[int] = mapped_column(ForeignKey("destinations.id"))
     key: Mapped[str] = mapped_column(Text)
@@ -119,27 +128,58 @@ class RunRow(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class AlertRow(Base):
-    """One alert or recovery notice for one channel: created once per key, delivered, recorded."""
+class EpisodeRow(Base):
+    """One alert condition (rule x window, or rule x dataset) from when it opened until it closed."""
 
-    __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("key", "channel", "kind"),)
+    __tablename__ = "alert_episodes"
+    # one open episode per condition, whatever the number of processes (a partial unique index)
+    __table_args__ = (Index("uq_alert_episodes_open_key", "key", unique=True, sqlite_where=text("closed_at IS NULL"), postgresql_where=text("closed_at IS NULL")),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(400))  # rule|export|dataset|scheduled
+    key: Mapped[str] = mapped_column(String(400), index=True)  # rule|export|dataset|scheduled
     rule: Mapped[str] = mapped_column(String(200))
     export: Mapped[str] = mapped_column(String(200))
     dataset_id: Mapped[str] = mapped_column(String(200))
     scheduled: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    opened_audit_id: Mapped[int | None] = mapped_column(Integer)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_audit_id: Mapped[int | None] = mapped_column(Integer)
+    close_message: Mapped[str | None] = mapped_column(Text)
+
+
+class NoticeRow(Base):
+    """One alert or recovery notice of an episode for one channel; claimed before it is sent."""
+
+    __tablename__ = "notices"
+    __table_args__ = (UniqueConstraint("episode_id", "channel", "kind"), Index("ix_notices_due", "state", "next_attempt_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("alert_episodes.id"))
     channel: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))  # alert | recovery
     message: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # alerts: when the condition cleared
     state: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class NoticeAttemptRow(Base):
+    """Every delivery attempt and its outcome."""
+
+    __tablename__ = "notice_attempts"
+    __table_args__ = (Index("ix_notice_attempts_notice_id", "notice_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    holder: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | retry | failed
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class WindowRow(Base):
@@ -150,6 +190,7 @@ class WindowRow(Base):
     dataset_id: Mapped[str] = mapped_column(String(200))
     scheduled: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))
+    known_status: Mapped[str | None] = mapped_column(String(16))  # the last status other than unknown
     folder_key: Mapped[str | None] = mapped_column(Text)
     files: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
@@ -159,13 +200,16 @@ class WindowRow(Base):
 
 
 class WindowHistoryRow(Base):
+    """A window's status as an audit saw it, kept in as-of order (`at` is the audit's as-of time)."""
+
     __tablename__ = "window_status_history"
-    __table_args__ = (Index("ix_window_status_history_window_id", "window_id"),)
+    __table_args__ = (Index("ix_window_status_history_window_id", "window_id"), Index("ix_window_status_history_at", "window_id", "at"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     window_id: Mapped[int] = mapped_column(ForeignKey("windows.id"))
     audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"))
     status: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    live: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class FindingRow(Base):

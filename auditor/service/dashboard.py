@@ -1,4 +1,4 @@
-"""Server-rendered dashboard pages (Jinja2; no front-end build step)."""
+"""Server-rendered dashboard pages (Jinja2; no front-end build step), read from the catalog."""
 
 from __future__ import annotations
 
@@ -11,17 +11,21 @@ from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from auditor.config import Settings
 from auditor.errors import ScheduleError
+from auditor.ledger import to_json
+from auditor.restore import RestoreLookupError, plan_restore
+from auditor.runtime import Runtime
 from auditor.schedule import parse_time
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 COOKIE = "auditor_token"
 
 
-def add_dashboard(
-    app: FastAPI, settings: Settings, catalog: Any, caller: Callable[[Request], str | None], role_of: Callable[[str], str | None], clock: Callable[[], datetime]
-) -> None:
+def add_dashboard(app: FastAPI, runtime: Runtime, caller: Callable[[Request], str | None], role_of: Callable[[str], str | None], clock: Callable[[], datetime]) -> None:
+    from auditor.service.app import dataset_json, verdict
+
+    settings = runtime.settings
+
     def page(request: Request, template: str, **context: Any) -> Response:
         if caller(request) is None:
             return RedirectResponse("/login", status_code=303)
@@ -42,22 +46,18 @@ def add_dashboard(
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request) -> Response:
         now = clock()
+        catalog = runtime.catalog
+        states = catalog.datasets()
         exports = []
-        for row in catalog.export_rows():
-            until = row["restorable_until"]
-            rpo = "-"
-            if until:
-                seconds = int((now - datetime.fromisoformat(until)).total_seconds())
-                rpo = f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-            cells = [w for w in catalog.window_rows(row["name"]) if w["dataset_id"] == row["dataset_id"]]
-            exports.append({**row, "rpo": rpo, "cells": cells})
-        totals: dict[str, int] = {}
-        for row in exports:
-            for status, count in row["windows"].items():
-                totals[status] = totals.get(status, 0) + count
-        verdict = "not_compliant" if totals.get("missing") or totals.get("invalid") else ("incomplete" if totals.get("unknown") else "compliant")
+        for state in states:
+            row = dataset_json(state, now)
+            seconds = row["rpo_seconds"]
+            rpo = "-" if seconds is None else f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+            exports.append({**row, "rpo": rpo, "cells": to_json(catalog.windows(state.export, state.dataset_id))})
+        status, _ = verdict(states)
         audits = catalog.audits(1)
-        return page(request, "overview.html", verdict=verdict, exports=exports, alerts=catalog.notices(20), last_audit=audits[0]["finished_at"] if audits else None)
+        last = to_json(audits[0].finished_at) if audits else None
+        return page(request, "overview.html", verdict=status, exports=exports, alerts=to_json(catalog.notices(20)), last_audit=last)
 
     @app.get("/exports/{name}/windows/{scheduled}", response_class=HTMLResponse)
     def window(request: Request, name: str, scheduled: str, dataset: str) -> Response:
@@ -65,28 +65,32 @@ def add_dashboard(
         if export is None:
             raise HTTPException(404, f"no export named {name!r}")
         when = _time(scheduled)
-        rows = [w for w in catalog.window_rows(name, when, when) if w["dataset_id"] == dataset]
+        catalog = runtime.catalog
+        rows = catalog.windows(name, dataset, when, when)
         if not rows:
             raise HTTPException(404, "no such window in the catalog")
         row = rows[0]
-        files = catalog.folder_files(export.destination, [row["folder_key"]])[row["folder_key"]] if row["folder_key"] else []
-        return page(request, "window.html", export=name, dataset=dataset, scheduled=row["scheduled"], window=row, findings=catalog.window_findings(name, dataset, when), files=files)
+        files = catalog.folder_files(export.destination, [row.folder_key])[row.folder_key] if row.folder_key else []
+        return page(
+            request, "window.html", export=name, dataset=dataset, scheduled=to_json(row.scheduled), window=to_json(row),
+            findings=to_json(catalog.window_findings(name, dataset, when)), files=to_json(files), history=to_json(catalog.window_history(name, dataset, when)),
+        )
 
     @app.get("/restore", response_class=HTMLResponse)
-    def restore_page(request: Request, dataset: str | None = None, at: str | None = None) -> Response:
-        from auditor.service.lookup import restore_from_catalog
-
+    def restore_page(request: Request, dataset: str | None = None, at: str | None = None, export: str | None = None) -> Response:
         plan, error = None, None
         if dataset and at:
             try:
-                plan = restore_from_catalog(settings, catalog, dataset, _time(at))
+                plan = plan_restore(settings, runtime.catalog, dataset, _time(at), export=export or None).to_json()
+            except RestoreLookupError as e:
+                error = str(e)
             except HTTPException as e:
                 error = e.detail
         return page(request, "restore.html", dataset=dataset, at=at, plan=plan, error=error)
 
     @app.get("/alerts", response_class=HTMLResponse)
     def alerts_page(request: Request) -> Response:
-        return page(request, "alerts.html", alerts=catalog.notices())
+        return page(request, "alerts.html", alerts=to_json(runtime.catalog.notices()))
 
 
 def _time(text: str) -> datetime:

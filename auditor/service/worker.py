@@ -1,131 +1,169 @@
-"""The service's loop, built from steps that return whether they did work (tests call the steps)."""
+"""The service's loop: audit what is due, deliver what is due; a loop that cannot die quietly.
+
+Each step is guarded: an error is logged, counted (`/metrics`), kept as the last error, and the
+step is retried with exponential backoff. `/healthz` answers 503 with the reason when the loop
+has not completed for too long or a step keeps failing. Due-ness comes from the catalog (each
+export's latest live audit), so replicas on one catalog share the schedule; each destination is
+audited by one process at a time (the catalog's destination lock).
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from auditor.alerts import notifier_for
-from auditor.alerts.base import AlertError, deliver
-from auditor.alerts.rules import conditions, recovered
-from auditor.config import Settings
-from auditor.errors import AuditorError
-from auditor.reconcile import Status
+from auditor.audit import AuditOptions
+from auditor.errors import CatalogError
 from auditor.report import AuditReport
+from auditor.runtime import Runtime
 
-AuditFn = Callable[[Settings, datetime, frozenset[str]], AuditReport]
+log = logging.getLogger("auditor.worker")
+MAX_BACKOFF = timedelta(minutes=5)
+FAILING_AFTER = 3  # consecutive failures of one step that make the service unhealthy
+
+
+@dataclass
+class StepState:
+    failures: int = 0
+    next_try: datetime | None = None
+    last_error: str | None = None
 
 
 class Worker:
-    """Audits each destination on its own interval, turns verdicts into alerts, delivers them."""
+    """Audits each destination on its own interval, raises alerts, delivers notices."""
 
     def __init__(
         self,
-        settings: Settings,
-        catalog: Any,
-        audit: AuditFn,
+        runtime: Runtime,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        pause: float = 1.0,
     ) -> None:
-        self.settings, self.catalog, self.audit, self.clock, self.sleep = settings, catalog, audit, clock, sleep
-        self.last_audit: dict[str, datetime] = {}
+        self.runtime, self.settings, self.clock, self.wall_clock, self.pause = runtime, runtime.settings, clock, wall_clock, pause
+        self.last_audit: dict[str, datetime] = {}  # destination -> as-of of this process's last audit of it
         self.latest: AuditReport | None = None
         self.last_duration = 0.0
+        self.errors: Counter[str] = Counter()  # step -> errors since start
+        self.steps = {"audit": StepState(), "deliver": StepState()}
+        self.last_loop: datetime | None = None
+        self.started = wall_clock()
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- steps ------------------------------------------------------------------------
 
     def due(self, now: datetime) -> list[str]:
-        return [d.name for d in self.settings.destinations if d.name not in self.last_audit or now - self.last_audit[d.name] >= d.audit_every]
+        """Destinations whose interval has passed since the latest live audit of their exports (any process's)."""
+        try:
+            live = self.runtime.catalog.live_as_of()
+        except CatalogError:
+            live = {}
+        due = []
+        for destination in self.settings.destinations:
+            exports = [e.name for e in self.settings.exports if e.destination == destination.name]
+            if not exports:
+                continue
+            times = [t for t in (live.get(e) for e in exports) if t is not None]
+            last = min(times) if len(times) == len(exports) else None
+            mine = self.last_audit.get(destination.name)
+            if mine is not None and (last is None or mine > last):
+                last = mine
+            if last is None or now - last >= destination.audit_every:
+                due.append(destination.name)
+        return due
 
     def audit_due(self, now: datetime, *, force: bool = False) -> bool:
-        """Audit the exports of every destination whose interval has passed (all with `force`)."""
-        with self._lock:
-            destinations = [d.name for d in self.settings.destinations] if force else self.due(now)
-            exports = frozenset(e.name for e in self.settings.exports if e.destination in destinations)
+        """Audit each due destination (all with `force`) that no other process is auditing right now."""
+        did = False
+        destinations = [d.name for d in self.settings.destinations] if force else self.due(now)
+        for name in destinations:
+            exports = frozenset(e.name for e in self.settings.exports if e.destination == name)
             if not exports:
-                return False
-            started = time.monotonic()
-            report = self.audit(self.settings, now, exports)
-            self.last_duration = time.monotonic() - started
-            for name in destinations:
+                continue
+            with self._lock:
+                started = time.monotonic()
+                report = self.runtime.audit(now=now, options=AuditOptions(only_exports=exports), wait=force)
+                if report is None:
+                    log.info("destination %s is being audited by another process", name)
+                    continue
+                self.last_duration = time.monotonic() - started
                 self.last_audit[name] = now
-            self.latest = report
-            self.queue_alerts(report, now)
-            return True
+                self.latest = report
+                did = True
+        return did
 
-    def queue_alerts(self, report: AuditReport, now: datetime) -> None:
-        """New conditions alert once per channel; cleared ones send one recovery notice."""
-        if not self.settings.alerts:
-            return
-        unknown_since: dict[tuple[str, str, datetime], datetime] = {}
-        for export in report.exports:
-            if any(w.status is Status.UNKNOWN for w in export.windows):
-                for (dataset, scheduled), row in self.catalog.window_states(export.name).items():
-                    if row["status"] == "unknown" and row["status_since"] is not None:
-                        since = row["status_since"]
-                        unknown_since[(export.name, dataset, scheduled)] = since.replace(tzinfo=UTC) if since.tzinfo is None else since
-        found = conditions(report, self.settings.alerts, unknown_since=unknown_since)
-        ever, open_keys = self.catalog.alert_keys()
-        rules = {r.name: r for r in self.settings.alerts}
-        notices = [
-            _notice(c.key, c.rule, c.export, c.dataset_id, c.scheduled, channel, "alert", c.message, dict(c.payload), now)
-            for c in found
-            if c.key not in ever
-            for channel in rules[c.rule].channels
-        ]
-        audited = {e.name for e in report.exports}
-        current = {c.key for c in found}
-        for key in sorted(open_keys - current):
-            rule, export, dataset, scheduled = key.split("|")
-            if export not in audited or rule not in rules:
-                continue
-            message = recovered(report, key)
-            if message is None:
-                continue
-            self.catalog.resolve(key, now)
-            when = datetime.fromisoformat(scheduled) if scheduled != "-" else None
-            payload = {"title": f"export-auditor: {rule} recovered", "rule": rule, "export": export, "dataset_id": dataset, "scheduled": None if scheduled == "-" else scheduled}
-            notices += [_notice(key, rule, export, dataset, when, channel, "recovery", message, payload, now) for channel in rules[rule].channels]
-        if notices:
-            self.catalog.add_notices(notices)
+    def audit_now(self, now: datetime) -> AuditReport | None:
+        """Audit every export now (waiting for other processes' audits of the same destinations)."""
+        with self._lock:
+            report = self.runtime.audit(now=now, options=AuditOptions(), wait=True)
+            if report is not None:
+                self.latest = report
+                for destination in self.settings.destinations:
+                    self.last_audit[destination.name] = now
+            return report
 
-    def deliver_pending(self, now: datetime) -> bool:
-        """Send every pending notice; record the outcome of each (never raises)."""
-        pending = self.catalog.pending_notices()
-        channels = {c.name: c for c in self.settings.channels}
-        for notice in pending:
-            channel = channels.get(notice["channel"])
-            if channel is None:
-                self.catalog.record_delivery(notice["id"], attempts=0, error="the channel is no longer configured", permanent=True, when=now)
-                continue
-            try:
-                notifier = notifier_for(channel.kind, url=channel.url, secret=channel.secret) if channel.kind == "webhook" else notifier_for(channel.kind, url=channel.url)
-                attempts, error = deliver(notifier, notice["message"], notice["payload"], retries=channel.retries, sleep=self.sleep)
-            except AlertError as e:
-                attempts, error = 1, e
-            self.catalog.record_delivery(notice["id"], attempts=attempts, error=str(error) if error else None, permanent=bool(error and error.permanent), when=now)
-        return bool(pending)
+    def deliver(self, now: datetime) -> bool:
+        return self.runtime.deliver(now) > 0
 
     def run_once(self) -> bool:
+        """One turn of the loop; never raises."""
         now = self.clock()
-        try:
-            audited = self.audit_due(now)
-        except AuditorError:
-            audited = False
-        delivered = self.deliver_pending(now)
-        return audited or delivered
+        did = False
+        for name, step in (("audit", self.audit_due), ("deliver", self.deliver)):
+            state = self.steps[name]
+            if state.next_try is not None and now < state.next_try:
+                continue
+            try:
+                did = step(now) or did
+            except Exception as e:
+                self.errors[name] += 1
+                state.failures += 1
+                state.last_error = f"{type(e).__name__}: {e}"[:500]
+                state.next_try = now + min(MAX_BACKOFF, timedelta(seconds=2 ** min(state.failures, 10)))
+                log.exception("worker step %s failed (%d in a row); retrying after %s", name, state.failures, state.next_try)
+            else:
+                state.failures, state.next_try, state.last_error = 0, None, None
+        self.last_loop = self.wall_clock()
+        return did
 
-    def run_forever(self, stop: threading.Event, *, pause: float = 1.0) -> None:
-        while not stop.is_set():
+    # -- health ----------------------------------------------------------------------------
+
+    def stale_after(self) -> timedelta:
+        """How long the loop may go without completing a turn: a few audit intervals, at least a minute."""
+        shortest = min((d.audit_every for d in self.settings.destinations), default=timedelta(minutes=15))
+        return max(timedelta(minutes=1), 3 * shortest, timedelta(seconds=10 * self.pause))
+
+    def health(self) -> tuple[bool, str]:
+        now = self.wall_clock()
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return False, "the worker thread has stopped"
+        last = self.last_loop or self.started
+        if now - last > self.stale_after():
+            return False, f"the worker loop has not completed since {last:%Y-%m-%dT%H:%M:%SZ} (limit {self.stale_after()})"
+        failing = [f"{name}: {s.failures} failures in a row, last: {s.last_error}" for name, s in self.steps.items() if s.failures >= FAILING_AFTER]
+        if failing:
+            return False, "; ".join(failing)
+        return True, "ok"
+
+    # -- thread -------------------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
             self.run_once()
-            stop.wait(pause)
+            self._stop.wait(self.pause)
 
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, daemon=True, name="auditor-worker")
+        self._thread.start()
 
-def _notice(key: str, rule: str, export: str, dataset: str, scheduled: datetime | None, channel: str, kind: str, message: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
-    return {
-        "key": key, "rule": rule, "export": export, "dataset_id": dataset, "scheduled": scheduled, "channel": channel, "kind": kind,
-        "message": message, "payload": payload, "created_at": now, "resolved_at": None, "state": "pending", "attempts": 0, "last_error": None, "delivered_at": None,
-    }
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -24,7 +24,7 @@ def test_migrations_match_the_models(catalog_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
     current, head = schema_state(engine)
-    assert current == head == "0003"
+    assert current == head == "0004"
 
 
 def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
@@ -36,7 +36,7 @@ def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
     upgrade_to_base(alembic_config(engine), "base")
     assert schema_state(engine)[0] is None
     upgrade(engine)
-    assert schema_state(engine)[0] == "0003"
+    assert schema_state(engine)[0] == "0004"
 
 
 def test_repeated_audits_add_only_an_audit_row(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
@@ -60,8 +60,9 @@ def test_status_history_records_each_change(tree: Tree, tmp_path: Path, catalog_
     for as_of in ("2026-11-27T09:30:00Z", "2026-11-27T10:30:00Z", "2026-11-27T12:00:00Z", "2026-11-27T13:00:00Z"):
         runner.invoke(main, ["audit", "--config", str(config), "--as-of", as_of, "--format", "json"])
     history = open_catalog(catalog_url).window_history("web", WEB, t("2026-11-27T09:00"))
-    assert [status for _, status in history] == ["pending", "missing", "late"]
-    assert [at for at, _ in history] == [t("2026-11-27T09:30"), t("2026-11-27T10:30"), t("2026-11-27T12:00")]
+    assert [h.status for h in history] == ["pending", "missing", "late"]
+    assert [h.at for h in history] == [t("2026-11-27T09:30"), t("2026-11-27T10:30"), t("2026-11-27T12:00")]
+    assert all(h.live for h in history)
 
 
 def test_unknown_keeps_what_the_catalog_knew(tree: Tree, tmp_path: Path) -> None:
@@ -69,7 +70,7 @@ def test_unknown_keeps_what_the_catalog_knew(tree: Tree, tmp_path: Path) -> None
     config = build_defect_tree(tree, tmp_path, url)
     audit_json(config)
     catalog = open_catalog(url)
-    before = catalog.window_states("web")[(WEB, t("2026-11-27T00:00"))]
+    before = catalog.windows("web", WEB, t("2026-11-27T00:00"), t("2026-11-27T00:00"))[0]
     files_before = catalog.known_files("backups")
     moved = tree.root.rename(tree.root.with_name("moved-away"))
 
@@ -78,14 +79,16 @@ def test_unknown_keeps_what_the_catalog_knew(tree: Tree, tmp_path: Path) -> None
     assert code == 3  # nothing could be checked: incomplete, never a false "missing"
     web = next(e for e in report["exports"] if e["name"] == "web")
     assert {w["status"] for w in web["windows"]} == {"unknown"}
-    after = catalog.window_states("web")[(WEB, t("2026-11-27T00:00"))]
-    assert after["status"] == "unknown"
-    assert (after["files"], after["bytes"], after["folder_key"]) == (before["files"], before["bytes"], before["folder_key"])
+    after = catalog.windows("web", WEB, t("2026-11-27T00:00"), t("2026-11-27T00:00"))[0]
+    assert after.status == "unknown"
+    assert (after.files, after.bytes, after.folder_key) == (before.files, before.bytes, before.folder_key)
+    assert catalog.windows("web", WEB, t("2026-11-27T00:00"), t("2026-11-27T00:00"), known=True)[0].status == "ok"  # what it last knew
+    assert catalog.datasets("web")[0].restorable_until == t("2026-11-27T03:00")  # an audit that could not look moves no restore point
     assert catalog.known_files("backups") == files_before
     moved.rename(tree.root)
     code, _ = audit_json(config)
     assert code == 1
-    assert catalog.window_states("web")[(WEB, t("2026-11-27T00:00"))]["status"] == "ok"
+    assert catalog.windows("web", WEB, t("2026-11-27T00:00"), t("2026-11-27T00:00"))[0].status == "ok"
 
 
 def test_an_unreachable_catalog_is_reported_and_the_audit_still_runs(tree: Tree, tmp_path: Path) -> None:

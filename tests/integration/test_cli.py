@@ -24,13 +24,21 @@ def config(tree: Tree, tmp_path: Path) -> Path:
     return build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
 
 
+@pytest.fixture
+def audited(config: Path) -> Path:
+    """The defect tree after one audit as of 2026-11-28T12:00: restore lookups answer from its catalog."""
+    code, _ = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "json")
+    assert code == 1
+    return config
+
+
 def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result.exit_code, result.stdout
 
 
-def test_restore_before_the_break_lists_the_whole_chain(config: Path, tree: Tree) -> None:
-    code, out = run("restore", WEB, "--at", "2026-11-27T05:00:00Z", "--format", "json", "--config", str(config))
+def test_restore_before_the_break_lists_the_whole_chain(audited: Path, tree: Tree) -> None:
+    code, out = run("restore", WEB, "--at", "2026-11-27T05:00:00Z", "--format", "json", "--config", str(audited))
     plan = json.loads(out)
     assert code == 0
     assert plan["complete"] is True and plan["broken"] is None
@@ -43,8 +51,8 @@ def test_restore_before_the_break_lists_the_whole_chain(config: Path, tree: Tree
         assert "/exportTime=20261127" in item["url"] and item["url"].startswith(tree.url)
 
 
-def test_restore_after_the_break_says_where_and_why(config: Path) -> None:
-    code, out = run("restore", WEB, "--at", "2026-11-28T10:00:00Z", "--format", "json", "--config", str(config))
+def test_restore_after_the_break_says_where_and_why(audited: Path) -> None:
+    code, out = run("restore", WEB, "--at", "2026-11-28T10:00:00Z", "--format", "json", "--config", str(audited))
     plan = json.loads(out)
     assert code == 1
     assert plan["complete"] is False
@@ -53,25 +61,25 @@ def test_restore_after_the_break_says_where_and_why(config: Path) -> None:
     assert plan["restorable_until"] == "2026-11-27T03:00:00Z"
 
 
-def test_restore_table_names_the_break(config: Path) -> None:
-    code, out = run("restore", WEB, "--at", "2026-11-28T10:00:00Z", "--config", str(config))
+def test_restore_table_names_the_break(audited: Path) -> None:
+    code, out = run("restore", WEB, "--at", "2026-11-28T10:00:00Z", "--config", str(audited))
     assert code == 1
     assert "BROKEN" in out and "Chain broken: window 2026-11-27T06:00:00Z is missing" in out
 
 
-def test_restore_download_copies_and_verifies_every_file(config: Path, tmp_path: Path) -> None:
+def test_restore_download_copies_and_verifies_every_file(audited: Path, tmp_path: Path) -> None:
     target = tmp_path / "restored"
-    code, _ = run("restore", PROFILES, "--at", "2026-11-26T12:00:00Z", "--download", target.as_uri(), "--config", str(config))
+    code, _ = run("restore", PROFILES, "--at", "2026-11-26T12:00:00Z", "--download", target.as_uri(), "--config", str(audited))
     assert code == 0
     copied = sorted(p.relative_to(target).as_posix() for p in target.rglob("part-*"))
     assert len(copied) == 6 and all(c.startswith(f"{PROFILES}/exportTime=2026112") for c in copied)
-    source = Path(str(config.parent / "exports"))
+    source = Path(str(audited.parent / "exports"))
     for name in copied:
         assert (target / name).read_bytes() == (source / name).read_bytes()
 
 
-def test_restore_of_a_one_time_full_export(config: Path) -> None:
-    code, out = run("restore", SNAPSHOT, "--at", "2026-11-28T00:00:00Z", "--format", "json", "--config", str(config))
+def test_restore_of_a_one_time_full_export(audited: Path) -> None:
+    code, out = run("restore", SNAPSHOT, "--at", "2026-11-28T00:00:00Z", "--format", "json", "--config", str(audited))
     plan = json.loads(out)
     assert code == 0 and plan["mode"] == "one full export" and len(plan["chain"]) == 1
 

@@ -14,11 +14,8 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from auditor.audit import AuditOptions
-from auditor.catalog.repository import open_catalog
-from auditor.cli import execute_audit
 from auditor.config import Settings, load_settings
-from auditor.report import AuditReport
+from auditor.runtime import Runtime
 from auditor.service.app import create_app
 from auditor.service.worker import Worker
 from tests.conftest import Tree
@@ -41,17 +38,13 @@ def with_service(config: Path) -> Settings:
     return load_settings(config, {})
 
 
-def audit_fn(settings: Settings, now: datetime, exports: frozenset[str]) -> AuditReport:
-    return execute_audit(settings, now=now, options=AuditOptions(only_exports=exports), progress=False)
-
-
 @pytest.fixture
 def service(tree: Tree, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     settings = with_service(build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}"))
-    catalog = open_catalog(settings.catalog.url)
-    worker = Worker(settings, catalog, audit_fn, clock=lambda: AS_OF)
+    runtime = Runtime(settings)
+    worker = Worker(runtime, clock=lambda: AS_OF)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, catalog, worker, clock=lambda: AS_OF), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime, worker, clock=lambda: AS_OF), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -61,6 +54,7 @@ def service(tree: Tree, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     finally:
         server.should_exit = True
         thread.join(5)
+        runtime.close()
 
 
 def get(base: str, path: str, token: str | None = READ, **params: Any) -> httpx.Response:

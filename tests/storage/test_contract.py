@@ -13,10 +13,10 @@ import pytest
 
 from auditor.audit import AuditOptions
 from auditor.catalog.repository import open_catalog
-from auditor.cli import execute_audit
 from auditor.errors import StorageError
 from auditor.exporter import sample_records, write_export
 from auditor.storage import open_store
+from tests.conftest import audit_once
 from tests.storage.conftest import Backend, daily_export
 
 
@@ -100,7 +100,7 @@ def test_an_audit_gives_the_same_verdicts_on_every_backend_and_writes_nothing(ba
     before = backend.digest()
     settings = _settings(backend, tmp_path, day)
 
-    report = execute_audit(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions(deep=True), progress=False)  # type: ignore[arg-type]
+    report = audit_once(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions(deep=True))  # type: ignore[arg-type]
 
     windows = report.exports[0].windows
     # objects were written just now, after each slot's 1 h deadline: landed means "late" here
@@ -111,7 +111,7 @@ def test_an_audit_gives_the_same_verdicts_on_every_backend_and_writes_nothing(ba
     assert report.errors == ()
     assert backend.digest() == before
 
-    second = execute_audit(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions(deep=True), progress=False)  # type: ignore[arg-type]
+    second = audit_once(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions(deep=True))  # type: ignore[arg-type]
     assert second.assurance.bytes_read == 0 and second.assurance.read_files == 0
     assert [w.status for w in second.exports[0].windows] == [w.status for w in windows]
     assert open_catalog(settings.catalog.url).table_counts()["files"] == 9  # type: ignore[attr-defined]

@@ -17,12 +17,12 @@ import pytest
 
 from auditor.audit import AuditOptions
 from auditor.catalog.repository import open_catalog
-from auditor.cli import execute_audit
 from auditor.config import Settings
 from auditor.exporter import sample_records, write_export
 from auditor.render import render_report
 from auditor.report import AuditReport
 from tests import servers
+from tests.conftest import audit_once
 from tests.faults import ACCESS_DENIED, SLOW_DOWN, FaultPlan, fault_proxy, tcp_cutter
 from tests.storage.conftest import Backend, daily_export, dlz_backend, s3_backend, sftp_backend
 
@@ -44,7 +44,7 @@ def settings_for(url: str, options: dict[str, Any], tmp_path: Path) -> Settings:
 
 
 def audit(settings: Settings) -> AuditReport:
-    return execute_audit(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions(), progress=False)
+    return audit_once(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions())
 
 
 def statuses(report: AuditReport) -> list[str]:

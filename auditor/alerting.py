@@ -1,0 +1,133 @@
+"""Alerts as episodes, and their delivery: claimed, backed off, bounded by age.
+
+`raise_alerts` turns a live audit's report into episode changes: a condition that starts holding
+opens an episode (one alert per channel), one that stops closes it (one recovery per channel), and
+the same condition later opens a new episode. The catalog guarantees one open episode per
+condition and one notice per episode, channel and kind, whatever the number of processes.
+
+`deliver_due` claims due notices (a lease, so two processes never send the same one), sends each
+once, and records the outcome: delivered, retried later with exponential backoff, or given up when
+the notice is older than the channel's `give_up_after` (or the channel refuses it for good).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from auditor.alerts import notifier_for
+from auditor.alerts.base import AlertError, Notifier
+from auditor.alerts.rules import conditions, recovered
+from auditor.config import ChannelSettings, Settings
+from auditor.ledger import Episode, Notice, WindowState
+from auditor.reconcile import Status
+from auditor.report import AuditReport
+
+log = logging.getLogger("auditor.alerts")
+LEASE = timedelta(minutes=2)  # a claimed notice is someone else's to send again after this
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(hours=1)
+
+
+class AlertCatalog(Protocol):
+    def windows(self, export: str, dataset: str | None = None, start: datetime | None = None, end: datetime | None = None, *, known: bool = False) -> list[WindowState]: ...
+
+    def open_episodes(self, exports: Iterable[str] | None = None) -> dict[str, Episode]: ...
+
+    def open_episode(self, key: str, *, rule: str, export: str, dataset: str, scheduled: datetime | None, message: str, payload: Mapping[str, Any],
+                     channels: Sequence[str], now: datetime, audit_id: int | None) -> bool: ...
+
+    def close_episode(self, key: str, *, message: str, payload: Mapping[str, Any], channels: Sequence[str], now: datetime, audit_id: int | None) -> bool: ...
+
+    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 50) -> list[Notice]: ...
+
+    def record_attempt(self, notice_id: int, *, holder: str, now: datetime, error: str | None, permanent: bool, retry_at: datetime | None) -> str: ...
+
+
+def raise_alerts(settings: Settings, catalog: AlertCatalog, report: AuditReport, *, live: Iterable[str], now: datetime, audit_id: int | None) -> tuple[int, int]:
+    """Open and close episodes for the exports this (live) audit covered; returns (opened, closed)."""
+    scope = set(live)
+    if not settings.alerts or not scope:
+        return 0, 0
+    mine = AuditReport(report.as_of, tuple(e for e in report.exports if e.name in scope), report.unexpected, report.errors, report.assurance, report.audit_id)
+    unknown_since: dict[tuple[str, str, datetime], datetime] = {}
+    for export in mine.exports:
+        if any(w.status is Status.UNKNOWN for w in export.windows):
+            for w in catalog.windows(export.name, export.dataset_id):
+                if w.status == "unknown":
+                    unknown_since[(export.name, w.dataset_id, w.scheduled)] = w.status_since
+    rules = {r.name: r for r in settings.alerts}
+    found = conditions(mine, settings.alerts, unknown_since=unknown_since)
+    opened = sum(
+        catalog.open_episode(
+            c.key, rule=c.rule, export=c.export, dataset=c.dataset_id, scheduled=c.scheduled, message=c.message, payload=c.payload,
+            channels=rules[c.rule].channels, now=now, audit_id=audit_id,
+        )
+        for c in found
+    )
+    current = {c.key for c in found}
+    closed = 0
+    for key, episode in sorted(catalog.open_episodes(scope).items()):
+        rule = rules.get(episode.rule)
+        if key in current or rule is None or (rule.exports and episode.export not in rule.exports):
+            continue
+        message = recovered(mine, key, when=rule.when)
+        if message is None:
+            continue
+        payload = {"title": f"export-auditor: {episode.rule} recovered", "rule": episode.rule, "export": episode.export, "dataset_id": episode.dataset_id,
+                   "scheduled": key.rsplit("|", 1)[-1] if episode.scheduled else None}
+        closed += catalog.close_episode(key, message=message, payload=payload, channels=rule.channels, now=now, audit_id=audit_id)
+    return opened, closed
+
+
+def retry_delay(attempts: int, notice_id: int) -> timedelta:
+    """Exponential backoff (30 s, 1 min, 2 min … capped at 1 h) with a fixed per-notice spread of up to 10 %."""
+    base: timedelta = min(MAX_RETRY, FIRST_RETRY * (2 ** min(attempts, 16)))
+    spread = (zlib.crc32(str(notice_id).encode()) % 1000) / 10000
+    return base * (1 + spread)
+
+
+def deliver_due(
+    settings: Settings,
+    catalog: AlertCatalog,
+    now: datetime,
+    *,
+    holder: str,
+    notifier: Callable[[ChannelSettings], Notifier] | None = None,
+    wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    """Send every due notice this process can claim; returns how many it attempted."""
+    channels = {c.name: c for c in settings.channels}
+    build = notifier or _notifier
+    claimed = catalog.claim_notices(now, holder=holder, lease=LEASE)
+    for notice in claimed:
+        channel = channels.get(notice.channel)
+        if channel is None:
+            catalog.record_attempt(notice.id, holder=holder, now=now, error="the channel is no longer configured", permanent=True, retry_at=None)
+            continue
+        error: AlertError | None = None
+        try:
+            build(channel).notify(notice.message, {**notice.payload, "notice_id": notice.id, "kind": notice.kind}, notice_id=notice.id, sent_at=wall_clock())
+        except AlertError as e:
+            error = e
+        except Exception as e:  # a notifier bug must not stop the others
+            log.exception("notifier %s failed", channel.kind)
+            error = AlertError(f"the notifier failed: {type(e).__name__}")
+        if error is None:
+            catalog.record_attempt(notice.id, holder=holder, now=now, error=None, permanent=False, retry_at=None)
+            continue
+        retry_at: datetime | None = now + retry_delay(notice.attempts, notice.id)
+        if retry_at is not None and retry_at - notice.created_at > channel.give_up_after:
+            retry_at = None
+        state = catalog.record_attempt(notice.id, holder=holder, now=now, error=str(error), permanent=error.permanent, retry_at=retry_at)
+        log.warning("notice %s to %s: %s (%s)", notice.id, notice.channel, error, "will retry" if state == "pending" else "given up")
+    return len(claimed)
+
+
+def _notifier(channel: ChannelSettings) -> Notifier:
+    if channel.kind == "webhook":
+        return notifier_for(channel.kind, url=channel.url, secret=channel.secret)  # type: ignore[no-any-return]
+    return notifier_for(channel.kind, url=channel.url)  # type: ignore[no-any-return]

@@ -1,0 +1,243 @@
+"""The composition root: turns Settings into adapters once per process and owns their close().
+
+The CLI, `auditor serve`, the demo, benchmarks and tests build a Runtime and go through it: one
+catalog engine per process (disposed on close), one pool of validation workers, one Flow Service
+client. `audit()` is the whole use case: runs from the Flow Service (or the catalog's when it is
+down), the audit itself under each destination's lock, the record in the catalog, and alerts for
+the exports where the audit was live.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Self
+
+from auditor.audit import AuditOptions, Checker, InProcessChecker, Progress, run_audit
+from auditor.config import Settings
+from auditor.errors import CatalogError, FlowsError, StorageError
+from auditor.report import AuditError, AuditReport
+from auditor.storage import Store, open_store
+
+if TYPE_CHECKING:
+    from auditor.catalog.repository import Catalog
+    from auditor.flows.client import FlowsClient
+    from auditor.flows.models import Flow, Run
+
+log = logging.getLogger("auditor")
+
+
+class Unavailable:
+    """A destination whose store could not even be built: every call reports why."""
+
+    bytes_read = 0
+
+    def __init__(self, url: str, error: StorageError) -> None:
+        self.url, self._error = url, error
+
+    def count(self, size: int) -> None:
+        pass
+
+    def list(self, prefix: str = "") -> list[Any]:
+        raise self._error
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        raise self._error
+
+    def open(self, key: str) -> Any:
+        raise self._error
+
+
+class Runtime:
+    """Everything one auditor process needs, built lazily from Settings, closed once."""
+
+    def __init__(self, settings: Settings, *, checker: Checker | None = None) -> None:
+        self.settings = settings
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # who claims notices and locks
+        self._catalog: Catalog | None = None
+        self._catalog_problem: str | None = None
+        self._checker = checker
+        self._checker_stack = ExitStack()
+        self._client: FlowsClient | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- adapters ---------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog; raises CatalogError when it cannot be reached (tried again on the next call)."""
+        catalog = self.catalog_or_none()
+        if catalog is None:
+            raise CatalogError(self._catalog_problem or "the catalog is not available")
+        return catalog
+
+    def catalog_or_none(self) -> Catalog | None:
+        with self._lock:
+            if self._catalog is None:
+                from auditor.catalog.engine import ensure_schema, make_engine
+                from auditor.catalog.repository import Catalog
+
+                engine = make_engine(self.settings.catalog.url)
+                try:
+                    ensure_schema(engine)
+                except CatalogError as e:
+                    engine.dispose()
+                    self._catalog_problem = str(e)
+                    return None
+                self._catalog, self._catalog_problem = Catalog(engine), None
+            return self._catalog
+
+    @property
+    def catalog_problem(self) -> str | None:
+        return self._catalog_problem
+
+    def checker(self) -> Checker:
+        """Isolated validation workers unless `validation.isolate` is off (started once)."""
+        with self._lock:
+            if self._checker is None:
+                if not self.settings.validation.isolate:
+                    self._checker = InProcessChecker()
+                else:
+                    from auditor.validate.sandbox import Limits, Sandbox
+
+                    v = self.settings.validation
+                    limits = Limits(memory_bytes=v.memory_mb << 20, timeout_seconds=v.timeout_seconds, min_throughput=v.min_throughput_mb * (1 << 20))
+                    self._checker = self._checker_stack.enter_context(Sandbox(workers=v.workers or None, limits=limits))
+            return self._checker
+
+    def flows_client(self) -> FlowsClient:
+        """The Flow Service client (one per process); raises FlowsError without a [flow_service] section."""
+        with self._lock:
+            if self._client is None:
+                from auditor.flows.client import FlowsClient
+
+                service = self.settings.flow_service
+                if service is None:
+                    raise FlowsError("no [flow_service] section in the configuration")
+                self._client = FlowsClient(
+                    service.base_url, ims_url=service.ims_url, client_id=service.client_id, client_secret=service.client_secret, org_id=service.org_id,
+                    sandbox=service.sandbox, scopes=service.scopes, retries=service.retries,
+                )
+            return self._client
+
+    def stores(self) -> dict[str, Store]:
+        """A store per destination (built per audit: a Data Landing Zone SAS is fetched fresh each time)."""
+        stores: dict[str, Store] = {}
+        for destination in self.settings.destinations:
+            try:
+                stores[destination.name] = open_store(destination.url, self._with_dlz_credentials(destination.options))
+            except StorageError as e:
+                stores[destination.name] = Unavailable(e.url, e)
+        return stores
+
+    def store(self, destination: str) -> Store:
+        return self.stores()[destination]
+
+    def _with_dlz_credentials(self, options: dict[str, Any]) -> dict[str, Any]:
+        if not options.get("dlz_credentials"):
+            return options
+        rest = {k: v for k, v in options.items() if k != "dlz_credentials"}
+        if self.settings.flow_service is None:
+            raise StorageError("options.dlz_credentials needs a [flow_service] section")
+        try:
+            credentials = self.flows_client().dlz_credentials(self.settings.flow_service.landing_zone_url)
+        except FlowsError as e:
+            raise StorageError(f"cannot fetch the Data Landing Zone credentials: {e}") from e
+        if not credentials.get("SASUri"):
+            raise StorageError("the Data Landing Zone credentials have no SASUri")
+        return {**rest, "sas_url": credentials["SASUri"]}
+
+    # -- the use case --------------------------------------------------------------
+
+    def fetch_runs(self, exports: frozenset[str] | None = None) -> tuple[dict[str, list[Run]] | None, dict[str, Flow] | None, list[AuditError]]:
+        """Runs and flows of every export in scope that names its flow; the catalog's runs when the API is down."""
+        flow_ids = sorted({e.flow_id for e in self.settings.exports if e.flow_id and (exports is None or e.name in exports)})
+        if self.settings.flow_service is None or not flow_ids:
+            return None, None, []
+        runs: dict[str, list[Run]] = {}
+        flows: dict[str, Flow] = {}
+        try:
+            client = self.flows_client()
+            for flow_id in flow_ids:
+                flows[flow_id] = client.flow(flow_id)
+                runs[flow_id] = client.runs(flow_id)
+        except FlowsError as e:
+            problem = AuditError("flow service", f"runs could not be read now, so windows are judged with the runs the catalog recorded before: {e}")
+            catalog = self.catalog_or_none()
+            kept = None
+            if catalog is not None:
+                try:
+                    kept = dict(catalog.runs_of(flow_ids))
+                except CatalogError:
+                    kept = None
+            return kept, None, [problem]
+        return runs, flows, []
+
+    def audit(self, *, now: datetime, options: AuditOptions | None = None, progress: Progress | None = None, wait: bool = True) -> AuditReport | None:
+        """Audit the exports in scope as of `now`, record it, raise alerts where it was live.
+
+        Each destination is audited by one process at a time: with `wait` off, returns None when
+        another process holds any destination in scope.
+        """
+        options = replace(options or AuditOptions(), workers=self.settings.validation.threads)
+        scope = frozenset(e.name for e in self.settings.exports if options.only_exports is None or e.name in options.only_exports)
+        catalog = self.catalog_or_none()
+        with ExitStack() as held:
+            if catalog is not None:
+                for destination in sorted({e.destination for e in self.settings.exports if e.name in scope}):
+                    try:
+                        got = held.enter_context(catalog.destination_lock(destination, wait=wait))
+                    except CatalogError:
+                        got = True  # the catalog is away: nothing will be recorded, so nothing to serialise
+                    if not got:
+                        return None
+            runs, flows, problems = self.fetch_runs(scope)
+            report = run_audit(
+                self.settings, stores=self.stores(), catalog=catalog, now=now, started=datetime.now(UTC), options=replace(options, only_exports=scope),
+                progress=progress, checker=self.checker(), runs=runs, flows=flows,
+            )
+        if catalog is None:
+            problems.append(AuditError("catalog", f"{self._catalog_problem}; nothing was recorded"))
+        elif report.live and self.settings.alerts:
+            try:
+                from auditor.alerting import raise_alerts
+
+                raise_alerts(self.settings, catalog, report, live=report.live, now=now, audit_id=report.audit_id)
+            except CatalogError as e:
+                problems.append(AuditError("catalog", f"alerts could not be raised: {e}"))
+        return replace(report, errors=(*report.errors, *problems)) if problems else report
+
+    def deliver(self, now: datetime, *, wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
+        """Send the notices that are due (claimed, so no other process sends them too)."""
+        from auditor.alerting import deliver_due
+
+        if not self.settings.channels:
+            return 0
+        return deliver_due(self.settings, self.catalog, now, holder=self.holder, wall_clock=wall_clock)
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._client is not None:
+                self._client.close()
+            self._checker_stack.close()
+            if self._catalog is not None:
+                self._catalog.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
