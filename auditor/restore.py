@@ -40,13 +40,13 @@ class RestoreLookupError(AuditorError):
         self.candidates = candidates
 
 
-def choose_export(settings: Settings, dataset: str, export: str | None) -> str:
+def choose_export(settings: Settings, dataset: str, export: str | None, *, option: str = "--export") -> str:
     """The one export to restore `dataset` from; several candidates without a choice is an error naming them."""
     candidates = tuple(e.name for e in settings.exports if dataset in e.datasets and (export is None or e.name == export))
     if not candidates:
         raise RestoreLookupError(f"no configured export carries dataset {dataset!r}" + (f" under the name {export!r}" if export else ""))
     if len(candidates) > 1:
-        raise RestoreLookupError(f"dataset {dataset!r} is exported by {', '.join(candidates)}: choose one with export", candidates=candidates)
+        raise RestoreLookupError(f"dataset {dataset!r} is exported by {', '.join(candidates)}: choose one with {option}", candidates=candidates)
     return candidates[0]
 
 
@@ -118,9 +118,9 @@ class RestorePlan:
         }
 
 
-def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: datetime, *, export: str | None = None) -> RestorePlan:
+def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: datetime, *, export: str | None = None, option: str = "--export") -> RestorePlan:
     """Walk what the catalog knows about `dataset`'s windows up to `at` and say what to restore."""
-    name = choose_export(settings, dataset, export)
+    name = choose_export(settings, dataset, export, option=option)
     configured = next(e for e in settings.exports if e.name == name)
     root = redact(settings.destination(configured.destination).url).rstrip("/")
     state = next((d for d in catalog.datasets(name) if d.dataset_id == dataset), None)

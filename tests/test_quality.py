@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.mark.parametrize("tool, args", [("mypy", []), ("ruff", ["check", "auditor", "tests"])])
+@pytest.mark.parametrize("tool, args", [("mypy", []), ("ruff", ["check", "auditor", "tests", "migrations", "bench"])])
 def test_static_checks_pass(tool: str, args: list[str]) -> None:
     command = shutil.which(tool, path=str(Path(sys.executable).parent))
     assert command, f"{tool} is part of the [test] extra"

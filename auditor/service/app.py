@@ -137,7 +137,7 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         when = _time(at, "at")
         assert when is not None
         try:
-            return plan_restore(settings, runtime.catalog, dataset, when, export=export).to_json()
+            return plan_restore(settings, runtime.catalog, dataset, when, export=export, option="export=").to_json()
         except RestoreLookupError as e:
             if e.candidates:
                 raise HTTPException(409, {"message": str(e), "candidates": list(e.candidates)}) from None

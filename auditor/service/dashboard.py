@@ -81,7 +81,7 @@ def add_dashboard(app: FastAPI, runtime: Runtime, caller: Callable[[Request], st
         plan, error = None, None
         if dataset and at:
             try:
-                plan = plan_restore(settings, runtime.catalog, dataset, _time(at), export=export or None).to_json()
+                plan = plan_restore(settings, runtime.catalog, dataset, _time(at), export=export or None, option="export=").to_json()
             except RestoreLookupError as e:
                 error = str(e)
             except HTTPException as e:

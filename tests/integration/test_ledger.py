@@ -1,0 +1,371 @@
+"""The catalog is a ledger: partial audits touch only their scope, back-dated audits are history,
+restore lookups answer from the catalog, one runtime per process, a worker that cannot die quietly,
+and a catalog written by the previous release upgrades with everything in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from auditor.catalog.repository import open_catalog
+from auditor.cli import main
+from auditor.config import load_settings
+from auditor.runtime import Runtime
+from auditor.service.app import create_app
+from auditor.service.metrics import render_metrics
+from auditor.service.worker import Worker
+from tests.conftest import Tree, t
+from tests.integration.test_audit_tree import PROFILES, WEB, build_defect_tree
+
+NOW = "2026-11-28T12:00:00Z"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout
+
+
+def with_alerts(config: Path) -> Path:
+    """A missing-window rule to a webhook nobody listens on (notices stay pending: state to compare)."""
+    config.write_text(
+        config.read_text()
+        + '\n[[channels]]\nname = "void"\nkind = "webhook"\nurl = "http://127.0.0.1:9/hook"\n\n[[alerts]]\nname = "missed"\nwhen = "missing"\nchannels = ["void"]\n'
+    )
+    return config
+
+
+def present(catalog: Any) -> dict[str, Any]:
+    """Everything that makes up the present state, for before/after comparisons."""
+    return {
+        "datasets": catalog.datasets(),
+        "windows": {e: catalog.windows(e) for e in ("web", "profiles", "snapshot", "archive")},
+        "known": {e: catalog.windows(e, known=True) for e in ("web", "profiles", "snapshot", "archive")},
+        "findings": catalog.window_findings("web", WEB, t("2026-11-27T12:00")),
+        "episodes": sorted((e.key, e.closed_at) for e in catalog.episodes()),
+    }
+
+
+def test_a_partial_audit_leaves_every_other_export_as_it_was(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    config = build_defect_tree(tree, tmp_path, catalog_url)
+    assert run("audit", "--config", str(config), "--as-of", NOW, "--format", "json")[0] == 1
+    catalog = open_catalog(catalog_url)
+    before = {d.export: d for d in catalog.datasets()}
+    windows_before = {e: catalog.windows(e) for e in ("profiles", "snapshot", "archive")}
+    assert before["profiles"].restorable_until is not None and before["snapshot"].restorable_until is not None
+
+    code, _ = run("restore", WEB, "--at", NOW, "--refresh", "--config", str(config))  # audits web alone, now
+    assert code == 1
+
+    after = {d.export: d for d in catalog.datasets()}
+    assert after["web"].audit_id != before["web"].audit_id  # web was audited again
+    for name in ("profiles", "snapshot", "archive"):
+        assert after[name] == before[name]
+        assert catalog.windows(name) == windows_before[name]
+    newest = catalog.audits(1)[0]
+    assert newest.scope == ("web",) and newest.live_exports == ("web",)
+    rpo = {line.split('export="')[1].split('"')[0] for line in render_metrics(catalog, None, now=t("2026-11-28T12:00")).splitlines() if line.startswith("auditor_rpo_seconds{")}
+    assert rpo == {"web", "profiles", "snapshot"}  # no series vanished (archive was never readable)
+
+
+def test_a_back_dated_audit_is_history_and_never_changes_the_present(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    config = with_alerts(build_defect_tree(tree, tmp_path, catalog_url))
+    assert run("audit", "--config", str(config), "--as-of", NOW, "--format", "json")[0] == 1
+    catalog = open_catalog(catalog_url)
+    live = catalog.audits(1)[0]
+    before = present(catalog)
+    assert ("missed|web|" + WEB + "|2026-11-27T06:00:00Z", None) in before["episodes"]
+
+    code, out = run("audit", "--config", str(config), "--as-of", "2026-11-27T10:30:00Z", "--format", "json")  # 09:00 was missing then
+    assert code == 1 and json.loads(out)["as_of"] == "2026-11-27T10:30:00Z"
+
+    assert present(catalog) == before  # windows, last known statuses, findings, restore points and alert episodes
+    historical = catalog.audits(1)[0]
+    assert historical.id != live.id and historical.historical and set(historical.scope) == {"web", "profiles", "snapshot", "archive"}
+    report = catalog.audit_report(historical.id)
+    assert report is not None and report["as_of"] == "2026-11-27T10:30:00Z"
+    nine = next(w for e in report["exports"] if e["name"] == "web" for w in e["windows"] if w["scheduled"] == "2026-11-27T09:00:00Z")
+    assert nine["status"] == "missing"
+    history = catalog.window_history("web", WEB, t("2026-11-27T09:00"))
+    assert [(h.at, h.status, h.live) for h in history] == [(t("2026-11-27T10:30"), "missing", False), (t("2026-11-28T12:00"), "late", True)]
+    assert catalog.status_at("web", WEB, t("2026-11-27T09:00"), t("2026-11-27T11:00")).status == "missing"  # type: ignore[union-attr]
+    assert catalog.status_at("web", WEB, t("2026-11-27T09:00"), t("2026-11-28T13:00")).status == "late"  # type: ignore[union-attr]
+
+    assert run("audit", "--config", str(config), "--as-of", NOW, "--format", "json")[0] == 1  # the same as-of again is live
+    assert catalog.audits(1)[0].live_exports == ("archive", "profiles", "snapshot", "web")
+
+
+def test_restore_answers_from_the_catalog_while_storage_is_away(tree: Tree, tmp_path: Path) -> None:
+    config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    assert run("audit", "--config", str(config), "--as-of", NOW, "--format", "json")[0] == 1
+    audit_id = open_catalog(f"sqlite:///{tmp_path / 'c.db'}").audits(1)[0].id
+    moved = tree.root.rename(tree.root.with_name("gone"))
+
+    code, out = run("restore", WEB, "--at", "2026-11-27T05:00:00Z", "--format", "json", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 0 and plan["complete"] and plan["source"] == "catalog" and plan["audit"]["id"] == audit_id
+    assert [len(step["files"]) for step in plan["chain"]] == [2, 2] and not any(step["unverified"] for step in plan["chain"])
+
+    code, out = run("restore", WEB, "--at", "2026-11-27T05:00:00Z", "--format", "json", "--refresh", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 0 and plan["complete"] and plan["audit"]["id"] > audit_id  # audited again, could not read, still answers
+    assert all(step["unverified"] for step in plan["chain"]) and "could not be read" in plan["notes"][0]
+    moved.rename(tree.root)
+
+
+def test_a_pending_last_window_does_not_break_the_chain(tree: Tree, tmp_path: Path) -> None:
+    tree.export("ds", t("2026-11-27T00:00"), manifest=True)
+    tree.export("ds", t("2026-11-27T03:00"), manifest=True)
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+[[exports]]
+name = "web"
+destination = "d"
+datasets = ["ds"]
+format = "parquet"
+manifest = true
+schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }}
+"""
+    )
+    code, out = run("audit", "--config", str(config), "--as-of", "2026-11-27T06:30:00Z", "--format", "json")
+    assert code == 0 and json.loads(out)["exports"][0]["restorable_until"] == "2026-11-27T03:00:00Z"
+
+    code, out = run("restore", "ds", "--at", "2026-11-27T06:30:00Z", "--format", "json", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 0 and plan["complete"] is True and plan["broken"] is None
+    assert plan["restorable_until"] == "2026-11-27T03:00:00Z" and plan["pending"] == ["2026-11-27T06:00:00Z"]
+    assert [step["scheduled"] for step in plan["chain"]] == ["2026-11-27T00:00:00Z", "2026-11-27T03:00:00Z"]
+    code, out = run("restore", "ds", "--at", "2026-11-27T06:30:00Z", "--config", str(config))
+    assert code == 0 and "COMPLETE" in out and "Pending: 2026-11-27T06:00:00Z" in out
+
+
+def test_a_dataset_in_several_exports_needs_a_choice_in_the_cli_and_the_api(tree: Tree, tmp_path: Path) -> None:
+    config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    text = config.read_text()
+    text += f'\n[[exports]]\nname = "web-copy"\ndestination = "backups"\ndatasets = ["{WEB}"]\nformat = "parquet"\nschedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }}\n'
+    text = text.replace("[catalog]", '[service]\ntokens = [{ name = "r", token = "read-token", role = "read" }]\n\n[catalog]', 1)
+    config.write_text(text)
+    assert run("audit", "--config", str(config), "--as-of", NOW, "--format", "json")[0] == 1
+
+    result = CliRunner().invoke(main, ["restore", WEB, "--at", NOW, "--config", str(config)])
+    assert result.exit_code == 2 and "web, web-copy" in result.output and "--export" in result.output
+    assert run("restore", WEB, "--at", "2026-11-27T05:00:00Z", "--export", "web", "--config", str(config))[0] == 0
+
+    with Runtime(load_settings(config, {})) as runtime:
+        client = TestClient(create_app(runtime))
+        headers = {"Authorization": "Bearer read-token"}
+        ambiguous = client.get("/api/restore", params={"dataset": WEB, "at": NOW}, headers=headers)
+        assert ambiguous.status_code == 409 and ambiguous.json()["error"]["candidates"] == ["web", "web-copy"]
+        chosen = client.get("/api/restore", params={"dataset": WEB, "at": "2026-11-27T05:00:00Z", "export": "web"}, headers=headers)
+        assert chosen.status_code == 200 and chosen.json()["complete"] is True
+        assert client.get("/api/restore", params={"dataset": PROFILES, "at": NOW}, headers=headers).status_code == 200
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts descriptors through /proc")
+def test_one_runtime_keeps_its_descriptors_over_a_hundred_audits(tree: Tree, tmp_path: Path) -> None:
+    tree.export("ds", t("2026-11-27T00:00"), manifest=True)
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+[[exports]]
+name = "web"
+destination = "d"
+datasets = ["ds"]
+format = "parquet"
+manifest = true
+schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-28T00:00:00Z" }}
+"""
+    )
+    runtime = Runtime(load_settings(config, {}))
+    worker = Worker(runtime, clock=lambda: t("2026-11-28T12:00"))
+    try:
+        for _ in range(5):
+            worker.audit_now(t("2026-11-28T12:00"))
+        before = _fd_count()
+        for _ in range(100):
+            report = worker.audit_now(t("2026-11-28T12:00"))
+            assert report is not None and report.status == "compliant"
+        after = _fd_count()
+        assert after - before <= 2, f"{after - before} descriptors more after 100 audits"
+        assert runtime.catalog.audit_count() == 105
+    finally:
+        runtime.close()
+    assert _fd_count() < before
+
+
+def test_the_worker_cannot_die_quietly(tree: Tree, tmp_path: Path) -> None:
+    tree.export("ds", t("2026-11-27T00:00"))
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[service]
+tokens = [{{ name = "r", token = "read-token", role = "read" }}]
+open_metrics = true
+[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+audit_every = "1m"
+[[exports]]
+name = "web"
+destination = "d"
+datasets = ["ds"]
+format = "parquet"
+schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-28T00:00:00Z" }}
+"""
+    )
+    clock = {"now": t("2026-11-28T12:00"), "wall": t("2026-11-28T12:00")}
+    runtime = Runtime(load_settings(config, {}))
+    worker = Worker(runtime, clock=lambda: clock["now"], wall_clock=lambda: clock["wall"])
+    real_audit = runtime.audit
+    failures = {"left": 10**6}
+
+    def flaky_audit(**kwargs: Any) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("the storage SDK blew up")
+        return real_audit(**kwargs)
+
+    runtime.audit = flaky_audit  # type: ignore[method-assign]
+    client = TestClient(create_app(runtime, worker, clock=lambda: clock["now"]))
+    try:
+        for second in range(20):  # the step fails and is retried with backoff (after 2, 4, 8 s …), never raising
+            clock["now"] = clock["wall"] = t("2026-11-28T12:00") + timedelta(seconds=second)
+            worker.run_once()
+        assert worker.errors["audit"] == 4 and worker.steps["audit"].failures == 4  # at 0, 2, 6 and 14 s
+        health = client.get("/healthz")
+        assert health.status_code == 503 and "the storage SDK blew up" in health.json()["reason"]
+        assert 'auditor_worker_errors_total{step="audit"} 4.0' in client.get("/metrics").text
+        failures["left"] = 0
+
+        clock["now"] = clock["wall"] = t("2026-11-28T12:10")
+        assert worker.run_once() is True  # the backoff has passed: audited
+        assert client.get("/healthz").status_code == 200 and runtime.catalog.audit_count() == 1
+
+        clock["wall"] = t("2026-11-28T13:00")  # the loop has not completed a turn for 50 minutes
+        stale = client.get("/healthz")
+        assert stale.status_code == 503 and "has not completed" in stale.json()["reason"]
+    finally:
+        runtime.close()
+
+
+def test_a_worker_whose_catalog_goes_away_keeps_running_and_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[[channels]]
+name = "void"
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[destinations]]
+name = "d"
+url = "{(tmp_path / 'exports').as_uri()}"
+"""
+    )
+    (tmp_path / "exports").mkdir()
+    runtime = Runtime(load_settings(config, {}))
+    runtime.catalog.audit_count()
+    worker = Worker(runtime, pause=0.05)
+    worker.start()
+    try:
+        time.sleep(0.3)
+        shutil.rmtree(tmp_path / "exports")
+        (tmp_path / "c.db").unlink()
+        (tmp_path / "c.db").mkdir()  # the database file is now a folder: every query fails
+        runtime.catalog.engine.dispose()
+        deadline = time.monotonic() + 10
+        while worker.steps["deliver"].failures < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert worker._thread is not None and worker._thread.is_alive()
+        ok, reason = worker.health()
+        assert not ok and "deliver" in reason and worker.errors["deliver"] >= 3
+    finally:
+        worker.stop()
+        runtime.close()
+
+
+@pytest.fixture
+def release_catalog(tmp_path: Path, catalog_url: str) -> str:
+    """The catalog the previous release (revision 0003) wrote: a week of windows, files and alerts."""
+    source = Path(__file__).parents[1] / "data" / "catalogs" / "release-0003.sqlite"
+    if catalog_url.startswith("sqlite"):
+        shutil.copy(source, tmp_path / "catalog.db")
+        return catalog_url
+    from sqlalchemy import MetaData, create_engine, text
+
+    from auditor.catalog.engine import make_engine, upgrade
+
+    target = make_engine(catalog_url)
+    upgrade(target, "0003")
+    old = create_engine(f"sqlite:///{source}")
+    tables = MetaData()
+    tables.reflect(old)
+    order = ["audits", "destinations", "exports", "datasets", "export_folders", "files", "runs", "windows", "window_status_history", "findings", "alerts"]
+    with old.connect() as read, target.begin() as write:
+        for name in order:
+            rows = [dict(r._mapping) for r in read.execute(tables.tables[name].select())]
+            if rows:
+                write.execute(_table(write, name).insert(), rows)
+            if name != "runs":
+                write.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), coalesce(max(id), 1)) FROM {name}"))
+    old.dispose()
+    target.dispose()
+    return catalog_url
+
+
+def _table(conn: Any, name: str) -> Any:
+    from sqlalchemy import MetaData
+
+    meta = MetaData()
+    meta.reflect(conn, only=[name])
+    return meta.tables[name]
+
+
+def test_a_catalog_written_by_the_previous_release_upgrades_with_everything_in_it(release_catalog: str) -> None:
+    from auditor.catalog.engine import make_engine, upgrade
+
+    engine = make_engine(release_catalog)
+    upgrade(engine)
+    engine.dispose()
+    catalog = open_catalog(release_catalog)
+    counts = catalog.table_counts()
+    assert (counts["audits"], counts["files"], counts["windows"], counts["window_status_history"]) == (3, 9, 4, 5)
+    assert [(w.scheduled, w.status) for w in catalog.windows("web")] == [
+        (t("2026-11-27T00:00"), "ok"), (t("2026-11-27T03:00"), "late"), (t("2026-11-27T06:00"), "ok"), (t("2026-11-27T09:00"), "missing"),
+    ]
+    state = catalog.datasets("web")[0]
+    assert state.restorable_until == t("2026-11-27T06:00") and state.as_of == t("2026-11-27T10:30") and state.audit_id == 3
+    assert catalog.live_as_of()["web"] == t("2026-11-27T10:30")  # so a back-dated audit after the upgrade is history
+    episodes = {e.key: e for e in catalog.episodes()}
+    assert set(episodes) == {"missed|web|ds|2026-11-27T03:00:00Z", "missed|web|ds|2026-11-27T09:00:00Z"}
+    assert episodes["missed|web|ds|2026-11-27T03:00:00Z"].closed_at == t("2026-11-27T08:30") and episodes["missed|web|ds|2026-11-27T09:00:00Z"].closed_at is None
+    notices = catalog.notices()
+    assert len(notices) == 6
+    assert sorted((n.scheduled, n.channel, n.kind, n.state) for n in notices) == [
+        (t("2026-11-27T03:00"), "broken", "alert", "failed"), (t("2026-11-27T03:00"), "broken", "recovery", "failed"),
+        (t("2026-11-27T03:00"), "oncall", "alert", "delivered"), (t("2026-11-27T03:00"), "oncall", "recovery", "delivered"),
+        (t("2026-11-27T09:00"), "broken", "alert", "failed"), (t("2026-11-27T09:00"), "oncall", "alert", "delivered"),
+    ]
+    assert len(catalog.known_files("d")) == 9
