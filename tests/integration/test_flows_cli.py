@@ -119,3 +119,31 @@ def test_emulator_serve_from_the_command_line(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_every_flows_command_closes_its_client(setup: tuple[str, Path, World], monkeypatch: pytest.MonkeyPatch) -> None:
+    from auditor.flows.client import FlowsClient
+
+    _, config, _ = setup
+    opened: list[FlowsClient] = []
+    closed: list[FlowsClient] = []
+    original_init, original_close = FlowsClient.__init__, FlowsClient.close
+
+    def init(self: FlowsClient, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        opened.append(self)
+
+    def close(self: FlowsClient) -> None:
+        closed.append(self)
+        original_close(self)
+
+    monkeypatch.setattr(FlowsClient, "__init__", init)
+    monkeypatch.setattr(FlowsClient, "close", close)
+    env = {"AEP_S3_ACCESS_KEY": "AKIAIOSFODNN7EXAMPLE", "AEP_S3_SECRET_KEY": S3_SECRET}
+    code, flow_id, both = run(config, "flows", "create", "--name", "w", "--type", "s3", "--dataset", "ds1", "--bucket", "b", "--start", "2026-11-20T00:00:00Z", env=env)
+    assert code == 0, both
+    commands = [("flows", "list"), ("flows", "sync"), ("flows", "runs", flow_id.strip()), ("flows", "disable", flow_id.strip()), ("flows", "enable", flow_id.strip()),
+                ("flows", "runs", "no-such-flow")]  # the last one fails: its client is closed too
+    for command in commands:
+        run(config, *command)
+    assert len(opened) == len(commands) + 1 and {id(c) for c in closed} == {id(c) for c in opened}

@@ -369,3 +369,61 @@ def test_a_catalog_written_by_the_previous_release_upgrades_with_everything_in_i
         (t("2026-11-27T09:00"), "broken", "alert", "failed"), (t("2026-11-27T09:00"), "oncall", "alert", "delivered"),
     ]
     assert len(catalog.known_files("d")) == 9
+
+
+def test_serve_with_different_intervals_audits_each_destination_alone_and_keeps_the_other(tmp_path: Path) -> None:
+    trees = {}
+    for name in ("a", "b"):
+        trees[name] = Tree(tmp_path / name)
+        trees[name].root.mkdir()
+        trees[name].export("ds", t("2026-11-27T00:00"))
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[[destinations]]
+name = "a"
+url = "{trees['a'].url}"
+audit_every = "1m"
+[[destinations]]
+name = "b"
+url = "{trees['b'].url}"
+audit_every = "1h"
+[[exports]]
+name = "wa"
+destination = "a"
+datasets = ["ds"]
+format = "parquet"
+schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z" }}
+[[exports]]
+name = "wb"
+destination = "b"
+datasets = ["ds"]
+format = "parquet"
+schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z" }}
+"""
+    )
+    clock = {"now": t("2026-11-27T12:00")}
+    settings = load_settings(config, {})
+    runtime = Runtime(settings)
+    try:
+        worker = Worker(runtime, clock=lambda: clock["now"])
+        assert worker.run_once() is True
+        first = {d.export: d for d in runtime.catalog.datasets()}
+        assert first["wa"].restorable_until == first["wb"].restorable_until == t("2026-11-27T00:00")
+        for minutes in (2, 4, 6):
+            clock["now"] = t("2026-11-27T12:00") + timedelta(minutes=minutes)
+            worker.run_once()
+        now = {d.export: d for d in runtime.catalog.datasets()}
+        assert now["wb"] == first["wb"] and now["wa"].as_of == t("2026-11-27T12:06")
+        assert [a.scope for a in runtime.catalog.audits()][:3] == [("wa",), ("wa",), ("wa",)]
+        assert "auditor_rpo_seconds{dataset=\"ds\",export=\"wb\"}" in render_metrics(runtime.catalog, worker, now=clock["now"])
+    finally:
+        runtime.close()
+    restarted = Runtime(settings)  # a new process: due-ness comes from the catalog, not from memory
+    try:
+        clock["now"] = t("2026-11-27T12:07")
+        Worker(restarted, clock=lambda: clock["now"]).run_once()
+        assert restarted.catalog.audits(1)[0].scope == ("wa",)
+    finally:
+        restarted.close()
