@@ -120,12 +120,18 @@ def run_audit(
     checker: Checker | None = None,
     runs: Mapping[str, Sequence[Run]] | None = None,
     flows: Mapping[str, Flow] | None = None,
+    fingerprint: str | None = None,
+    problems: Sequence[AuditError] = (),
 ) -> AuditReport:
-    """Audit every configured export as of `now` and record the result in the catalog."""
+    """Audit every configured export as of `now` and record the result in the catalog.
+
+    `problems` are errors found before the audit (the Flow Service could not be read …): they are
+    part of the recorded report.
+    """
     options = options or AuditOptions()
     checker = checker or InProcessChecker()
     exports = [e for e in settings.exports if options.only_exports is None or e.name in options.only_exports]
-    errors: list[AuditError] = []
+    errors: list[AuditError] = list(problems)
     unexpected: list[Unexpected] = []
     results: list[ExportResult] = []
     file_records: dict[str, list[FileRecord]] = {}
@@ -156,7 +162,14 @@ def run_audit(
             flow = (flows or {}).get(export.flow_id or "")
             results += _reconcile_export(export, folders, listing_failed=objects is None, now=now, runs=flow_runs, flow=flow)
     assurance = _assurance(file_records, counters, stores)
-    report = AuditReport(now, tuple(results), tuple(unexpected), tuple(errors), assurance)
+    method = {
+        "checks": "deep" if options.deep else ("quick with a rotating deep sample" if options.sample_percent else "quick"),
+        "deep": options.deep,
+        "sample_percent": options.sample_percent,
+        "sample_turn": None if rotation is None else {"of": rotation[0], "turn": rotation[1]},
+        "scope": sorted(e.name for e in exports),
+    }
+    report = AuditReport(now, tuple(results), tuple(unexpected), tuple(errors), assurance, method=method, fingerprint=fingerprint)
     if catalog is not None:
         try:
             recorded = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=[e.name for e in exports])

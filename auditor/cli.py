@@ -42,6 +42,11 @@ def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float 
             rt.deliver(moment)
     if report.audit_id is not None and not report.live:
         err.print(f"historical audit (as of {as_of}): recorded as audit {report.audit_id}; the present state was left as it is")
+    if fmt == "html":  # the evidence page: verifiable against the catalog (auditor evidence verify)
+        from auditor.evidence_html import render_evidence
+
+        emit(render_evidence(report.to_json(), audit_id=report.audit_id), output)
+        sys.exit(report.exit_code)
     emit(render_report(report, fmt), output)
     sys.exit(report.exit_code)
 
@@ -169,7 +174,9 @@ def serve(config_path: str | None, host: str, port: int) -> None:
             worker.stop()
 
 
+from auditor.cli_evidence import evidence
 from auditor.cli_flows import emulator, flows
 
 main.add_command(flows)
 main.add_command(emulator)
+main.add_command(evidence)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,8 @@ class AuditReport:
     assurance: Assurance = field(default_factory=Assurance)
     audit_id: int | None = None
     live: frozenset[str] = frozenset()  # the exports whose present state this audit changed (empty: historical, or not recorded)
+    method: Mapping[str, Any] = field(default_factory=dict)  # how thoroughly: deep, sample rotation (evidence)
+    fingerprint: str | None = None  # of the configuration, secrets excluded (auditor.evidence.fingerprint)
 
     def counts(self) -> Counter[Status]:
         return Counter(w.status for e in self.exports for w in e.windows)
@@ -82,9 +85,14 @@ class AuditReport:
 
     def to_json(self) -> dict[str, Any]:
         counts = self.counts()
+        from auditor import __version__
+
         return {
             "as_of": iso(self.as_of),
             "status": self.status,
+            "auditor_version": __version__,
+            "config_fingerprint": self.fingerprint,
+            "method": dict(self.method),
             "summary": {status.value: counts.get(status, 0) for status in Status},
             "exports": [_export_json(e) for e in self.exports],
             "unexpected": [{"path": u.path, "reason": u.reason} for u in self.unexpected],

@@ -155,6 +155,18 @@ class Runtime:
             raise StorageError("the Data Landing Zone credentials have no SASUri")
         return {**rest, "sas_url": credentials["SASUri"]}
 
+    def fingerprint(self) -> str:
+        """A digest of the configuration as loaded, with every value that came from a reference hidden."""
+        from auditor.evidence import fingerprint
+
+        secrets = [t.token for t in self.settings.service.tokens] + [c.secret or "" for c in self.settings.channels] + [c.url for c in self.settings.channels]
+        secrets.append(self.settings.catalog.url)  # may carry a password
+        if self.settings.flow_service is not None:
+            secrets.append(self.settings.flow_service.client_secret)
+        for destination in self.settings.destinations:
+            secrets += [str(v) for k, v in destination.options.items() if k not in {"endpoint_url", "account_name", "project", "retries", "timeout"}]
+        return fingerprint(self.settings.model_dump(mode="json"), secrets)
+
     # -- the use case --------------------------------------------------------------
 
     def fetch_runs(self, exports: frozenset[str] | None = None) -> tuple[dict[str, list[Run]] | None, dict[str, Flow] | None, list[AuditError]]:
@@ -202,8 +214,9 @@ class Runtime:
             runs, flows, problems = self.fetch_runs(scope)
             report = run_audit(
                 self.settings, stores=self.stores(), catalog=catalog, now=now, started=datetime.now(UTC), options=replace(options, only_exports=scope),
-                progress=progress, checker=self.checker(), runs=runs, flows=flows,
+                progress=progress, checker=self.checker(), runs=runs, flows=flows, fingerprint=self.fingerprint(), problems=problems,
             )
+        problems = []  # recorded with the report
         if catalog is None:
             problems.append(AuditError("catalog", f"{self._catalog_problem}; nothing was recorded"))
         elif report.live and self.settings.alerts:

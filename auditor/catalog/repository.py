@@ -15,7 +15,7 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast, overload
@@ -37,12 +37,15 @@ from auditor.catalog.tables import (
     FolderRow,
     NoticeAttemptRow,
     NoticeRow,
+    RestorePointRow,
     RunRow,
     WindowHistoryRow,
     WindowRow,
 )
+from auditor.chain import rpo_seconds
 from auditor.config import Settings
 from auditor.errors import CatalogError
+from auditor.evidence import GENESIS, ChainedRecord, canonical
 from auditor.findings import Finding
 from auditor.flows.models import Run
 from auditor.ledger import AuditRecord, DatasetState, Episode, FileState, FindingState, HistoryEntry, Notice, WindowState
@@ -63,6 +66,8 @@ NOTICES = cast(Table, NoticeRow.__table__)
 ATTEMPTS = cast(Table, NoticeAttemptRow.__table__)
 FINDINGS = cast(Table, FindingRow.__table__)
 AUDITS = cast(Table, AuditRow.__table__)
+POINTS = cast(Table, RestorePointRow.__table__)
+CHAIN_LOCK = 0x61756469746F72  # pg_advisory_xact_lock key for extending the audit hash chain
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,19 @@ class Catalog:
         known = [h for h in self.window_history(export, dataset, scheduled) if h.at <= when]
         return known[-1] if known else None
 
+    def rpo_trend(self, export: str, dataset: str, limit: int = 60) -> list[tuple[datetime, int | None]]:
+        """(as-of, RPO seconds) of the newest live audits of one dataset, oldest first."""
+        query = (
+            select(POINTS.c.as_of, POINTS.c.restorable_until)
+            .join(EXPORTS, POINTS.c.export_id == EXPORTS.c.id)
+            .where(EXPORTS.c.name == export, POINTS.c.dataset_id == dataset)
+            .order_by(POINTS.c.as_of.desc(), POINTS.c.id.desc())
+            .limit(limit)
+        )
+        with self._connect() as conn:
+            rows = [(_utc(at), _utc(until)) for at, until in conn.execute(query)]
+        return [(at, rpo_seconds(at, until)) for at, until in reversed(rows)]
+
     def window_findings(self, export: str, dataset: str, scheduled: datetime) -> list[FindingState]:
         query = (
             select(FINDINGS.c.code, FINDINGS.c.severity, FINDINGS.c.path, FINDINGS.c.message)
@@ -265,8 +283,10 @@ class Catalog:
     ) -> Recorded:
         """Store one audit with its scope and report; change the present only where it is live."""
         covered = sorted(set(scope) if scope is not None else {e.name for e in report.exports})
-        body = json.dumps(report.to_json(), sort_keys=True, separators=(",", ":")).encode()
+        body = canonical(report.to_json())
         with self._connect() as conn, conn.begin():
+            if conn.dialect.name == "postgresql":  # one writer extends the hash chain at a time (SQLite: the write lock does it)
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK})
             destination_ids = self._sync_config(conn, settings)
             # lock the covered exports' rows (PostgreSQL) so two writers cannot both think they are live
             latest = {
@@ -295,6 +315,7 @@ class Catalog:
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
             )
+            self._chain(conn, audit_id)
             for name, records in files.items():
                 self._record_files(conn, destination_ids[name], records, report.as_of, present=listed.get(name))
             self._record_windows(conn, report, destination_ids, audit_id, live)
@@ -302,6 +323,25 @@ class Catalog:
             if live:
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))
             return Recorded(audit_id, live)
+
+    def _chain(self, conn: Connection, audit_id: int) -> None:
+        """Link a new audit record to the previous one (auditor.evidence)."""
+        row = conn.execute(select(AUDITS).where(AUDITS.c.id == audit_id)).one()
+        previous = conn.execute(select(AUDITS.c.record_sha256).where(AUDITS.c.id < audit_id).order_by(AUDITS.c.id.desc()).limit(1)).one_or_none()
+        prev = GENESIS if previous is None else (previous[0] or GENESIS)
+        digest = replace(_chained(row), prev_sha256=prev).digest()
+        conn.execute(update(AUDITS).where(AUDITS.c.id == audit_id).values(prev_sha256=prev, record_sha256=digest))
+
+    def chain_records(self, *, with_reports: bool = True) -> list[ChainedRecord]:
+        """Every audit record as the hash chain sees it (with its stored report bytes to check)."""
+        with self._connect() as conn:
+            return [_chained(row, with_report=with_reports) for row in conn.execute(select(AUDITS).order_by(AUDITS.c.id))]
+
+    def find_report(self, digest: str) -> AuditRecord | None:
+        """The audit whose report has this SHA-256, if the catalog recorded one."""
+        with self._connect() as conn:
+            row = conn.execute(select(AUDITS).where(AUDITS.c.report_sha256 == digest).order_by(AUDITS.c.id).limit(1)).one_or_none()
+        return None if row is None else _audit_record(row)
 
     def _record_runs(self, conn: Connection, runs: Mapping[str, Sequence[Run]], now: datetime) -> None:
         rows = [
@@ -453,6 +493,7 @@ class Catalog:
         if not any(r.status is Status.UNKNOWN for r in export.windows):  # an audit that could not look does not move restore points
             broken = export.restore.broken_at
             restore |= {"restorable_until": export.restore.restorable_until, "broken_at": broken.window.scheduled if broken else None}
+            conn.execute(POINTS.insert().values(export_id=export_id, dataset_id=export.dataset_id, audit_id=audit_id, as_of=as_of, restorable_until=export.restore.restorable_until))
         conn.execute(update(DATASETS).where(DATASETS.c.export_id == export_id, DATASETS.c.dataset_id == export.dataset_id).values(**restore))
 
     def _record_historical(self, conn: Connection, export: ExportResult, export_id: int, existing: Mapping[datetime, Any], audit_id: int, as_of: datetime) -> None:
@@ -728,6 +769,15 @@ def _audit_record(row: Any) -> AuditRecord:
     return AuditRecord(
         row.id, _utc(row.started_at), _utc(row.finished_at), _utc(row.as_of), row.status, bool(row.deep), int(row.bytes_read or 0),
         tuple(row.scope or ()), tuple(row.live_exports if row.live_exports is not None else (row.scope or ())), dict(row.summary or {}), row.report_sha256,
+    )
+
+
+def _chained(row: Any, *, with_report: bool = False) -> ChainedRecord:
+    live = row.live_exports if row.live_exports is not None else row.scope
+    body = gzip.decompress(row.report) if with_report and row.report is not None else None
+    return ChainedRecord(
+        row.id, _utc(row.started_at), _utc(row.finished_at), _utc(row.as_of), row.status, bool(row.deep), tuple(row.scope or ()), tuple(live or ()),
+        row.report_sha256, row.prev_sha256, row.record_sha256, body,
     )
 
 

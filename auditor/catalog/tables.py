@@ -38,6 +38,8 @@ class AuditRow(Base):
     live_exports: Mapped[list[str] | None] = mapped_column(JSON)  # of those, where it changed the present
     report: Mapped[bytes | None] = mapped_column(LargeBinary)  # the JSON report, gzip-compressed
     report_sha256: Mapped[str | None] = mapped_column(String(64))
+    prev_sha256: Mapped[str | None] = mapped_column(String(64))  # the previous record's digest: a hash chain
+    record_sha256: Mapped[str | None] = mapped_column(String(64))  # auditor.evidence.ChainedRecord.digest()
 
 
 class DestinationRow(Base):
@@ -73,6 +75,19 @@ class DatasetRow(Base):
     broken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the live audit these values are from
     active: Mapped[bool | None] = mapped_column(Boolean)  # the schedule had not ended at that audit
+
+
+class RestorePointRow(Base):
+    """A dataset's restore point as each live audit established it (the RPO trend)."""
+
+    __tablename__ = "restore_points"
+    __table_args__ = (Index("ix_restore_points_dataset", "export_id", "dataset_id", "as_of"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    export_id: Mapped[int] = mapped_column(ForeignKey("exports.id"))
+    dataset_id: Mapped[str] = mapped_column(String(200))
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"))
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    restorable_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class FolderRow(Base):

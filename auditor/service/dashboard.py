@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,7 +18,9 @@ from auditor.restore import RestoreLookupError, plan_restore
 from auditor.runtime import Runtime
 from auditor.schedule import parse_time
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES = Jinja2Templates(directory=[Path(__file__).parent / "templates", Path(__file__).parents[1] / "templates"])  # the second: the evidence calendar
+TEMPLATES.env.filters["slice_time"] = lambda iso: iso[11:16]
+TEMPLATES.env.filters["slice_day"] = lambda iso: iso[:10]
 COOKIE = "auditor_token"
 
 
@@ -53,11 +56,12 @@ def add_dashboard(app: FastAPI, runtime: Runtime, caller: Callable[[Request], st
             row = dataset_json(state, now)
             seconds = row["rpo_seconds"]
             rpo = "-" if seconds is None else f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-            exports.append({**row, "rpo": rpo, "cells": to_json(catalog.windows(state.export, state.dataset_id))})
+            trend = catalog.rpo_trend(state.export, state.dataset_id)
+            exports.append({**row, "rpo": rpo, "cells": to_json(catalog.windows(state.export, state.dataset_id)), "trend": _sparkline(trend)})
         status, _ = verdict(states)
         audits = catalog.audits(1)
         last = to_json(audits[0].finished_at) if audits else None
-        return page(request, "overview.html", verdict=status, exports=exports, alerts=to_json(catalog.notices(20)), last_audit=last)
+        return page(request, "overview.html", verdict=status, exports=exports, alerts=to_json(catalog.notices(20)), last_audit=last, window_link=_window_link)
 
     @app.get("/exports/{name}/windows/{scheduled}", response_class=HTMLResponse)
     def window(request: Request, name: str, scheduled: str, dataset: str) -> Response:
@@ -76,6 +80,18 @@ def add_dashboard(app: FastAPI, runtime: Runtime, caller: Callable[[Request], st
             findings=to_json(catalog.window_findings(name, dataset, when)), files=to_json(files), history=to_json(catalog.window_history(name, dataset, when)),
         )
 
+    @app.get("/audits/{audit_id}", response_class=HTMLResponse)
+    def audit_page(request: Request, audit_id: int) -> Response:
+        """The evidence page of one recorded audit (live or historical), as `auditor evidence verify` expects it."""
+        if caller(request) is None:
+            return RedirectResponse("/login", status_code=303)
+        report = runtime.catalog.audit_report(audit_id)
+        if report is None:
+            raise HTTPException(404, f"no audit {audit_id}")
+        from auditor.evidence_html import render_evidence
+
+        return HTMLResponse(render_evidence(report, audit_id=audit_id))
+
     @app.get("/restore", response_class=HTMLResponse)
     def restore_page(request: Request, dataset: str | None = None, at: str | None = None, export: str | None = None) -> Response:
         plan, error = None, None
@@ -91,6 +107,21 @@ def add_dashboard(app: FastAPI, runtime: Runtime, caller: Callable[[Request], st
     @app.get("/alerts", response_class=HTMLResponse)
     def alerts_page(request: Request) -> Response:
         return page(request, "alerts.html", alerts=to_json(runtime.catalog.notices()))
+
+
+def _window_link(window: dict[str, Any]) -> str:
+    return f"/exports/{quote(window['export'])}/windows/{window['scheduled']}?dataset={quote(window['dataset_id'])}"
+
+
+def _sparkline(points: list[tuple[datetime, int | None]], width: int = 160, height: int = 28) -> dict[str, Any]:
+    """An SVG polyline of RPO hours over the newest live audits (None: nothing restorable yet)."""
+    values = [(at, seconds / 3600) for at, seconds in points if seconds is not None]
+    if len(values) < 2:
+        return {"points": "", "latest": values[-1][1] if values else None, "max": values[-1][1] if values else None, "count": len(values)}
+    top = max(v for _, v in values) or 1.0
+    step = width / (len(values) - 1)
+    coords = " ".join(f"{i * step:.1f},{height - (v / top) * (height - 2) - 1:.1f}" for i, (_, v) in enumerate(values))
+    return {"points": coords, "latest": values[-1][1], "max": top, "count": len(values), "first": values[0][0].strftime("%Y-%m-%dT%H:%MZ")}
 
 
 def _time(text: str) -> datetime:

@@ -1,0 +1,206 @@
+"""Evidence an external auditor accepts: a self-contained report that states scope and method, a
+calendar, and tamper evidence — a report checked against the catalog, a hash chain of audit records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+
+from auditor.catalog.repository import open_catalog
+from auditor.cli import main
+from auditor.config import load_settings
+from auditor.evidence_html import embedded_report
+from auditor.runtime import Runtime
+from tests.conftest import Tree
+from tests.integration.test_audit_tree import WEB, build_defect_tree
+
+NOW = "2026-11-28T12:00:00Z"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner(env=env).invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def audit_page(config: Path, out: Path, as_of: str = NOW) -> Path:
+    code, _ = run("audit", "--config", str(config), "--as-of", as_of, "--format", "html", "--output", str(out))
+    assert code == 1
+    return out
+
+
+def test_an_evidence_page_states_scope_method_and_its_digest(tree: Tree, tmp_path: Path) -> None:
+    config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    page = audit_page(config, tmp_path / "evidence.html").read_text()
+    report = embedded_report(page)
+    assert report is not None and report["as_of"] == NOW
+    digest = hashlib.sha256(json.dumps(report, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    assert f'id="report-sha256">{digest}<' in page
+    assert "web, profiles, snapshot, archive" in page and "2026-11-25T00:00:00Z to 2026-11-28T12:00:00Z" in page  # scope and period
+    assert ">quick<" in page and "configuration fingerprint" in page and report["config_fingerprint"] in page
+    assert page.count('class="cell missing" data-scheduled') == 1 and "window.missing" in page
+    assert open_catalog(f"sqlite:///{tmp_path / 'c.db'}").audits(1)[0].report_sha256 == digest
+
+
+def test_verify_accepts_the_recorded_report_and_names_the_place_of_an_edit(tree: Tree, tmp_path: Path) -> None:
+    config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    page = audit_page(config, tmp_path / "evidence.html")
+    assert run("evidence", "verify", str(page), "--config", str(config)) == (0, "VERIFIED: audit 1 as of 2026-11-28T12:00:00Z, report SHA-256 " + _sha(tmp_path) + "\n")
+
+    original = page.read_bytes()
+    offset = original.index(b"<h2>Method</h2>") + 5
+    page.write_bytes(original[:offset] + b"m" + original[offset + 1 :])  # one byte of the page, outside the report
+    code, out = run("evidence", "verify", str(page), "--config", str(config))
+    line = original[:offset].count(b"\n") + 1
+    assert code == 1 and f"the page was changed at line {line}, column 6 (byte {offset})" in out
+
+    start = original.index(b'"status":"missing"')
+    page.write_bytes(original[:start] + b'"status":"ok"' + original[start + len(b'"status":"missing"') :])  # one value inside the report
+    code, out = run("evidence", "verify", str(page), "--config", str(config))
+    assert code == 1 and "NOT VERIFIED" in out and '.status: this file says "ok", the catalog recorded "missing"' in out
+
+    (tmp_path / "report.json").write_text(CliRunner().invoke(main, ["audit", "--config", str(config), "--as-of", NOW, "--format", "json"]).stdout)
+    assert run("evidence", "verify", str(tmp_path / "report.json"), "--config", str(config))[0] == 0  # a JSON report verifies too
+
+
+def _sha(tmp_path: Path) -> str:
+    return open_catalog(f"sqlite:///{tmp_path / 'c.db'}").audits(1)[0].report_sha256 or ""
+
+
+def _raw(catalog_url: str) -> Any:
+    """A connection that edits the catalog behind the auditor's back (foreign keys not enforced)."""
+    if catalog_url.startswith("sqlite"):
+        return sqlite3.connect(catalog_url.removeprefix("sqlite:///"), isolation_level=None)
+    engine = create_engine(catalog_url, isolation_level="AUTOCOMMIT")
+    conn = engine.connect()
+    conn.execute(text("SET session_replication_role = replica"))  # as an attacker with the owner's rights: no FK checks
+    return conn
+
+
+def _edit(conn: Any, statement: str) -> None:
+    conn.execute(statement) if isinstance(conn, sqlite3.Connection) else conn.execute(text(statement))
+
+
+def test_the_chain_names_a_changed_record_a_deleted_record_and_a_changed_report(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    config = build_defect_tree(tree, tmp_path, catalog_url)
+    for as_of in ("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z", NOW, "2026-11-28T12:30:00Z"):
+        assert run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")[0] == 1
+    code, out = run("evidence", "chain", "--config", str(config))
+    assert code == 0 and out.startswith("INTACT: 4 audit records")
+
+    conn = _raw(catalog_url)
+    _edit(conn, "UPDATE audits SET status = 'compliant' WHERE id = 2")
+    code, out = run("evidence", "chain", "--config", str(config))
+    assert code == 1 and out.splitlines() == [f"BROKEN at audit 2: {_changed(out)}"]
+    _edit(conn, "UPDATE audits SET status = 'not_compliant' WHERE id = 2")
+    assert run("evidence", "chain", "--config", str(config))[0] == 0
+
+    _edit(conn, "DELETE FROM audits WHERE id = 3")
+    code, out = run("evidence", "chain", "--config", str(config))
+    assert code == 1 and out.startswith("BROKEN at audit 4: names ") and "but audit 2 has" in out and "deleted or changed" in out
+
+    blob = open_catalog(catalog_url).engine.connect().execute(text("SELECT report FROM audits WHERE id = 1")).scalar_one()
+    import gzip
+
+    forged = gzip.compress(gzip.decompress(blob).replace(b'"missing"', b'"ok"     ', 1))
+    if isinstance(conn, sqlite3.Connection):
+        conn.execute("UPDATE audits SET report = ? WHERE id = 1", (forged,))
+    else:
+        conn.execute(text("UPDATE audits SET report = :r WHERE id = 1"), {"r": forged})
+    code, out = run("evidence", "chain", "--config", str(config))
+    assert code == 1 and "BROKEN at audit 1: its stored report was changed" in out
+    conn.close()
+
+
+def _changed(out: str) -> str:
+    assert "the record was changed after it was written" in out
+    return out.splitlines()[0].split(": ", 1)[1]
+
+
+def test_secrets_never_reach_the_fingerprint_or_the_report(tree: Tree, tmp_path: Path) -> None:
+    config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    base = config.read_text()
+    secrets = {"TOKEN": "tok-3f9a1c77e2", "HOOK_KEY": "hook-5e0b2d11aa", "HOOK_URL": "http://127.0.0.1:9/hook?token=url-6c1f0e22bb"}
+    config.write_text(
+        base.replace("[catalog]", '[service]\ntokens = [{ name = "ops", token = "${env:TOKEN}", role = "admin" }]\n\n[catalog]', 1)
+        + '\n[[channels]]\nname = "pager"\nkind = "webhook"\nurl = "${env:HOOK_URL}"\nsecret = "${env:HOOK_KEY}"\n'
+    )
+    code, out = run("audit", "--config", str(config), "--as-of", NOW, "--format", "html", "--output", str(tmp_path / "e.html"), env=secrets)
+    assert code == 1
+    page = (tmp_path / "e.html").read_text()
+    stored = json.dumps(open_catalog(f"sqlite:///{tmp_path / 'c.db'}").audit_report(1))
+    for secret in ("tok-3f9a1c77e2", "hook-5e0b2d11aa", "url-6c1f0e22bb"):
+        assert secret not in page and secret not in stored and secret not in out
+
+    def fingerprint(environ: dict[str, str]) -> str:
+        with Runtime(load_settings(config, environ)) as runtime:
+            return runtime.fingerprint()
+
+    first = fingerprint(secrets)
+    assert first == fingerprint({**secrets, "TOKEN": "another-token", "HOOK_KEY": "another-key"})  # secrets do not shape it
+    config.write_text(config.read_text().replace('grace = "1h"', 'grace = "2h"'))
+    assert fingerprint(secrets) != first  # everything else does
+
+
+def test_evidence_export_keeps_a_period_as_one_archive(tree: Tree, tmp_path: Path) -> None:
+    config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    for as_of in ("2026-11-27T12:00:00Z", "2026-11-28T00:00:00Z", NOW):
+        run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")
+    archive = tmp_path / "evidence.zip"
+    code, _ = run("evidence", "export", "--from", "2026-11-27T18:00:00Z", "--to", NOW, "--output", str(archive), "--config", str(config))
+    assert code == 0
+    with zipfile.ZipFile(archive) as z:
+        names = set(z.namelist())
+        assert {n.split("/")[1] for n in names if n.startswith("audits/")} == {"00000002", "00000003"}
+        sums = dict(line.split("  ")[::-1] for line in z.read("SHA256SUMS").decode().splitlines())
+        assert set(sums) == names - {"SHA256SUMS"} and all(hashlib.sha256(z.read(n)).hexdigest() == d for n, d in sums.items())
+        chain = json.loads(z.read("chain.json"))
+        assert [r["id"] for r in chain] == [2, 3] and chain[1]["prev_sha256"] == chain[0]["record_sha256"]
+        page = tmp_path / "from-archive.html"
+        page.write_bytes(z.read("audits/00000003/evidence.html"))
+        assert b"window.missing" in z.read("audits/00000003/windows.csv")
+    assert run("evidence", "verify", str(page), "--config", str(config))[0] == 0
+
+
+@pytest.mark.parametrize("where", ["dashboard", "evidence page"])
+def test_the_calendar_cells_are_the_catalog_windows_in_a_browser(browser: Any, service: tuple[str, Any], where: str) -> None:  # noqa: F811
+    import httpx
+
+    from tests.integration.test_service import ADMIN
+
+    base, settings = service
+    started = httpx.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60).json()
+    page = browser.new_page()
+    page.goto(f"{base}/login")
+    page.fill("#token", ADMIN)
+    page.click("#sign-in")
+    page.goto(f"{base}/" if where == "dashboard" else f"{base}/audits/{started['audit_id']}")
+    cells = page.eval_on_selector_all(
+        ".calendar[data-export=web] a.cell", "els => els.map(e => [e.dataset.scheduled, e.dataset.status, e.getAttribute('title')])"
+    )
+    with Runtime(settings) as runtime:
+        windows = runtime.catalog.windows("web", WEB)
+    assert sorted((s, st) for s, st, _ in cells) == [(w.scheduled.strftime("%Y-%m-%dT%H:%M:%SZ"), w.status) for w in windows]
+    days = page.eval_on_selector_all(".calendar[data-export=web] th.day", "els => els.map(e => e.textContent)")
+    assert days == ["11-272026", "11-282026"]  # dates on the axis (month-day over the year)
+    times = page.eval_on_selector_all(".calendar[data-export=web] th.time", "els => els.map(e => e.textContent)")
+    assert times == [f"{h:02d}:00" for h in range(0, 24, 3)]
+    if where == "evidence page":
+        missing = next(title for s, st, title in cells if st == "missing")
+        assert "window.missing" in missing  # the tooltip carries the evidence
+    else:
+        page.click(".calendar[data-export=web] a.cell.missing")
+        page.click("#judged-by")
+        assert page.locator("#verdict").text_content() == "not_compliant" and page.locator("#report-sha256").count() == 1
+    page.close()
+
+
+from tests.integration.test_dashboard import browser  # noqa: F401 - the fixtures
+from tests.integration.test_service import service  # noqa: F401
