@@ -6,6 +6,7 @@ Pure: every function takes the times it needs and never reads the clock.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -83,48 +84,98 @@ def floor_minute(value: datetime) -> datetime:
     return value.replace(second=0, microsecond=0)
 
 
+# The times the auditor accepts: from the Unix epoch to the start of year 9000. Anything outside
+# is an input mistake, and staying far from datetime's own limits means adding a grace period, an
+# interval or a time zone offset to an accepted time can never overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_EPOCH_SECONDS = 10**11  # beyond this it is milliseconds by mistake (AEP's scheduleParams use seconds)
+_MAX_TEXT = 64  # longer than any ISO-8601 time: not worth parsing
+
+
 def parse_time(value: Any, *, key: str = "time") -> datetime:
     """Epoch seconds (int or digit string) or ISO-8601 to a tz-aware UTC datetime.
 
-    Raises ScheduleError naming `key` when the value is neither.
+    The one time parser of the API, the CLI and the configuration: anything malformed or outside
+    [1970-01-01, 9000-01-01) raises ScheduleError naming `key` (never ValueError or OverflowError).
     """
+    result = _parse_time(value, key)
+    try:
+        result = result.replace(tzinfo=UTC) if result.tzinfo is None else result.astimezone(UTC)
+    except (OverflowError, ValueError):  # 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        raise ScheduleError(f"{key}: {_shown(value)} is out of range (from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d})") from None
+    if not EARLIEST <= result < LATEST:
+        raise ScheduleError(f"{key}: {_shown(value)} is out of range (from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d})")
+    return result
+
+
+def _parse_time(value: Any, key: str) -> datetime:
     if isinstance(value, datetime):
-        result = value
-    elif isinstance(value, bool):
-        raise ScheduleError(f"{key}: expected epoch seconds or ISO-8601, got {value!r}")
-    elif isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
-        seconds = int(value)
-        if seconds > 10**11:  # milliseconds by mistake: AEP's scheduleParams are in seconds
-            raise ScheduleError(f"{key}: {value!r} looks like milliseconds; scheduleParams use epoch seconds")
-        result = datetime.fromtimestamp(seconds, UTC)
-    elif isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise ScheduleError(f"{key}: expected epoch seconds or ISO-8601, got {_shown(value)}")
+    if isinstance(value, str) and len(value) > _MAX_TEXT:
+        raise ScheduleError(f"{key}: {_shown(value)} is not epoch seconds or ISO-8601 (too long)")
+    text = value.strip() if isinstance(value, str) else ""
+    if isinstance(value, int | float) or (text.isascii() and text.isdigit()):
+        return _from_epoch(value if not isinstance(value, str) else int(text), value, key)
+    if isinstance(value, str):
         try:
-            result = datetime.fromisoformat(value.strip().replace("z", "Z"))
-        except ValueError as e:
-            raise ScheduleError(f"{key}: {value!r} is not epoch seconds or ISO-8601") from e
-    else:
-        raise ScheduleError(f"{key}: expected epoch seconds or ISO-8601, got {value!r}")
-    if result.tzinfo is None:
-        result = result.replace(tzinfo=UTC)
-    return result.astimezone(UTC)
+            return datetime.fromisoformat(text.replace("z", "Z"))
+        except (ValueError, OverflowError, TypeError):
+            raise ScheduleError(f"{key}: {_shown(value)} is not epoch seconds or ISO-8601") from None
+    raise ScheduleError(f"{key}: expected epoch seconds or ISO-8601, got {_shown(value)}")
 
 
-_GRACE_PART = re.compile(r"(\d+)([dhms])")
+def _from_epoch(number: float, original: Any, key: str) -> datetime:
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ScheduleError(f"{key}: {_shown(original)} is not a time")
+    if number > MAX_EPOCH_SECONDS * 1000:
+        raise ScheduleError(f"{key}: {_shown(original)} is out of range (epoch seconds up to {MAX_EPOCH_SECONDS})")
+    if number > MAX_EPOCH_SECONDS:
+        raise ScheduleError(f"{key}: {_shown(original)} looks like milliseconds; scheduleParams use epoch seconds")
+    if number < 0:
+        raise ScheduleError(f"{key}: {_shown(original)} is before 1970-01-01 (negative epoch seconds)")
+    return datetime.fromtimestamp(int(number), UTC)
+
+
+def _shown(value: Any) -> str:
+    """A bounded repr of an input value for a message (never the whole of 5,000 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+        digits = int(abs(value).bit_length() * math.log10(2)) + 1  # repr() of a huge int may raise
+        return f"a {'negative ' if value < 0 else ''}number of about {digits} digits"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a hostile value's repr
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:60] + "…" + text[-10:]
+
+
+_GRACE_PART = re.compile(r"([0-9]+)([dhms])")
+
+
+MAX_DURATION = timedelta(days=3660)  # ten years: longer is a typo, and would overflow time arithmetic
 
 
 def parse_grace(text: str) -> timedelta:
-    """`90m`, `1h30m`, `2d`, `45s` or ISO-8601 `PT1H` / `P1DT2H` to a timedelta."""
+    """`90m`, `1h30m`, `2d`, `45s` or ISO-8601 `PT1H` / `P1DT2H` to a timedelta (at most ten years)."""
     value = text.strip()
     if not value:
         raise ScheduleError("grace: empty duration")
-    iso = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", value.upper())
+    if len(value) > _MAX_TEXT:
+        raise ScheduleError(f"grace: {_shown(text)} is not a duration like 90m, 1h30m, 2d or PT1H (too long)")
+    iso = re.fullmatch(r"P(?:([0-9]+)D)?(?:T(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?)?", value.upper())
     if iso and value.upper() not in ("P", "PT") and not value.upper().endswith("T"):
         days, hours, minutes, seconds = (int(g) if g else 0 for g in iso.groups())
-        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    if _GRACE_PART.sub("", value.lower()) == "":
+        total = days * 86400 + hours * 3600 + minutes * 60 + seconds
+    elif value.isascii() and _GRACE_PART.sub("", value.lower()) == "":
         units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-        return timedelta(seconds=sum(int(n) * units[u] for n, u in _GRACE_PART.findall(value.lower())))
-    raise ScheduleError(f"grace: {text!r} is not a duration like 90m, 1h30m, 2d or PT1H")
+        total = sum(int(n) * units[u] for n, u in _GRACE_PART.findall(value.lower()))
+    else:
+        raise ScheduleError(f"grace: {_shown(text)} is not a duration like 90m, 1h30m, 2d or PT1H")
+    if total > MAX_DURATION.total_seconds():
+        raise ScheduleError(f"grace: {_shown(text)} is longer than {MAX_DURATION.days} days")
+    return timedelta(seconds=total)
 
 
 def parse_schedule(params: Mapping[str, Any]) -> Schedule:
