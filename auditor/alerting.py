@@ -24,10 +24,10 @@ from auditor.alerts.rules import conditions, recovered
 from auditor.config import ChannelSettings, Settings
 from auditor.ledger import Episode, Notice, WindowState
 from auditor.reconcile import Status
-from auditor.report import AuditReport
+from auditor.report import AuditReport, iso
 
 log = logging.getLogger("auditor.alerts")
-LEASE = timedelta(minutes=2)  # a claimed notice is someone else's to send again after this
+LEASE = timedelta(minutes=2)  # renewed before each send; far longer than one send (the webhook timeout is 10 s)
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
 
@@ -42,17 +42,26 @@ class AlertCatalog(Protocol):
 
     def close_episode(self, key: str, *, message: str, payload: Mapping[str, Any], channels: Sequence[str], now: datetime, audit_id: int | None) -> bool: ...
 
-    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 50) -> list[Notice]: ...
+    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 10) -> list[Notice]: ...
+
+    def renew_lease(self, notice_id: int, *, holder: str, lease: timedelta) -> bool: ...
 
     def record_attempt(self, notice_id: int, *, holder: str, now: datetime, error: str | None, permanent: bool, retry_at: datetime | None) -> str: ...
 
 
-def raise_alerts(settings: Settings, catalog: AlertCatalog, report: AuditReport, *, live: Iterable[str], now: datetime, audit_id: int | None) -> tuple[int, int]:
-    """Open and close episodes for the exports this (live) audit covered; returns (opened, closed)."""
+def raise_alerts(settings: Settings, catalog: AlertCatalog, report: AuditReport, *, live: Iterable[tuple[str, str]], now: datetime, audit_id: int | None) -> tuple[int, int]:
+    """Open and close episodes for the (export, dataset) pairs this audit was live for; returns (opened, closed).
+
+    Episodes of conditions nobody monitors any more (a rule, export or dataset removed from the
+    configuration) are closed without a notice, so the same condition alerts again if it returns.
+    """
     scope = set(live)
-    if not settings.alerts or not scope:
+    if not scope:
         return 0, 0
-    mine = AuditReport(report.as_of, tuple(e for e in report.exports if e.name in scope), report.unexpected, report.errors, report.assurance, report.audit_id)
+    closed = _close_unmonitored(settings, catalog, now, audit_id)
+    if not settings.alerts:
+        return 0, closed
+    mine = AuditReport(report.as_of, tuple(e for e in report.exports if (e.name, e.dataset_id) in scope), report.unexpected, report.errors, report.assurance, report.audit_id)
     unknown_since: dict[tuple[str, str, datetime], datetime] = {}
     for export in mine.exports:
         if any(w.status is Status.UNKNOWN for w in export.windows):
@@ -69,18 +78,30 @@ def raise_alerts(settings: Settings, catalog: AlertCatalog, report: AuditReport,
         for c in found
     )
     current = {c.key for c in found}
-    closed = 0
-    for key, episode in sorted(catalog.open_episodes(scope).items()):
+    for key, episode in sorted(catalog.open_episodes({e for e, _ in scope}).items()):
         rule = rules.get(episode.rule)
-        if key in current or rule is None or (rule.exports and episode.export not in rule.exports):
+        if key in current or rule is None or (episode.export, episode.dataset_id) not in scope:
             continue
-        message = recovered(mine, key, when=rule.when)
+        message = recovered(mine, episode.rule, episode.export, episode.dataset_id, episode.scheduled, when=rule.when)
         if message is None:
             continue
         payload = {"title": f"export-auditor: {episode.rule} recovered", "rule": episode.rule, "export": episode.export, "dataset_id": episode.dataset_id,
-                   "scheduled": key.rsplit("|", 1)[-1] if episode.scheduled else None}
+                   "scheduled": iso(episode.scheduled)}
         closed += catalog.close_episode(key, message=message, payload=payload, channels=rule.channels, now=now, audit_id=audit_id)
     return opened, closed
+
+
+def _close_unmonitored(settings: Settings, catalog: AlertCatalog, now: datetime, audit_id: int | None) -> int:
+    rules = {r.name: r for r in settings.alerts}
+    datasets = {(e.name, d) for e in settings.exports for d in e.datasets}
+    closed = 0
+    for key, episode in catalog.open_episodes().items():
+        rule = rules.get(episode.rule)
+        if rule is not None and (episode.export, episode.dataset_id) in datasets and (not rule.exports or episode.export in rule.exports):
+            continue
+        what = "the rule" if rule is None else ("the dataset" if (episode.export, episode.dataset_id) not in datasets else "the rule's exports")
+        closed += catalog.close_episode(key, message=f"no longer monitored: {what} changed in the configuration", payload={}, channels=[], now=now, audit_id=audit_id)
+    return closed
 
 
 def retry_delay(attempts: int, notice_id: int) -> timedelta:
@@ -104,6 +125,8 @@ def deliver_due(
     build = notifier or _notifier
     claimed = catalog.claim_notices(now, holder=holder, lease=LEASE)
     for notice in claimed:
+        if not catalog.renew_lease(notice.id, holder=holder, lease=LEASE):
+            continue  # the lease ran out while earlier notices were sent: another process may have it now
         channel = channels.get(notice.channel)
         if channel is None:
             catalog.record_attempt(notice.id, holder=holder, now=now, error="the channel is no longer configured", permanent=True, retry_at=None)

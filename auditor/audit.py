@@ -70,6 +70,9 @@ class Recording(Protocol):
     @property
     def live(self) -> frozenset[str]: ...
 
+    @property
+    def live_datasets(self) -> frozenset[tuple[str, str]]: ...
+
 
 class CatalogPort(Protocol):
     def known_files(self, destination: str) -> Mapping[str, FileRecord]: ...
@@ -173,7 +176,7 @@ def run_audit(
     if catalog is not None:
         try:
             recorded = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=[e.name for e in exports])
-            report = replace(report, audit_id=recorded.audit_id, live=recorded.live)
+            report = replace(report, audit_id=recorded.audit_id, live=recorded.live, live_datasets=recorded.live_datasets)
         except CatalogError as e:
             report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))
     return report

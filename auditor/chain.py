@@ -46,17 +46,21 @@ def walk(
 ) -> Chain[T]:
     """Walk `windows` (any order) up to `at` (minute precision; None: all of them).
 
-    Incremental exports (first full, then incrementals): every window from the first up to the
-    newest non-pending one must be good. Full exports: the newest non-pending window must be good;
-    `restorable_until` is then the newest good window.
+    Incremental exports (first full, then incrementals): every window up to the first pending one
+    must be good; that window and everything after it are pending (not restorable yet, not broken).
+    Full exports: the newest non-pending window must be good; `restorable_until` is the newest good one.
     """
     limit = _minute(at) if at is not None else None
     ordered = sorted((w for w in windows if limit is None or _minute(scheduled(w)) <= limit), key=scheduled)
-    tail = len(ordered)
-    while tail and _status(status(ordered[tail - 1])) == PENDING:
-        tail -= 1
-    settled, pending = ordered[:tail], tuple(ordered[tail:])
+    if incremental:  # the chain cannot go past a window still in its grace period: it and all after it are pending
+        first = next((i for i, w in enumerate(ordered) if _status(status(w)) == PENDING), len(ordered))
+    else:  # each full export stands alone: only a pending tail waits
+        first = len(ordered)
+        while first and _status(status(ordered[first - 1])) == PENDING:
+            first -= 1
+    settled, pending = ordered[:first], tuple(ordered[first:])
     if not incremental:
+        settled = [w for w in settled if _status(status(w)) != PENDING]
         good = [w for w in settled if _status(status(w)) in GOOD_STATUSES]
         until = scheduled(good[-1]) if good else None
         if settled and _status(status(settled[-1])) not in GOOD_STATUSES:

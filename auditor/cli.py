@@ -6,7 +6,7 @@ Flow Service commands live in auditor.cli_flows; what commands share in auditor.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -35,6 +35,8 @@ def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float 
     if deep and sample:
         raise click.UsageError("use --deep or --sample, not both")
     moment = when(as_of, "--as-of")
+    if moment > datetime.now(UTC) + timedelta(minutes=5):
+        raise click.BadParameter("is in the future: an audit as of a time that has not come yet would freeze the catalog's present", param_hint="--as-of")
     with runtime(config_path) as rt, progress_bar() as bar:
         report = rt.audit(now=moment, options=AuditOptions(deep=deep, sample_percent=sample), progress=bar)
         assert report is not None  # waits for other auditors of the same destinations

@@ -65,6 +65,7 @@ class AuditReport:
     assurance: Assurance = field(default_factory=Assurance)
     audit_id: int | None = None
     live: frozenset[str] = frozenset()  # the exports whose present state this audit changed (empty: historical, or not recorded)
+    live_datasets: frozenset[tuple[str, str]] = frozenset()  # (export, dataset) pairs it was live for
     method: Mapping[str, Any] = field(default_factory=dict)  # how thoroughly: deep, sample rotation (evidence)
     fingerprint: str | None = None  # of the configuration, secrets excluded (auditor.evidence.fingerprint)
 

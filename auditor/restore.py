@@ -8,11 +8,11 @@ auditor.chain, the one implementation the audit, the API, the dashboard and aler
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from auditor.chain import walk
+from auditor.chain import GOOD_STATUSES, walk
 from auditor.config import Settings
 from auditor.errors import AuditorError, StorageError
 from auditor.ledger import AuditRecord, DatasetState, FileState, FindingState, WindowState
@@ -89,7 +89,7 @@ class RestorePlan:
         if self.complete:
             return 0
         if self.audit is None or (self.broken is not None and self.broken.status == "unknown"):
-            return 3
+            return 3  # never audited, or the break is a window no audit could read
         return 1
 
     def to_json(self) -> dict[str, Any]:
@@ -128,10 +128,15 @@ def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: 
     incremental = configured.schedule.incremental
     if audit is None:
         return RestorePlan(name, configured.destination, dataset, at, incremental, (), None, (), f"export {name!r} has not been audited yet: run `auditor audit` or use --refresh", None, None)
-    rows = catalog.windows(name, dataset, None, at, known=True)
-    unknown_now = {w.scheduled for w in catalog.windows(name, dataset, None, at) if w.status == "unknown"}
+    present = catalog.windows(name, dataset, None, at)
+    unknown_now = {w.scheduled for w in present if w.status == "unknown"}
+    # an unreadable window is judged by the last status an audit established, unless that was only "pending"
+    rows = [k if k.scheduled not in unknown_now or k.status != "pending" else p for k, p in zip(catalog.windows(name, dataset, None, at, known=True), present, strict=True)]
+    files = catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key])
+    # a window judged good whose files have since gone from storage (seen by a later listing) is broken
+    gone = {w.scheduled for w in rows if w.status in GOOD_STATUSES and w.files > len(files.get(w.folder_key or "", []))}
+    rows = [replace(w, status="invalid") if w.scheduled in gone else w for w in rows]
     chain = walk(rows, incremental=incremental, status=lambda w: w.status, scheduled=lambda w: w.scheduled, at=at)
-    files = catalog.folder_files(configured.destination, [w.folder_key for w in chain.steps if w.folder_key])
     steps = tuple(
         Step(w, f"{root}/{w.folder_key}" if w.folder_key else None, tuple(files.get(w.folder_key or "", [])), unverified=w.scheduled in unknown_now) for w in chain.steps
     )
@@ -141,13 +146,18 @@ def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: 
     if at > audit.as_of:
         notes.append(f"the catalog knows this export as of {iso(audit.as_of)}; windows after that are not in this answer (use --refresh to audit first)")
     reason = None
+    broken = chain.broken
     if not rows:
         reason = f"no audited window of {dataset} at or before {iso(at)}"
-    elif chain.broken is not None:
-        reason = _why(chain.broken, catalog.window_findings(name, dataset, chain.broken.scheduled))
+    elif broken is not None and broken.scheduled in gone:
+        reason = f"window {iso(broken.scheduled)} was {next(p.status for p in present if p.scheduled == broken.scheduled)} when audit {broken.audit_id} judged it, but files of it have gone from storage since: re-audit it (--refresh)"
+    elif broken is not None:
+        reason = _why(broken, catalog.window_findings(name, dataset, broken.scheduled))
+        if broken.scheduled in unknown_now:
+            broken = replace(broken, status="unknown")
     elif not chain.steps:
         reason = f"nothing restorable yet: {len(chain.pending)} window(s) still inside their grace period"
-    return RestorePlan(name, configured.destination, dataset, at, incremental, steps, chain.broken, chain.pending, reason, chain.restorable_until, audit, tuple(notes))
+    return RestorePlan(name, configured.destination, dataset, at, incremental, steps, broken, chain.pending, reason, chain.restorable_until, audit, tuple(notes))
 
 
 def _why(window: WindowState, findings: Sequence[FindingState]) -> str:

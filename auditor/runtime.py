@@ -204,28 +204,29 @@ class Runtime:
         catalog = self.catalog_or_none()
         with ExitStack() as held:
             if catalog is not None:
-                for destination in sorted({e.destination for e in self.settings.exports if e.name in scope}):
-                    try:
-                        got = held.enter_context(catalog.destination_lock(destination, wait=wait))
-                    except CatalogError:
-                        got = True  # the catalog is away: nothing will be recorded, so nothing to serialise
-                    if not got:
-                        return None
+                destinations = sorted({e.destination for e in self.settings.exports if e.name in scope})
+                try:
+                    got = held.enter_context(catalog.destination_locks(destinations, wait=wait))
+                except CatalogError:
+                    got, catalog = True, None  # the catalog is away: nothing will be recorded, so nothing to serialise
+                    self._catalog_problem = "the catalog could not be reached"
+                if not got:
+                    return None
             runs, flows, problems = self.fetch_runs(scope)
             report = run_audit(
                 self.settings, stores=self.stores(), catalog=catalog, now=now, started=datetime.now(UTC), options=replace(options, only_exports=scope),
                 progress=progress, checker=self.checker(), runs=runs, flows=flows, fingerprint=self.fingerprint(), problems=problems,
             )
-        problems = []  # recorded with the report
+            problems = []  # recorded with the report
+            if catalog is not None and report.live and self.settings.alerts:  # still under the lock: no stale audit raises alerts
+                try:
+                    from auditor.alerting import raise_alerts
+
+                    raise_alerts(self.settings, catalog, report, live=report.live_datasets, now=now, audit_id=report.audit_id)
+                except CatalogError as e:
+                    problems.append(AuditError("catalog", f"alerts could not be raised: {e}"))
         if catalog is None:
             problems.append(AuditError("catalog", f"{self._catalog_problem}; nothing was recorded"))
-        elif report.live and self.settings.alerts:
-            try:
-                from auditor.alerting import raise_alerts
-
-                raise_alerts(self.settings, catalog, report, live=report.live, now=now, audit_id=report.audit_id)
-            except CatalogError as e:
-                problems.append(AuditError("catalog", f"alerts could not be raised: {e}"))
         return replace(report, errors=(*report.errors, *problems)) if problems else report
 
     def deliver(self, now: datetime, *, wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:

@@ -19,10 +19,15 @@ def run_migrations() -> None:
             raise RuntimeError("no engine and no sqlalchemy.url: run migrations through `auditor db upgrade`")
         engine = make_engine(url)
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # batch migrations copy and drop tables that others refer to: no checks while they do
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 run_migrations()

@@ -14,7 +14,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,6 +76,7 @@ class Recorded:
 
     audit_id: int
     live: frozenset[str]
+    live_datasets: frozenset[tuple[str, str]] = frozenset()
 
 
 def open_catalog(url: str) -> Catalog:
@@ -288,12 +289,18 @@ class Catalog:
             if conn.dialect.name == "postgresql":  # one writer extends the hash chain at a time (SQLite: the write lock does it)
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK})
             destination_ids = self._sync_config(conn, settings)
-            # lock the covered exports' rows (PostgreSQL) so two writers cannot both think they are live
+            # live is decided per export and dataset (a dataset added later is live at its first audit);
+            # the rows are locked (PostgreSQL) so two writers cannot both think they are live
             latest = {
-                name: _utc(at)
-                for name, at in conn.execute(select(EXPORTS.c.name, EXPORTS.c.live_as_of).where(EXPORTS.c.name.in_(covered)).with_for_update())
+                (name, dataset): _utc(at)
+                for name, dataset, at in conn.execute(
+                    select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(covered)).with_for_update()
+                )
             }
-            live = frozenset(name for name in covered if latest.get(name) is None or report.as_of >= cast(datetime, latest[name]))
+            live_datasets = frozenset(
+                (e.name, e.dataset_id) for e in report.exports if e.name in covered and (latest.get((e.name, e.dataset_id)) is None or report.as_of >= cast(datetime, latest[(e.name, e.dataset_id)]))
+            )
+            live = frozenset(name for name, _ in live_datasets)
             audit_id = int(
                 conn.execute(
                     AUDITS.insert().values(
@@ -317,12 +324,13 @@ class Catalog:
             )
             self._chain(conn, audit_id)
             for name, records in files.items():
-                self._record_files(conn, destination_ids[name], records, report.as_of, present=listed.get(name))
-            self._record_windows(conn, report, destination_ids, audit_id, live)
+                # a back-dated audit learns what the bytes are, but says nothing about when files were last seen or went
+                self._record_files(conn, destination_ids[name], records, report.as_of, present=listed.get(name) if live else None, historical=not live)
+            self._record_windows(conn, report, destination_ids, audit_id, live_datasets)
             self._record_runs(conn, runs or {}, report.as_of)
             if live:
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))
-            return Recorded(audit_id, live)
+            return Recorded(audit_id, live, live_datasets)
 
     def _chain(self, conn: Connection, audit_id: int) -> None:
         """Link a new audit record to the previous one (auditor.evidence)."""
@@ -384,7 +392,7 @@ class Catalog:
     def _export_ids(self, conn: Connection) -> dict[str, int]:
         return {name: id_ for id_, name in conn.execute(select(EXPORTS.c.id, EXPORTS.c.name))}
 
-    def _record_files(self, conn: Connection, destination_id: int, records: Sequence[FileRecord], now: datetime, *, present: set[str] | None) -> None:
+    def _record_files(self, conn: Connection, destination_id: int, records: Sequence[FileRecord], now: datetime, *, present: set[str] | None, historical: bool = False) -> None:
         """Upsert the checked files; with a successful listing, mark files it no longer holds as gone."""
         rows = [
             {
@@ -408,7 +416,7 @@ class Catalog:
             }
             for r in records
         ]
-        update_columns = [k for k in (rows[0] if rows else {}) if k not in ("destination_id", "key", "first_seen")]
+        update_columns = [k for k in (rows[0] if rows else {}) if k not in ("destination_id", "key", "first_seen", *(("last_seen", "gone_at") if historical else ()))]
         _upsert(conn, FILES, rows, ["destination_id", "key"], update_columns)
         if present is not None:
             current = conn.execute(select(FILES.c.id, FILES.c.key).where(FILES.c.destination_id == destination_id, FILES.c.gone_at.is_(None)))
@@ -416,7 +424,7 @@ class Catalog:
             for chunk in _chunks(gone):
                 conn.execute(update(FILES).where(FILES.c.id.in_(chunk)).values(gone_at=now))
 
-    def _record_windows(self, conn: Connection, report: AuditReport, destination_ids: Mapping[str, int], audit_id: int, live: frozenset[str]) -> None:
+    def _record_windows(self, conn: Connection, report: AuditReport, destination_ids: Mapping[str, int], audit_id: int, live: frozenset[tuple[str, str]]) -> None:
         export_ids = self._export_ids(conn)
         folder_rows = {}
         for export in report.exports:
@@ -431,14 +439,14 @@ class Catalog:
                         "first_seen": report.as_of,
                         "last_seen": report.as_of,
                     }
-        _upsert(conn, FOLDERS, list(folder_rows.values()), ["destination_id", "key"], ["last_seen"])
+        _upsert(conn, FOLDERS, list(folder_rows.values()), ["destination_id", "key"], ["last_seen"] if live else [])
         for export in report.exports:
             export_id = export_ids[export.name]
             existing = {
                 _utc(row.scheduled): row
                 for row in conn.execute(select(WINDOWS).where(WINDOWS.c.export_id == export_id, WINDOWS.c.dataset_id == export.dataset_id))
             }
-            if export.name in live:
+            if (export.name, export.dataset_id) in live:
                 self._record_live(conn, export, export_id, existing, audit_id, report.as_of)
             else:
                 self._record_historical(conn, export, export_id, existing, audit_id, report.as_of)
@@ -493,31 +501,44 @@ class Catalog:
         if not any(r.status is Status.UNKNOWN for r in export.windows):  # an audit that could not look does not move restore points
             broken = export.restore.broken_at
             restore |= {"restorable_until": export.restore.restorable_until, "broken_at": broken.window.scheduled if broken else None}
-            conn.execute(POINTS.insert().values(export_id=export_id, dataset_id=export.dataset_id, audit_id=audit_id, as_of=as_of, restorable_until=export.restore.restorable_until))
-        conn.execute(update(DATASETS).where(DATASETS.c.export_id == export_id, DATASETS.c.dataset_id == export.dataset_id).values(**restore))
+        where = (DATASETS.c.export_id == export_id) & (DATASETS.c.dataset_id == export.dataset_id)
+        conn.execute(update(DATASETS).where(where).values(**restore))
+        until = conn.execute(select(DATASETS.c.restorable_until).where(where)).scalar_one_or_none()
+        conn.execute(POINTS.insert().values(export_id=export_id, dataset_id=export.dataset_id, audit_id=audit_id, as_of=as_of, restorable_until=_utc(until)))
 
     def _record_historical(self, conn: Connection, export: ExportResult, export_id: int, existing: Mapping[datetime, Any], audit_id: int, as_of: datetime) -> None:
-        """An audit as of a past time: its view joins each window's history, in as-of order; the present stays."""
-        missing = [
-            {"export_id": export_id, "dataset_id": export.dataset_id, "scheduled": r.window.scheduled, "status": r.status.value,
-             "known_status": None if r.status is Status.UNKNOWN else r.status.value, "folder_key": None, "files": 0, "bytes": 0, "records": None,
-             "status_since": as_of, "last_audit_id": audit_id}
-            for r in export.windows
-            if r.window.scheduled not in existing
-        ]  # a window no live audit has seen yet (a first audit back-dated): known only from this view
-        _upsert(conn, WINDOWS, missing, ["export_id", "dataset_id", "scheduled"], [])
-        ids = self._window_ids(conn, export_id, export.dataset_id)
-        before: dict[int, tuple[datetime, int, str]] = {}
-        query = select(HISTORY.c.window_id, HISTORY.c.at, HISTORY.c.id, HISTORY.c.status).where(HISTORY.c.window_id.in_(list(ids.values())), HISTORY.c.at <= as_of)
-        for window_id, at, id_, status in conn.execute(query):
-            entry = (_utc(at), id_, status)
-            if window_id not in before or entry[:2] > before[window_id][:2]:
-                before[window_id] = entry
-        rows = [
-            {"window_id": ids[r.window.scheduled], "audit_id": audit_id, "status": r.status.value, "at": as_of, "live": False}
-            for r in export.windows
-            if ids[r.window.scheduled] not in before or before[ids[r.window.scheduled]][2] != r.status.value
-        ]
+        """An audit as of a past time: its view joins each window's history, in as-of order; the present stays.
+
+        History records changes. When this view differs from the status in effect at its as-of time,
+        the status that the next live audit confirmed is written again at that audit's as-of time, so
+        "what did we know at T" stays right for every T after it.
+        """
+        ids = {k: v for k, v in self._window_ids(conn, export_id, export.dataset_id).items() if k in existing}  # never a new window
+        if not ids:
+            return
+        entries: dict[int, list[tuple[datetime, int, str]]] = {}
+        for window_id, at, id_, status in conn.execute(select(HISTORY.c.window_id, HISTORY.c.at, HISTORY.c.id, HISTORY.c.status).where(HISTORY.c.window_id.in_(list(ids.values())))):
+            entries.setdefault(window_id, []).append((_utc(at), id_, status))
+        next_live = conn.execute(
+            select(POINTS.c.as_of, POINTS.c.audit_id)
+            .where(POINTS.c.export_id == export_id, POINTS.c.dataset_id == export.dataset_id, POINTS.c.as_of > as_of)
+            .order_by(POINTS.c.as_of, POINTS.c.id)
+            .limit(1)
+        ).one_or_none()
+        rows = []
+        for result in export.windows:
+            window_id = ids.get(result.window.scheduled)
+            if window_id is None:
+                continue
+            ordered = sorted(entries.get(window_id, []))
+            before = [e for e in ordered if e[0] <= as_of]
+            after = [e for e in ordered if e[0] > as_of]
+            in_effect = before[-1][2] if before else None
+            if in_effect == result.status.value:
+                continue
+            rows.append({"window_id": window_id, "audit_id": audit_id, "status": result.status.value, "at": as_of, "live": False})
+            if in_effect is not None and next_live is not None and (not after or _utc(next_live[0]) < after[0][0]):
+                rows.append({"window_id": window_id, "audit_id": next_live[1], "status": in_effect, "at": _utc(next_live[0]), "live": True})
         if rows:
             conn.execute(HISTORY.insert(), rows)
 
@@ -582,19 +603,21 @@ class Catalog:
         with self._connect() as conn:
             return [_notice(row) for row in conn.execute(query.order_by(NOTICES.c.id.desc()).limit(limit))]
 
-    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 50) -> list[Notice]:
-        """Claim due notices for sending: each is handed to one claimer until its lease runs out.
+    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 10) -> list[Notice]:
+        """Claim notices due at `now` for sending: each is handed to one claimer until its lease runs out.
 
-        PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: a conditional UPDATE per notice.
+        Leases are kept in wall-clock time (whatever clock `now` is on), so a slow audit before the
+        claim cannot shorten them. PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: a conditional UPDATE.
         """
-        due = and_(NOTICES.c.state == "pending", NOTICES.c.next_attempt_at <= now, or_(NOTICES.c.lease_until.is_(None), NOTICES.c.lease_until < now))
+        wall = datetime.now(UTC)
+        due = and_(NOTICES.c.state == "pending", NOTICES.c.next_attempt_at <= now, or_(NOTICES.c.lease_until.is_(None), NOTICES.c.lease_until < wall))
         claimed: list[int] = []
         with self._connect() as conn, conn.begin():
             candidates = select(NOTICES.c.id).where(due).order_by(NOTICES.c.id).limit(limit)
             if conn.dialect.name == "postgresql":
                 candidates = candidates.with_for_update(skip_locked=True)
             for (notice_id,) in conn.execute(candidates).all():
-                result = conn.execute(update(NOTICES).where(NOTICES.c.id == notice_id, due).values(lease_holder=holder, lease_until=now + lease))
+                result = conn.execute(update(NOTICES).where(NOTICES.c.id == notice_id, due).values(lease_holder=holder, lease_until=wall + lease))
                 if result.rowcount == 1:
                     claimed.append(notice_id)
         if not claimed:
@@ -608,19 +631,27 @@ class Catalog:
         with self._connect() as conn:
             return [_notice(row) for row in conn.execute(query)]
 
+    def renew_lease(self, notice_id: int, *, holder: str, lease: timedelta) -> bool:
+        """Extend this holder's lease just before sending; False when the notice is no longer this holder's to send."""
+        wall = datetime.now(UTC)
+        with self._connect() as conn, conn.begin():
+            mine = (NOTICES.c.id == notice_id) & (NOTICES.c.lease_holder == holder) & (NOTICES.c.state == "pending") & (NOTICES.c.lease_until >= wall)
+            return bool(conn.execute(update(NOTICES).where(mine).values(lease_until=wall + lease)).rowcount == 1)
+
     def record_attempt(self, notice_id: int, *, holder: str, now: datetime, error: str | None, permanent: bool, retry_at: datetime | None) -> str:
-        """Record one delivery attempt; `retry_at` None with an error gives the notice up. Returns its new state."""
+        """Record one delivery attempt; `retry_at` None with an error gives the notice up. Returns its new state,
+        or "lost" when the lease had passed to another holder (the attempt is recorded as such)."""
         state = "delivered" if error is None else ("failed" if permanent or retry_at is None else "pending")
-        outcome = {"delivered": "delivered", "failed": "failed", "pending": "retry"}[state]
         values: dict[str, Any] = {"state": state, "attempts": NOTICES.c.attempts + 1, "last_error": error, "lease_holder": None, "lease_until": None}
         if state == "delivered":
             values["delivered_at"] = now
         if state == "pending":
             values["next_attempt_at"] = retry_at
         with self._connect() as conn, conn.begin():
+            changed = conn.execute(update(NOTICES).where(NOTICES.c.id == notice_id, NOTICES.c.lease_holder == holder).values(**values)).rowcount
+            outcome = {"delivered": "delivered", "failed": "failed", "pending": "retry"}[state] if changed == 1 else "lost-lease"
             conn.execute(ATTEMPTS.insert().values(notice_id=notice_id, at=now, holder=holder, outcome=outcome, error=error))
-            conn.execute(update(NOTICES).where(NOTICES.c.id == notice_id, NOTICES.c.lease_holder == holder).values(**values))
-        return state
+        return state if changed == 1 else "lost"
 
     def attempts(self, notice_id: int) -> list[tuple[datetime, str, str | None]]:
         with self._connect() as conn:
@@ -630,42 +661,45 @@ class Catalog:
     # -- one auditor at a time per destination -----------------------------------------
 
     @contextmanager
-    def destination_lock(self, destination: str, *, wait: bool) -> Iterator[bool]:
-        """Hold the right to audit `destination` (yields False when another process has it and `wait` is off).
+    def destination_locks(self, destinations: Iterable[str], *, wait: bool) -> Iterator[bool]:
+        """Hold the right to audit every one of `destinations` (yields False, holding none, when another process
+        has one of them and `wait` is off). Taken in name order, so two waiting processes cannot deadlock.
 
-        PostgreSQL: a session advisory lock on a connection of its own (released if the process dies);
-        SQLite: an exclusive lock on a file beside the database (the same guarantee on one machine).
+        PostgreSQL: session advisory locks on one connection of their own (released if the process dies);
+        SQLite: exclusive locks on files beside the database (the same guarantee on one machine).
         """
+        names = sorted(set(destinations))
         if self.engine.dialect.name == "postgresql":
-            key = int.from_bytes(hashlib.sha256(f"auditor-destination:{destination}".encode()).digest()[:8], "big", signed=True)
+            keys = [int.from_bytes(hashlib.sha256(f"auditor-destination:{n}".encode()).digest()[:8], "big", signed=True) for n in names]
             with self._connect() as conn:
-                if wait:
-                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-                    got = True
-                else:
-                    got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one())
-                conn.commit()
+                held: list[int] = []
                 try:
-                    yield got
+                    for key in keys:
+                        if wait:
+                            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                        elif not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one():
+                            break
+                        held.append(key)
+                    conn.commit()
+                    yield len(held) == len(keys)
                 finally:
-                    if got:
+                    for key in held:
                         conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                        conn.commit()
+                    conn.commit()
             return
-        path = self._lock_path(destination)
-        if path is None:  # an in-memory database lives in one process
+        with ExitStack() as stack:
+            for name in names:
+                path = self._lock_path(name)
+                if path is None:  # an in-memory database lives in one process
+                    continue
+                handle = stack.enter_context(open(path, "a+b"))
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                stack.callback(fcntl.flock, handle, fcntl.LOCK_UN)
             yield True
-            return
-        with open(path, "a+b") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _lock_path(self, destination: str) -> Path | None:
         database = self.engine.url.database

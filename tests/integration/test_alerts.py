@@ -310,3 +310,27 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z"
     finally:
         process.terminate()
         process.wait(15)
+
+
+def test_a_claim_is_exclusive_whatever_the_claimer_clock_and_a_lost_lease_is_recorded(catalog_url: str) -> None:
+    from sqlalchemy import update
+
+    from auditor.catalog.repository import NOTICES, open_catalog
+
+    catalog = open_catalog(upgraded(catalog_url))
+    now = t("2026-11-27T05:00")
+    assert catalog.open_episode("k", rule="r", export="e", dataset="d", scheduled=None, message="m", payload={}, channels=["c1", "c2"], now=now, audit_id=None)
+    first = catalog.claim_notices(now, holder="a", lease=timedelta(minutes=2))
+    assert len(first) == 2
+    assert catalog.claim_notices(now + timedelta(minutes=10), holder="b", lease=timedelta(minutes=2)) == []  # a later clock cannot take them
+
+    with catalog.engine.begin() as conn:  # a's process stalls: its lease runs out
+        conn.execute(update(NOTICES).values(lease_until=t("2000-01-01T00:00")))
+    assert not catalog.renew_lease(first[0].id, holder="a", lease=timedelta(minutes=2))  # a would skip the send
+    second = catalog.claim_notices(now, holder="b", lease=timedelta(minutes=2))
+    assert [n.id for n in second] == [n.id for n in first]
+    assert catalog.record_attempt(first[0].id, holder="a", now=now, error=None, permanent=False, retry_at=None) == "lost"
+    assert catalog.record_attempt(first[0].id, holder="b", now=now, error=None, permanent=False, retry_at=None) == "delivered"
+    assert [outcome for _, outcome, _ in catalog.attempts(first[0].id)] == ["lost-lease", "delivered"]
+    assert next(n for n in catalog.notices() if n.id == first[0].id).attempts == 1
+    catalog.close()

@@ -427,3 +427,145 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z"
         assert restarted.catalog.audits(1)[0].scope == ("wa",)
     finally:
         restarted.close()
+
+
+def test_the_previous_release_catalog_downgrades_and_upgrades_again_on_sqlite(tmp_path: Path) -> None:
+    from alembic import command
+
+    from auditor.catalog.engine import alembic_config, make_engine, schema_state, upgrade
+
+    shutil.copy(Path(__file__).parents[1] / "data" / "catalogs" / "release-0003.sqlite", tmp_path / "c.db")
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    upgrade(engine)
+    command.downgrade(alembic_config(engine), "0003")  # tables that others refer to are rebuilt: foreign keys must not stop it
+    assert schema_state(engine)[0] == "0003"
+    upgrade(engine)
+    assert schema_state(engine)[0] == schema_state(engine)[1]
+    assert len(open_catalog(f"sqlite:///{tmp_path / 'c.db'}").notices()) == 6
+    engine.dispose()
+
+
+def _two_exports(tmp_path: Path, tree: Tree, catalog_url: str | None = None, *, extra: str = "", datasets: str = '["dsA"]') -> Path:
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "{catalog_url or f"sqlite:///{tmp_path / 'c.db'}"}"
+[validation]
+isolate = false
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+[[exports]]
+name = "a"
+destination = "d"
+datasets = {datasets}
+format = "parquet"
+schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }}
+[[exports]]
+name = "b"
+destination = "d"
+datasets = ["dsB"]
+format = "parquet"
+schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }}
+{extra}"""
+    )
+    return config
+
+
+def test_files_gone_since_an_export_was_judged_break_its_restore_chain(tree: Tree, tmp_path: Path) -> None:
+    for ds in ("dsA", "dsB"):
+        tree.export(ds, t("2026-11-27T00:00"))
+        tree.export(ds, t("2026-11-27T03:00"))
+    config = _two_exports(tmp_path, tree)
+    assert run("audit", "--config", str(config), "--as-of", "2026-11-27T05:00:00Z", "--format", "json")[0] == 0
+    shutil.rmtree(tree.root / "dsA" / "exportTime=202611270000")  # the full export of A disappears
+    with Runtime(load_settings(config, {})) as runtime:
+        from auditor.audit import AuditOptions
+
+        runtime.audit(now=t("2026-11-27T05:10"), options=AuditOptions(only_exports=frozenset({"b"})))  # an audit of B alone lists the destination
+    code, out = run("restore", "dsA", "--at", "2026-11-27T05:00:00Z", "--format", "json", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 1 and plan["complete"] is False and plan["chain"] == []
+    assert plan["broken"]["scheduled"] == "2026-11-27T00:00:00Z" and "gone from storage since" in plan["broken"]["reason"]
+
+
+def test_what_was_known_at_a_time_survives_a_back_dated_audit_in_between(tree: Tree, tmp_path: Path) -> None:
+    landed = tree.export("dsA", t("2026-11-27T00:00"))
+    config = _two_exports(tmp_path, tree)
+    for as_of in ("2026-11-27T02:00:00Z", "2026-11-27T02:30:00Z"):
+        run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")
+    shutil.rmtree(landed[0].parent)
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T02:10:00Z", "--format", "json")  # historical: sees it missing
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    assert catalog.status_at("a", "dsA", t("2026-11-27T00:00"), t("2026-11-27T02:20")).status == "missing"  # type: ignore[union-attr]
+    assert catalog.status_at("a", "dsA", t("2026-11-27T00:00"), t("2026-11-27T02:40")).status == "ok"  # type: ignore[union-attr]  # the 02:30 live audit said so
+    assert catalog.windows("a", "dsA")[0].status == "ok"
+
+
+def test_a_dataset_added_later_is_live_at_its_first_audit_even_back_dated(tree: Tree, tmp_path: Path) -> None:
+    tree.export("dsA", t("2026-11-27T00:00"))
+    config = _two_exports(tmp_path, tree)
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T05:00:00Z", "--format", "json")
+    config.write_text(config.read_text().replace('datasets = ["dsA"]', 'datasets = ["dsA", "dsA2"]'))
+    tree.export("dsA2", t("2026-11-27T00:00"))
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T02:00:00Z", "--format", "json")
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    audit = catalog.audits(1)[0]
+    assert audit.live_exports == ("a",)  # live for dsA2 (never audited), historical for dsA and b
+    assert [w.status for w in catalog.windows("a", "dsA")] == ["ok", "missing"]  # dsA's present is the 05:00 one
+    assert [w.scheduled for w in catalog.windows("a", "dsA2")] == [t("2026-11-27T00:00")]
+
+
+def test_episodes_nobody_monitors_any_more_close_and_come_back_as_new(tree: Tree, tmp_path: Path) -> None:
+    rule = '[[channels]]\nname = "void"\nkind = "webhook"\nurl = "http://127.0.0.1:9/hook"\n[[alerts]]\nname = "missed"\nwhen = "missing"\nchannels = ["void"]\n'
+    config = _two_exports(tmp_path, tree, extra=rule, datasets='["dsA", "dsA2"]')
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T05:00:00Z", "--format", "json")
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    assert set(catalog.open_episodes()) >= {"missed|a|dsA2|2026-11-27T00:00:00Z", "missed|b|dsB|2026-11-27T03:00:00Z"}
+    config.write_text(config.read_text().replace('datasets = ["dsA", "dsA2"]', 'datasets = ["dsA"]'))
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T05:30:00Z", "--format", "json")
+    assert not any(k.startswith("missed|a|dsA2|") for k in catalog.open_episodes())
+    closed = [e for e in catalog.episodes() if e.key.startswith("missed|a|dsA2|")]
+    assert closed and all(e.closed_at == t("2026-11-27T05:30") for e in closed)
+    assert not [n for n in catalog.notices() if n.kind == "recovery" and n.dataset_id == "dsA2"]  # closed quietly
+    config.write_text(config.read_text().replace('datasets = ["dsA"]', 'datasets = ["dsA", "dsA2"]'))
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T06:00:00Z", "--format", "json")
+    assert "missed|a|dsA2|2026-11-27T00:00:00Z" in catalog.open_episodes()  # monitored again: a new episode alerts again
+
+
+def test_an_audit_as_of_the_future_is_refused(tree: Tree, tmp_path: Path) -> None:
+    config = _two_exports(tmp_path, tree)
+    result = CliRunner().invoke(main, ["audit", "--config", str(config), "--as-of", "2099-01-01T00:00:00Z"])
+    assert result.exit_code == 2 and "future" in result.output
+
+
+def test_a_restore_whose_break_could_not_be_read_exits_3(tree: Tree, tmp_path: Path) -> None:
+    tree.export("dsA", t("2026-11-27T00:00"))
+    config = _two_exports(tmp_path, tree)
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T03:30:00Z", "--format", "json")  # 03:00 pending then
+    tree.root.rename(tree.root.with_name("away"))
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T05:00:00Z", "--format", "json")  # now unreadable
+    code, out = run("restore", "dsA", "--at", "2026-11-27T05:00:00Z", "--format", "json", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 3 and plan["broken"]["status"] == "unknown" and plan["restorable_until"] == "2026-11-27T00:00:00Z"
+
+
+@pytest.mark.postgres
+def test_a_catalog_of_many_destinations_audits_with_one_lock_connection(tmp_path: Path, postgres_url: str) -> None:
+    from auditor.catalog.engine import make_engine, upgrade
+
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    engine.dispose()
+    blocks = []
+    for i in range(20):
+        (tmp_path / f"d{i}").mkdir()
+        blocks.append(f'[[destinations]]\nname = "d{i}"\nurl = "{(tmp_path / f"d{i}").as_uri()}"\n[[exports]]\nname = "e{i}"\ndestination = "d{i}"\ndatasets = ["ds"]\n'
+                      f'format = "parquet"\nschedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z" }}\n')
+    config = tmp_path / "auditor.toml"
+    config.write_text(f'[catalog]\nurl = "{postgres_url}"\n[validation]\nisolate = false\n' + "".join(blocks))
+    started = time.monotonic()
+    with Runtime(load_settings(config, {})) as runtime:
+        report = runtime.audit(now=t("2026-11-27T12:00"))
+    assert report is not None and report.audit_id is not None and len(report.live) == 20
+    assert time.monotonic() - started < 30

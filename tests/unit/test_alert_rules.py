@@ -52,7 +52,15 @@ def test_rules_can_be_limited_to_exports() -> None:
 
 
 def test_recovery_is_announced_only_when_the_window_is_good() -> None:
-    key = "missing|web|ds|2026-11-27T00:00:00Z"
-    assert recovered(report(Status.UNKNOWN), key) is None
-    assert "landed late" in (recovered(report(Status.LATE), key) or "")
-    assert "no new data" in (recovered(report(Status.EMPTY), key) or "")
+    window = ("missing", "web", "ds", t("2026-11-27T00:00"))
+    assert recovered(report(Status.UNKNOWN), *window) is None
+    assert recovered(report(Status.INVALID), *window) is None  # missing -> invalid is no recovery
+    assert "landed late" in (recovered(report(Status.LATE), *window) or "")
+    assert "no new data" in (recovered(report(Status.EMPTY), *window) or "")
+    assert "can be read again (missing)" in (recovered(report(Status.MISSING), "unreadable", "web", "ds", t("2026-11-27T00:00"), when="unknown") or "")
+
+
+def test_nothing_restorable_is_an_unbounded_rpo() -> None:
+    found = conditions(report(Status.MISSING, Status.OK, until=None), [rule("rpo", rpo_above="24h")], unknown_since={})
+    assert [c.key for c in found] == ["rpo|web|ds|-"] and "nothing is restorable" in found[0].message
+    assert conditions(report(Status.PENDING, until=None), [rule("rpo", rpo_above="24h")], unknown_since={}) == []  # nothing settled yet

@@ -26,7 +26,7 @@ def chain(*statuses: str, incremental: bool = True, at: datetime | None = None) 
     [
         (("ok", "late", "empty"), ([0, 1, 2], None, [], 2)),
         (("ok", "ok", "pending"), ([0, 1], None, [2], 1)),  # a pending tail does not break the chain
-        (("ok", "pending", "ok", "pending"), ([0], 1, [3], 0)),  # a pending window followed by a settled one does
+        (("ok", "pending", "ok", "missing"), ([0], None, [1, 2, 3], 0)),  # the chain waits at a pending window (grace longer than the interval)
         (("ok", "missing", "ok"), ([0], 1, [], 0)),
         (("unknown", "ok"), ([], 0, [], None)),
         (("pending",), ([], None, [0], None)),

@@ -91,7 +91,7 @@ S = Status
         ((S.OK, S.MISSING, S.OK), True, 0, 1),
         ((S.INVALID, S.OK), True, None, 0),
         ((S.OK, S.OK, S.PENDING), True, 1, None),
-        ((S.OK, S.PENDING, S.OK), True, 0, 1),
+        ((S.OK, S.PENDING, S.OK), True, 0, None),  # grace longer than the interval: the chain waits, it is not broken
         ((S.OK, S.UNKNOWN, S.OK), True, 0, 1),
         ((S.OK,), False, 0, None),
         ((S.MISSING,), False, None, 0),
