@@ -17,7 +17,7 @@ from auditor.config import ExportSettings, Settings
 from auditor.errors import CatalogError, ScheduleError, StorageError
 from auditor.findings import Finding, error, warning
 from auditor.flows.models import Flow, Run
-from auditor.layout import Layout, LayoutMatch
+from auditor.layout import Layout, LayoutMatch, unsafe_key
 from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, WindowResult, flag_schema_drift, reconcile_window, restore_point
 from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
 from auditor.runs import join_runs
@@ -207,15 +207,26 @@ def _known_files(catalog: CatalogPort | None, destination: str, errors: list[Aud
 
 
 def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_url: str, now: datetime) -> Scan:
+    """Sort a listing into export folders, one per window, and unexpected objects.
+
+    A key with an empty, `.` or `..` segment is unexpected ("unsafe object key") and joins no window.
+    Two folders that claim one window (free template macros, or %DATETIME% seconds that fall in one
+    minute) are never merged: neither is joined, and both are reported naming each other.
+    """
     scan = Scan()
     layouts: dict[str, tuple[Layout, list[ExportSettings]]] = {}
     for export in exports:
         layout = export.layout
         layouts.setdefault(layout.template, (layout, []))[1].append(export)
     now_minute = floor_minute(now)
+    claims: dict[tuple[str, str, datetime], dict[str, _FolderDraft]] = {}  # window -> folder key -> draft
     for obj in objects:
         if obj.modified is not None and obj.modified > now:
             continue  # written after the as-of time: not there yet
+        unsafe = unsafe_key(obj.key)
+        if unsafe is not None:
+            scan.unexpected[obj.url] = unsafe
+            continue
         matches: list[LayoutMatch] = []
         claimed: list[tuple[LayoutMatch, ExportSettings]] = []
         for layout, owners in layouts.values():
@@ -242,7 +253,8 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
             if floor_minute(slot) > now_minute:
                 scan.unexpected.setdefault(folder_url, f"scheduled after the as-of time for export {export.name!r}")
                 continue
-            draft = scan.folders.setdefault((export.name, dataset, slot), _FolderDraft(m.folder, folder_url, m.export_time, export.data_suffix))
+            folders = claims.setdefault((export.name, dataset, slot), {})
+            draft = folders.setdefault(m.folder, _FolderDraft(m.folder, folder_url, m.export_time, export.data_suffix))
             name = m.file
             if "/" in name:
                 scan.unexpected.setdefault(obj.url, "sub-folder inside an export folder")
@@ -254,7 +266,24 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
                 scan.unexpected.setdefault(obj.url, f"{file_format(name)} file in a {export.format} export")
             else:
                 scan.unexpected.setdefault(obj.url, "stray file inside an export folder")
+    for window, drafts in claims.items():
+        if len(drafts) == 1:
+            scan.folders[window] = next(iter(drafts.values()))
+        else:
+            _report_duplicate_slot(scan, window, list(drafts.values()))
     return scan
+
+
+def _report_duplicate_slot(scan: Scan, window: tuple[str, str, datetime], drafts: list[_FolderDraft]) -> None:
+    """Several folders claim one window: report each, naming the others; join none of them."""
+    export, dataset, slot = window
+    urls = sorted(d.url for d in drafts)
+    for url in urls:
+        others = ", ".join(u for u in urls if u != url)
+        scan.unexpected[url] = (
+            f"folder.duplicate_slot: another folder ({others}) claims the same window, export {export!r} dataset {dataset!r} "
+            f"scheduled {slot:%Y-%m-%dT%H:%MZ}; neither is joined to the window"
+        )
 
 
 def scan_destinations(settings: Settings, stores: Mapping[str, Store], now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:

@@ -1,7 +1,9 @@
 """Folder-name templates (AEP's macros, reference §5.2) and matching keys against them.
 
 Pure: a template compiles to a regular expression; `match` turns a key relative to the
-destination root into the dataset, the export time and the file name it names.
+destination root into the dataset, the export time and the file name it names. A key with an
+empty, `.` or `..` segment names no export (`unsafe_key` says why): object stores take such keys
+verbatim, so one could otherwise stand in for another folder, or lead a restore out of its target.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ class Layout:
     has_dataset: bool
 
     def match(self, key: str) -> LayoutMatch | None:
-        """The parts of `key` (relative to the destination root), or None if it does not fit."""
+        """The parts of `key` (relative to the destination root), or None if it does not fit or is unsafe."""
+        if unsafe_key(key) is not None:
+            return None
         m = self.pattern.match(key)
         if m is None:
             return None
@@ -95,6 +99,21 @@ class LayoutMatch:
     dataset_folder: str  # relative folder that holds every export of the dataset
 
 
+_UNSAFE_SEGMENTS = {"": "an empty", ".": "a '.'", "..": "a '..'"}
+
+
+def unsafe_key(key: str) -> str | None:
+    """Why `key` (relative to the destination root) can name no export file, or None when it can.
+
+    >>> unsafe_key("aep/../ds/exportTime=202611270300/part-0.parquet")
+    "unsafe object key: it has a '..' path segment"
+    """
+    for segment in key.split("/"):
+        if segment in _UNSAFE_SEGMENTS:
+            return f"unsafe object key: it has {_UNSAFE_SEGMENTS[segment]} path segment"
+    return None
+
+
 def _datetime_format(spec: str) -> tuple[str, str]:
     regex, fmt, rest = "", "", spec
     while rest:
@@ -116,6 +135,8 @@ def parse_layout(template: str | None, *, datasets: int = 1) -> Layout:
     text = (template or DEFAULT_TEMPLATE).strip().strip("/")
     if not text:
         raise LayoutError("folder template: empty")
+    if any(segment in _UNSAFE_SEGMENTS for segment in text.split("/")):
+        raise LayoutError(f"folder template {text!r}: an empty, '.' or '..' folder name can match no export")
     parts: list[str] = []
     time_regex, time_format = "", ""
     has_dataset = False

@@ -7,6 +7,8 @@ auditor.chain, the one implementation the audit, the API, the dashboard and aler
 
 from __future__ import annotations
 
+import os
+import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -15,6 +17,7 @@ from typing import Any, Protocol
 from auditor.chain import GOOD_STATUSES, walk
 from auditor.config import Settings
 from auditor.errors import AuditorError, StorageError
+from auditor.layout import unsafe_key
 from auditor.ledger import AuditRecord, DatasetState, FileState, FindingState, WindowState
 from auditor.report import iso
 from auditor.storage.base import Store, redact, scrub
@@ -171,7 +174,10 @@ def _why(window: WindowState, findings: Sequence[FindingState]) -> str:
 def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None) -> list[str]:
     """Copy every file of the plan to `target` (any fsspec URL), keeping folder names; sizes verified.
 
-    Writes only below `target`; raises StorageError when a copy fails or comes out the wrong size.
+    Writes only below `target`: every destination is resolved before anything is written, and a key
+    that would lead out of the target (an empty, `.` or `..` segment, or on a local target a symbolic
+    link) raises StorageError naming the key. Raises StorageError when a copy fails or comes out
+    the wrong size.
     """
     import fsspec
 
@@ -180,11 +186,15 @@ def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str,
     except Exception as e:
         raise StorageError(f"cannot open restore target {redact(target)}: {scrub(str(e))}", url=redact(target)) from e
     files = [f for step in plan.steps for f in step.files]
+    base = str(root).rstrip("/")
+    for item in files:
+        _resolve_under(fs, base, item.key, target)
     written: list[str] = []
     for done, item in enumerate(files, 1):
-        destination = f"{str(root).rstrip('/')}/{item.key}"
+        destination = _resolve_under(fs, base, item.key, target)  # again: a link may have appeared since
         try:
             fs.makedirs(destination.rsplit("/", 1)[0], exist_ok=True)
+            destination = _resolve_under(fs, base, item.key, target)
             with store.open(item.key) as source, fs.open(destination, "wb") as sink:
                 while chunk := source.read(1 << 20):
                     sink.write(chunk)
@@ -199,3 +209,21 @@ def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str,
         if progress:
             progress(done, len(files))
     return written
+
+
+def _resolve_under(fs: Any, base: str, key: str, target: str) -> str:
+    """Where `key` is written below `base`, resolved; raises StorageError naming the key if that is not below it."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    destination = posixpath.normpath(f"{base}/{key}")
+    problem = unsafe_key(key)
+    if problem is None and not destination.startswith(f"{base}/"):
+        problem = "it resolves outside the target"
+    if problem is None and isinstance(fs, LocalFileSystem):
+        real_base = os.path.realpath(base or "/")
+        real = os.path.realpath(destination)
+        if os.path.commonpath([real_base, real]) != real_base or real == real_base:
+            problem = f"it resolves to {real}, outside the target (through a symbolic link)"
+    if problem is not None:
+        raise StorageError(f"restore: object key {key!r} would be written outside {redact(target)} ({problem}); refused", url=redact(target))
+    return destination

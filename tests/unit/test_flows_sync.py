@@ -68,6 +68,7 @@ def test_a_plain_flow_becomes_an_export_that_loads_exactly_as_written() -> None:
         ({"schedule": {**SCHEDULE, "exportMode": ["FIRST_FULL_THEN_INCREMENTAL"]}}, "not a string or a number"),
         ({"schedule": {**SCHEDULE, "interval": 7}}, "schedule"),
         ({"schedule": {**SCHEDULE, "foldernameTemplate": "${file:/etc/passwd}/%DATASET_ID%/%EXPORT_TIME%"}}, "holds '${'"),
+        ({"schedule": {**SCHEDULE, "folderNameTemplate": "%DATASET_ID%/../exportTime=%EXPORT_TIME%"}}, "can match no export"),
         ({"schedule": {**SCHEDULE, "foldernameTemplate": "%DATASET_ID%/%NOPE%/%EXPORT_TIME%"}}, "unknown macro"),
         ({"flow_id": "${env:X}"}, "is not a Flow Service ID"),
     ],
