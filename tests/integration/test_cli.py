@@ -113,8 +113,9 @@ def test_html_report_is_self_contained_evidence(config: Path, tmp_path: Path) ->
     code, _ = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "html", "--output", str(output))
     page = output.read_text()
     assert code == 1
-    assert page.startswith("<!doctype html>") and "<script" not in page and "http" not in page.split("<body>")[0]
-    assert page.count("class='cell' title=") == 18
+    assert page.startswith("<!doctype html>") and "http" not in page.split("<body>")[0]
+    assert page.count("<script") == 1 and '<script type="application/json" id="report">' in page  # data, never code
+    assert page.count('data-scheduled="') == 18
     assert "manifest.size_mismatch" in page and "not_compliant" in page
 
 
