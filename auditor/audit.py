@@ -101,6 +101,7 @@ class _FolderDraft:
     suffix: str  # the data-file ending the export's format and compression call for
     data: list[ObjectInfo] = field(default_factory=list)
     manifests: list[ObjectInfo] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # about the folder as a whole (another folder claims its window)
 
 
 @dataclass
@@ -211,7 +212,8 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
 
     A key with an empty, `.` or `..` segment is unexpected ("unsafe object key") and joins no window.
     Two folders that claim one window (free template macros, or %DATETIME% seconds that fall in one
-    minute) are never merged: neither is joined, and both are reported naming each other.
+    minute) are never merged: the window keeps one (a landed one, the first by name) with an error
+    `folder.duplicate_slot` naming both, and the others are unexpected.
     """
     scan = Scan()
     layouts: dict[str, tuple[Layout, list[ExportSettings]]] = {}
@@ -267,23 +269,20 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
             else:
                 scan.unexpected.setdefault(obj.url, "stray file inside an export folder")
     for window, drafts in claims.items():
-        if len(drafts) == 1:
-            scan.folders[window] = next(iter(drafts.values()))
-        else:
-            _report_duplicate_slot(scan, window, list(drafts.values()))
+        scan.folders[window] = drafts.popitem()[1] if len(drafts) == 1 else _duplicate_slot(scan, window, list(drafts.values()))
     return scan
 
 
-def _report_duplicate_slot(scan: Scan, window: tuple[str, str, datetime], drafts: list[_FolderDraft]) -> None:
-    """Several folders claim one window: report each, naming the others; join none of them."""
+def _duplicate_slot(scan: Scan, window: tuple[str, str, datetime], drafts: list[_FolderDraft]) -> _FolderDraft:
+    """Several folders claim one window: the window keeps one, with an error naming all; the others are unexpected."""
     export, dataset, slot = window
-    urls = sorted(d.url for d in drafts)
-    for url in urls:
-        others = ", ".join(u for u in urls if u != url)
-        scan.unexpected[url] = (
-            f"folder.duplicate_slot: another folder ({others}) claims the same window, export {export!r} dataset {dataset!r} "
-            f"scheduled {slot:%Y-%m-%dT%H:%MZ}; neither is joined to the window"
-        )
+    drafts.sort(key=lambda d: (not (d.data or d.manifests), d.key))
+    kept, others = drafts[0], drafts[1:]
+    urls = ", ".join(d.url for d in drafts)
+    kept.findings.append(error("folder.duplicate_slot", kept.url, f"{len(drafts)} folders claim the export of {slot:%Y-%m-%dT%H:%MZ}: {urls}; none is trusted"))
+    for other in others:
+        scan.unexpected[other.url] = f"folder.duplicate_slot: claims the window of export {export!r} dataset {dataset!r} at {slot:%Y-%m-%dT%H:%MZ}, which {kept.url} claims too"
+    return kept
 
 
 def scan_destinations(settings: Settings, stores: Mapping[str, Store], now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
@@ -400,6 +399,10 @@ def _validate(
             else:
                 manifest = _manifest_of(outcome, info.url)
                 manifests.append(ObservedManifest(info.url, info.modified, manifest, outcome.findings))
+        if draft.findings and data:  # the folder's own findings reach the window with its first file
+            data[0] = replace(data[0], findings=(*data[0].findings, *draft.findings))
+        elif draft.findings and manifests:
+            manifests[0] = replace(manifests[0], findings=(*manifests[0].findings, *draft.findings))
         folders[ident] = Folder(draft.key, draft.url, draft.export_time, tuple(data), tuple(manifests), tuple(failures))
     records = [o for o in outcomes.values() if isinstance(o, FileRecord)]
     read_errors = sorted({o for o in outcomes.values() if isinstance(o, str)})

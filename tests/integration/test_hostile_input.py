@@ -30,7 +30,7 @@ from auditor.ledger import FileState, WindowState
 from auditor.restore import RestorePlan, Step, download
 from auditor.storage import open_store
 from tests import servers
-from tests.conftest import missing_server
+from tests.conftest import Tree, missing_server
 
 DLZ = "10440537-2a7b-4583-ac39-ed38d4b848e8"
 CLIENT_SECRET = "emulator-client-secret-value"
@@ -249,3 +249,39 @@ def test_a_download_copies_every_file_of_the_plan_below_its_target(bucket: tuple
         client.put_object(Bucket=name, Key=key, Body=b"PAR1....PAR1")
     written = download(plan_of(keys, bucket_name=name), open_store(f"s3://{name}", options), (tmp_path / "restore").as_uri())
     assert len(written) == 2 and files_below(tmp_path / "restore") == keys
+
+
+def test_two_folders_for_one_window_make_it_invalid_with_a_finding_naming_both(tree: Tree, tmp_path: Path) -> None:
+    slot = datetime(2026, 11, 27, tzinfo=UTC)
+    data = encode_records(sample_records(GOOD_DATASET, slot, 5), file_format="parquet", compression="gzip")
+    for day in (slot - timedelta(days=1), slot):
+        tree.put(f"prod/{GOOD_DATASET}/exportTime={day:%Y%m%d%H%M}/part-00000-a.gz.parquet", data, day + timedelta(minutes=10))
+    tree.put(f"copy/{GOOD_DATASET}/exportTime={slot:%Y%m%d%H%M}/part-00000-b.gz.parquet", data, slot + timedelta(minutes=20))
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / 'catalog.db'}"
+[validation]
+isolate = false
+[[destinations]]
+name = "backups"
+url = "{tree.url}"
+[[exports]]
+name = "web"
+destination = "backups"
+datasets = ["{GOOD_DATASET}"]
+format = "parquet"
+folder_template = "%SANDBOX_NAME%/%DATASET_ID%/exportTime=%EXPORT_TIME%"
+schedule = {{ timeUnit = "day", interval = 1, startTime = "{(slot - timedelta(days=1)).isoformat()}" }}
+"""
+    )
+    audited = CliRunner().invoke(main, ["audit", "--config", str(config), "--as-of", "2026-11-27T12:00:00Z", "--format", "json"])
+    report = json.loads(audited.stdout)
+    first, second = report["exports"][0]["windows"]
+    assert first["status"] == "ok" and second["status"] == "invalid" and second["files"] == 1, second
+    [finding] = [f for f in second["findings"] if f["code"] == "folder.duplicate_slot"]
+    assert finding["severity"] == "error"
+    assert f"{tree.url}/copy/{GOOD_DATASET}/exportTime=202611270000" in finding["message"] and f"{tree.url}/prod/{GOOD_DATASET}/exportTime=202611270000" in finding["message"]
+    assert [u["reason"].split(":")[0] for u in report["unexpected"]] == ["folder.duplicate_slot"]
+    assert report["exports"][0]["restorable_until"] == "2026-11-26T00:00:00Z"  # the chain stops before the contested window
+    assert audited.exit_code == 1

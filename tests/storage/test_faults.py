@@ -214,7 +214,7 @@ def test_the_data_landing_zone_is_read_with_credentials_from_the_flow_service(az
     with running(world) as base:
         client = FlowsClient(f"{base}/data/foundation/flowservice", ims_url=f"{base}/ims/token/v3", client_id="cid", client_secret="secret", org_id="O@AdobeOrg")
         create_dataset_export(
-            client, name="dlz web", connection_spec="10440537-2a7b-4583-ac39-ed38d4b848e8", datasets=["ds1"],
+            client, name="dlz web", connection_spec="10440537-2a7b-4583-ac39-ed38d4b848e8", datasets=["5ef3e3259ad2a1191ab7dd7d"],
             target_params={"path": "exports", "datasetFileType": "JSON", "compression": "GZIP", "includeFileManifest": True},
             schedule={"timeUnit": "hour", "interval": 6, "startTime": int(start.timestamp())},
         )

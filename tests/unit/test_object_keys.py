@@ -89,14 +89,23 @@ def test_an_unsafe_key_is_reported_even_where_no_export_could_match_it() -> None
         ("%DATASET_ID%/%DATETIME(YYYYMMdd_HHmmss)%", f"aep/{DS}/20261127_030000", f"aep/{DS}/20261127_030059"),
     ],
 )
-def test_two_folders_that_claim_one_window_are_reported_naming_each_other_and_never_merged(template: str, first: str, second: str) -> None:
+def test_two_folders_that_claim_one_window_are_a_finding_on_it_naming_both_never_a_merge(template: str, first: str, second: str) -> None:
     other_slot = parse_layout(f"aep/{template}").folder_for(DS, t("2026-11-27T06:00"))
-    listing = objects(f"{first}/part-00000-a.gz.parquet", f"{first}/manifest-d-r.json", f"{second}/part-00000-b.gz.parquet", f"{other_slot}/part-00000-c.gz.parquet")
+    listing = objects(f"{first}/part-00000-a.gz.parquet", f"{second}/part-00000-b.gz.parquet", f"{other_slot}/part-00000-c.gz.parquet")
     scan = sort_objects(listing, [export(template)], ROOT, NOW)
-    assert joined(scan) == {t("2026-11-27T06:00"): [f"{other_slot}/part-00000-c.gz.parquet"]}  # the contested window gets neither
-    for mine, theirs in ((first, second), (second, first)):
-        reason = scan.unexpected[f"{ROOT}/{mine}"]
-        assert reason.startswith("folder.duplicate_slot: ") and f"{ROOT}/{theirs}" in reason and "2026-11-27T03:00Z" in reason
+    kept, other = sorted((first, second))
+    assert joined(scan) == {t("2026-11-27T03:00"): [f"{kept}/part-00000-{'a' if kept == first else 'b'}.gz.parquet"], t("2026-11-27T06:00"): [f"{other_slot}/part-00000-c.gz.parquet"]}
+    [finding] = scan.folders[("web", DS, t("2026-11-27T03:00"))].findings
+    assert (finding.code, finding.is_error) == ("folder.duplicate_slot", True)
+    assert f"{ROOT}/{first}" in finding.message and f"{ROOT}/{second}" in finding.message
+    assert scan.unexpected == {f"{ROOT}/{other}": scan.unexpected[f"{ROOT}/{other}"]} and f"{ROOT}/{kept}" in scan.unexpected[f"{ROOT}/{other}"]
+    assert all(not draft.findings for window, draft in scan.folders.items() if window[2] != t("2026-11-27T03:00"))
+
+
+def test_of_two_folders_for_one_window_the_one_that_landed_is_kept() -> None:
+    template = "%SANDBOX_NAME%/%DATASET_ID%/exportTime=%EXPORT_TIME%"
+    scan = sort_objects(objects(f"aep/a/{DS}/{SLOT}/_SUCCESS", f"aep/b/{DS}/{SLOT}/part-00000-b.gz.parquet"), [export(template)], ROOT, NOW)
+    assert joined(scan) == {t("2026-11-27T03:00"): [f"aep/b/{DS}/{SLOT}/part-00000-b.gz.parquet"]}
 
 
 def test_one_folder_seen_through_many_files_is_one_claim() -> None:
