@@ -1,0 +1,530 @@
+"""Replicas: several `auditor serve` processes on one catalog announce every missing window exactly
+once, across a crash (SIGKILL) and a clean restart of either, and one recovery when a late export
+lands; the notice claim hands each notice to one claimer however many try at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from auditor.alerts.webhook import verify
+from tests.conftest import Tree
+from tests.servers import free_port
+
+KEY = "replica-webhook-hmac-key"
+TOKEN = "replica-read-token"
+AUDIT_EVERY = 2  # seconds: the replicas contend for both destinations all the time
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1 that checks every signature and keeps every POST."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.bad_signatures = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                good = verify(KEY, body, self.headers.get("X-Auditor-Signature", ""), now=time.time())
+                with receiver._lock:
+                    if not good:
+                        receiver.bad_signatures += 1
+                    receiver.received.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.received)
+
+    def keys(self, kind: str) -> Counter[tuple[str, str, str, str]]:
+        return Counter((r["rule"], r["export"], r["dataset_id"], r["scheduled"]) for r in self.snapshot() if r["kind"] == kind)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@dataclass
+class Replica:
+    """One `auditor serve` process (a restart is a new process, on a new port)."""
+
+    name: str
+    config: Path
+    env: dict[str, str]
+    logs: Path
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    incarnation: int = 0
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.incarnation += 1
+        self.port = free_port()
+        log = (self.logs / f"{self.name}-{self.incarnation}.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "auditor", "serve", "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.started.append(self.process)
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+
+    def health(self) -> dict[str, Any] | None:
+        """/healthz of this incarnation, None while it does not answer yet."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"replica {self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+        try:
+            response = self.get("/healthz")
+        except httpx.TransportError:
+            return None
+        return {"code": response.status_code, **response.json()}
+
+    def wait_audited(self, timeout: float) -> dict[str, Any]:
+        """Until this incarnation has audited at least one destination itself."""
+        found: dict[str, Any] = {}
+
+        def audited() -> bool:
+            found.update(self.health() or {})
+            return bool(found.get("last_audit"))
+
+        wait_for(audited, timeout, f"replica {self.name} (incarnation {self.incarnation}) did not audit anything")
+        return found
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)  # a crash: no cleanup, leases and locks left to the database
+        self.process.wait(10)
+
+    def terminate(self) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(30)
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = "".join(p.read_text(errors="replace") for p in sorted(self.logs.glob(f"{self.name}-*.log")))
+        return "\n".join(text.splitlines()[-lines:])
+
+    def worker_failures(self) -> list[str]:
+        return [line for p in sorted(self.logs.glob(f"{self.name}-*.log")) for line in p.read_text(errors="replace").splitlines() if "worker step" in line]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, message: str | Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(0.2)
+
+
+def iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Scenario:
+    """Two destinations over a real clock: a 3-hourly schedule of seven windows that ended 3 h ago."""
+
+    web: Tree
+    crm: Tree
+    staging: Tree
+    slots: list[datetime]
+    missing: set[tuple[str, str, str, str]]  # (rule, export, dataset, scheduled)
+    late: tuple[str, str, datetime]  # (export, dataset, slot) that lands late during the test
+
+
+def build_scenario(tmp_path: Path) -> Scenario:
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    slots = [hour - timedelta(hours=24) + timedelta(hours=3 * i) for i in range(7)]  # the last deadline is 5h55m ago: nothing pending
+    trees = {}
+    for name in ("web", "crm", "staging"):
+        (tmp_path / name).mkdir()
+        trees[name] = Tree(tmp_path / name)
+    present = {
+        ("web", "dsA"): [0, 1, 3, 5, 6],  # 2 and 4 missing
+        ("web", "dsB"): [0, 1, 3, 4, 5, 6],  # 2 missing: the same window as dsA's
+        ("crm", "dsC"): [0, 2, 3, 4, 6],  # 1 and 5 missing, on the other destination
+    }
+    missing = set()
+    for (export, dataset), indices in present.items():
+        for i, slot in enumerate(slots):
+            if i in indices:
+                trees[export].export(dataset, slot, landed=slot + timedelta(minutes=2))
+            else:
+                missing.add(("missed", export, dataset, iso(slot)))
+    return Scenario(trees["web"], trees["crm"], trees["staging"], slots, missing, ("web", "dsA", slots[4]))
+
+
+def write_config(tmp_path: Path, scenario: Scenario, receiver: Receiver) -> Path:
+    schedule = f'{{ timeUnit = "hour", interval = 3, startTime = "{iso(scenario.slots[0])}", endTime = "{iso(scenario.slots[-1] + timedelta(hours=3))}" }}'
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[service]
+tokens = [{{ name = "ops", token = "${{env:OPS_TOKEN}}", role = "read" }}]
+
+[catalog]
+url = "${{env:CATALOG_URL}}"
+
+[validation]
+isolate = false
+
+[[channels]]
+name = "hook"
+kind = "webhook"
+url = "{receiver.url}"
+secret = "${{env:HOOK_KEY}}"
+
+[[alerts]]
+name = "missed"
+when = "missing"
+channels = ["hook"]
+
+[[destinations]]
+name = "web-store"
+url = "{scenario.web.url}"
+audit_every = "{AUDIT_EVERY}s"
+
+[[destinations]]
+name = "crm-store"
+url = "{scenario.crm.url}"
+audit_every = "{AUDIT_EVERY}s"
+
+[[exports]]
+name = "web"
+destination = "web-store"
+datasets = ["dsA", "dsB"]
+format = "parquet"
+manifest = true
+grace = "5m"
+schedule = {schedule}
+
+[[exports]]
+name = "crm"
+destination = "crm-store"
+datasets = ["dsC"]
+format = "parquet"
+manifest = true
+grace = "5m"
+schedule = {schedule}
+"""
+    )
+    return config
+
+
+def land_late(scenario: Scenario) -> None:
+    """The late export appears in one step (written aside, then renamed into the tree)."""
+    _, dataset, slot = scenario.late
+    paths = scenario.staging.export(dataset, slot, landed=datetime.now(UTC) - timedelta(seconds=1))
+    folder = paths[0].parent
+    target = scenario.web.root / folder.relative_to(scenario.staging.root)
+    assert not target.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(folder, target)
+
+
+def run_replicas(tmp_path: Path, receiver: Receiver, catalog_url: str, *, upgrade: bool) -> dict[str, Any]:
+    """The acceptance scenario; returns what it observed (asserting on the way)."""
+    from auditor.catalog.repository import open_catalog
+
+    scenario = build_scenario(tmp_path)
+    config = write_config(tmp_path, scenario, receiver)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPS_TOKEN": TOKEN, "HOOK_KEY": KEY, "CATALOG_URL": catalog_url}
+    if upgrade:  # what `auditor db upgrade` runs: a shared catalog is upgraded on purpose
+        from auditor.catalog import engine as schema
+
+        engine = schema.make_engine(catalog_url)
+        schema.upgrade(engine)
+        engine.dispose()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    a, b = Replica("a", config, env, logs), Replica("b", config, env, logs)
+    expected_alerts = Counter(scenario.missing)
+    began = time.monotonic()
+    timeline: list[tuple[str, float]] = []
+
+    def mark(step: str) -> None:
+        timeline.append((step, round(time.monotonic() - began, 1)))
+
+    def announced() -> bool:
+        a.health(), b.health()  # fails at once when a replica has exited
+        return set(receiver.keys("alert")) >= scenario.missing
+
+    def not_announced() -> str:
+        return (f"after 60 s not every missing window was announced: missing {sorted(scenario.missing - set(receiver.keys('alert')))}, "
+                f"got {receiver.snapshot()}\n--- a:\n{a.log_tail()}\n--- b:\n{b.log_tail()}")
+
+    try:
+        a.start()
+        b.start()
+        wait_for(announced, 60, not_announced)
+        mark("all announced")
+        first = {"a": a.wait_audited(20), "b": b.wait_audited(20)}
+        time.sleep(2 * AUDIT_EVERY)  # a few more audit cycles of both
+        assert receiver.keys("alert") == expected_alerts, receiver.snapshot()
+
+        mark("settled")
+        a.kill()  # a crash of one replica
+        a.start()
+        wait_for(lambda: a.health() is not None, 30, lambda: f"replica a did not come back:\n{a.log_tail()}")
+        mark("a back")
+        b.terminate()  # then a clean stop of the other, while the new a runs
+        mark("b stopped")
+        b.start()
+        a.wait_audited(30)  # both new processes audit (and find every episode open in the catalog)
+        b.wait_audited(30)
+        mark("both audited again")
+        assert receiver.keys("alert") == expected_alerts, receiver.snapshot()
+
+        land_late(scenario)
+        mark("landed late")
+        export, dataset, slot = scenario.late
+        late_key = ("missed", export, dataset, iso(slot))
+        wait_for(lambda: receiver.keys("recovery")[late_key] >= 1, 30, lambda: f"no recovery for {late_key}: {receiver.snapshot()}\n--- a:\n{a.log_tail()}\n--- b:\n{b.log_tail()}")
+        mark("recovered")
+        time.sleep(2 * AUDIT_EVERY)  # both audit again: nothing more may arrive
+
+        received = receiver.snapshot()
+        alerts = receiver.keys("alert")
+        recoveries = receiver.keys("recovery")
+        assert alerts == expected_alerts, f"each missing window's alert exactly once: {alerts}"
+        assert recoveries == Counter([late_key]), f"exactly one recovery, for the late window: {recoveries}"
+        assert all(r["kind"] in ("alert", "recovery") for r in received)
+        ids = Counter(r["notice_id"] for r in received)
+        assert not [i for i, n in ids.items() if n > 1], f"a notice was delivered twice: {ids}"
+        assert receiver.bad_signatures == 0
+        recovery = next(r for r in received if r["kind"] == "recovery")
+        assert "landed late" in recovery["text"]
+
+        verdicts = []
+        for replica in (a, b):
+            health = replica.health()
+            assert health is not None and health["code"] == 200 and health["status"] == "ok", health
+            assert health["worker_errors"] == {}, (replica.name, health)
+            compliance = replica.get("/api/compliance")
+            assert compliance.status_code == 200
+            verdicts.append(compliance.json())
+        assert verdicts[0]["status"] == verdicts[1]["status"] == "not_compliant"
+        assert verdicts[0]["windows"] == verdicts[1]["windows"] == {"ok": 16, "missing": 4, "late": 1}, verdicts[0]["windows"]
+        failures = a.worker_failures() + b.worker_failures()
+        assert failures == [], failures
+    finally:
+        a.stop_all()
+        b.stop_all()
+
+    catalog = open_catalog(catalog_url)
+    try:
+        notices = catalog.notices(limit=1000)
+        audits = catalog.audits(limit=10_000)
+        episodes = catalog.episodes(limit=1000)
+    finally:
+        catalog.close()
+    assert sorted(n.id for n in notices) == sorted(r["notice_id"] for r in received)
+    assert {n.state for n in notices} == {"delivered"} and all(n.attempts == 1 for n in notices), [(n.id, n.state, n.attempts, n.last_error) for n in notices]
+    assert len(episodes) == len(scenario.missing) and sum(e.closed_at is not None for e in episodes) == 1
+    scopes = Counter(tuple(a.scope) for a in audits)
+    assert scopes[("web",)] >= 4 and scopes[("crm",)] >= 4, scopes  # each destination audited over and over, by whichever replica got it
+    historical = [(a.id, a.scope, a.as_of.isoformat(timespec="milliseconds"), a.started_at.isoformat(timespec="milliseconds")) for a in audits if not a.live_exports]
+    return {"notices": len(notices), "received": len(received), "audits": len(audits), "not_live": historical, "scopes": dict(scopes), "first_health": first, "timeline": timeline}
+
+
+@pytest.mark.postgres
+def test_two_serve_processes_on_postgres_announce_every_missing_window_exactly_once(tmp_path: Path, postgres_url: str, receiver: Receiver) -> None:
+    observed = run_replicas(tmp_path, receiver, postgres_url, upgrade=True)
+    print("observed:", observed)
+
+
+def test_two_serve_processes_on_one_sqlite_file_announce_every_missing_window_exactly_once(tmp_path: Path, receiver: Receiver) -> None:
+    from auditor.catalog.repository import open_catalog
+
+    url = f"sqlite:///{tmp_path / 'catalog' / 'auditor.db'}"
+    open_catalog(url).close()  # the schema exists before the replicas start (see the test below for why)
+    observed = run_replicas(tmp_path, receiver, url, upgrade=False)
+    print("observed:", observed)
+
+
+def _open_at(url: str, start: float, results: Any) -> None:
+    from auditor.catalog.repository import open_catalog
+
+    while time.time() < start:
+        time.sleep(0.001)
+    try:
+        open_catalog(url).close()
+        results.put("ok")
+    except Exception as e:  # noqa: BLE001 - reported to the parent
+        results.put(f"{type(e).__name__}: {e}")
+
+
+@pytest.mark.xfail(strict=True, reason="SQLite upgrades itself in ensure_schema without any lock between processes: replicas starting "
+                                       "together on a fresh (or older) SQLite catalog race the migrations and all but one exit")
+def test_replicas_starting_together_on_a_fresh_sqlite_file_all_come_up(tmp_path: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # children share the imports: the race, not the start-up, is what is timed
+    failures: list[str] = []
+    for trial in range(2):  # one trial nearly always shows it (3 processes); stop at the first
+        url = f"sqlite:///{tmp_path / str(trial) / 'auditor.db'}"
+        results = context.Queue()
+        start = time.time() + 0.3
+        processes = [context.Process(target=_open_at, args=(url, start, results)) for _ in range(3)]
+        for process in processes:
+            process.start()
+        try:
+            outcomes = [results.get(timeout=60) for _ in processes]
+        finally:
+            for process in processes:
+                process.join(10)
+                if process.is_alive():
+                    process.kill()
+        failures += [o for o in outcomes if o != "ok"]
+        if failures:
+            break
+    assert failures == []
+
+
+def test_a_newer_audit_between_an_audit_and_its_alerts_is_not_undone(tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import auditor.alerting
+    from auditor.config import load_settings
+    from auditor.runtime import Runtime
+    from tests.conftest import t
+
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[validation]
+isolate = false
+[[channels]]
+name = "oncall"
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[alerts]]
+name = "missed"
+when = "missing"
+channels = ["oncall"]
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+[[exports]]
+name = "web"
+destination = "d"
+datasets = ["ds"]
+format = "parquet"
+schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-27T09:00:00Z" }}
+"""
+    )
+    settings = load_settings(config, {})
+    tree.export("ds", t("2026-11-27T00:00"))
+    tree.export("ds", t("2026-11-27T06:00"))
+    a, b = Runtime(settings), Runtime(settings)  # two replicas
+    try:
+        a.audit(now=t("2026-11-27T08:00"))  # 03:00 is missing: one episode, one alert
+        tree.export("ds", t("2026-11-27T03:00"), landed=t("2026-11-27T08:30"))  # it lands late
+        real = auditor.alerting.raise_alerts
+
+        def a_pauses_before_its_alerts(*args: Any, **kwargs: Any) -> Any:
+            monkeypatch.setattr(auditor.alerting, "raise_alerts", real)
+            with b.catalog.destination_locks(["d"], wait=False) as free:
+                pass
+            if free:  # nothing keeps replica b from auditing before a's alerts: it does, as of a later time, and sees the late export
+                b.audit(now=t("2026-11-27T08:31"), wait=False)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(auditor.alerting, "raise_alerts", a_pauses_before_its_alerts)
+        a.audit(now=t("2026-11-27T08:29"))  # replica a still sees 03:00 missing
+        b.audit(now=t("2026-11-27T08:40"))  # (b's audit, if it had to wait) and one more
+        kinds = Counter(n.kind for n in a.catalog.notices())
+        assert kinds == Counter(alert=1, recovery=1), [(n.id, n.kind, n.created_at) for n in a.catalog.notices()]
+        assert len(a.catalog.episodes()) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.postgres
+def test_concurrent_claims_hand_each_notice_to_one_claimer(postgres_url: str) -> None:
+    from auditor.catalog.engine import make_engine, upgrade
+    from auditor.catalog.repository import open_catalog
+
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    engine.dispose()
+    catalog = open_catalog(postgres_url)
+    try:
+        now = datetime.now(UTC)
+        channels = [f"channel-{i:03d}" for i in range(200)]
+        assert catalog.open_episode("burst|web|ds|-", rule="burst", export="web", dataset="ds", scheduled=None, message="200 notices", payload={},
+                                    channels=channels, now=now, audit_id=None, )
+        pending = {n.id for n in catalog.notices(limit=1000, state="pending")}
+        assert len(pending) == 200
+
+        claims: dict[str, list[int]] = {f"h{i}": [] for i in range(8)}
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(8)
+
+        def claimer(holder: str) -> None:
+            try:
+                barrier.wait(10)
+                while True:
+                    got = catalog.claim_notices(now + timedelta(seconds=1), holder=holder, lease=timedelta(minutes=2), limit=50)
+                    if not got:
+                        return
+                    claims[holder].extend(n.id for n in got)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=claimer, args=(h,)) for h in claims]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        everything = [i for ids in claims.values() for i in ids]
+        duplicates = [i for i, n in Counter(everything).items() if n > 1]
+        assert duplicates == [], f"claimed twice: {duplicates}"
+        assert set(everything) == pending
+        assert sum(bool(ids) for ids in claims.values()) >= 2, {h: len(ids) for h, ids in claims.items()}  # they really contended
+
+        assert {n.id for n in catalog.notices(limit=1000, state="pending")} == pending  # claimed, not sent: still pending, under lease
+        assert catalog.claim_notices(now + timedelta(seconds=2), holder="late", lease=timedelta(minutes=2), limit=500) == []  # the leases hold
+    finally:
+        catalog.close()
