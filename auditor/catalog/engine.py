@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -10,8 +13,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from auditor.errors import CatalogError
 from auditor.storage.base import scrub
@@ -20,22 +23,54 @@ MIGRATIONS = Path(str(resources.files("auditor.migrations")))  # top-level migra
 SUPPORTED = ("sqlite", "postgresql")
 
 
+DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}  # what `pip install 'export-auditor[postgres]'` brings
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for the catalog URL; SQLite files get their folder created."""
+    """An engine for the catalog URL; SQLite files get their folder created.
+
+    Raises CatalogError (never ImportError) for a URL that is not SQLAlchemy's, a database other
+    than SQLite or PostgreSQL, or a driver that is not installed; the URL's password is never shown.
+    """
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
-        raise CatalogError(f"catalog.url {scrub(url)!r} is not a SQLAlchemy URL") from e
-    if parsed.get_backend_name() not in SUPPORTED:
-        raise CatalogError(f"catalog.url: {parsed.get_backend_name()!r} is not supported (use sqlite or postgresql)")
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    except (ArgumentError, ValueError) as e:
+        raise CatalogError("catalog.url is not a SQLAlchemy URL (sqlite:///path/auditor.db or postgresql+psycopg://user:password@host/db)") from e
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED:
+        raise CatalogError(f"catalog.url: {backend!r} is not supported (use sqlite or postgresql)")
+    try:
+        if backend == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(parsed, pool_pre_ping=True)
+    except (ImportError, NoSuchModuleError) as e:
+        raise CatalogError(_driver_problem(backend, _driver_name(parsed, backend), e)) from None
+    except OSError as e:
+        raise CatalogError(f"catalog.url: the SQLite file's folder cannot be created: {e.strerror}") from None
+
+
+def _driver_name(parsed: URL, backend: str) -> str:
+    try:
+        return str(parsed.get_driver_name())
+    except Exception:  # noqa: BLE001 - an unknown driver cannot even name itself
+        return parsed.drivername.partition("+")[2] or DRIVERS[backend]
+
+
+def _driver_problem(backend: str, driver: str, error: BaseException) -> str:
+    module = getattr(error, "name", None) or driver
+    if backend == "postgresql" and driver == "psycopg":
+        return f"catalog.url: PostgreSQL needs the psycopg driver ({module} is not installed): pip install 'export-auditor[postgres]'"
+    if backend == "postgresql":
+        return (
+            f"catalog.url: the PostgreSQL driver {driver!r} is not available ({module} is not installed); "
+            "use postgresql+psycopg://… and pip install 'export-auditor[postgres]'"
+        )
+    return f"catalog.url: the SQLite driver {driver!r} is not available ({module} is not installed); use sqlite:///path/auditor.db"
 
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
@@ -72,12 +107,30 @@ def schema_state(engine: Engine) -> tuple[str | None, str]:
     return current, head
 
 
+@contextmanager
+def _upgrade_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock on a file beside a SQLite catalog while its schema is upgraded."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    path = Path(database).expanduser()
+    with open(path.with_name(f".{path.name}.upgrade.lock"), "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_schema(engine: Engine) -> None:
     """SQLite upgrades itself; a shared database must be upgraded on purpose (`auditor db upgrade`)."""
     current, head = schema_state(engine)
     if current == head:
         return
     if engine.dialect.name == "sqlite":
-        upgrade(engine)
+        with _upgrade_lock(engine):  # two processes opening one old catalog: one upgrades, the other finds it done
+            if schema_state(engine)[0] != head:
+                upgrade(engine)
         return
     raise CatalogError(f"the catalog schema is at {current or 'nothing'}, the code needs {head}: run `auditor db upgrade`")

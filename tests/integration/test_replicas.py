@@ -374,10 +374,7 @@ def test_two_serve_processes_on_postgres_announce_every_missing_window_exactly_o
 
 
 def test_two_serve_processes_on_one_sqlite_file_announce_every_missing_window_exactly_once(tmp_path: Path, receiver: Receiver) -> None:
-    from auditor.catalog.repository import open_catalog
-
-    url = f"sqlite:///{tmp_path / 'catalog' / 'auditor.db'}"
-    open_catalog(url).close()  # the schema exists before the replicas start (see the test below for why)
+    url = f"sqlite:///{tmp_path / 'catalog' / 'auditor.db'}"  # both replicas start on a file that does not exist yet
     observed = run_replicas(tmp_path, receiver, url, upgrade=False)
     print("observed:", observed)
 
@@ -394,8 +391,6 @@ def _open_at(url: str, start: float, results: Any) -> None:
         results.put(f"{type(e).__name__}: {e}")
 
 
-@pytest.mark.xfail(strict=True, reason="SQLite upgrades itself in ensure_schema without any lock between processes: replicas starting "
-                                       "together on a fresh (or older) SQLite catalog race the migrations and all but one exit")
 def test_replicas_starting_together_on_a_fresh_sqlite_file_all_come_up(tmp_path: Path) -> None:
     import multiprocessing
 
