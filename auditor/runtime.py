@@ -193,11 +193,15 @@ class Runtime:
             return kept, None, [problem]
         return runs, flows, []
 
-    def audit(self, *, now: datetime, options: AuditOptions | None = None, progress: Progress | None = None, wait: bool = True) -> AuditReport | None:
+    def audit(
+        self, *, now: datetime, options: AuditOptions | None = None, progress: Progress | None = None, wait: bool = True, unless_live_since: datetime | None = None,
+    ) -> AuditReport | None:
         """Audit the exports in scope as of `now`, record it, raise alerts where it was live.
 
         Each destination is audited by one process at a time: with `wait` off, returns None when
-        another process holds any destination in scope.
+        another process holds any destination in scope. With `unless_live_since`, returns None when,
+        once the locks are held, every export in scope has a live audit newer than that (another
+        process audited it meanwhile).
         """
         options = replace(options or AuditOptions(), workers=self.settings.validation.threads)
         scope = frozenset(e.name for e in self.settings.exports if options.only_exports is None or e.name in options.only_exports)
@@ -212,6 +216,10 @@ class Runtime:
                     self._catalog_problem = "the catalog could not be reached"
                 if not got:
                     return None
+                if unless_live_since is not None and catalog is not None:
+                    latest = catalog.live_as_of()
+                    if all((latest.get(name) or unless_live_since) > unless_live_since for name in scope):
+                        return None
             runs, flows, problems = self.fetch_runs(scope)
             report = run_audit(
                 self.settings, stores=self.stores(), catalog=catalog, now=now, started=datetime.now(UTC), options=replace(options, only_exports=scope),

@@ -83,15 +83,17 @@ class Worker:
         """Audit each due destination (all with `force`) that no other process is auditing right now."""
         did = False
         destinations = [d.name for d in self.settings.destinations] if force else self.due(now)
+        every = {d.name: d.audit_every for d in self.settings.destinations}
         for name in destinations:
             exports = frozenset(e.name for e in self.settings.exports if e.destination == name)
             if not exports:
                 continue
             with self._lock:
                 started = time.monotonic()
-                report = self.runtime.audit(now=now, options=AuditOptions(only_exports=exports), wait=force)
+                since = None if force else now - every[name]  # due was read before the lock: check again under it
+                report = self.runtime.audit(now=now, options=AuditOptions(only_exports=exports), wait=force, unless_live_since=since)
                 if report is None:
-                    log.info("destination %s is being audited by another process", name)
+                    log.info("destination %s is being (or was just) audited by another process", name)
                     continue
                 self.last_duration = time.monotonic() - started
                 self.last_audit[name] = now
