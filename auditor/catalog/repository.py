@@ -712,6 +712,50 @@ class Catalog:
     def _connect(self) -> _Guarded:
         return _Guarded(self.engine)
 
+    # -- dashboard sessions: only the SHA-256 of a session id is stored ------------------
+
+    def create_session(self, id_sha256: str, *, token_name: str, token_binding: str, role: str, now: datetime, expires_at: datetime) -> None:
+        """Record a sign-in (`expires_at`: its absolute end; idle expiry counts from its last use)."""
+        values = {"id_sha256": id_sha256, "token_name": token_name, "token_binding": token_binding, "role": role,
+                  "created_at": _utc(now), "last_seen_at": _utc(now), "expires_at": _utc(expires_at)}
+        with self._connect() as conn, conn.begin():
+            conn.execute(self._sessions().insert().values(**values))
+
+    def session(self, id_sha256: str) -> dict[str, Any] | None:
+        """A recorded sign-in (token_name, token_binding, role, created_at, last_seen_at, expires_at), or None."""
+        sessions = self._sessions()
+        with self._connect() as conn:
+            row = conn.execute(select(sessions).where(sessions.c.id_sha256 == id_sha256)).first()
+        if row is None:
+            return None
+        return {"token_name": row.token_name, "token_binding": row.token_binding, "role": row.role, "created_at": _utc(row.created_at),
+                "last_seen_at": _utc(row.last_seen_at), "expires_at": _utc(row.expires_at)}
+
+    def touch_session(self, id_sha256: str, now: datetime) -> None:
+        """Note a use of a sign-in (its idle expiry starts again)."""
+        sessions = self._sessions()
+        with self._connect() as conn, conn.begin():
+            conn.execute(update(sessions).where(sessions.c.id_sha256 == id_sha256, sessions.c.last_seen_at < _utc(now)).values(last_seen_at=_utc(now)))
+
+    def delete_session(self, id_sha256: str) -> bool:
+        """End a sign-in (sign-out); False when there was none."""
+        sessions = self._sessions()
+        with self._connect() as conn, conn.begin():
+            return bool(conn.execute(delete(sessions).where(sessions.c.id_sha256 == id_sha256)).rowcount)
+
+    def expire_sessions(self, now: datetime, *, idle: timedelta) -> int:
+        """Delete every sign-in past its absolute end or unused for `idle`; how many went."""
+        sessions = self._sessions()
+        gone = or_(sessions.c.expires_at <= _utc(now), sessions.c.last_seen_at <= _utc(now) - idle)
+        with self._connect() as conn, conn.begin():
+            return int(conn.execute(delete(sessions).where(gone)).rowcount)
+
+    @staticmethod
+    def _sessions() -> Table:
+        from auditor.catalog.tables import SessionRow
+
+        return cast(Table, SessionRow.__table__)
+
 
 class _Guarded:
     """A connection whose database errors surface as CatalogError."""

@@ -237,3 +237,17 @@ class FindingRow(Base):
     severity: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
+
+
+class SessionRow(Base):
+    """A dashboard sign-in. Only the SHA-256 of the session id (the cookie's value) is stored, never the id or the token."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_expires_at", "expires_at"),)
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_name: Mapped[str] = mapped_column(String(200))  # the [service].tokens entry it signed in with
+    token_binding: Mapped[str] = mapped_column(String(64))  # HMAC-SHA256 of that token keyed by the session id: a changed token ends it
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)  # idle expiry counts from here
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)  # absolute expiry
