@@ -1,16 +1,46 @@
-"""The HTTP API of `auditor serve` (FastAPI; OpenAPI at /openapi.json), read from the catalog."""
+"""The HTTP API of `auditor serve` (FastAPI), read from the catalog, and the access rules of the whole service.
+
+Access, checked by one gate in front of every route before the route looks anything up:
+- the API takes `Authorization: Bearer <token>` ([service].tokens, read or admin);
+- the dashboard signs in with a token (POST /login) and gets a *session*: an opaque random id in an
+  HttpOnly, SameSite=Strict cookie (`Secure` over HTTPS or when `[service] secure_cookies` says so),
+  stored in the catalog only as its SHA-256, ending 12 h after its last use and 24 h after sign-in
+  (`session_idle`, `session_lifetime`), or at POST /logout, or when its token leaves the config. A
+  cookie is never the token;
+- without a valid caller every route answers alike, whatever exists: 401 under /api (and
+  /openapi.json), 303 to /login for pages (/docs and /redoc included unless `public_docs`);
+- a state-changing request authenticated by the cookie needs the session's CSRF token (form field
+  `csrf` or header `X-CSRF-Token`) and, when the browser says where it comes from (Origin, Referer,
+  Sec-Fetch-Site), this very site; sign-in checks the origin too. Bearer requests are exempt;
+- every response carries security headers (CSP without scripts, no framing, nosniff, referrer only
+  to this site, no caching).
+
+Behind a TLS-terminating proxy, uvicorn takes the scheme from X-Forwarded-Proto when the proxy is in
+its `forwarded_allow_ips` (default 127.0.0.1), so cookies get `Secure`; the proxy must pass the Host
+(or X-Forwarded-Host) the browser used, which sign-in and the Origin check compare against.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import re
+import secrets
 from collections import Counter
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.datastructures import MutableHeaders
 
+from auditor.config import TokenSettings
 from auditor.errors import AuditorError, CatalogError, ScheduleError
 from auditor.ledger import DatasetState, to_json
 from auditor.reconcile import Status, overall_status
@@ -22,6 +52,38 @@ from auditor.service.metrics import render_metrics
 from auditor.service.worker import Worker
 
 ROLES = {"read": 1, "admin": 2}
+SESSION_COOKIE = "auditor_session"
+LEGACY_COOKIE = "auditor_token"  # the token itself, before sessions: never read, cleared at sign-in and sign-out
+CSRF_FIELD, CSRF_HEADER = "csrf", "x-csrf-token"
+SESSION_IDLE = timedelta(hours=12)  # defaults of [service] session_idle / session_lifetime
+SESSION_LIFETIME = timedelta(hours=24)
+TOUCH_EVERY = timedelta(minutes=1)  # a session's last use is written at most this often
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_FORM = 64 * 1024  # a cookie-authenticated form body read for its CSRF field
+MAX_AUDIT_ID = 2**31 - 1  # audits.id is a 32-bit integer on PostgreSQL
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
+CDN = "https://cdn.jsdelivr.net"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request comes from: a token's holder, by bearer token or by a dashboard session."""
+
+    role: str
+    name: str
+    via: str  # "bearer" | "session"
+    session: str | None = None  # the session id (the cookie's value)
+
+    @property
+    def csrf(self) -> str | None:
+        """The session's CSRF token (derived from its id, so nothing more is stored)."""
+        return None if self.session is None else _mac(self.session, "auditor-csrf")
 
 
 def dataset_json(state: DatasetState, now: datetime) -> dict[str, Any]:
@@ -40,33 +102,218 @@ def verdict(states: list[DatasetState]) -> tuple[str, dict[str, int]]:
     return overall_status(Counter({Status(k): v for k, v in totals.items()}), errors=0)[0], dict(totals)
 
 
-def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:
-    settings = runtime.settings
-    app = FastAPI(title="export-auditor", version="1")
+class Access:
+    """Tokens, sessions and the rules of the gate (one per app)."""
 
-    def role_of(token: str) -> str | None:
-        """The role a token grants, compared in constant time; None for an unknown token."""
-        given = token.strip().encode()
+    def __init__(self, runtime: Runtime, clock: Callable[[], datetime]) -> None:
+        self.runtime, self.settings, self.clock = runtime, runtime.settings, clock
+        service = self.settings.service
+        # settings with safe defaults until [service] declares them
+        self.idle: timedelta = getattr(service, "session_idle", SESSION_IDLE)
+        self.lifetime: timedelta = getattr(service, "session_lifetime", SESSION_LIFETIME)
+        self.secure_cookies: bool = bool(getattr(service, "secure_cookies", False))
+        public = {"/login"}
+        if service.open_health:
+            public.add("/healthz")
+        if service.open_metrics:
+            public.add("/metrics")
+        if getattr(service, "public_docs", False):
+            public |= DOCS_PATHS
+        self.public = frozenset(public)
+
+    # -- who is calling --------------------------------------------------------------------
+
+    def token(self, given: str) -> TokenSettings | None:
+        """The configured token equal to `given`, compared in constant time; None for an unknown one."""
+        raw = given.strip().encode("utf-8", "surrogateescape")
         found = None
-        for known in settings.service.tokens:
-            if given and hmac.compare_digest(given, known.token.encode()):
-                found = known.role
+        for known in self.settings.service.tokens:
+            if raw and hmac.compare_digest(raw, known.token.encode()):
+                found = known
         return found
 
-    def caller(request: Request) -> str | None:
-        """The role of the token in the Authorization header (or the dashboard's cookie), if valid."""
+    def identify(self, request: Request) -> Caller | None:
+        """The bearer token's holder, else the session cookie's; the raw token as a cookie is nobody."""
         header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            return role_of(header[7:])
-        return role_of(request.cookies.get("auditor_token", ""))
+        if header[:7].lower() == "bearer ":
+            found = self.token(header[7:])
+            return Caller(found.role, found.name, "bearer") if found else None
+        session = request.cookies.get(SESSION_COOKIE, "")
+        return self.session(session) if 20 <= len(session) <= 200 else None
 
-    def require(role: str) -> Callable[[Request], str]:
-        def check(request: Request) -> str:
+    def session(self, session: str) -> Caller | None:
+        catalog = self.runtime.catalog
+        digest = _digest(session)
+        row = catalog.session(digest)
+        if row is None:
+            return None
+        now = self.clock()
+        token = next(
+            (t for t in self.settings.service.tokens if t.name == row["token_name"] and hmac.compare_digest(_binding(session, t.token), row["token_binding"])), None
+        )
+        ended = now >= row["expires_at"] or now >= row["created_at"] + self.lifetime or now >= row["last_seen_at"] + self.idle
+        if ended or token is None:  # expired, or its token was changed or removed
+            catalog.delete_session(digest)
+            return None
+        if now - row["last_seen_at"] >= TOUCH_EVERY:
+            catalog.touch_session(digest, now)
+        return Caller(token.role, token.name, "session", session)
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def sign_in(self, given: str, previous: Caller | None) -> Caller | None:
+        """A new session for a valid token (the caller's previous session ends); None for a wrong token."""
+        token = self.token(given)
+        if token is None:
+            return None
+        catalog, now = self.runtime.catalog, self.clock()
+        catalog.expire_sessions(now, idle=self.idle)
+        if previous is not None and previous.session is not None:
+            catalog.delete_session(_digest(previous.session))
+        session = secrets.token_urlsafe(32)
+        catalog.create_session(_digest(session), token_name=token.name, token_binding=_binding(session, token.token), role=token.role, now=now,
+                               expires_at=now + self.lifetime)
+        return Caller(token.role, token.name, "session", session)
+
+    def sign_out(self, caller: Caller | None) -> None:
+        if caller is not None and caller.session is not None:
+            self.runtime.catalog.delete_session(_digest(caller.session))
+
+    def set_cookie(self, request: Request, response: Response, caller: Caller) -> None:
+        assert caller.session is not None
+        response.set_cookie(SESSION_COOKIE, caller.session, max_age=int(self.lifetime.total_seconds()), path="/", httponly=True, samesite="strict",
+                            secure=self.secure(request))
+        response.delete_cookie(LEGACY_COOKIE, path="/")
+
+    def clear_cookie(self, request: Request, response: Response) -> None:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=self.secure(request))
+        response.delete_cookie(LEGACY_COOKIE, path="/")
+
+    def secure(self, request: Request) -> bool:
+        return self.secure_cookies or request.url.scheme == "https"
+
+    # -- the gate's rules ------------------------------------------------------------------
+
+    def refusal(self, path: str) -> Response:
+        """What a request without a valid caller gets, the same whatever it asked for."""
+        if path.startswith("/api/") or path in ("/api", "/openapi.json", "/healthz", "/metrics"):
+            return JSONResponse({"error": "a valid bearer token is required"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return RedirectResponse("/login", status_code=303)
+
+
+def foreign_origin(request: Request) -> str | None:
+    """Why a browser request comes from another site (Sec-Fetch-Site, Origin, else Referer), or None."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"a {site[:20]} request"
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if source is None:
+        return None
+    try:
+        parts = urlsplit(source)
+        host = _host(parts.netloc) if parts.scheme in ("http", "https") else ""
+    except ValueError:
+        host = ""
+    ours = {_host(request.headers.get("host", "")), _host(request.headers.get("x-forwarded-host", "").split(",")[0])} - {""}
+    return None if host and host in ours else "another origin"
+
+
+class Gate:
+    """Authenticates every request before routing (so nothing is looked up for a stranger), then checks CSRF."""
+
+    def __init__(self, app: ASGIApp, access: Access) -> None:
+        self.app, self.access = app, access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        path = scope["path"]
+        try:
+            caller = await run_in_threadpool(self.access.identify, request)
+        except CatalogError as e:
+            await JSONResponse({"error": str(e)}, status_code=503)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        if caller is None and path not in self.access.public:
+            await self.access.refusal(path)(scope, receive, send)
+            return
+        query = scope.get("query_string", b"")
+        if "\x00" in path or b"%00" in query or b"\x00" in query:  # no name holds one, and PostgreSQL cannot compare text with it
+            await JSONResponse({"error": "a NUL character in the request: no name or time holds one"}, status_code=400)(scope, receive, send)
+            return
+        if scope["method"] not in SAFE_METHODS and (caller is None or caller.via == "session"):
+            problem = foreign_origin(request)
+            if problem is None and caller is not None and path != "/login":
+                given, receive = await _csrf_of(request, receive)
+                expected = caller.csrf or ""
+                if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
+                    problem = "no valid CSRF token"
+            if problem is not None:
+                await JSONResponse({"error": f"refused: {problem} (sign-in cookies work only from this site's own forms)"}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class SecurityHeaders:
+    """Security headers on every response, errors included; an unhandled error becomes a bare 500."""
+
+    def __init__(self, app: ASGIApp, csp: str) -> None:
+        self.app = app
+        self.headers = {
+            "Content-Security-Policy": csp,
+            "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",  # not no-referrer: browsers then send "Origin: null" on our own form posts
+            "Cache-Control": "no-store",
+            "Cross-Origin-Opener-Policy": "same-origin",
+            "Cross-Origin-Resource-Policy": "same-origin",
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    if name == "Cache-Control" or name not in headers:  # only the docs pages bring their own CSP
+                        headers[name] = value
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if started:
+                raise
+            await JSONResponse({"error": "internal error"}, status_code=500)(scope, receive, sending)
+            raise  # logged by the server
+
+
+def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:
+    """The service; `clock` is its now: RPOs, audits started through the API, and session expiry."""
+    settings = runtime.settings
+    app = FastAPI(title="export-auditor", version="1", docs_url=None, redoc_url=None, openapi_url=None)
+    access = Access(runtime, clock)
+
+    def caller(request: Request) -> Caller | None:
+        """The caller the gate identified."""
+        found = request.state.caller if hasattr(request.state, "caller") else access.identify(request)
+        return found if isinstance(found, Caller) else None
+
+    def require(role: str) -> Callable[[Request], Caller]:
+        def check(request: Request) -> Caller:
             found = caller(request)
             if found is None:
                 raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-            if ROLES[found] < ROLES[role]:
-                raise HTTPException(403, f"this token's role is {found}; {role} is required")
+            if ROLES[found.role] < ROLES[role]:
+                raise HTTPException(403, f"this token's role is {found.role}; {role} is required")
             return found
 
         return check
@@ -100,7 +347,7 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         return PlainTextResponse(render_metrics(runtime.catalog, worker, now=clock()), media_type="text/plain; version=0.0.4")
 
     @app.get("/api/compliance")
-    def compliance(_: str = reader) -> dict[str, Any]:
+    def compliance(_: Caller = reader) -> dict[str, Any]:
         states = runtime.catalog.datasets()
         status, totals = verdict(states)
         audits = runtime.catalog.audits(1)
@@ -108,24 +355,24 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         return {"status": status, "windows": totals, "exports": [dataset_json(s, now) for s in states], "last_audit": to_json(audits[0]) if audits else None}
 
     @app.get("/api/exports")
-    def exports(_: str = reader) -> list[dict[str, Any]]:
+    def exports(_: Caller = reader) -> list[dict[str, Any]]:
         now = clock()
         return [dataset_json(s, now) for s in runtime.catalog.datasets()]
 
     @app.get("/api/exports/{name}/windows")
-    def windows(name: str, start: str | None = None, end: str | None = None, dataset: str | None = None, _: str = reader) -> list[dict[str, Any]]:
+    def windows(name: str, start: str | None = None, end: str | None = None, dataset: str | None = None, _: Caller = reader) -> list[dict[str, Any]]:
         _known_export(name)
         return list(to_json(runtime.catalog.windows(name, dataset, _time(start, "start"), _time(end, "end"))))
 
     @app.get("/api/exports/{name}/windows/{scheduled}/findings")
-    def findings(name: str, scheduled: str, dataset: str, _: str = reader) -> list[dict[str, Any]]:
+    def findings(name: str, scheduled: str, dataset: str, _: Caller = reader) -> list[dict[str, Any]]:
         _known_export(name)
         when = _time(scheduled, "scheduled")
         assert when is not None
         return list(to_json(runtime.catalog.window_findings(name, dataset, when)))
 
     @app.get("/api/exports/{name}/windows/{scheduled}/history")
-    def history(name: str, scheduled: str, dataset: str, _: str = reader) -> list[dict[str, Any]]:
+    def history(name: str, scheduled: str, dataset: str, _: Caller = reader) -> list[dict[str, Any]]:
         """Every status audits recorded for one window, in as-of order (historical audits included)."""
         _known_export(name)
         when = _time(scheduled, "scheduled")
@@ -133,7 +380,7 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         return list(to_json(runtime.catalog.window_history(name, dataset, when)))
 
     @app.get("/api/restore")
-    def restore(dataset: str, at: str, export: str | None = None, _: str = reader) -> dict[str, Any]:
+    def restore(dataset: str, at: str, export: str | None = None, _: Caller = reader) -> dict[str, Any]:
         when = _time(at, "at")
         assert when is not None
         try:
@@ -144,15 +391,15 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
             raise HTTPException(404, str(e)) from None
 
     @app.get("/api/alerts")
-    def alerts(state: str | None = None, _: str = reader) -> list[dict[str, Any]]:
+    def alerts(state: str | None = None, _: Caller = reader) -> list[dict[str, Any]]:
         return list(to_json(runtime.catalog.notices(state=state)))
 
     @app.get("/api/audits")
-    def audits(_: str = reader) -> list[dict[str, Any]]:
+    def audits(_: Caller = reader) -> list[dict[str, Any]]:
         return list(to_json(runtime.catalog.audits()))
 
     @app.get("/api/audits/{audit_id}/report")
-    def audit_report(audit_id: int, _: str = reader) -> dict[str, Any]:
+    def audit_report(audit_id: int = Path(ge=0, le=MAX_AUDIT_ID), _: Caller = reader) -> dict[str, Any]:
         """The report an audit produced, exactly as recorded (historical audits too)."""
         report = runtime.catalog.audit_report(audit_id)
         if report is None:
@@ -160,7 +407,8 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         return report
 
     @app.post("/api/audits", status_code=201)
-    def audit_now(_: str = admin) -> dict[str, Any]:
+    def audit_now(_: Caller = admin) -> dict[str, Any]:
+        """Audit now (admin). With a dashboard session instead of a bearer token: send the CSRF token as X-CSRF-Token."""
         if worker is None:
             raise HTTPException(503, "no worker runs in this process")
         if not settings.exports:
@@ -171,14 +419,41 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         body = report.to_json()
         return {"status": report.status, "as_of": iso(report.as_of), "audit_id": report.audit_id, "summary": body["summary"], "errors": body["errors"]}
 
-    from auditor.service.dashboard import add_dashboard
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
-    add_dashboard(app, runtime, caller, role_of, clock)
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> Response:
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI")
+        scripts = " ".join(_hashes(_inline(bytes(page.body).decode(), "script")))
+        page.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src {CDN} {scripts}; style-src {CDN} 'unsafe-inline'; img-src 'self' data: {CDN} https://fastapi.tiangolo.com; "
+            f"font-src {CDN} data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> Response:
+        page = get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
+        page.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src {CDN}; style-src 'unsafe-inline' https://fonts.googleapis.com; font-src https://fonts.gstatic.com; "
+            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; connect-src 'self'; worker-src blob:; form-action 'none'; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        )
+        return page
+
+    from auditor.service.dashboard import PAGE_STYLES, add_dashboard
+
+    add_dashboard(app, runtime, access, caller, clock)
 
     def _known_export(name: str) -> None:
         if name not in {e.name for e in settings.exports}:
             raise HTTPException(404, f"no export named {name!r}")
 
+    csp = f"default-src 'none'; style-src {' '.join(_hashes(PAGE_STYLES))}; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    app.add_middleware(Gate, access=access)
+    app.add_middleware(SecurityHeaders, csp=csp)  # outermost: the gate's answers get the headers too
     return app
 
 
@@ -189,3 +464,68 @@ def _time(value: str | None, name: str) -> datetime | None:
         return parse_time(value, key=name)
     except ScheduleError as e:
         raise HTTPException(400, str(e)) from None
+
+
+def _digest(session: str) -> str:
+    return hashlib.sha256(session.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _mac(session: str, message: str) -> str:
+    return hmac.new(session.encode("utf-8", "surrogateescape"), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _binding(session: str, token: str) -> str:
+    """Which token a session was opened with, keyed by the session id (the catalog alone cannot test guesses)."""
+    return _mac(session, "auditor-session-token\0" + token)
+
+
+def _host(netloc: str) -> str:
+    """host[:port] as a browser's Origin spells it (lower case, no default port)."""
+    host = netloc.strip().lower().rsplit("@", 1)[-1]
+    for default in (":80", ":443"):
+        host = host.removesuffix(default)
+    return host
+
+
+def _inline(page: str, element: str) -> list[str]:
+    """The contents of the inline <script>/<style> elements of a page (those without src)."""
+    return re.findall(rf"<{element}(?![^>]*\bsrc=)[^>]*>(.*?)</{element}>", page, flags=re.DOTALL)
+
+
+def _hashes(contents: Iterable[str]) -> list[str]:
+    """CSP source expressions allowing exactly these inline elements."""
+    return sorted({f"'sha256-{base64.b64encode(hashlib.sha256(c.encode()).digest()).decode()}'" for c in contents})
+
+
+async def _csrf_of(request: Request, receive: Receive) -> tuple[str | None, Receive]:
+    """The CSRF token of a request (header, else a urlencoded form field) and a `receive` that replays the body read for it."""
+    header = request.headers.get(CSRF_HEADER)
+    if header is not None or not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return header, receive
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None, receive
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_FORM:
+            return None, receive
+        chunks.append(chunk)
+        more = bool(message.get("more_body", False))
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        values = parse_qs(body.decode("latin-1"), max_num_fields=100).get(CSRF_FIELD)
+    except ValueError:  # too many fields
+        return None, replay
+    return (values[0] if values else None), replay
+

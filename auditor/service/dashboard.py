@@ -1,7 +1,13 @@
-"""Server-rendered dashboard pages (Jinja2; no front-end build step), read from the catalog."""
+"""Server-rendered dashboard pages (Jinja2; no front-end build step, no script), read from the catalog.
+
+Every page is behind the service's gate (auditor.service.app): a request without a valid session
+or token is sent to /login before anything is looked up. Forms that change state carry the
+session's CSRF token in a hidden `csrf` field.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -9,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -17,33 +24,45 @@ from auditor.ledger import to_json
 from auditor.restore import RestoreLookupError, plan_restore
 from auditor.runtime import Runtime
 from auditor.schedule import parse_time
+from auditor.service.app import MAX_AUDIT_ID, Access, Caller, dataset_json, verdict
 
-TEMPLATES = Jinja2Templates(directory=[Path(__file__).parent / "templates", Path(__file__).parents[1] / "templates"])  # the second: the evidence calendar
+HERE = Path(__file__).parent
+TEMPLATES = Jinja2Templates(directory=[HERE / "templates", HERE.parent / "templates"])  # the second: the evidence calendar
 TEMPLATES.env.filters["slice_time"] = lambda iso: iso[11:16]
 TEMPLATES.env.filters["slice_day"] = lambda iso: iso[:10]
-COOKIE = "auditor_token"
+# the inline <style> elements of the dashboard and the evidence page: the only inline content the CSP allows (by hash)
+PAGE_STYLES = [s for p in (HERE / "templates" / "base.html", HERE.parent / "templates" / "evidence.html") for s in re.findall(r"<style>(.*?)</style>", p.read_text(), re.DOTALL)]
 
 
-def add_dashboard(app: FastAPI, runtime: Runtime, caller: Callable[[Request], str | None], role_of: Callable[[str], str | None], clock: Callable[[], datetime]) -> None:
-    from auditor.service.app import dataset_json, verdict
-
+def add_dashboard(app: FastAPI, runtime: Runtime, access: Access, caller: Callable[[Request], Caller | None], clock: Callable[[], datetime]) -> None:
     settings = runtime.settings
 
     def page(request: Request, template: str, **context: Any) -> Response:
-        if caller(request) is None:
+        who = caller(request)
+        if who is None:  # the gate already sent strangers to /login; never render for one
             return RedirectResponse("/login", status_code=303)
-        return TEMPLATES.TemplateResponse(request, template, context)
+        return TEMPLATES.TemplateResponse(request, template, {**context, "csrf": who.csrf})
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request) -> Response:
-        return TEMPLATES.TemplateResponse(request, "login.html", {"error": None})
+        return TEMPLATES.TemplateResponse(request, "login.html", {"error": None, "csrf": None})
 
     @app.post("/login")
     def login(request: Request, token: str = Form("")) -> Response:
-        if role_of(token) is None:
-            return TEMPLATES.TemplateResponse(request, "login.html", {"error": "That token is not valid."}, status_code=401)
+        """Sign in with a token: a new session (the gate has checked that the form is this site's own)."""
+        who = access.sign_in(token, caller(request))
+        if who is None:
+            return TEMPLATES.TemplateResponse(request, "login.html", {"error": "That token is not valid.", "csrf": None}, status_code=401)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        access.set_cookie(request, response, who)
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request) -> Response:
+        """Sign out: the session ends in the catalog, the cookie is cleared (the gate has checked the CSRF token)."""
+        access.sign_out(caller(request))
+        response = RedirectResponse("/login", status_code=303)
+        access.clear_cookie(request, response)
         return response
 
     @app.get("/", response_class=HTMLResponse)
@@ -81,7 +100,7 @@ def add_dashboard(app: FastAPI, runtime: Runtime, caller: Callable[[Request], st
         )
 
     @app.get("/audits/{audit_id}", response_class=HTMLResponse)
-    def audit_page(request: Request, audit_id: int) -> Response:
+    def audit_page(request: Request, audit_id: int = PathParam(ge=0, le=MAX_AUDIT_ID)) -> Response:
         """The evidence page of one recorded audit (live or historical), as `auditor evidence verify` expects it."""
         if caller(request) is None:
             return RedirectResponse("/login", status_code=303)
