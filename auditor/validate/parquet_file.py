@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from auditor.errors import StorageError
 from auditor.findings import Finding, error, warning
 from auditor.validate import FileVerdict, Level, Source
-from auditor.validate.schema import canonical_schema
+from auditor.validate.schema import parquet_schema
 
 MAGIC = b"PAR1"
 ENCRYPTED_MAGIC = b"PARE"
@@ -52,8 +52,7 @@ def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:
     except Exception as e:  # noqa: BLE001 - any failure to interpret untrusted metadata is a finding
         return FileVerdict(Level.FOOTER, (error("parquet.bad_footer", url, f"footer metadata is inconsistent: {type(e).__name__}: {e}"),))
     try:
-        arrow = metadata.schema.to_arrow_schema()
-        schema = canonical_schema([(f.name, str(f.type)) for f in arrow])
+        schema = parquet_schema(metadata)  # the Parquet logical schema: writers differ in the Arrow schema they store
     except Exception as e:  # noqa: BLE001
         findings.append(error("parquet.bad_schema", url, f"schema cannot be read: {e}"))
         schema = None
