@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from auditor.config import ExportSettings, Settings
 from auditor.errors import CatalogError, ScheduleError, StorageError
@@ -313,6 +313,19 @@ class Checker(Protocol):
     def check(self, source: Source, name: str, *, deep: bool) -> FileVerdict: ...
 
 
+@runtime_checkable
+class BatchChecker(Checker, Protocol):
+    """A Checker that also deep-checks many files of one store where they lie (auditor.cluster).
+
+    `deep_check` hands every file over before it returns (the audit's quick checks run meanwhile)
+    and yields (key, verdict) as checks finish, or (key, reason) for a file it could not check:
+    that file's window is then `unknown`, like a read error. It never raises. The workers open
+    `store` themselves from its pickled form (URL and options), and only verdicts come back.
+    """
+
+    def deep_check(self, store: Store, files: Sequence[ObjectInfo]) -> Iterator[tuple[str, FileVerdict | str]]: ...
+
+
 class InProcessChecker:
     """Validation in the audit's own threads: for trusted input and tests of the pure validators."""
 
@@ -340,35 +353,53 @@ def _validate(
     unique_jobs = {info.key: (draft, info, role) for draft, info, role in jobs}
     footers = _FooterSizes()
 
-    def deep_for(key: str) -> bool:
-        if options.deep:
-            return True
-        return rotation is not None and zlib.crc32(key.encode()) % rotation[0] == rotation[1]
+    def needed(job: tuple[_FolderDraft, ObjectInfo, str]) -> Level:
+        _draft, info, role = job
+        if role != "data":
+            return Level.FOOTER
+        if options.deep or (rotation is not None and zlib.crc32(info.key.encode()) % rotation[0] == rotation[1]):
+            return Level.DEEP
+        return Level.FOOTER
+
+    def reused(job: tuple[_FolderDraft, ObjectInfo, str]) -> FileRecord | None:
+        """The stored record, when the file is unchanged and its verdict stands at the level needed."""
+        draft, info, role = job
+        cached = known.get(info.key)
+        level = needed(job)
+        if cached is not None and cached.role == role and cached.unchanged(info) and _still_valid(cached, level, rotated=rotation is not None and level is Level.DEEP):
+            return replace(cached, folder_key=draft.key)
+        return None
 
     def check(job: tuple[_FolderDraft, ObjectInfo, str]) -> tuple[FileRecord | str, bool]:
         """The file's record (or the I/O error that stopped it) and whether it was read."""
         draft, info, role = job
-        cached = known.get(info.key)
-        needed = Level.DEEP if role == "data" and deep_for(info.key) else Level.FOOTER
-        if cached is not None and cached.role == role and cached.unchanged(info) and _still_valid(cached, needed, rotated=rotation is not None and needed is Level.DEEP):
-            return replace(cached, folder_key=draft.key), False
+        record = reused(job)
+        if record is not None:
+            return record, False
         try:
             if role == "data":
-                record = _check_data(store, info, draft.key, deep=needed is Level.DEEP, now=checked_at, checker=checker, footers=footers)
+                record = _check_data(store, info, draft.key, deep=needed(job) is Level.DEEP, now=checked_at, checker=checker, footers=footers)
             else:
                 record = _check_manifest(store, info, draft.key, checked_at)
         except StorageError as e:
             return str(e), True
-        if cached is not None and cached.unchanged(info) and cached.deep_at and record.deep_at is None:
-            record = replace(record, deep_at=cached.deep_at, level=max(record.level, cached.level))
-        return record, True
+        return _keep_deep_check(record, known.get(info.key), info), True
 
+    # a BatchChecker gets every deep check at once; the rest is checked here meanwhile
+    elsewhere: list[str] = []
+    remote: Iterator[tuple[str, FileVerdict | str]] = iter(())
+    if isinstance(checker, BatchChecker):
+        elsewhere = [key for key, job in unique_jobs.items() if needed(job) is Level.DEEP and reused(job) is None]
+        if elsewhere:
+            remote = checker.deep_check(store, [unique_jobs[key][1] for key in elsewhere])
+    here = [key for key in unique_jobs if key not in set(elsewhere)]
     # one data file per dataset folder first: its footer size tells the others how much to fetch
     firsts: dict[str, str] = {}
-    for key, (draft, _info, role) in unique_jobs.items():
+    for key in here:
+        draft, _info, role = unique_jobs[key]
         if role == "data":
             firsts.setdefault(draft.key.rsplit("/", 1)[0], key)
-    waves = [list(firsts.values()), [k for k in unique_jobs if k not in set(firsts.values())]]
+    waves = [list(firsts.values()), [k for k in here if k not in set(firsts.values())]]
     outcomes: dict[str, FileRecord | str] = {}
     total, done = len(unique_jobs), 0
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
@@ -379,6 +410,19 @@ def _validate(
                 done += 1
                 if progress:
                     progress("validate", done, total)
+    for key, answer in remote:
+        if key not in unique_jobs or key in outcomes:
+            continue
+        draft, info, _role = unique_jobs[key]
+        outcomes[key] = answer if isinstance(answer, str) else _keep_deep_check(_data_record(info, draft.key, answer, checked_at), known.get(key), info)
+        counters["read"] += 1
+        done += 1
+        if progress:
+            progress("validate", done, total)
+    for key in elsewhere:
+        if key not in outcomes:  # never dropped silently: a file without an answer is unknown
+            outcomes[key] = "could not be deep-checked: no verdict came back for some files"
+            counters["read"] += 1
     folders: dict[tuple[str, str, datetime], Folder] = {}
     for ident, draft in scan.folders.items():
         data, manifests, failures = [], [], []
@@ -443,11 +487,21 @@ def _check_data(store: Store, info: ObjectInfo, folder_key: str, *, deep: bool, 
     # the ranged reads happen here, in the I/O thread; an isolated worker then only parses
     source = ObjectSource(store, info).with_prefetch(info.name, tail=footers.tail_for(group))
     footers.learn(group, source)
-    verdict = checker.check(source, info.name, deep=deep)
+    return _data_record(info, folder_key, checker.check(source, info.name, deep=deep), now)
+
+
+def _data_record(info: ObjectInfo, folder_key: str, verdict: FileVerdict, now: datetime) -> FileRecord:
     return FileRecord(
         info.key, folder_key, "data", info.size, info.etag, info.modified, int(verdict.level), now,
         now if verdict.level is Level.DEEP else None, verdict.records, verdict.findings, None, verdict.schema,
     )
+
+
+def _keep_deep_check(record: FileRecord, cached: FileRecord | None, info: ObjectInfo) -> FileRecord:
+    """An unchanged file keeps the date of its last deep check when this check did not go as deep."""
+    if cached is not None and cached.unchanged(info) and cached.deep_at and record.deep_at is None:
+        return replace(record, deep_at=cached.deep_at, level=max(record.level, cached.level))
+    return record
 
 
 def _check_manifest(store: Store, info: ObjectInfo, folder_key: str, now: datetime) -> FileRecord:

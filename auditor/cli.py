@@ -27,17 +27,23 @@ def main() -> None:
 @click.option("--as-of", help="audit as of this time (ISO-8601 or epoch seconds; default now)")
 @click.option("--deep", is_flag=True, help="read every byte of every file")
 @click.option("--sample", type=click.FloatRange(0, 100, min_open=True), help="deep-check a rotating PCT of files")
+@click.option("--cluster", metavar="ADDRESS", help="deep-check on this Dask scheduler (tcp://HOST:PORT, tls://…; default [validation] cluster)")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="write the report here instead of stdout")
 @guarded
-def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float | None, fmt: str, output: str | None) -> None:
+def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float | None, cluster: str | None, fmt: str, output: str | None) -> None:
     """Scan, validate and reconcile every export; exit 0 compliant, 1 not, 2 usage, 3 incomplete."""
     if deep and sample:
         raise click.UsageError("use --deep or --sample, not both")
+    if cluster and not (deep or sample):
+        raise click.UsageError("--cluster runs deep checks: use it with --deep or --sample")
     moment = when(as_of, "--as-of")
     if moment > datetime.now(UTC) + timedelta(minutes=5):
         raise click.BadParameter("is in the future: an audit as of a time that has not come yet would freeze the catalog's present", param_hint="--as-of")
-    with runtime(config_path) as rt, progress_bar() as bar:
+    from auditor.config import load_from_environment
+    from auditor.runtime import Runtime
+
+    with Runtime(load_from_environment(config_path), cluster=cluster) as rt, progress_bar() as bar:
         report = rt.audit(now=moment, options=AuditOptions(deep=deep, sample_percent=sample), progress=bar)
         assert report is not None  # waits for other auditors of the same destinations
         if report.live and rt.settings.channels:

@@ -43,6 +43,14 @@ class ValidationSettings(_Model):
     memory_mb: int = Field(4096, ge=256, description="memory one worker may use before a file counts as unverifiable")
     timeout_seconds: float = Field(60.0, gt=0, description="time allowed per file, plus size / min_throughput_mb")
     min_throughput_mb: float = Field(4.0, gt=0, description="MiB per second a check must sustain on a large file")
+    cluster: str | None = Field(None, description="Dask scheduler for deep checks (tcp://HOST:PORT or tls://HOST:PORT); unset: this machine")
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", value):
+            raise ValueError("must be a Dask scheduler address such as tcp://HOST:8786 or tls://HOST:8786")
+        return value
 
 
 class FlowServiceSettings(_Model):

@@ -58,8 +58,9 @@ class Unavailable:
 class Runtime:
     """Everything one auditor process needs, built lazily from Settings, closed once."""
 
-    def __init__(self, settings: Settings, *, checker: Checker | None = None) -> None:
+    def __init__(self, settings: Settings, *, checker: Checker | None = None, cluster: str | None = None) -> None:
         self.settings = settings
+        self.cluster = cluster or settings.validation.cluster  # a Dask scheduler for deep checks (`--cluster` wins)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # who claims notices and locks
         self._catalog: Catalog | None = None
         self._catalog_problem: str | None = None
@@ -100,17 +101,20 @@ class Runtime:
         return self._catalog_problem
 
     def checker(self) -> Checker:
-        """Isolated validation workers unless `validation.isolate` is off (started once)."""
+        """Isolated validation workers unless `validation.isolate` is off (started once); with a
+        cluster address, deep checks go to that Dask cluster (isolated on its workers in any case)."""
         with self._lock:
             if self._checker is None:
-                if not self.settings.validation.isolate:
-                    self._checker = InProcessChecker()
-                else:
-                    from auditor.validate.sandbox import Limits, Sandbox
+                from auditor.validate.sandbox import Limits, Sandbox
 
-                    v = self.settings.validation
-                    limits = Limits(memory_bytes=v.memory_mb << 20, timeout_seconds=v.timeout_seconds, min_throughput=v.min_throughput_mb * (1 << 20))
-                    self._checker = self._checker_stack.enter_context(Sandbox(workers=v.workers or None, limits=limits))
+                v = self.settings.validation
+                limits = Limits(memory_bytes=v.memory_mb << 20, timeout_seconds=v.timeout_seconds, min_throughput=v.min_throughput_mb * (1 << 20))
+                local: Checker = self._checker_stack.enter_context(Sandbox(workers=v.workers or None, limits=limits)) if v.isolate else InProcessChecker()
+                if self.cluster:
+                    from auditor.cluster import ClusterChecker
+
+                    local = self._checker_stack.enter_context(ClusterChecker(self.cluster, local=local, limits=limits))
+                self._checker = local
             return self._checker
 
     def flows_client(self) -> FlowsClient:
