@@ -67,6 +67,44 @@ class FlowServiceSettings(_Model):
     scopes: str = Field("openid,session,AdobeID,read_organizations,additional_info.projectedProductContext", description="OAuth scopes")
     dlz_destination: str | None = Field(None, description="name of the [[destinations]] entry that is the org's Data Landing Zone")
     retries: int = Field(4, ge=0, le=10, description="retries on 429 and 5xx, with backoff (Retry-After honoured)")
+    allow_insecure_http: bool = Field(False, description="accept http:// URLs to hosts other than this machine (the client secret and tokens then cross the network in clear text)")
+
+    @model_validator(mode="after")
+    def _secure_urls(self) -> FlowServiceSettings:
+        for name in ("base_url", "ims_url", "landing_zone_url", "adhoc_url"):
+            problem = insecure_url_problem(getattr(self, name))
+            if problem and (self.allow_insecure_http is False or not problem.startswith("http://")):
+                advice = "use https://, or set allow_insecure_http = true in [flow_service]" if problem.startswith("http://") else "use https://"
+                raise ValueError(f"flow_service.{name}: {problem}; {advice}")
+        return self
+
+
+def insecure_url_problem(url: str) -> str | None:
+    """Why a Flow Service or IMS URL would expose the client secret or tokens, or None.
+
+    https:// is fine; http:// only to this machine (localhost, 127.0.0.0/8, ::1: the emulator).
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "is not a URL"
+    scheme = parts.scheme.lower()
+    if scheme == "https" and host:
+        return None
+    if scheme != "http" or not host:
+        return "is not an https:// URL"
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return "http:// to a host other than this machine sends the client secret and tokens in clear text"
 
 
 def _duration(value: Any) -> timedelta:
@@ -92,6 +130,16 @@ class DestinationSettings(_Model):
     @classmethod
     def _every(cls, value: Any) -> timedelta:
         return _duration(value)
+
+    @field_validator("options")
+    @classmethod
+    def _limits(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from auditor.storage.backends import limits_problem
+
+        problem = limits_problem(value)
+        if problem:
+            raise ValueError(problem.removeprefix("options."))
+        return value
 
 
 class TokenSettings(_Model):
@@ -262,7 +310,7 @@ def load_settings(path: str | Path, environ: Mapping[str, str]) -> Settings:
     """Read, resolve and validate one TOML file; raises ConfigError naming the bad key and value."""
     source = Path(path)
     try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
+        data = _parse_toml(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {source} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -272,7 +320,7 @@ def load_settings(path: str | Path, environ: Mapping[str, str]) -> Settings:
     for extra in data.get("include", []) if isinstance(data.get("include"), list) else []:
         included = (source.parent / str(extra)) if not Path(str(extra)).is_absolute() else Path(str(extra))
         try:
-            more = tomllib.loads(included.read_text(encoding="utf-8"))
+            more = _parse_toml(included.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"include: {included} does not exist") from None
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
@@ -285,16 +333,37 @@ def load_settings(path: str | Path, environ: Mapping[str, str]) -> Settings:
     return settings_from_mapping(data, environ, source=str(source))
 
 
-def settings_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], *, source: str = "config") -> Settings:
-    """Validate an already parsed configuration mapping."""
-    resolved = _resolve(data, environ, key="")
+def _parse_toml(text: str) -> dict[str, Any]:
+    """tomllib, with arrays and tables nested too deeply for its recursive parser as a TOMLDecodeError."""
     try:
-        return Settings.model_validate(resolved)
+        return tomllib.loads(text)
+    except RecursionError:
+        raise tomllib.TOMLDecodeError(f"arrays or tables are nested too deeply (at most {MAX_DEPTH} levels are accepted)") from None
+
+
+def settings_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], *, source: str = "config") -> Settings:
+    """Validate an already parsed configuration mapping.
+
+    A value that came from a `${env:…}` or `${file:…}` reference is never echoed in an error:
+    the key is named, the value is not.
+    """
+    resolved: _Resolved = _Resolved()
+    try:
+        data = resolved.resolve(data, environ, key="", depth=0)
+        settings = Settings.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in e.errors())) from None
+        raise ConfigError(resolved.hide(f"{source}: " + "; ".join(_describe(err, resolved.keys) for err in e.errors()))) from None
+    except ConfigError as e:
+        raise ConfigError(resolved.hide(str(e))) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: values are nested too deeply (at most {MAX_DEPTH} levels are accepted)") from None
+    return settings
 
 
-def _describe(err: Any) -> str:
+MAX_DEPTH = 64  # levels of tables and arrays: far beyond any real configuration
+
+
+def _describe(err: Any, referenced: set[str]) -> str:
     key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -305,17 +374,59 @@ def _describe(err: Any) -> str:
         return f"{key}: {message}"  # never echo storage options: they carry secrets
     if not key:
         return message
-    return f"{key}: {message} (got {err.get('input')!r})" if err["type"] != "value_error" else f"{key}: {message}"
+    if any(_related(key, ref) for ref in referenced):
+        return f"{key}: {message} (the value comes from a ${{env:…}} or ${{file:…}} reference and is not shown)"
+    return f"{key}: {message} (got {_bounded_repr(err.get('input'))})" if err["type"] != "value_error" else f"{key}: {message}"
 
 
-def _resolve(value: Any, environ: Mapping[str, str], *, key: str) -> Any:
-    if isinstance(value, dict):
-        return {k: _resolve(v, environ, key=f"{key}.{k}" if key else k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve(v, environ, key=f"{key}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, str):
-        return _REFERENCE.sub(lambda m: _lookup(m.group(1), m.group(2), environ, key=key), value)
-    return value
+def _related(key: str, ref: str) -> bool:
+    """Whether the value at `key` holds (or is part of) the value at `ref`."""
+    return key == ref or ref.startswith((key + ".", key + "[")) or key.startswith((ref + ".", ref + "["))
+
+
+def _bounded_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - repr of a huge int raises
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 200 else text[:180] + "…"
+
+
+class _Resolved:
+    """Resolves references and remembers where they were and what they gave, to keep those values out of messages."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.values: set[str] = set()
+
+    def resolve(self, value: Any, environ: Mapping[str, str], *, key: str, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{key or 'config'}: values are nested too deeply (at most {MAX_DEPTH} levels are accepted)")
+        if isinstance(value, Mapping):
+            return {k: self.resolve(v, environ, key=f"{key}.{k}" if key else str(k), depth=depth + 1) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v, environ, key=f"{key}[{i}]", depth=depth + 1) for i, v in enumerate(value)]
+        if isinstance(value, str) and _REFERENCE.search(value):
+            self.keys.add(key)
+            resolved = _REFERENCE.sub(lambda m: self._found(_lookup(m.group(1), m.group(2), environ, key=key)), value)
+            self.values.add(resolved)
+            return resolved
+        return value
+
+    def _found(self, value: str) -> str:
+        self.values.add(value)
+        return value
+
+    def hide(self, message: str) -> str:
+        """The message with every value a reference gave replaced (quoted anywhere; bare when 4+ characters)."""
+        for value in sorted(self.values, key=len, reverse=True):
+            if not value:
+                continue
+            for shown in {repr(value), f'"{value}"', f"'{value}'"}:
+                message = message.replace(shown, "'<from a reference>'")
+            if len(value) >= 4:
+                message = message.replace(value, "<from a reference>")
+        return message
 
 
 def _lookup(kind: str, name: str, environ: Mapping[str, str], *, key: str) -> str:

@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -21,6 +22,30 @@ from auditor.report import AuditReport, iso
 from auditor.restore import RestorePlan
 
 FORMATS = ("table", "json", "csv", "junit", "html")
+# C0 and C1 control characters (ESC starts terminal escape sequences; CR, BS and NL rewrite what is
+# shown), DEL, and the Unicode format characters that reorder or split lines (bidi overrides).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: object) -> str:
+    """`text` with every control or line-reordering character written as a visible escape (`\\x1b`).
+
+    Object keys, dataset IDs and flow names are chosen by whoever can write to a bucket or edit a
+    dataflow: in a terminal they must not move the cursor, recolour, retitle or hide anything.
+    """
+    return _UNSAFE.sub(_escaped, str(text))
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _cell(text: object) -> str:
+    """A table cell: control characters escaped, rich markup escaped."""
+    return escape(terminal_safe(text))
+
+
 COLOURS = {
     Status.OK: "green",
     Status.LATE: "yellow",
@@ -61,8 +86,8 @@ def _table(report: AuditReport) -> str:
     for export in report.exports:
         counts = Counter(w.status for w in export.windows)
         summary.add_row(
-            export.name,
-            export.dataset_id,
+            _cell(export.name),
+            _cell(export.dataset_id),
             str(len(export.windows)),
             *(str(counts.get(s, 0)) for s in (Status.OK, Status.LATE, Status.MISSING, Status.INVALID, Status.EMPTY, Status.PENDING, Status.UNKNOWN)),
             iso(export.restore.restorable_until) or "never",
@@ -75,21 +100,21 @@ def _table(report: AuditReport) -> str:
         for column in ("export", "dataset", "scheduled", "status", "evidence"):
             detail.add_column(column, overflow="fold")
         for export, window in problems:
-            evidence = "\n".join(f"[{f.severity.value}] {f.code}: {f.message}" for f in window.findings) or "-"
-            detail.add_row(export.name, export.dataset_id, iso(window.window.scheduled) or "", window.status.value, escape(evidence))
+            evidence = "\n".join(_cell(f"[{f.severity.value}] {f.code}: {f.message}") for f in window.findings) or "-"
+            detail.add_row(_cell(export.name), _cell(export.dataset_id), iso(window.window.scheduled) or "", window.status.value, evidence)
         console.print(detail)
     if report.unexpected:
         table = Table(title="Unexpected", title_justify="left")
         table.add_column("path", overflow="fold")
         table.add_column("reason")
         for item in report.unexpected:
-            table.add_row(escape(item.path), escape(item.reason))
+            table.add_row(_cell(item.path), _cell(item.reason))
         console.print(table)
     for export in report.exports:
         for note in export.warnings:
-            console.print(f"WARNING {export.name}: {note.code}: {note.message}", markup=False)
+            console.print(terminal_safe(f"WARNING {export.name}: {note.code}: {note.message}"), markup=False)
     for error in report.errors:
-        console.print(f"ERROR {error.destination}: {error.message}", markup=False)
+        console.print(terminal_safe(f"ERROR {error.destination}: {error.message}"), markup=False)
     a = report.assurance
     console.print(f"{a.files} data files; {a.read_files} read, {a.reused_files} unchanged since their last check; {a.bytes_read} bytes read")
     oldest = f", the oldest check {iso(a.oldest_deep_check)}" if a.oldest_deep_check else ""
@@ -119,17 +144,22 @@ def _csv(report: AuditReport) -> str:
     return out.getvalue()
 
 
+def _xml_text(text: object) -> str:
+    """XML 1.0 cannot carry most control characters: written as visible escapes (tab and newline kept)."""
+    return re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]", _escaped, str(text))
+
+
 def _junit(report: AuditReport) -> str:
     suites = ElementTree.Element("testsuites", name="export-auditor", timestamp=iso(report.as_of) or "")
     for export in report.exports:
         counts = Counter(w.status for w in export.windows)
         suite = ElementTree.SubElement(
-            suites, "testsuite", name=f"{export.name}/{export.dataset_id}", tests=str(len(export.windows)),
+            suites, "testsuite", name=_xml_text(f"{export.name}/{export.dataset_id}"), tests=str(len(export.windows)),
             failures=str(counts[Status.MISSING] + counts[Status.INVALID]), errors=str(counts[Status.UNKNOWN]), skipped=str(counts[Status.PENDING]),
         )
         for w in export.windows:
-            case = ElementTree.SubElement(suite, "testcase", classname=f"{export.name}.{export.dataset_id}", name=iso(w.window.scheduled) or "")
-            text = "\n".join(f"{f.severity.value} {f.code} {f.path}: {f.message}" for f in w.findings)
+            case = ElementTree.SubElement(suite, "testcase", classname=_xml_text(f"{export.name}.{export.dataset_id}"), name=iso(w.window.scheduled) or "")
+            text = _xml_text("\n".join(f"{f.severity.value} {f.code} {f.path}: {f.message}" for f in w.findings))
             if w.status in (Status.MISSING, Status.INVALID):
                 ElementTree.SubElement(case, "failure", message=w.status.value, type=w.status.value).text = text
             elif w.status is Status.UNKNOWN:
@@ -141,8 +171,8 @@ def _junit(report: AuditReport) -> str:
     if report.errors:
         suite = ElementTree.SubElement(suites, "testsuite", name="destinations", tests=str(len(report.errors)), errors=str(len(report.errors)))
         for error in report.errors:
-            case = ElementTree.SubElement(suite, "testcase", classname="destinations", name=error.destination)
-            ElementTree.SubElement(case, "error", message=error.message, type="io")
+            case = ElementTree.SubElement(suite, "testcase", classname="destinations", name=_xml_text(error.destination))
+            ElementTree.SubElement(case, "error", message=_xml_text(error.message), type="io")
     return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
@@ -182,34 +212,34 @@ def render_plan(plan: RestorePlan, fmt: str) -> str:
     console = Console(file=io.StringIO(), width=160, force_terminal=False, color_system=None)
     head = "COMPLETE" if plan.complete else "BROKEN"
     source = f"the catalog (audit {plan.audit.id} as of {iso(plan.audit.as_of)})" if plan.audit else "the catalog (never audited)"
-    console.print(f"Restore {plan.dataset_id} as of {iso(plan.at)} from export {plan.export!r}: {head}; answered from {source}", markup=False)
+    console.print(terminal_safe(f"Restore {plan.dataset_id} as of {iso(plan.at)} from export {plan.export!r}: {head}; answered from {source}"), markup=False)
     table = Table(title_justify="left")
     for column in ("#", "scheduled", "status", "folder / file", "bytes", "etag"):
         table.add_column(column, overflow="fold")
     for index, step in enumerate(plan.steps, 1):
         folder = step.folder or "(no folder)"
         status = step.window.status + (" (unverified)" if step.unverified else "")
-        table.add_row(str(index), iso(step.window.scheduled) or "", status, escape(folder if step.files else f"{folder} (empty export)"), str(step.bytes), "")
+        table.add_row(str(index), iso(step.window.scheduled) or "", _cell(status), _cell(folder if step.files else f"{folder} (empty export)"), str(step.bytes), "")
         for item in step.files:
-            table.add_row("", "", "", escape("  " + item.key.rsplit("/", 1)[-1]), str(item.size), item.etag or "")
+            table.add_row("", "", "", _cell("  " + item.key.rsplit("/", 1)[-1]), str(item.size), _cell(item.etag or ""))
     console.print(table)
     for window in plan.pending:
         console.print(f"Pending: {iso(window.scheduled)} is still inside its grace period (not part of this restore yet)")
     if not plan.complete:
-        console.print(f"Chain broken: {plan.reason}", markup=False)
+        console.print(terminal_safe(f"Chain broken: {plan.reason}"), markup=False)
     console.print(f"Restorable until: {iso(plan.restorable_until) or 'nothing restorable'}")
     for note in plan.notes:
-        console.print(f"Note: {note}", markup=False)
+        console.print(terminal_safe(f"Note: {note}"), markup=False)
     return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
 
 
 def _table_text(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, width: int = 160) -> str:
     console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(terminal_safe(title)), title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*(_cell(cell) for cell in row))
     console.print(table)
     return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
 
@@ -219,7 +249,7 @@ def render_scan(folders: Sequence[Mapping[str, Any]], unexpected: Sequence[Mappi
         return json.dumps({"folders": list(folders), "unexpected": list(unexpected)}, indent=2) + "\n"
     rows = [(f["export"], f["dataset_id"], f["scheduled"], str(f["files"]), str(f["bytes"]), str(f["manifests"])) for f in folders]
     text = _table_text("Export folders", ("export", "dataset", "scheduled", "files", "bytes", "manifests"), rows)
-    return text + "".join(f"unexpected: {u['path']}: {u['reason']}\n" for u in unexpected)
+    return text + "".join(terminal_safe(f"unexpected: {u['path']}: {u['reason']}") + "\n" for u in unexpected)
 
 
 def render_windows(export: str, rows: Sequence[tuple[str, datetime, datetime, str]], fmt: str) -> str:

@@ -51,9 +51,14 @@ _SECRET_QUERY_KEYS = {"sig", "signature", "x-amz-signature", "x-goog-signature",
 
 
 def scrub(text: str) -> str:
-    """Remove credentials from free text such as an error message that quotes a URL."""
+    """Remove credentials from free text such as an error message that quotes a URL.
+
+    A password is redacted wherever `user:password@host` appears: after `scheme://`, and also
+    quoted or bare, as libraries echo the part of a URL they took for a bucket or host name
+    (s3fs: `Bucket create failed 'KEY:SECRET@bucket'`).
+    """
     text = re.sub(r"(?i)\b(sig|signature|x-amz-signature|x-goog-signature|sas_token|password|secret)=[^&\s'\"]+", r"\1=REDACTED", text)
-    return re.sub(r"://([^/\s:@]+):[^/\s@]+@", r"://\1:REDACTED@", text)
+    return re.sub(r"(^|[\s'\"(\[=,/])([^\s/:@'\"]+):[^/\s@]+@", r"\1\2:REDACTED@", text)
 
 
 def redact(url: str) -> str:

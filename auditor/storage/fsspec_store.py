@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
+import time
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -12,7 +13,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from auditor.errors import StorageError
-from auditor.storage.backends import backend_options
+from auditor.storage.backends import Limits, backend_options, limits_of
 from auditor.storage.base import ObjectInfo, redact, scrub
 
 
@@ -29,10 +30,12 @@ class FsspecStore:
         self._lock = threading.Lock()
         protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
         try:
-            fs_options, attributes = backend_options(protocol, options)
-            self._fs, root = fsspec.core.url_to_fs(url, **fs_options)
+            fs_options, attributes, hook = backend_options(protocol, options)
+            self._fs, root = _connect(url, fs_options, protocol, limits_of(options))
             for name, value in attributes.items():
                 setattr(self._fs, name, value)
+            if hook is not None:
+                hook(self._fs)
         except StorageError as e:
             raise StorageError(f"cannot open {self.url}: {e}", url=self.url) from e
         except Exception as e:
@@ -135,6 +138,21 @@ class FsspecStore:
         # object stores have no empty folders: an existing bucket with no objects yet is fine
         bucket = self._root.split("/", 1)[0]
         return bool(bucket) and bucket != self._root and bool(self._fs.exists(bucket))
+
+
+def _connect(url: str, fs_options: dict[str, Any], protocol: str, limits: Limits) -> tuple[Any, str]:
+    """The filesystem for a URL. SFTP connects here: a network error (refused, timed out, reset) is
+    tried `retries` more times; a refused host key or a failed login is not."""
+    attempts = limits.retries + 1 if protocol == "sftp" else 1
+    for attempt in range(attempts):
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **fs_options)
+            return fs, str(root)
+        except OSError:
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(min(0.5 * 2**attempt, 4.0))
+    raise AssertionError("unreachable")
 
 
 class _CountingReader(io.RawIOBase):
