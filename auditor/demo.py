@@ -94,9 +94,9 @@ def demo_world(workspace: Path, now: datetime, webhook: str) -> Iterator[DemoWor
             ("orders", start + timedelta(days=1, hours=12), "failed", "orders: the run fails (ACTIVATION_BATCH-0000-FAILED)"),
         ]
         for flow, slot, kind, description in injected:
-            httpx.post(f"{base}/emulator/faults", json={"flowId": demo.flows[flow], "slot": slot.isoformat(), "kind": kind}).raise_for_status()
+            httpx.post(f"{base}/emulator/faults", auth=(CLIENT_ID, CLIENT_SECRET), json={"flowId": demo.flows[flow], "slot": slot.isoformat(), "kind": kind}).raise_for_status()
             demo.faults.append(f"{slot:%Y-%m-%dT%H:%MZ} {description}")
-        httpx.post(f"{base}/emulator/clock", json={"now": as_of.isoformat()}, timeout=120).raise_for_status()
+        httpx.post(f"{base}/emulator/clock", auth=(CLIENT_ID, CLIENT_SECRET), json={"now": as_of.isoformat()}, timeout=120).raise_for_status()
         client.close()
         demo.config.write_text(
             f"""# written by `auditor demo`

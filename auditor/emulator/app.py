@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +31,48 @@ def _not_found(kind: str, entity_id: str) -> JSONResponse:
     return _error(404, f"{kind} not found with id = [{entity_id}]")
 
 
+CONTROL = "/emulator/"
+MAX_ADVANCE = timedelta(days=366)  # one clock move runs every slot up to it: bounded, so one request cannot run for hours
+
+
+def control_auth(client_id: str, client_secret: str) -> tuple[str, str]:
+    """What a caller of the control routes sends: HTTP Basic with the emulator's client id and secret
+    (`httpx.post(..., auth=control_auth(id, secret))`). A bearer token from the emulator's own IMS works too."""
+    return (client_id, client_secret)
+
+
+def _control_allowed(world: World, header: str) -> bool:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return secrets.compare_digest(user.encode(), world.client_id.encode()) and secrets.compare_digest(password.encode(), world.client_secret.encode())
+    if scheme.lower() == "bearer":
+        with world.lock:
+            expiry = world.tokens.get(value.strip())
+        return expiry is not None and expiry > datetime.now(UTC)
+    return False
+
+
+async def _object_body(request: Request) -> dict[str, Any] | JSONResponse:
+    """The JSON object a control route expects, or the 400 that says why not."""
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body is not JSON")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object")
+    return body
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int | JSONResponse:
+    if type(value) is not int or not low <= value <= high:
+        return _error(400, f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
 def _matches(entity: dict[str, Any], condition: str) -> bool:
     """One `property` filter: `a.b==x,y`, `a[].b==x`, `createdAt>=123`."""
     for op in ("==", ">=", "<=", "!=", ">", "<"):
@@ -43,7 +88,10 @@ def _matches(entity: dict[str, Any], condition: str) -> bool:
     if op == "!=":
         return all(str(v).lower() not in [o.lower() for o in options] for v in values)
     numbers = [v for v in values if isinstance(v, int | float)]
-    limit = float(options[0])
+    try:
+        limit = float(options[0])
+    except ValueError:
+        return False  # a comparison with something that is not a number matches nothing
     return any({">=": v >= limit, "<=": v <= limit, ">": v > limit, "<": v < limit}[op] for v in numbers)
 
 
@@ -65,6 +113,12 @@ def create_app(world: World) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
         path = request.url.path
+        if path.startswith(CONTROL) and not _control_allowed(world, request.headers.get("authorization", "")):
+            return JSONResponse(
+                {"message": "the emulator's control routes need its credentials: HTTP Basic with its client id and secret, or a bearer token from its IMS"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="emulator"'},
+            )
         if path.startswith((FLOWSERVICE, "/data/foundation/connectors", "/data/core/activation")):
             with world.lock:
                 if world.throttle:
@@ -121,8 +175,11 @@ def create_app(world: World) -> FastAPI:
         conditions = [c for p in request.query_params.getlist("property") for c in p.split("&") if c.strip()]
         chosen = [i for i in items if all(_matches(i, c) for c in conditions)]
         chosen.sort(key=lambda i: (i.get("updatedAt", 0), i.get("createdAt", 0)), reverse=True)
-        limit = min(int(request.query_params.get("limit", PAGE)), PAGE)
-        start = int(request.query_params.get("continuationToken", "0") or 0)
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", PAGE)), PAGE))
+            start = max(0, int(request.query_params.get("continuationToken", "0") or 0))
+        except ValueError:
+            return _error(400, "limit and continuationToken must be whole numbers")
         page = chosen[start : start + limit]
         body: dict[str, Any] = {"items": page, "_links": {}}
         if start + limit < len(chosen):
@@ -148,7 +205,10 @@ def create_app(world: World) -> FastAPI:
 
     @app.patch(f"{FLOWSERVICE}/flows/{{flow_id}}")
     async def patch_flow(flow_id: str, request: Request) -> JSONResponse:
-        operations = await request.json()
+        try:
+            operations = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body is not JSON")
         with world.lock:
             flow = world.entities["flows"].get(flow_id)
             if flow is None:
@@ -159,20 +219,23 @@ def create_app(world: World) -> FastAPI:
                 return _error(412, message)
             if not isinstance(operations, list):
                 return _error(400, "the body must be a JSON Patch array")
+            if not all(isinstance(op, dict) for op in operations):
+                return _error(400, "every patch operation must be an object")
+            updated = dict(flow)  # applied only when the whole patch is valid
             for op in operations:
                 name = str(op.get("op", "")).lower()
                 path = str(op.get("path", "")).strip("/").split("/")
                 if name not in ("add", "replace", "remove") or not path[0]:
                     return _error(400, f"unsupported patch operation {op!r}")
                 if name == "remove":
-                    flow.pop(path[0], None)
+                    updated.pop(path[0], None)
                 else:
-                    flow[path[0]] = op.get("value")
-            if "scheduleParams" in flow:
-                candidate = {k: flow[k] for k in ("flowSpec", "sourceConnectionIds", "targetConnectionIds", "scheduleParams")}
-                problem = world.validate_flow(candidate)
-                if problem:
-                    return _error(400, problem)
+                    updated[path[0]] = op.get("value")
+            problem = world.validate_flow({k: updated.get(k) for k in ("flowSpec", "sourceConnectionIds", "targetConnectionIds", "scheduleParams")})
+            if problem:
+                return _error(400, problem)
+            flow.clear()
+            flow.update(updated)
             flow["etag"] = flow["version"] = new_etag()
             flow["updatedAt"] = int(world.now.timestamp() * 1000)
             flow["lastOperation"] = {"operation": "update", "ops": operations, "status": {"value": "completed", "errors": []}}
@@ -203,10 +266,18 @@ def create_app(world: World) -> FastAPI:
     @app.post("/data/core/activation/disflowprovider/adhocrun")
     async def adhoc(request: Request) -> JSONResponse:
         """The undocumented ad-hoc dataset export (reference §8.5): one run per flow now."""
-        body = await request.json()
+        body = await _object_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        info = body.get("activationInfo")
+        destinations = info.get("destinations") if isinstance(info, dict) else None
+        if not isinstance(destinations, list) or not all(isinstance(d, dict) for d in destinations):
+            return _error(400, "activationInfo.destinations must be a list of objects")
         answer = []
         with world.lock:
-            for destination in (body.get("activationInfo") or {}).get("destinations") or []:
+            for destination in destinations:
+                if not isinstance(destination.get("datasets") or [], list) or not all(isinstance(d, dict) for d in destination.get("datasets") or []):
+                    return _error(400, "datasets must be a list of objects")
                 flow = world.entities["flows"].get(str(destination.get("flowId")))
                 if flow is None:
                     return _not_found("flows", str(destination.get("flowId")))
@@ -218,42 +289,66 @@ def create_app(world: World) -> FastAPI:
 
     @app.post("/emulator/clock")
     async def clock(request: Request) -> JSONResponse:
-        body = await request.json()
+        body = await _object_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        if "now" not in body:
+            return _error(400, "now: required (ISO-8601 or epoch seconds)")
         try:
             to = parse_time(body["now"], key="now")
-        except (KeyError, ScheduleError) as e:
-            return _error(400, f"now: {e}")
+        except ScheduleError as e:
+            return _error(400, str(e))
         with world.lock:
-            created = world.advance(to)
+            if to - world.now > MAX_ADVANCE:
+                return _error(400, f"now: the clock moves at most {MAX_ADVANCE.days} days at a time (it is {world.now.isoformat()})")
+            try:
+                created = world.advance(to)
+            except (ScheduleError, LookupError, TypeError, ValueError, AttributeError) as e:  # entities stored through the API that cannot run
+                return _error(409, f"a flow cannot run: {type(e).__name__}: {e}")
         return JSONResponse({"now": to.isoformat(), "runs": [r["id"] for r in created]})
 
     @app.post("/emulator/faults")
     async def fault(request: Request) -> JSONResponse:
-        body = await request.json()
+        body = await _object_body(request)
+        if isinstance(body, JSONResponse):
+            return body
         if body.get("kind") not in FAULTS:
             return _error(400, f"kind must be one of {', '.join(FAULTS)}")
-        slot = parse_time(body["slot"], key="slot") if body.get("slot") else None
+        if not isinstance(body.get("flowId", ""), str):
+            return _error(400, "flowId must be a string")
+        try:
+            slot = parse_time(body["slot"], key="slot") if body.get("slot") is not None else None
+        except ScheduleError as e:
+            return _error(400, str(e))
         with world.lock:
             world.faults.append(Fault(body["kind"], str(body.get("flowId", "")), slot))
         return JSONResponse({"faults": len(world.faults)})
 
     @app.post("/emulator/throttle")
     async def throttle(request: Request) -> JSONResponse:
-        body = await request.json()
+        body = await _object_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        status = _whole(body.get("status", 429), "status", 400, 599)
+        count = _whole(body.get("count", 1), "count", 1, 1000)
+        if isinstance(status, JSONResponse):
+            return status
+        if isinstance(count, JSONResponse):
+            return count
+        retry_after = body.get("retryAfter")
+        if retry_after is not None and (type(retry_after) not in (int, float) or not math.isfinite(retry_after) or not 0 <= retry_after <= 3600):
+            return _error(400, "retryAfter must be a number of seconds from 0 to 3600")
         with world.lock:
-            world.throttle += [(int(body.get("status", 429)), body.get("retryAfter"))] * int(body.get("count", 1))
+            world.throttle += [(status, retry_after)] * count
         return JSONResponse({"queued": len(world.throttle)})
 
     @app.post("/emulator/lost-answers")
     async def lost_answers(request: Request) -> JSONResponse:
         """The next `count` creates (POST of a connection, source or target connection, or flow)
         store the entity, then answer `status` (a 5xx) instead of 201: the answer was lost."""
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the body is not JSON")
-        if not isinstance(body, dict):
-            return _error(400, "the body must be an object")
+        body = await _object_body(request)
+        if isinstance(body, JSONResponse):
+            return body
         count, status = body.get("count", 1), body.get("status", 500)
         if type(count) is not int or not 1 <= count <= 100:
             return _error(400, "count must be an integer from 1 to 100")
@@ -279,7 +374,7 @@ def register(app: FastAPI, world: World, kind: str, listing: Any) -> None:
     async def create(request: Request) -> JSONResponse:
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, UnicodeDecodeError):
             return _error(400, "the body is not JSON")
         if not isinstance(body, dict) or not body.get("name"):
             return _error(400, "name is required")

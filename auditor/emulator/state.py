@@ -116,20 +116,28 @@ class World:
 
     def validate_flow(self, body: dict[str, Any]) -> str | None:
         """Why a flow body is not a valid dataset export, or None."""
-        spec = (body.get("flowSpec") or {}).get("id")
-        if spec not in DATASET_FLOW_SPECS:
+        flow_spec = body.get("flowSpec")
+        spec = flow_spec.get("id") if isinstance(flow_spec, dict) else None
+        if not isinstance(spec, str) or spec not in DATASET_FLOW_SPECS:
             return f"flowSpec.id {spec!r} is not a dataset-export flow spec"
-        for target_id in body.get("targetConnectionIds") or []:
+        targets, sources, params = body.get("targetConnectionIds") or [], body.get("sourceConnectionIds") or [], body.get("scheduleParams") or {}
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            return "targetConnectionIds must be a list of ids"
+        if not isinstance(sources, list) or not all(isinstance(t, str) for t in sources):
+            return "sourceConnectionIds must be a list of ids"
+        if not isinstance(params, dict):
+            return "scheduleParams must be an object"
+        for target_id in targets:
             target = self.entities["targetConnections"].get(target_id)
             if target is None:
                 return f"targetConnections not found with id = [{target_id}]"
             if (target.get("connectionSpec") or {}).get("id") != DATASET_FLOW_SPECS[spec]:
                 return "the flow spec does not match the target connection's connection spec"
-        for source_id in body.get("sourceConnectionIds") or []:
+        for source_id in sources:
             if source_id not in self.entities["sourceConnections"]:
                 return f"sourceConnections not found with id = [{source_id}]"
         try:
-            parse_schedule({k: v for k, v in (body.get("scheduleParams") or {}).items()})
+            parse_schedule(dict(params))
         except ScheduleError as e:
             return str(e)
         return None

@@ -12,6 +12,7 @@ takes that one if it was made; other POSTs (the ad-hoc run) give up with a Flows
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +31,9 @@ RENEW_BEFORE = 500.0  # seconds: as Adobe's own client does
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # characters that mean something in a `property` filter (`,` is "or", `&` joins filters)
 FILTER_SYNTAX = frozenset(",&=<>!")
+
+
+log = logging.getLogger("auditor")
 
 
 class MaybeProcessed(FlowsError):
@@ -59,9 +63,15 @@ class FlowsClient:
     ) -> None:
         self._base = base_url.rstrip("/")
         self._ims_url = ims_url
+        from auditor.config import insecure_url_problem
+
+        for name, url in (("IMS", ims_url), ("Flow Service", base_url)):
+            problem = insecure_url_problem(url)
+            if problem:  # the configuration refuses these unless [flow_service] allow_insecure_http = true
+                log.warning("the %s URL %s %s", name, _origin(url), problem)
         self._credentials = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret, "scope": scopes}
         self._headers = {"x-api-key": client_id, "x-gw-ims-org-id": org_id, "x-sandbox-name": sandbox, "Accept": "application/json"}
-        self._http = httpx.Client(transport=transport, timeout=timeout)
+        self._http = httpx.Client(transport=transport, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))  # an unreachable API fails in seconds
         self._retries, self._backoff, self._sleep, self._clock = retries, backoff, sleep, clock
         self._token: str | None = None
         self._expires = 0.0
@@ -304,3 +314,12 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _path(url: str) -> str:
     return urlsplit(url).path
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port of a URL (never its user-info or query)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    except ValueError:
+        return "(not a URL)"

@@ -60,7 +60,7 @@ def world_and_ids(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
             target_params={"path": "web", "datasetFileType": "PARQUET", "compression": "GZIP", "includeFileManifest": True},
             schedule={"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "timeUnit": "hour", "interval": 6, "startTime": int(START.timestamp())},
         )
-        httpx.post(f"{base}/emulator/clock", json={"now": "2026-11-21T00:00:00Z"}).raise_for_status()  # runs to validate
+        httpx.post(f"{base}/emulator/clock", auth=("cid", "secret"), json={"now": "2026-11-21T00:00:00Z"}).raise_for_status()  # runs to validate
         flow = create_dataset_export(  # an S3 flow: the spec's entity schemas describe S3 and SFTP connections
             client, name="s3", connection_spec="4fce964d-3f37-408f-9778-e597338a21ee", datasets=["ds1"],
             target_params={"bucketName": "acme-aep", "path": "web", "datasetFileType": "PARQUET", "compression": "GZIP"},

@@ -63,7 +63,7 @@ def test_create_list_runs_disable_enable_and_trigger(setup: tuple[str, Path, Wor
     assert code == 0 and [f["name"] for f in json.loads(out)] == ["web events"]
 
     # this emulator has no S3 endpoint: the S3 flow's runs fail, and say why
-    httpx.post(f"{base}/emulator/clock", json={"now": "2026-11-20T12:00:00Z"}).raise_for_status()
+    httpx.post(f"{base}/emulator/clock", auth=("cid", "client-secret"), json={"now": "2026-11-20T12:00:00Z"}).raise_for_status()
     code, out, _ = run(config, "flows", "runs", flow_id, "--format", "json")
     runs = json.loads(out)
     assert code == 0 and len(runs) == 3 and {r["status"] for r in runs} == {"failed"}

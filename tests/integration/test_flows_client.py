@@ -44,7 +44,7 @@ def test_a_token_is_reused_and_renewed_once_on_401(emulator: str) -> None:
     c = client(emulator)
     make_flow(c)
     assert c.token_requests == 1
-    httpx.post(f"{emulator}/emulator/tokens/expire").raise_for_status()
+    httpx.post(f"{emulator}/emulator/tokens/expire", auth=("cid", "secret")).raise_for_status()
     assert [f.name for f in c.flows()] == ["web"]
     assert c.token_requests == 2
 
@@ -72,8 +72,8 @@ def test_429_honours_retry_after_and_5xx_backs_off(emulator: str) -> None:
     sleeps: list[float] = []
     c = client(emulator, sleeps=sleeps)
     make_flow(c)
-    httpx.post(f"{emulator}/emulator/throttle", json={"count": 2, "status": 429, "retryAfter": 7}).raise_for_status()
-    httpx.post(f"{emulator}/emulator/throttle", json={"count": 1, "status": 503}).raise_for_status()
+    httpx.post(f"{emulator}/emulator/throttle", auth=("cid", "secret"), json={"count": 2, "status": 429, "retryAfter": 7}).raise_for_status()
+    httpx.post(f"{emulator}/emulator/throttle", auth=("cid", "secret"), json={"count": 1, "status": 503}).raise_for_status()
     assert len(c.flows()) == 1
     assert sleeps[:2] == [7.0, 7.0] and len(sleeps) == 3 and sleeps[2] < 1
 
@@ -81,7 +81,7 @@ def test_429_honours_retry_after_and_5xx_backs_off(emulator: str) -> None:
 def test_persistent_5xx_is_a_transient_flows_error(emulator: str) -> None:
     c = client(emulator)
     make_flow(c)
-    httpx.post(f"{emulator}/emulator/throttle", json={"count": 10, "status": 503}).raise_for_status()
+    httpx.post(f"{emulator}/emulator/throttle", auth=("cid", "secret"), json={"count": 10, "status": 503}).raise_for_status()
     with pytest.raises(FlowsError) as raised:
         c.flows()
     assert raised.value.transient and raised.value.status_code == 503
@@ -90,7 +90,7 @@ def test_persistent_5xx_is_a_transient_flows_error(emulator: str) -> None:
 def test_lists_are_followed_through_every_page(emulator: str) -> None:
     c = client(emulator)
     flow_id = make_flow(c)
-    httpx.post(f"{emulator}/emulator/clock", json={"now": "2026-12-10T00:00:00Z"}).raise_for_status()  # 20 days of 3-hourly runs
+    httpx.post(f"{emulator}/emulator/clock", auth=("cid", "secret"), json={"now": "2026-12-10T00:00:00Z"}).raise_for_status()  # 20 days of 3-hourly runs
     runs = c.runs(flow_id)
     assert len(runs) == 20 * 8 + 1 > 100
     assert len({r.id for r in runs}) == len(runs)
@@ -108,7 +108,7 @@ def test_enable_and_disable(emulator: str) -> None:
     flow_id = make_flow(c)
     c.set_enabled(flow_id, False)
     assert c.flow(flow_id).state == "disabled"
-    httpx.post(f"{emulator}/emulator/clock", json={"now": "2026-11-21T00:00:00Z"}).raise_for_status()
+    httpx.post(f"{emulator}/emulator/clock", auth=("cid", "secret"), json={"now": "2026-11-21T00:00:00Z"}).raise_for_status()
     assert c.runs(flow_id) == []  # a disabled flow does not run
     c.set_enabled(flow_id, True)
     assert c.flow(flow_id).state == "enabled"
@@ -181,7 +181,7 @@ def stored(base: str, kind: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("retries", [4, 0])
 def test_a_create_whose_answer_is_lost_is_not_made_twice(emulator: str, retries: int) -> None:
-    httpx.post(f"{emulator}/emulator/lost-answers", json={"count": 4, "status": 500}).raise_for_status()  # every create: stored, then 500
+    httpx.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json={"count": 4, "status": 500}).raise_for_status()  # every create: stored, then 500
     c = client(emulator)
     c._retries = retries
     flow_id = make_flow(c)
@@ -196,7 +196,7 @@ def test_a_create_whose_answer_is_lost_is_not_made_twice(emulator: str, retries:
 def test_a_same_named_entity_made_earlier_is_not_taken_for_the_lost_one(emulator: str) -> None:
     c = client(emulator)
     first = make_flow(c)
-    httpx.post(f"{emulator}/emulator/lost-answers", json={"count": 4}).raise_for_status()
+    httpx.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json={"count": 4}).raise_for_status()
     second = make_flow(c)  # the same names again: the entities found must be the new ones
     assert second != first
     assert sorted(f["id"] for f in stored(emulator, "flows")) == sorted([first, second])
@@ -205,5 +205,5 @@ def test_a_same_named_entity_made_earlier_is_not_taken_for_the_lost_one(emulator
 
 def test_lost_answers_control_validates_its_input(emulator: str) -> None:
     for body in ({"count": 0}, {"count": "3"}, {"count": True}, {"status": 404}, {"status": 500.0}, []):
-        assert httpx.post(f"{emulator}/emulator/lost-answers", json=body).status_code == 400, body
-    assert httpx.post(f"{emulator}/emulator/lost-answers", json={"count": 2, "status": 502}).json() == {"queued": 2}
+        assert httpx.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json=body).status_code == 400, body
+    assert httpx.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json={"count": 2, "status": 502}).json() == {"queued": 2}

@@ -220,7 +220,7 @@ def test_the_data_landing_zone_is_read_with_credentials_from_the_flow_service(az
         )
         import httpx
 
-        httpx.post(f"{base}/emulator/clock", json={"now": (start + timedelta(hours=11)).isoformat()}).raise_for_status()
+        httpx.post(f"{base}/emulator/clock", auth=("cid", "secret"), json={"now": (start + timedelta(hours=11)).isoformat()}).raise_for_status()
         config = tmp_path / "auditor.toml"
         config.write_text(
             f"""include = ["flows.toml"]
