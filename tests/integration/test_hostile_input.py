@@ -84,7 +84,7 @@ def test_a_hostile_flow_is_refused_by_flows_sync_and_nothing_it_holds_is_ever_re
         "control": create_flow_over_http(base, name="control", datasets=[GOOD_DATASET], params={"path": "aep/\x1b[2Jwiped"}, schedule=daily),
     }
     create_flow_over_http(base, name="web events", datasets=[GOOD_DATASET], params={"path": "aep/web"}, schedule=daily)
-    httpx.post(f"{base}/emulator/clock", json={"now": (START + timedelta(days=2)).isoformat()}).raise_for_status()
+    httpx.post(f"{base}/emulator/clock", auth=("auditor-test", CLIENT_SECRET), json={"now": (START + timedelta(days=2)).isoformat()}).raise_for_status()
 
     config = tmp_path / "auditor.toml"
     config.write_text(
