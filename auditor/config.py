@@ -151,11 +151,23 @@ class TokenSettings(_Model):
 
 
 class ServiceSettings(_Model):
-    """`auditor serve`: access to its HTTP API."""
+    """`auditor serve`: access to its HTTP API and dashboard."""
 
     tokens: list[TokenSettings] = Field(default_factory=list, description="bearer tokens; without any, every API route answers 401")
     open_health: bool = Field(True, description="serve /healthz without a token")
     open_metrics: bool = Field(False, description="serve /metrics without a token")
+    public_docs: bool = Field(False, description="serve /docs, /redoc and /openapi.json without a token or a dashboard session")
+    secure_cookies: bool = Field(False, description="always mark the dashboard's session cookie Secure (it is whenever the request came over HTTPS)")
+    session_idle: timedelta = Field(timedelta(hours=12), description="a dashboard session ends this long after its last use")
+    session_lifetime: timedelta = Field(timedelta(hours=24), description="and at the latest this long after sign-in")
+
+    @field_validator("session_idle", "session_lifetime", mode="before")
+    @classmethod
+    def _session_times(cls, value: Any) -> timedelta:
+        found = _duration(value)
+        if found <= timedelta(0):
+            raise ValueError("must be longer than nothing")
+        return found
 
 
 class ChannelSettings(_Model):
