@@ -156,8 +156,8 @@ def flag_schema_drift(results: Sequence[WindowResult]) -> list[WindowResult]:
     for result in sorted(results, key=lambda r: r.window.scheduled):
         schemas = sorted({f.schema for f in result.folder.data if f.schema} if result.folder else set())
         extra: list[Finding] = []
-        if len(schemas) > 1 and result.folder is not None:
-            detail = describe_drift(schemas[0], schemas[1]) or "schemas differ"
+        detail = next((d for d in (describe_drift(schemas[0], other) for other in schemas[1:]) if d), None) if len(schemas) > 1 else None
+        if detail and result.folder is not None:  # texts may differ in spelling only (recorded before and after the Parquet-schema change)
             extra.append(warning("parquet.schema_mixed", result.folder.url, f"files of one export disagree on the schema: {detail}"))
         if schemas and previous is not None and result.folder is not None:
             drift = describe_drift(previous[1], schemas[-1])
