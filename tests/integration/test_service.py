@@ -141,3 +141,14 @@ def test_twenty_clients_look_up_restores_at_once_without_errors(service: tuple[s
     assert len(answers) == 200
     assert {status for status, _ in answers} == {200}
     assert len({body for _, body in answers}) == 1  # every client saw the same plan
+
+
+def test_starting_an_audit_with_no_exports_configured_is_a_clear_400(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    config = tmp_path / "auditor.toml"
+    config.write_text(f'[service]\ntokens = [{{ name = "a", token = "{ADMIN}", role = "admin" }}]\n[catalog]\nurl = "sqlite:///{tmp_path / "c.db"}"\n')
+    with Runtime(load_settings(config, {})) as runtime:
+        client = TestClient(create_app(runtime, Worker(runtime), clock=lambda: AS_OF))
+        answer = client.post("/api/audits", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert answer.status_code == 400 and "no exports" in answer.json()["error"]
