@@ -44,6 +44,7 @@ class ValidationSettings(_Model):
     timeout_seconds: float = Field(60.0, gt=0, description="time allowed per file, plus size / min_throughput_mb")
     min_throughput_mb: float = Field(4.0, gt=0, description="MiB per second a check must sustain on a large file")
     cluster: str | None = Field(None, description="Dask scheduler for deep checks (tcp://HOST:PORT or tls://HOST:PORT); unset: this machine")
+    serve_sample: float | None = Field(None, gt=0, le=100, description="`auditor serve` deep-checks a rotating share (percent) of files in each audit")
 
     @field_validator("cluster")
     @classmethod

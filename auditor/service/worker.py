@@ -91,7 +91,8 @@ class Worker:
             with self._lock:
                 started = time.monotonic()
                 since = None if force else now - every[name]  # due was read before the lock: check again under it
-                report = self.runtime.audit(now=now, options=AuditOptions(only_exports=exports), wait=force, unless_live_since=since)
+                options = AuditOptions(only_exports=exports, sample_percent=self.settings.validation.serve_sample)
+                report = self.runtime.audit(now=now, options=options, wait=force, unless_live_since=since)
                 if report is None:
                     log.info("destination %s is being (or was just) audited by another process", name)
                     continue

@@ -569,3 +569,36 @@ def test_a_catalog_of_many_destinations_audits_with_one_lock_connection(tmp_path
         report = runtime.audit(now=t("2026-11-27T12:00"))
     assert report is not None and report.audit_id is not None and len(report.live) == 20
     assert time.monotonic() - started < 30
+
+
+def test_serve_deep_checks_a_rotating_share_when_configured(tree: Tree, tmp_path: Path) -> None:
+    for slot in ("2026-11-26T00:00", "2026-11-27T00:00", "2026-11-28T00:00"):
+        tree.export("ds", t(slot), parts=4)
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[validation]
+serve_sample = 50
+[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+audit_every = "1m"
+[[exports]]
+name = "web"
+destination = "d"
+datasets = ["ds"]
+format = "parquet"
+schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-26T00:00:00Z" }}
+"""
+    )
+    clock = {"now": t("2026-11-28T12:00")}
+    with Runtime(load_settings(config, {})) as runtime:
+        worker = Worker(runtime, clock=lambda: clock["now"])
+        shares = []
+        for minute in (0, 2):
+            clock["now"] = t("2026-11-28T12:00") + timedelta(minutes=minute)
+            worker.run_once()
+            assert worker.latest is not None and worker.latest.method["sample_percent"] == 50
+            shares.append(worker.latest.assurance.deep_verified)
+    assert 0 < shares[0] < 12 and shares[1] == 12  # about half, then the rest: every file deep-checked in two audits
