@@ -151,12 +151,13 @@ def db_upgrade(config_path: str | None) -> None:
 
 @main.command()
 @click.option("--workspace", type=click.Path(file_okay=False), help="keep the demo here instead of a temporary folder")
+@click.option("--serve", "serve_after", is_flag=True, help="then keep the emulator and serve the dashboard on 127.0.0.1 (prints the URL and a one-time token) until Ctrl-C")
 @guarded
-def demo(workspace: str | None) -> None:
+def demo(workspace: str | None, serve_after: bool) -> None:
     """The whole product on a simulated week: emulated flows with faults, sync, audit, alerts, restore."""
     from auditor.demo import tell
 
-    tell(workspace, click.echo)
+    tell(workspace, click.echo, serve=serve_after)
 
 
 @main.command()

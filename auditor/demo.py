@@ -28,6 +28,7 @@ DLZ = "10440537-2a7b-4583-ac39-ed38d4b848e8"
 WEB_EVENTS = "5ef3e3259ad2a1191ab7dd7d"
 PROFILES = "6a1b2c3d4e5f60718293a4b5"
 ORDERS = "77aa88bb99cc00dd11ee22ff"
+LOYALTY = "0a1b2c3d4e5f60718293a4b6"  # eligible, not exported: for a flow set up in the dashboard
 CLIENT_ID = "auditor-demo"
 CLIENT_SECRET = "demo-only-secret"  # the emulator's own credential, valid nowhere else
 
@@ -72,6 +73,7 @@ def demo_world(workspace: Path, now: datetime, webhook: str) -> Iterator[DemoWor
     start = (as_of - timedelta(days=7)).replace(hour=0, minute=0)
     dlz = workspace / "landing-zone"
     world = World(CLIENT_ID, CLIENT_SECRET, dlz_url=dlz.as_uri(), now=start)
+    world.datasets = [{"id": d, "name": n} for d, n in ((WEB_EVENTS, "Web events"), (PROFILES, "Profile snapshots"), (ORDERS, "Orders"), (LOYALTY, "Loyalty points"))]  # eligible for export
     with running(world) as base:
         client = FlowsClient(f"{base}/data/foundation/flowservice", ims_url=f"{base}/ims/token/v3", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, org_id="DEMO@AdobeOrg")
         demo = DemoWorld(workspace, workspace / "auditor.toml", start, as_of, base)
@@ -138,8 +140,9 @@ channels = ["pager"]
         yield demo
 
 
-def tell(workspace: str | None, echo: Callable[[str], None]) -> None:
-    """The demo's story: emulated flows with faults, `flows sync`, an audit, the alerts, a restore lookup."""
+def tell(workspace: str | None, echo: Callable[[str], None], *, serve: bool = False) -> None:
+    """The demo's story: emulated flows with faults, `flows sync`, an audit, the alerts, a restore lookup;
+    with `serve`, then the dashboard on loopback until Ctrl-C (see `serve_dashboard`)."""
     import os
     import tempfile
 
@@ -179,4 +182,60 @@ def tell(workspace: str | None, echo: Callable[[str], None]) -> None:
         html = folder / "evidence.html"
         html.write_text(render_report(report, "html"), encoding="utf-8")
         echo(f"Evidence report: {html}")
+        if serve:
+            serve_dashboard(world, environ, echo)
+            return
         echo(f"Next: auditor audit --config {world.config} --as-of {iso(world.as_of)}  (with DEMO_FLOW_SERVICE_SECRET set; the emulator stops with the demo)")
+
+
+def serve_dashboard(world: DemoWorld, environ: dict[str, str], echo: Callable[[str], None], *, clock_every: float = 30.0) -> None:
+    """Keep the emulator and serve the dashboard on 127.0.0.1 until Ctrl-C (SIGINT) or SIGTERM.
+
+    Sign-in is by a random admin token made for this run only (given to the config by reference,
+    never written to it); the emulator's clock follows the wall clock, so a flow set up in the
+    dashboard runs at its slots."""
+    import secrets
+    import socket
+
+    import uvicorn
+
+    from auditor.config import load_settings
+    from auditor.runtime import Runtime
+    from auditor.service.app import create_app
+    from auditor.service.worker import Worker
+
+    token = secrets.token_urlsafe(24)
+    with world.config.open("a", encoding="utf-8") as config:
+        config.write('\n[service]\ntokens = [{ name = "demo", token = "${env:DEMO_SIGN_IN_TOKEN}", role = "admin" }]\n')
+    environ = {**environ, "DEMO_SIGN_IN_TOKEN": token}
+    stop = threading.Event()
+
+    def follow_wall_clock() -> None:
+        while not stop.wait(clock_every):
+            try:
+                now = datetime.now(UTC).replace(microsecond=0)
+                httpx.post(f"{world.base_url}/emulator/clock", auth=(CLIENT_ID, CLIENT_SECRET), json={"now": now.isoformat()}, timeout=120)
+            except httpx.HTTPError:
+                pass  # the next turn tries again
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with Runtime(load_settings(world.config, environ)) as rt:
+        worker = Worker(rt)
+        worker.start()
+        ticker = threading.Thread(target=follow_wall_clock, daemon=True, name="demo-clock")
+        ticker.start()
+        server = uvicorn.Server(uvicorn.Config(create_app(rt, worker), host="127.0.0.1", port=port, log_level="warning"))
+        echo(f"\nDashboard: http://127.0.0.1:{port}/   (set up an export: http://127.0.0.1:{port}/setup)")
+        echo(f"Sign-in token (admin, valid for this run only): {token}")
+        echo("The emulator keeps running and follows the wall clock. Ctrl-C stops everything.")
+        try:
+            server.run()  # returns on SIGINT / SIGTERM
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the Ctrl-C it handled
+        finally:
+            stop.set()
+            worker.stop()
+            ticker.join(5)
+        echo("Stopped: the dashboard, the worker and the emulator.")

@@ -446,6 +446,7 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
     from auditor.service.dashboard import PAGE_STYLES, add_dashboard
 
     add_dashboard(app, runtime, access, caller, clock)
+    __import__("auditor.service.wizard", fromlist=["add_wizard"]).add_wizard(app, runtime, caller, clock)  # /setup: set up and verify an export (admin)
 
     def _known_export(name: str) -> None:
         if name not in {e.name for e in settings.exports}:

@@ -64,6 +64,11 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/audits/{audit_id}"): (),
     ("GET", "/restore"): ("dataset", "at", "export"),
     ("GET", "/alerts"): (),
+    ("GET", "/setup"): ("step", "type", "account", "name", "path", "q", "datasets", "file_type", "compression", "manifest", "frequency", "start", "end", "mode"),
+    ("POST", "/setup"): (),
+    ("POST", "/setup/create"): (),
+    ("GET", "/setup/flows/{flow_id}"): ("audited",),
+    ("POST", "/setup/flows/{flow_id}/audit"): (),
 }
 PUBLIC = {"/login", "/healthz"}  # [service] open_health = true (the default), open_metrics = false, no public_docs
 STRANGERS = ("nobody", "wrong bearer", "token as cookie", "unknown session")
@@ -186,7 +191,7 @@ def sign_in(client: TestClient, token: str) -> tuple[str, str]:
 def requests(draw: st.DrawFn) -> dict[str, Any]:
     method, template = draw(st.sampled_from(sorted(ROUTES)))
     path = template
-    for name in ("name", "scheduled", "audit_id"):
+    for name in ("name", "scheduled", "audit_id", "flow_id"):
         if "{" + name + "}" in path:
             path = path.replace("{" + name + "}", quote(draw(VALUES), safe=""))
     params = {key: draw(VALUES) for key in ROUTES[(method, template)] if draw(st.integers(0, 3))}  # mostly given
@@ -274,7 +279,10 @@ def test_the_fuzz_reaches_past_the_gate(fuzzed: Fuzzed) -> None:
 
 
 GOOD = {"name": "web", "scheduled": "2026-11-27T06:00:00Z", "audit_id": "1", "dataset": WEB, "start": "2026-11-27T00:00:00Z", "end": "2026-11-28T00:00:00Z",
-        "at": "2026-11-28T00:00:00Z", "export": "web", "state": "pending"}
+        "at": "2026-11-28T00:00:00Z", "export": "web", "state": "pending",
+        # the set-up wizard's (auditor.service.wizard)
+        "flow_id": "d9a3c1f2-7b4e-4c1a-9f0e-2b6d8e4a1c37", "step": "review", "type": "dlz", "account": "new", "path": "aep/web", "q": "web", "datasets": WEB,
+        "file_type": "PARQUET", "compression": "GZIP", "manifest": "true", "frequency": "daily", "mode": "incremental", "audited": "ok"}
 
 
 def test_every_value_slot_of_every_route_takes_each_nasty_value(fuzzed: Fuzzed) -> None:
@@ -285,14 +293,14 @@ def test_every_value_slot_of_every_route_takes_each_nasty_value(fuzzed: Fuzzed) 
     callers = [{"Authorization": f"Bearer {ADMIN}"}, {"Cookie": f"auditor_session={session}"}]
     swept = 0
     for (method, template), query in ROUTES.items():
-        slots = [name for name in ("name", "scheduled", "audit_id") if "{" + name + "}" in template] + list(query)
+        slots = [name for name in ("name", "scheduled", "audit_id", "flow_id") if "{" + name + "}" in template] + list(query)
         if method != "GET" or not slots:
             continue
         for slot in slots:
             for value in NASTY + BAD:
                 values = {**GOOD, slot: value}
                 path = template
-                for name in ("name", "scheduled", "audit_id"):
+                for name in ("name", "scheduled", "audit_id", "flow_id"):
                     path = path.replace("{" + name + "}", quote(values[name], safe=""))
                 client.cookies.clear()
                 answer = client.get(path, params={key: values[key] for key in query}, headers=callers[swept % 2], follow_redirects=False)
