@@ -5,6 +5,8 @@ Every command gets its client from the Runtime, which closes it when the command
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,16 @@ import click
 from auditor.clikit import CONFIG_OPTION, err, guarded, runtime, when
 from auditor.render import render_flows, render_runs
 
-DESTINATION_TYPES = {
+# --type -> (connection spec id, auth param -> the environment variable that holds it by default)
+DESTINATION_TYPES: dict[str, tuple[str, dict[str, str]]] = {
     "s3": ("4fce964d-3f37-408f-9778-e597338a21ee", {"s3AccessKey": "AEP_S3_ACCESS_KEY", "s3SecretKey": "AEP_S3_SECRET_KEY"}),
+    "gcs": ("c5d93acb-ea8b-4b14-8f53-02138444ae99", {"accessKeyId": "AEP_GCS_ACCESS_KEY_ID", "secretAccessKey": "AEP_GCS_SECRET_ACCESS_KEY"}),
     "azure-blob": ("6d6b59bf-fb58-4107-9064-4d246c0e5bb2", {"connectionString": "AEP_AZURE_CONNECTION_STRING"}),
+    "adls": ("be2c3209-53bc-47e7-ab25-145db8b873e1", {"servicePrincipalId": "AEP_ADLS_SERVICE_PRINCIPAL_ID", "servicePrincipalKey": "AEP_ADLS_SERVICE_PRINCIPAL_KEY"}),
     "dlz": ("10440537-2a7b-4583-ac39-ed38d4b848e8", {}),
+    "sftp": ("36965a81-b1c6-401b-99f8-22508f1e6a26", {"password": "AEP_SFTP_PASSWORD"}),
 }
+SFTP_KEY_SECRETS = {"sshKey": "AEP_SFTP_SSH_KEY"}  # --sftp-auth ssh-key: a base64 private key
 SCHEDULES = {
     "once": ("DAILY_FULL_EXPORT", "day", 0),
     "daily": ("FIRST_FULL_THEN_INCREMENTAL", "day", 1),
@@ -99,14 +106,23 @@ def flows_disable(flow_id: str, config_path: str | None) -> None:
 
 @flows.command("create")
 @click.option("--name", required=True)
-@click.option("--type", "kind", type=click.Choice(sorted(DESTINATION_TYPES)), required=True, help="destination type; credentials come from the environment")
-@click.option("--dataset", "datasets", multiple=True, required=True, help="dataset ID (repeatable)")
+@click.option("--type", "kind", type=click.Choice(list(DESTINATION_TYPES)), required=True, help="destination type; credentials come from the environment")
+@click.option("--dataset", "datasets", multiple=True, required=True, help="dataset ID (repeatable; see `auditor flows datasets`)")
 @click.option("--format", "file_format", type=click.Choice(["json", "parquet"]), default="parquet", show_default=True)
 @click.option("--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True)
 @click.option("--manifest/--no-manifest", default=True, show_default=True)
-@click.option("--bucket", help="S3 bucket")
-@click.option("--container", help="Azure container")
-@click.option("--path", "folder", default="", help="folder path in the destination")
+@click.option("--bucket", help="bucket (s3, gcs)")
+@click.option("--container", help="container (azure-blob)")
+@click.option("--path", "folder", default="", help="folder in the destination (every type; sftp: the remote path; adls: filesystem/folder)")
+@click.option("--connection", "connection_id", metavar="ID", help="reuse this existing base connection (account) instead of creating one")
+@click.option("--adls-url", help="adls: the ADLS Gen2 endpoint, https://ACCOUNT.dfs.core.windows.net")
+@click.option("--tenant", help="adls: the service principal's tenant (domain or ID)")
+@click.option("--domain", help="sftp: host name or IP address")
+@click.option("--port", type=click.IntRange(1, 65535), help="sftp: port (sent only when given; AEP's default is 22)")
+@click.option("--username", help="sftp: user name")
+@click.option("--sftp-auth", type=click.Choice(["password", "ssh-key"]), default="password", show_default=True, help="sftp: password ($AEP_SFTP_PASSWORD) or SSH key ($AEP_SFTP_SSH_KEY, base64 private key)")
+@click.option("--secret-env", "secret_env", multiple=True, metavar="PARAM=VAR", help="read auth param PARAM from environment variable VAR instead of the default (repeatable)")
+@click.option("--pgp-public-key", type=click.Path(exists=True, dir_okay=False), help="encrypt exported files with this PGP/GPG public key (not dlz)")
 @click.option("--schedule", type=click.Choice(sorted(SCHEDULES)), default="daily", show_default=True)
 @click.option("--start", required=True, help="first export time (ISO-8601 or epoch seconds)")
 @click.option("--end", help="end time (exclusive); AEP defaults to six months")
@@ -114,42 +130,119 @@ def flows_disable(flow_id: str, config_path: str | None) -> None:
 @guarded
 def flows_create(
     name: str, kind: str, datasets: tuple[str, ...], file_format: str, compression: str, manifest: bool, bucket: str | None, container: str | None,
-    folder: str, schedule: str, start: str, end: str | None, config_path: str | None,
+    folder: str, connection_id: str | None, adls_url: str | None, tenant: str | None, domain: str | None, port: int | None, username: str | None,
+    sftp_auth: str, secret_env: tuple[str, ...], pgp_public_key: str | None, schedule: str, start: str, end: str | None, config_path: str | None,
 ) -> None:
     """Set up a dataset export end to end (source, base and target connections, then the flow).
 
-    Secrets are read from the environment (AEP_S3_ACCESS_KEY/AEP_S3_SECRET_KEY, or
-    AEP_AZURE_CONNECTION_STRING) and never printed.
+    Secrets are read from the environment and never printed: s3 AEP_S3_ACCESS_KEY/AEP_S3_SECRET_KEY,
+    gcs AEP_GCS_ACCESS_KEY_ID/AEP_GCS_SECRET_ACCESS_KEY (HMAC keys), azure-blob
+    AEP_AZURE_CONNECTION_STRING, adls AEP_ADLS_SERVICE_PRINCIPAL_ID/AEP_ADLS_SERVICE_PRINCIPAL_KEY,
+    sftp AEP_SFTP_PASSWORD or AEP_SFTP_SSH_KEY (or the variables --secret-env names).
+    With --connection no secret is needed: the existing base connection holds them.
     """
-    from auditor.flows.setup import create_dataset_export
+    from auditor.flows.setup import SFTP_SSH_KEY_SPEC, create_dataset_export, encryption_block
 
     if file_format == "json" and compression == "none":
         err.print("warning: newer Adobe docs support JSON only compressed; the API may refuse json+none")
-    spec, secret_env = DESTINATION_TYPES[kind]
-    if missing := [env for env in secret_env.values() if not os.environ.get(env)]:
-        raise click.UsageError(f"set {', '.join(missing)} in the environment (secrets are never taken as arguments)")
+    spec, secrets = DESTINATION_TYPES[kind]
+    if kind == "sftp" and sftp_auth == "ssh-key":
+        secrets = dict(SFTP_KEY_SECRETS)
     params = _target_params(kind, folder, file_format, compression, manifest, bucket=bucket, container=container)
     mode, unit, interval = SCHEDULES[schedule]
     schedule_params: dict[str, Any] = {"exportMode": mode, "timeUnit": unit, "interval": interval, "startTime": int(when(start, "--start").timestamp())}
     if end:
         schedule_params["endTime"] = int(when(end, "--end").timestamp())
-    auth = {key: os.environ[env] for key, env in secret_env.items()}
+    account = {"--adls-url": adls_url, "--tenant": tenant, "--domain": domain, "--port": port, "--username": username}
+    encryption = None
+    if pgp_public_key:
+        if kind == "dlz":
+            raise click.UsageError("--pgp-public-key: the Data Landing Zone offers no file encryption")
+        if connection_id:
+            raise click.UsageError("--pgp-public-key: encryption belongs to the base connection; it cannot be added to an existing one (--connection)")
+        encryption = encryption_block(base64.b64encode(Path(pgp_public_key).read_bytes()).decode("ascii"))
+    auth: dict[str, Any] | None = None
+    if connection_id:
+        if given := [option for option, value in account.items() if value is not None] + (["--secret-env"] if secret_env else []):
+            raise click.UsageError(f"{', '.join(given)}: account settings belong to a new base connection, not with --connection")
+    elif kind != "dlz":
+        auth = _auth(kind, secrets, secret_env, adls_url=adls_url, tenant=tenant, domain=domain, port=port, username=username)
     with runtime(config_path) as rt:
-        flow_id = create_dataset_export(rt.flows_client(), name=name, connection_spec=spec, datasets=list(datasets), target_params=params, schedule=schedule_params, auth=auth)
+        flow_id = create_dataset_export(
+            rt.flows_client(), name=name, connection_spec=spec, datasets=list(datasets), target_params=params, schedule=schedule_params, auth=auth,
+            auth_spec=SFTP_SSH_KEY_SPEC if kind == "sftp" and sftp_auth == "ssh-key" else None, base_connection=connection_id, encryption=encryption,
+        )
     click.echo(flow_id)
 
 
+def _auth(
+    kind: str, secrets: dict[str, str], overrides: tuple[str, ...], *, adls_url: str | None, tenant: str | None, domain: str | None, port: int | None, username: str | None
+) -> dict[str, Any]:
+    """A new base connection's auth params: the plain ones from options, the secrets from the environment."""
+    names = dict(secrets)
+    for item in overrides:
+        param, sep, variable = item.partition("=")
+        if not sep or param not in names or not variable:
+            raise click.UsageError(f"--secret-env {item!r}: give PARAM=VAR with PARAM one of {', '.join(names) or '(none for this type)'}")
+        names[param] = variable
+    if missing := [env for env in names.values() if not os.environ.get(env)]:
+        raise click.UsageError(f"set {', '.join(missing)} in the environment (secrets are never taken as arguments)")
+    auth: dict[str, Any] = {}
+    if kind == "adls":
+        if not adls_url or not tenant:
+            raise click.UsageError("--adls-url and --tenant are required for adls (or reuse an account with --connection)")
+        auth |= {"url": adls_url, "tenant": tenant}
+    if kind == "sftp":
+        if not domain or not username:
+            raise click.UsageError("--domain and --username are required for sftp (or reuse an account with --connection)")
+        auth |= {"domain": domain, "username": username} | ({"port": port} if port is not None else {})
+    elif port is not None or domain or username:
+        raise click.UsageError("--domain, --port and --username are for sftp")
+    if kind != "adls" and (adls_url or tenant):
+        raise click.UsageError("--adls-url and --tenant are for adls")
+    return auth | {param: os.environ[env] for param, env in names.items()}
+
+
 def _target_params(kind: str, folder: str, file_format: str, compression: str, manifest: bool, *, bucket: str | None, container: str | None) -> dict[str, Any]:
-    params: dict[str, Any] = {"path": folder, "datasetFileType": file_format.upper(), "compression": compression.upper(), "includeFileManifest": manifest}
-    if kind == "s3":
+    """The target connection's params (reference §3): the location keys each type takes, the file options."""
+    location_key = "remotePath" if kind == "sftp" else "path"
+    params: dict[str, Any] = {location_key: folder, "datasetFileType": file_format.upper(), "compression": compression.upper(), "includeFileManifest": manifest}
+    if kind in ("s3", "gcs"):
         if not bucket:
-            raise click.UsageError("--bucket is required for s3")
+            raise click.UsageError(f"--bucket is required for {kind}")
         params["bucketName"] = bucket
+    elif bucket:
+        raise click.UsageError("--bucket is for s3 and gcs")
     if kind == "azure-blob":
         if not container:
             raise click.UsageError("--container is required for azure-blob")
         params["container"] = container
+    elif container:
+        raise click.UsageError("--container is for azure-blob")
+    if kind in ("sftp", "adls") and not folder.strip("/"):
+        raise click.UsageError(f"--path is required for {kind}" + (" (filesystem/folder)" if kind == "adls" else " (the remote path)"))
     return params
+
+
+@flows.command("datasets")
+@click.option("--name", "name_filter", metavar="FILTER", help="only datasets whose name (or ID) contains FILTER (case-insensitive)")
+@CONFIG_OPTION
+@FORMAT
+@guarded
+def flows_datasets(name_filter: str | None, config_path: str | None, fmt: str) -> None:
+    """The datasets eligible for export (GET /connectionSpecs/{Data Lake}/configs), every page."""
+    with runtime(config_path) as rt:
+        found = rt.flows_client().eligible_datasets(name=name_filter)
+    click.echo(render_datasets(found, fmt), nl=False)
+
+
+def render_datasets(datasets: list[dict[str, Any]], fmt: str) -> str:
+    rows = [{"id": str(d.get("id", "")), "name": str(d.get("name", "")), "state": str(d.get("state", "")), "format": str((d.get("fileDescription") or {}).get("format", "") if isinstance(d.get("fileDescription"), dict) else "")} for d in datasets]
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    from auditor.render import _table_text
+
+    return _table_text(f"Datasets eligible for export ({len(rows)})", ("id", "name", "state", "format"), [tuple(r.values()) for r in rows])
 
 
 @flows.command("trigger")
@@ -180,13 +273,24 @@ def emulator() -> None:
 @click.option("--client-secret", required=True, envvar="EMULATOR_CLIENT_SECRET", help="the only client secret it accepts (or $EMULATOR_CLIENT_SECRET)")
 @click.option("--dlz-url", help="fsspec URL where Data Landing Zone flows write")
 @click.option("--s3-endpoint", help="S3 endpoint where Amazon S3 flows write (e.g. a moto server)")
+@click.option("--gcs-endpoint", help="GCS endpoint where Google Cloud Storage flows write (e.g. fake-gcs-server)")
+@click.option("--adls-connection-string", envvar="EMULATOR_ADLS_CONNECTION_STRING", help="storage account ADLS Gen2 flows write to (or $EMULATOR_ADLS_CONNECTION_STRING; e.g. Azurite)")
 @click.option("--now", "start", help="the emulated clock's start (default now)")
-def emulator_serve(host: str, port: int, client_id: str, client_secret: str, dlz_url: str | None, s3_endpoint: str | None, start: str | None) -> None:
-    """Serve the emulator in the foreground; POST /emulator/clock moves its clock."""
+def emulator_serve(
+    host: str, port: int, client_id: str, client_secret: str, dlz_url: str | None, s3_endpoint: str | None, gcs_endpoint: str | None, adls_connection_string: str | None,
+    start: str | None,
+) -> None:
+    """Serve the emulator in the foreground; POST /emulator/clock moves its clock.
+
+    Amazon S3, GCS and ADLS Gen2 flows write to the endpoints given here; Azure Blob and SFTP flows
+    to what their base connections name (connection string; domain, port, user, password or key)."""
     from auditor.emulator.server import serve
     from auditor.emulator.state import World
 
-    world = World(client_id, client_secret, dlz_url=dlz_url, s3_endpoint=s3_endpoint, now=when(start, "--now"))
+    world = World(
+        client_id, client_secret, dlz_url=dlz_url, s3_endpoint=s3_endpoint, gcs_endpoint=gcs_endpoint,
+        adls_options={"connection_string": adls_connection_string} if adls_connection_string else None, now=when(start, "--now"),
+    )
     err.print(f"Flow Service emulator on http://{host}:{port} (IMS at /ims/token/v3, Flow Service at /data/foundation/flowservice)")
     serve(world, host=host, port=port)
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from auditor.emulator.state import FAULTS, KINDS, Fault, World, new_etag
 from auditor.errors import ScheduleError
 from auditor.flows import DATASET_FLOW_SPECS, DESTINATIONS
-from auditor.flows.setup import AUTH_SPECS
+from auditor.flows.setup import AUTH_PARAMS, AUTH_SPECS, AUTH_TYPES, ENCRYPTING, ENCRYPTION_ALGORITHM, ENCRYPTION_SPEC, LOCATION_KEYS, SFTP_SSH_KEY_SPEC
 from auditor.schedule import parse_time
 
 FLOWSERVICE = "/data/foundation/flowservice"
@@ -151,9 +151,19 @@ def create_app(world: World) -> FastAPI:
         if spec_id not in DESTINATIONS:
             return _not_found("connectionSpecs", spec_id)
         name, flow_spec, _ = DESTINATIONS[spec_id]
-        auth = [] if name == "Data Landing Zone" else [{"name": AUTH_SPECS.get(name, name), "type": "KeyBased"}]
-        target = {"name": "Target", "type": "FileBased", "spec": {"type": "object", "properties": {"datasetFileType": {"enum": ["JSON", "PARQUET"]}, "compression": {"enum": ["NONE", "GZIP"]}}}}
-        return JSONResponse({"items": [{"id": spec_id, "name": name, "providerId": "14e34fac-d307-11e9-bb65-2a2ae2dbcce4", "version": "1.0", "authSpec": auth, "targetSpec": target, "encryptionSpecs": [], "flowSpecIds": [flow_spec]}]})
+        auth_names = [] if name == "Data Landing Zone" else [AUTH_SPECS[name]] + ([SFTP_SSH_KEY_SPEC] if name == "SFTP" else [])
+        auth = [
+            {"name": n, "type": AUTH_TYPES[n], "spec": {"type": "object", "required": list(AUTH_PARAMS[n]), "properties": {k: {"type": "string"} for k in AUTH_PARAMS[n]}}}
+            for n in auth_names
+        ]
+        properties: dict[str, Any] = {"datasetFileType": {"enum": ["JSON", "PARQUET"]}, "compression": {"enum": ["NONE", "GZIP"]}}
+        properties |= {k: {"type": "string"} for k in LOCATION_KEYS[name]}
+        target = {"name": "Target", "type": "FileBased", "spec": {"type": "object", "required": [*LOCATION_KEYS[name], "datasetFileType", "compression"], "properties": properties}}
+        encryption = [] if name not in ENCRYPTING else [
+            {"name": ENCRYPTION_SPEC, "type": "FileAsymmetric", "spec": {"type": "object", "required": ["encryptionAlgo", "publicKey"],
+                                                                       "properties": {"encryptionAlgo": {"type": "string", "enum": [ENCRYPTION_ALGORITHM]}, "publicKey": {"type": "string"}}}}
+        ]
+        return JSONResponse({"items": [{"id": spec_id, "name": name, "providerId": "14e34fac-d307-11e9-bb65-2a2ae2dbcce4", "version": "1.0", "authSpec": auth, "targetSpec": target, "encryptionSpecs": encryption, "flowSpecIds": [flow_spec]}]})
 
     @app.get(f"{FLOWSERVICE}/flowSpecs/{{spec_id}}")
     def flow_spec(spec_id: str) -> JSONResponse:

@@ -45,6 +45,10 @@ class World:
     dlz_options: dict[str, Any] = field(default_factory=dict)
     dlz_sas_url: str | None = None  # what the DLZ credentials endpoint hands out (a container SAS URL)
     s3_endpoint: str | None = None  # where Amazon S3 flows write
+    gcs_endpoint: str | None = None  # where Google Cloud Storage flows write (e.g. fake-gcs-server; the HMAC keys are not checked)
+    # how ADLS Gen2 flows write (e.g. {"connection_string": …} for Azurite): the emulator cannot sign
+    # in as the base connection's service principal, so it writes to the target's filesystem/path with these
+    adls_options: dict[str, Any] | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     entities: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {k: {} for k in KINDS})
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -261,6 +265,22 @@ class World:
             return f"s3://{params['bucketName']}/{path}".rstrip("/"), options, params
         if kind == "Azure Blob Storage":
             return f"az://{params['container']}/{path}".rstrip("/"), {"connection_string": secrets.get("connectionString")}, params
+        if kind == "Google Cloud Storage":
+            if not self.gcs_endpoint:
+                raise RuntimeError("the emulator has no GCS endpoint to write to (--gcs-endpoint)")
+            return f"gs://{params['bucketName']}/{path}".rstrip("/"), {"endpoint_url": self.gcs_endpoint, "token": "anon", "project": "emulator"}, params
+        if kind == "Azure Data Lake Gen2":  # the path starts with the filesystem (the base connection's URL names only the account)
+            if self.adls_options is None:
+                raise RuntimeError("the emulator has no ADLS Gen2 account to write to (--adls-connection-string)")
+            return f"abfs://{path}", dict(self.adls_options), params
+        if kind == "SFTP":
+            remote = "/" + str(params.get("remotePath") or params.get("path") or "").strip("/")
+            user, host, port = secrets.get("username"), secrets.get("domain") or secrets.get("host"), int(secrets.get("port") or 22)
+            if not user or not host:
+                raise RuntimeError("the SFTP base connection has no domain or username")
+            login: dict[str, Any] = {"password": secrets["password"]} if secrets.get("password") else {"pkey": _private_key(str(secrets.get("sshKey", "")))}
+            login |= {"look_for_keys": False, "allow_agent": False, "timeout": 10}
+            return f"sftp://{user}@{host}:{port}{remote}".rstrip("/"), login, params
         raise RuntimeError(f"the emulator does not write to {kind}")
 
     def _write(self, flow: dict[str, Any], dataset: str, slot: datetime, run_id: str, count: int, faults: set[str]) -> int:
@@ -331,3 +351,22 @@ class World:
             path = root / key
             if path.exists():
                 os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+def _private_key(encoded: str) -> Any:
+    """The paramiko key an SFTP base connection's `sshKey` (a base64 private key) holds."""
+    import base64
+    import io
+
+    import paramiko
+
+    try:
+        text = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        text = encoded  # a key pasted as it is
+    for key_type in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return key_type.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise RuntimeError("the SFTP base connection's sshKey is not a private key paramiko reads")

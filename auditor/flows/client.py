@@ -253,7 +253,9 @@ class FlowsClient:
     def delete(self, kind: str, entity_id: str) -> None:
         self._call("DELETE", f"/{kind}/{entity_id}")
 
-    def eligible_datasets(self) -> list[dict[str, Any]]:
+    def eligible_datasets(self, *, name: str | None = None) -> list[dict[str, Any]]:
+        """The datasets eligible for export (reference §1.3), every page; with `name`, only those
+        whose name or ID contains it, case-insensitively (filtered here: the API has no such filter)."""
         out: list[dict[str, Any]] = []
         start = 0
         while True:
@@ -261,6 +263,9 @@ class FlowsClient:
             items = body.get("items") or []
             out += [i for i in items if isinstance(i, dict)]
             if not (body.get("pageInfo") or {}).get("hasNext") or not items:
+                if name:
+                    wanted = name.casefold()
+                    return [d for d in out if wanted in str(d.get("name", "")).casefold() or wanted in str(d.get("id", "")).casefold()]
                 return out
             start += len(items)
 
