@@ -158,6 +158,12 @@ def test_set_up_a_dlz_export_review_its_calls_create_it_and_verify_its_first_win
     assert "no run yet" in page.inner_text("#runs")
     page.goto(f"{base}/setup?type=dlz&step=destination")
     assert page.locator("#account option").count() == 2  # a new account, or the one just made
+    account = page.locator("#account option").nth(1).get_attribute("value")
+    page.goto(f"{base}/setup?type=dlz&account={account}&name=again&path=aep/again&datasets={ORDERS}&file_type=JSON&compression=NONE&manifest=false"
+              "&frequency=daily&start=2026-11-21T00:00:00Z&mode=full&step=review")
+    again = page.inner_text("#calls")
+    assert re.findall(r"\d\. (POST /\w+)", again) == ["POST /sourceConnections", "POST /targetConnections", "POST /flows"]  # the account is reused
+    assert f'"baseConnectionId": "{account}"' in again and "DAILY_FULL_EXPORT" in again and account in page.inner_text("#reuse")
     page.goto(f"{base}/setup/flows/{flow}")
 
     control(emulator, "faults", {"flowId": flow, "slot": "2026-11-20T12:00:00Z", "kind": "nothing_written"})
