@@ -68,6 +68,8 @@ client_secret = "${{env:AEP_SECRET}}"
 org_id = "TEST@AdobeOrg"
 retries = 1
 {'dlz_destination = "dlz"' if 'name = "dlz"' in destinations else ""}
+[validation]
+isolate = false  # checks in this process: the sandbox has tests of its own; six journeys stay quick
 {destinations}"""
     )
     (tmp_path / "flows.toml").write_text("")
