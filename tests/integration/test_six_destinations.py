@@ -258,3 +258,29 @@ def test_create_run_sync_audit_on_each_destination(kind: str, tmp_path: Path, re
 
 def iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.sftp
+def test_an_sftp_account_with_an_ssh_key_writes_with_it(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    import base64
+
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    world = World("auditor-test", SECRET, now=now - timedelta(hours=1))
+    sshd_server = request.getfixturevalue("sshd")
+    b = sftp_backend(sshd_server)
+    user = pwd.getpwnam(servers.SFTP_USER)
+    os.chown(b.write_root, user.pw_uid, user.pw_gid)
+    key = base64.b64encode(Path(sshd_server.key_file).read_bytes()).decode()
+    with running(world) as base:
+        config = config_for(tmp_path, base)
+        created = cli(config, "flows", "create", "--name", "keyed", "--type", "sftp", "--sftp-auth", "ssh-key", "--domain", "127.0.0.1", "--port", str(sshd_server.port),
+                      "--username", servers.SFTP_USER, "--path", f"{b.write_root}/web", "--dataset", DATASET, "--start", (now - timedelta(minutes=5)).isoformat(),
+                      env={"AEP_SFTP_SSH_KEY": key})
+        assert created.exit_code == 0, created.output
+        (connection,) = world.entities["connections"].values()
+        assert connection["auth"]["specName"] == "SFTP with SSH Key" and key not in json.dumps(connection)
+        httpx.post(f"{base}/emulator/clock", auth=("auditor-test", SECRET), json={"now": now.isoformat()}).raise_for_status()
+    (run,) = world.runs.values()
+    assert run["metrics"]["statusSummary"]["status"] == "Success", run["metrics"]["statusSummary"]
+    landed = [p for p in b.writer.find(f"{b.write_root}/web")]
+    assert len([p for p in landed if "/part-" in p]) == 3 and any("/manifest-" in p for p in landed)
