@@ -222,6 +222,7 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
         layouts.setdefault(layout.template, (layout, []))[1].append(export)
     now_minute = floor_minute(now)
     claims: dict[tuple[str, str, datetime], dict[str, _FolderDraft]] = {}  # window -> folder key -> draft
+    placed: dict[tuple[str, str], tuple[datetime | None, str]] = {}  # (export, folder) -> its slot, or why none: once per folder
     for obj in objects:
         if obj.modified is not None and obj.modified > now:
             continue  # written after the as-of time: not there yet
@@ -248,12 +249,15 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
             if m.export_time is None:
                 scan.unexpected.setdefault(folder_url, f"malformed export time {m.time_text!r} in the folder name")
                 continue
-            slot, reason = export.schedule.place(floor_minute(m.export_time))
+            place = placed.get((export.name, m.folder))
+            if place is None:
+                slot, reason = export.schedule.place(floor_minute(m.export_time))
+                if slot is not None and floor_minute(slot) > now_minute:
+                    slot, reason = None, "scheduled after the as-of time"
+                place = placed[(export.name, m.folder)] = (slot, reason)
+            slot, reason = place
             if slot is None:
                 scan.unexpected.setdefault(folder_url, f"{reason} for export {export.name!r}")
-                continue
-            if floor_minute(slot) > now_minute:
-                scan.unexpected.setdefault(folder_url, f"scheduled after the as-of time for export {export.name!r}")
                 continue
             folders = claims.setdefault((export.name, dataset, slot), {})
             draft = folders.setdefault(m.folder, _FolderDraft(m.folder, folder_url, m.export_time, export.data_suffix))
@@ -365,10 +369,25 @@ def _validate(
         """The stored record, when the file is unchanged and its verdict stands at the level needed."""
         draft, info, role = job
         cached = known.get(info.key)
+        if cached is None or cached.role != role or not cached.unchanged(info):
+            return None
         level = needed(job)
-        if cached is not None and cached.role == role and cached.unchanged(info) and _still_valid(cached, level, rotated=rotation is not None and level is Level.DEEP):
-            return replace(cached, folder_key=draft.key)
+        if _still_valid(cached, level, rotated=rotation is not None and level is Level.DEEP):
+            return cached if cached.folder_key == draft.key else replace(cached, folder_key=draft.key)
         return None
+
+    # unchanged files whose verdict stands are settled here, in this thread (no I/O, no hand-over to a
+    # worker thread); only the rest goes on to be checked
+    outcomes: dict[str, FileRecord | str] = {}
+    for key, job in unique_jobs.items():
+        kept = reused(job)
+        if kept is not None:
+            outcomes[key] = kept
+    counters["reused"] += len(outcomes)
+    total, done = len(unique_jobs), len(outcomes)
+    if progress and done:
+        progress("validate", done, total)
+    unique_jobs = {key: job for key, job in unique_jobs.items() if key not in outcomes}
 
     def check(job: tuple[_FolderDraft, ObjectInfo, str]) -> tuple[FileRecord | str, bool]:
         """The file's record (or the I/O error that stopped it) and whether it was read."""
@@ -400,8 +419,6 @@ def _validate(
         if role == "data":
             firsts.setdefault(draft.key.rsplit("/", 1)[0], key)
     waves = [list(firsts.values()), [k for k in here if k not in set(firsts.values())]]
-    outcomes: dict[str, FileRecord | str] = {}
-    total, done = len(unique_jobs), 0
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         for wave in waves:
             for key, (outcome, read) in zip(wave, pool.map(check, [unique_jobs[k] for k in wave]), strict=True):

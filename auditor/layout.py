@@ -9,7 +9,7 @@ verbatim, so one could otherwise stand in for another folder, or lead a restore 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from auditor.errors import LayoutError
@@ -52,11 +52,35 @@ class Layout:
     time_regex: re.Pattern[str]
     time_format: str
     has_dataset: bool
+    # parsed folders (dataset, time, export time) by folder key: a folder's name is parsed once, not once per file
+    _folders: dict[str, LayoutMatch | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _segments: int = field(default=0, init=False, repr=False, compare=False)  # path segments of a folder (macro arguments aside)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_segments", _MACRO.sub("", self.template).count("/") + 1)
 
     def match(self, key: str) -> LayoutMatch | None:
         """The parts of `key` (relative to the destination root), or None if it does not fit or is unsafe."""
         if unsafe_key(key) is not None:
             return None
+        # every part of a template stays within one path segment, so a key's folder is its first
+        # `_segments` segments and the rest is its file: the folder alone decides, and is parsed once
+        parts = key.split("/", self._segments)
+        if len(parts) > self._segments:
+            file = parts.pop()
+            folder = "/".join(parts)
+            try:
+                parsed = self._folders[folder]
+            except KeyError:
+                parsed = self._match_key(f"{folder}/-")
+                if len(self._folders) >= _FOLDER_CACHE:
+                    self._folders.clear()
+                self._folders[folder] = parsed
+            if parsed is not None and parsed.folder == folder:
+                return LayoutMatch(parsed.dataset_id, parsed.time_text, parsed.export_time, folder, file, parsed.dataset_folder)
+        return self._match_key(key)
+
+    def _match_key(self, key: str) -> LayoutMatch | None:
         m = self.pattern.match(key)
         if m is None:
             return None
@@ -100,6 +124,7 @@ class LayoutMatch:
 
 
 _UNSAFE_SEGMENTS = {"": "an empty", ".": "a '.'", "..": "a '..'"}
+_FOLDER_CACHE = 100_000  # parsed folder names kept per layout (cleared when full)
 
 
 def unsafe_key(key: str) -> str | None:

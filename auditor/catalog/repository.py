@@ -17,10 +17,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast, overload
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, String, Table, and_, delete, func, or_, select, text, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -99,13 +100,13 @@ class Catalog:
     # -- what the audit needs ---------------------------------------------------
 
     def known_files(self, destination: str) -> dict[str, FileRecord]:
-        query = (
-            select(FILES)
-            .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
-            .where(DESTINATIONS.c.name == destination, FILES.c.gone_at.is_(None))
-        )
+        """What the catalog knows about the files present at `destination`: one narrow query read as plain tuples
+        (times and JSON converted here, not per value by SQLAlchemy; identical findings are decoded once)."""
+        destination_id = select(DESTINATIONS.c.id).where(DESTINATIONS.c.name == destination).scalar_subquery()
+        query = select(*_KNOWN_COLUMNS).where(FILES.c.destination_id == destination_id, FILES.c.gone_at.is_(None))
         with self._connect() as conn:
-            return {row.key: _file_record(row) for row in conn.execute(query)}
+            rows = conn.execute(query).all()
+        return {row[0]: _file_record(row) for row in rows}
 
     def audit_count(self) -> int:
         with self._connect() as conn:
@@ -393,34 +394,48 @@ class Catalog:
         return {name: id_ for id_, name in conn.execute(select(EXPORTS.c.id, EXPORTS.c.name))}
 
     def _record_files(self, conn: Connection, destination_id: int, records: Sequence[FileRecord], now: datetime, *, present: set[str] | None, historical: bool = False) -> None:
-        """Upsert the checked files; with a successful listing, mark files it no longer holds as gone."""
-        rows = [
-            {
-                "destination_id": destination_id,
-                "key": r.key,
-                "folder_key": r.folder_key,
-                "role": r.role,
-                "size": r.size,
-                "etag": r.etag,
-                "modified": r.modified,
-                "level": r.level,
-                "validated_at": r.validated_at,
-                "deep_at": r.deep_at,
-                "records": r.records,
-                "findings": [f.as_dict() for f in r.findings],
-                "content": r.content,
-                "schema": r.schema,
-                "first_seen": now,
-                "last_seen": now,
-                "gone_at": None,
-            }
-            for r in records
-        ]
+        """Write the checked files that are new or changed, in batches of INSERT … ON CONFLICT; with a successful
+        listing, mark the files it no longer holds as gone.
+
+        A row that would stay as it is is not rewritten (its `last_seen` is then the as-of time of the audit
+        that last wrote it: first seen, changed, checked again, or back after it had gone). What a file's row
+        says changes only through a check, which stamps `validated_at`, so comparing the columns a check or a
+        move sets (one narrow query, plain tuples) tells a changed row from an unchanged one.
+        """
+        stored: dict[str, tuple[int, bool, tuple[Any, ...]]] = {}  # key -> (row id, present, what a check or a move sets)
+        state = select(FILES.c.id, FILES.c.gone_at.is_(None), *_STATE_COLUMNS).where(FILES.c.destination_id == destination_id)
+        for id_, here, key, *values in conn.execute(state).all():
+            stored[key] = (id_, bool(here), _stored_state(values))
+        rows = []
+        for r in records:
+            old = stored.get(r.key)
+            if old is not None and (old[1] or historical) and old[2] == _record_state(r):
+                continue  # unchanged (a historical audit never brings a gone file back)
+            rows.append(
+                {
+                    "destination_id": destination_id,
+                    "key": r.key,
+                    "folder_key": r.folder_key,
+                    "role": r.role,
+                    "size": r.size,
+                    "etag": r.etag,
+                    "modified": r.modified,
+                    "level": r.level,
+                    "validated_at": r.validated_at,
+                    "deep_at": r.deep_at,
+                    "records": r.records,
+                    "findings": [f.as_dict() for f in r.findings],
+                    "content": r.content,
+                    "schema": r.schema,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "gone_at": None,
+                }
+            )
         update_columns = [k for k in (rows[0] if rows else {}) if k not in ("destination_id", "key", "first_seen", *(("last_seen", "gone_at") if historical else ()))]
         _upsert(conn, FILES, rows, ["destination_id", "key"], update_columns)
         if present is not None:
-            current = conn.execute(select(FILES.c.id, FILES.c.key).where(FILES.c.destination_id == destination_id, FILES.c.gone_at.is_(None)))
-            gone = [id_ for id_, key in current if key not in present]
+            gone = [id_ for key, (id_, here, _state) in stored.items() if here and key not in present]
             for chunk in _chunks(gone):
                 conn.execute(update(FILES).where(FILES.c.id.in_(chunk)).values(gone_at=now))
 
@@ -439,7 +454,12 @@ class Catalog:
                         "first_seen": report.as_of,
                         "last_seen": report.as_of,
                     }
-        _upsert(conn, FOLDERS, list(folder_rows.values()), ["destination_id", "key"], ["last_seen"] if live else [])
+        # a folder row says where and what: written once, when first seen (not rewritten by every audit)
+        if folder_rows:
+            ids = sorted({d for d, _key in folder_rows})
+            for d, key in conn.execute(select(FOLDERS.c.destination_id, FOLDERS.c.key).where(FOLDERS.c.destination_id.in_(ids))).all():
+                folder_rows.pop((d, key), None)
+        _upsert(conn, FOLDERS, list(folder_rows.values()), ["destination_id", "key"], [])
         for export in report.exports:
             export_id = export_ids[export.name]
             existing = {
@@ -453,7 +473,7 @@ class Catalog:
 
     def _record_live(self, conn: Connection, export: ExportResult, export_id: int, existing: Mapping[datetime, Any], audit_id: int, as_of: datetime) -> None:
         """Bring the present up to date: window states, current findings, the dataset's restore point."""
-        rows, changed = [], []
+        rows, changed, judged = [], [], []  # judged: windows whose row changes only in the audit that last judged them
         for result in export.windows:
             old = existing.get(result.window.scheduled)
             status = result.status.value
@@ -467,6 +487,9 @@ class Catalog:
             if result.status is Status.UNKNOWN and old is not None:  # could not look: keep what it knew
                 evidence = {"folder_key": old.folder_key, "files": old.files, "bytes": old.bytes, "records": old.records}
             known = (old.known_status if old is not None else None) if result.status is Status.UNKNOWN else status
+            if old is not None and old.status == status and old.known_status == known and all(getattr(old, k) == v for k, v in evidence.items()):
+                judged.append(old.id)
+                continue
             rows.append(
                 {
                     "export_id": export_id,
@@ -483,6 +506,8 @@ class Catalog:
                 changed.append((result.window.scheduled, status))
         columns = ["status", "known_status", "folder_key", "files", "bytes", "records", "status_since", "last_audit_id"]
         _upsert(conn, WINDOWS, rows, ["export_id", "dataset_id", "scheduled"], columns)
+        for chunk in _chunks(judged):
+            conn.execute(update(WINDOWS).where(WINDOWS.c.id.in_(chunk)).values(last_audit_id=audit_id))
         ids = self._window_ids(conn, export_id, export.dataset_id)
         if changed:
             conn.execute(HISTORY.insert(), [{"window_id": ids[k], "audit_id": audit_id, "status": s, "at": as_of, "live": True} for k, s in changed])
@@ -803,22 +828,62 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+# known_files: the columns of a FileRecord, times and JSON as stored (converted by _file_record)
+_KNOWN_COLUMNS = (
+    FILES.c.key, FILES.c.folder_key, FILES.c.role, FILES.c.size, FILES.c.etag, type_coerce(FILES.c.modified, String), FILES.c.level,
+    type_coerce(FILES.c.validated_at, String), type_coerce(FILES.c.deep_at, String), FILES.c.records, type_coerce(FILES.c.findings, String),
+    type_coerce(FILES.c.content, String), FILES.c.schema,
+)
+# _record_files: the key, then what a check or a move sets (findings and content change only with validated_at)
+_STATE_COLUMNS = (
+    FILES.c.key, FILES.c.folder_key, FILES.c.role, FILES.c.size, FILES.c.etag, type_coerce(FILES.c.modified, String), FILES.c.level,
+    type_coerce(FILES.c.validated_at, String), type_coerce(FILES.c.deep_at, String), FILES.c.records, FILES.c.schema,
+)
+_FINDINGS: dict[Any, tuple[Finding, ...]] = {}  # stored findings -> decoded (Finding is immutable); bounded
+
+
 def _file_record(row: Any) -> FileRecord:
-    return FileRecord(
-        key=row.key,
-        folder_key=row.folder_key,
-        role=row.role,
-        size=row.size,
-        etag=row.etag,
-        modified=_utc(row.modified),
-        level=row.level,
-        validated_at=_utc(row.validated_at),
-        deep_at=_utc(row.deep_at),
-        records=row.records,
-        findings=tuple(Finding.from_dict(f) for f in row.findings or []),
-        content=row.content,
-        schema=row.schema,
-    )
+    """A FileRecord from a row of _KNOWN_COLUMNS (plain values: SQLite gives times and JSON as text)."""
+    key, folder_key, role, size, etag, modified, level, validated_at, deep_at, records, findings, content, schema = row
+    return FileRecord(key, folder_key, role, size, etag, _time(modified), level, _time(validated_at), _time(deep_at), records, _findings(findings), _json(content), schema)
+
+
+def _stored_state(values: Sequence[Any]) -> tuple[Any, ...]:
+    folder_key, role, size, etag, modified, level, validated_at, deep_at, records, schema = values
+    return (folder_key, role, size, etag, _time(modified), level, _time(validated_at), _time(deep_at), records, schema)
+
+
+def _record_state(r: FileRecord) -> tuple[Any, ...]:  # aware datetimes are equal when they name one instant, whatever their zone
+    return (r.folder_key, r.role, r.size, r.etag, r.modified, r.level, r.validated_at, r.deep_at, r.records, r.schema)
+
+
+def _time(value: str | datetime | None) -> datetime | None:
+    """A stored time: text on SQLite ("2026-11-27 06:10:00.000000", UTC), a datetime on PostgreSQL."""
+    if isinstance(value, str):
+        return _text_time(value)
+    return _utc(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _text_time(value: str) -> datetime:  # files checked in one audit share their validated_at: parsed once
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _json(value: Any) -> Any:
+    if value is None or value == "null":
+        return None
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _findings(value: Any) -> tuple[Finding, ...]:
+    hashable = value if isinstance(value, str) or value is None else json.dumps(value, sort_keys=True)
+    found = _FINDINGS.get(hashable)
+    if found is None:
+        found = tuple(Finding.from_dict(f) for f in _json(value) or [])
+        if len(_FINDINGS) >= 10_000:
+            _FINDINGS.clear()
+        _FINDINGS[hashable] = found
+    return found
 
 
 def _schedule_json(schedule: Any) -> dict[str, Any]:

@@ -1,0 +1,19 @@
+"""A small run of bench/audit_bench.py, so the benchmark cannot rot (issue 10)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "audit_bench.py"
+
+
+def test_the_audit_bench_runs_and_a_re_audit_reads_nothing(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--files", "110", "--datasets", "2", "--per-window", "4", "--repeat", "1", "--keep", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "RATIO re-audit / floor:" in done.stdout
+    assert "read 0 files, 0 data bytes" in done.stdout
