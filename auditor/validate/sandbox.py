@@ -29,6 +29,7 @@ from auditor.validate import FileVerdict, Level, Source, quick_ranges
 DEFAULT_VALIDATOR = "auditor.validate:validate_data_file"
 # Findings that say "could not finish checking" rather than "the bytes are bad": retried next audit.
 RETRY_CODES = frozenset({"validate.timeout"})
+STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its readers
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,10 @@ def _serve(conn: Connection, reply: Connection, memory_bytes: int) -> None:
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    try:
+        reply.send(("ready",))  # a file's deadline starts now, not while this interpreter was starting
+    except (OSError, ValueError):
+        return
     while True:
         try:
             task = conn.recv()
@@ -149,9 +154,15 @@ class _Worker:
         os.close(to_parent_w)
         self._send = Connection(to_child_w, readable=False)
         self.conn = Connection(to_parent_r, writable=False)
+        self._ready = False
 
     def call(self, task: tuple[Any, ...], timeout: float) -> tuple[Any, ...]:
         try:
+            if not self._ready:  # start-up (an interpreter, pyarrow) is not the file's time: a loaded machine is slow at it
+                if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv() != ("ready",):
+                    self.kill()
+                    return ("crash", f"the worker did not start within {STARTUP_TIMEOUT:.0f} s", 0)
+                self._ready = True
             self._send.send(task)
             if not self.conn.poll(timeout):
                 self.kill()
