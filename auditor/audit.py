@@ -411,14 +411,16 @@ def _validate(
         elsewhere = [key for key, job in unique_jobs.items() if needed(job) is Level.DEEP and reused(job) is None]
         if elsewhere:
             remote = checker.deep_check(store, [unique_jobs[key][1] for key in elsewhere])
-    here = [key for key in unique_jobs if key not in set(elsewhere)]
+    remote = set(elsewhere)
+    here = [key for key in unique_jobs if key not in remote]
     # one data file per dataset folder first: its footer size tells the others how much to fetch
     firsts: dict[str, str] = {}
     for key in here:
         draft, _info, role = unique_jobs[key]
         if role == "data":
             firsts.setdefault(draft.key.rsplit("/", 1)[0], key)
-    waves = [list(firsts.values()), [k for k in here if k not in set(firsts.values())]]
+    first_keys = set(firsts.values())
+    waves = [list(firsts.values()), [k for k in here if k not in first_keys]]
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         for wave in waves:
             for key, (outcome, read) in zip(wave, pool.map(check, [unique_jobs[k] for k in wave]), strict=True):
