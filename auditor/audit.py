@@ -411,8 +411,8 @@ def _validate(
         elsewhere = [key for key, job in unique_jobs.items() if needed(job) is Level.DEEP and reused(job) is None]
         if elsewhere:
             remote = checker.deep_check(store, [unique_jobs[key][1] for key in elsewhere])
-    remote = set(elsewhere)
-    here = [key for key in unique_jobs if key not in remote]
+    sent_away = set(elsewhere)
+    here = [key for key in unique_jobs if key not in sent_away]
     # one data file per dataset folder first: its footer size tells the others how much to fetch
     firsts: dict[str, str] = {}
     for key in here:
