@@ -17,8 +17,8 @@ from auditor.evidence import canonical, sha256
 
 STATUSES = ("ok", "late", "empty", "pending", "invalid", "missing", "unknown")
 ENVIRONMENT = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"]), keep_trailing_newline=True)
-ENVIRONMENT.filters["slice_time"] = lambda iso: iso[11:16]
-ENVIRONMENT.filters["slice_day"] = lambda iso: iso[:10]
+CALENDAR_FILTERS = {"slice_time": lambda iso: iso[11:16], "slice_day": lambda iso: iso[:10]}  # the calendar macro's, wherever it renders
+ENVIRONMENT.filters.update(CALENDAR_FILTERS)
 
 
 def rpo(seconds: int | None) -> str:

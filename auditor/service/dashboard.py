@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from auditor.errors import ScheduleError
+from auditor.evidence_html import CALENDAR_FILTERS
 from auditor.ledger import to_json
 from auditor.restore import RestoreLookupError, plan_restore
 from auditor.runtime import Runtime
@@ -28,8 +29,7 @@ from auditor.service.app import MAX_AUDIT_ID, Access, Caller, dataset_json, verd
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=[HERE / "templates", HERE.parent / "templates"])  # the second: the evidence calendar
-TEMPLATES.env.filters["slice_time"] = lambda iso: iso[11:16]
-TEMPLATES.env.filters["slice_day"] = lambda iso: iso[:10]
+TEMPLATES.env.filters.update(CALENDAR_FILTERS)
 # the inline <style> elements of the dashboard and the evidence page: the only inline content the CSP allows (by hash)
 PAGE_STYLES = [s for p in (HERE / "templates" / "base.html", HERE.parent / "templates" / "evidence.html") for s in re.findall(r"<style>(.*?)</style>", p.read_text(), re.DOTALL)]
 
