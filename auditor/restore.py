@@ -24,9 +24,9 @@ from auditor.storage.base import Store, redact, scrub
 
 
 class RestoreCatalog(Protocol):
-    def datasets(self, export: str | None = None) -> list[DatasetState]: ...
+    def datasets(self, export: str | None = None, dataset: str | None = None, *, counts: bool = True) -> list[DatasetState]: ...
 
-    def windows(self, export: str, dataset: str | None = None, start: datetime | None = None, end: datetime | None = None, *, known: bool = False) -> list[WindowState]: ...
+    def restore_windows(self, export: str, dataset: str, end: datetime) -> list[tuple[WindowState, str | None]]: ...
 
     def folder_files(self, destination: str, folder_keys: Sequence[str]) -> dict[str, list[FileState]]: ...
 
@@ -126,15 +126,16 @@ def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: 
     name = choose_export(settings, dataset, export, option=option)
     configured = next(e for e in settings.exports if e.name == name)
     root = redact(settings.destination(configured.destination).url).rstrip("/")
-    state = next((d for d in catalog.datasets(name) if d.dataset_id == dataset), None)
+    state = next(iter(catalog.datasets(name, dataset, counts=False)), None)
     audit = catalog.audit(state.audit_id) if state is not None and state.audit_id is not None else None
     incremental = configured.schedule.incremental
     if audit is None:
         return RestorePlan(name, configured.destination, dataset, at, incremental, (), None, (), f"export {name!r} has not been audited yet: run `auditor audit` or use --refresh", None, None)
-    present = catalog.windows(name, dataset, None, at)
+    windows = catalog.restore_windows(name, dataset, at)  # one read: each window's present status and its last known one
+    present = [w for w, _known in windows]
     unknown_now = {w.scheduled for w in present if w.status == "unknown"}
     # an unreadable window is judged by the last status an audit established, unless that was only "pending"
-    rows = [k if k.scheduled not in unknown_now or k.status != "pending" else p for k, p in zip(catalog.windows(name, dataset, None, at, known=True), present, strict=True)]
+    rows = [k if w.status != "unknown" or k.status != "pending" else w for w, k in ((w, replace(w, status=known or w.status)) for w, known in windows)]
     files = catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key])
     # a window judged good whose files have since gone from storage (seen by a later listing) is broken
     gone = {w.scheduled for w in rows if w.status in GOOD_STATUSES and w.files > len(files.get(w.folder_key or "", []))}

@@ -136,16 +136,17 @@ class Catalog:
         with self._connect() as conn:
             return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one()) for t in tables}
 
-    def datasets(self, export: str | None = None) -> list[DatasetState]:
-        """Every export and dataset with its restore point and window counts by status."""
-        counts: dict[tuple[str, str], dict[str, int]] = {}
+    def datasets(self, export: str | None = None, dataset: str | None = None, *, counts: bool = True) -> list[DatasetState]:
+        """Every export and dataset (or one) with its restore point and window counts by status (`counts`
+        off: without them, as a restore lookup needs it: no window is read)."""
+        found: dict[tuple[str, str], dict[str, int]] = {}
         count_query = (
-            select(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.status, func.count(WINDOWS.c.id))
+            select(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.status, func.count())
             .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
             .group_by(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.status)
         )
         query = (
-            select(EXPORTS.c.name, DESTINATIONS.c.name.label("destination"), EXPORTS.c.schedule, DATASETS)
+            select(EXPORTS.c.name, EXPORTS.c.live_audit_id, DESTINATIONS.c.name.label("destination"), EXPORTS.c.schedule, DATASETS)
             .join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id)
             .join(DESTINATIONS, EXPORTS.c.destination_id == DESTINATIONS.c.id)
             .order_by(EXPORTS.c.name, DATASETS.c.dataset_id)
@@ -153,16 +154,19 @@ class Catalog:
         if export is not None:
             count_query = count_query.where(EXPORTS.c.name == export)
             query = query.where(EXPORTS.c.name == export)
+        if dataset is not None:
+            count_query = count_query.where(WINDOWS.c.dataset_id == dataset)
+            query = query.where(DATASETS.c.dataset_id == dataset)
         with self._connect() as conn:
-            for name, dataset, status, count in conn.execute(count_query):
-                counts.setdefault((name, dataset), {})[status] = int(count)
+            if counts:
+                for name, dataset_id, status, count in conn.execute(count_query):
+                    found.setdefault((name, dataset_id), {})[status] = int(count)
             rows = conn.execute(query).all()
-            live = {row.id: row.live_audit_id for row in conn.execute(select(EXPORTS.c.id, EXPORTS.c.live_audit_id))}
         return [
             DatasetState(
                 r.name, r.destination, r.dataset_id, (r.schedule or {}).get("exportMode", "FIRST_FULL_THEN_INCREMENTAL") != "DAILY_FULL_EXPORT",
-                _utc(r.restorable_until), _utc(r.broken_at), _utc(r.as_of), live.get(r.export_id), bool(r.active) if r.active is not None else True,
-                counts.get((r.name, r.dataset_id), {}),
+                _utc(r.restorable_until), _utc(r.broken_at), _utc(r.as_of), r.live_audit_id, bool(r.active) if r.active is not None else True,
+                found.get((r.name, r.dataset_id), {}),
             )
             for r in rows
         ]
@@ -187,6 +191,21 @@ class Catalog:
                     r.name, r.dataset_id, _utc(r.scheduled), (r.known_status or r.status) if known else r.status, r.folder_key, r.files, r.bytes, r.records,
                     _utc(r.status_since), r.last_audit_id,
                 )
+                for r in conn.execute(query)
+            ]
+
+    def restore_windows(self, export: str, dataset: str, end: datetime) -> list[tuple[WindowState, str | None]]:
+        """One dataset's windows up to `end` in schedule order, each with the last status other than unknown
+        an audit established for it (one indexed range read: export, dataset, scheduled)."""
+        query = (
+            select(WINDOWS, EXPORTS.c.name)
+            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+            .where(EXPORTS.c.name == export, WINDOWS.c.dataset_id == dataset, WINDOWS.c.scheduled <= end)
+            .order_by(WINDOWS.c.scheduled)
+        )
+        with self._connect() as conn:
+            return [
+                (WindowState(r.name, r.dataset_id, _utc(r.scheduled), r.status, r.folder_key, r.files, r.bytes, r.records, _utc(r.status_since), r.last_audit_id), r.known_status)
                 for r in conn.execute(query)
             ]
 
@@ -248,11 +267,11 @@ class Catalog:
     def audits(self, limit: int = 50) -> list[AuditRecord]:
         """The newest audits first."""
         with self._connect() as conn:
-            return [_audit_record(row) for row in conn.execute(select(AUDITS).order_by(AUDITS.c.id.desc()).limit(limit))]
+            return [_audit_record(row) for row in conn.execute(select(*_AUDIT_COLUMNS).order_by(AUDITS.c.id.desc()).limit(limit))]
 
     def audit(self, audit_id: int) -> AuditRecord | None:
         with self._connect() as conn:
-            row = conn.execute(select(AUDITS).where(AUDITS.c.id == audit_id)).one_or_none()
+            row = conn.execute(select(*_AUDIT_COLUMNS).where(AUDITS.c.id == audit_id)).one_or_none()
         return None if row is None else _audit_record(row)
 
     def audit_report(self, audit_id: int) -> dict[str, Any] | None:
@@ -349,7 +368,7 @@ class Catalog:
     def find_report(self, digest: str) -> AuditRecord | None:
         """The audit whose report has this SHA-256, if the catalog recorded one."""
         with self._connect() as conn:
-            row = conn.execute(select(AUDITS).where(AUDITS.c.report_sha256 == digest).order_by(AUDITS.c.id).limit(1)).one_or_none()
+            row = conn.execute(select(*_AUDIT_COLUMNS).where(AUDITS.c.report_sha256 == digest).order_by(AUDITS.c.id).limit(1)).one_or_none()
         return None if row is None else _audit_record(row)
 
     def _record_runs(self, conn: Connection, runs: Mapping[str, Sequence[Run]], now: datetime) -> None:
@@ -828,6 +847,8 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+# an AuditRecord's columns: everything but the stored report (a gzip blob of megabytes for an estate-wide audit)
+_AUDIT_COLUMNS = tuple(c for c in AUDITS.c if c.name != "report")
 # known_files: the columns of a FileRecord, times and JSON as stored (converted by _file_record)
 _KNOWN_COLUMNS = (
     FILES.c.key, FILES.c.folder_key, FILES.c.role, FILES.c.size, FILES.c.etag, type_coerce(FILES.c.modified, String), FILES.c.level,

@@ -26,6 +26,7 @@ UTCDateTime = DateTime(timezone=True)
 
 class AuditRow(Base):
     __tablename__ = "audits"
+    __table_args__ = (Index("ix_audits_report_sha256", "report_sha256"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -199,7 +200,8 @@ class NoticeAttemptRow(Base):
 
 class WindowRow(Base):
     __tablename__ = "windows"
-    __table_args__ = (UniqueConstraint("export_id", "dataset_id", "scheduled"),)
+    # dataset + time -> windows: the unique constraint's index; counts by status: ix_windows_status alone
+    __table_args__ = (UniqueConstraint("export_id", "dataset_id", "scheduled"), Index("ix_windows_status", "export_id", "dataset_id", "status"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     export_id: Mapped[int] = mapped_column(ForeignKey("exports.id"))
     dataset_id: Mapped[str] = mapped_column(String(200))
@@ -218,7 +220,7 @@ class WindowHistoryRow(Base):
     """A window's status as an audit saw it, kept in as-of order (`at` is the audit's as-of time)."""
 
     __tablename__ = "window_status_history"
-    __table_args__ = (Index("ix_window_status_history_window_id", "window_id"), Index("ix_window_status_history_at", "window_id", "at"))
+    __table_args__ = (Index("ix_window_status_history_at", "window_id", "at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     window_id: Mapped[int] = mapped_column(ForeignKey("windows.id"))
     audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"))
