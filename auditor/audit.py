@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +26,7 @@ from auditor.storage.base import ObjectInfo, Store
 from auditor.validate import FileVerdict, Level, Source, data_suffix, file_format, validate_data_file
 from auditor.validate.manifest import MAX_MANIFEST, Manifest, manifest_from_json, parse_manifest
 from auditor.validate.parquet_file import footer_length
+from auditor.validate.plan import plan_batches
 from auditor.validate.sandbox import RETRY_CODES, ObjectSource
 
 Progress = Callable[[str, int, int], None]
@@ -310,11 +311,17 @@ def scan_destinations(settings: Settings, stores: Mapping[str, Store], now: date
 
 
 class Checker(Protocol):
-    """Validates one data file: in this process, or isolated in a worker (validate.sandbox)."""
+    """Validates data files: in this process, or isolated in workers (validate.sandbox).
+
+    `check_many` checks a batch of files at once (one message to a worker, not one per file) and
+    answers each file in order, with its verdict or the StorageError that kept it from being read.
+    """
 
     isolated: bool
 
     def check(self, source: Source, name: str, *, deep: bool) -> FileVerdict: ...
+
+    def check_many(self, items: Sequence[tuple[Source, str]], *, deep: bool) -> list[FileVerdict | StorageError]: ...
 
 
 @runtime_checkable
@@ -337,6 +344,21 @@ class InProcessChecker:
 
     def check(self, source: Source, name: str, *, deep: bool) -> FileVerdict:
         return validate_data_file(source, name, deep=deep)
+
+    def check_many(self, items: Sequence[tuple[Source, str]], *, deep: bool) -> list[FileVerdict | StorageError]:
+        answers: list[FileVerdict | StorageError] = []
+        for source, name in items:
+            try:
+                answers.append(validate_data_file(source, name, deep=deep))
+            except StorageError as e:
+                answers.append(e)
+        return answers
+
+
+QUICK_BATCH = 256  # files per message to a validation worker for quick checks (a footer each)
+DEEP_BATCH_BYTES = 64 << 20  # about this much per message for deep checks (cut smaller to keep every worker busy)
+DEEP_BATCH_FILES = 64
+MANIFEST_BATCH = 64
 
 
 def _validate(
@@ -389,20 +411,20 @@ def _validate(
         progress("validate", done, total)
     unique_jobs = {key: job for key, job in unique_jobs.items() if key not in outcomes}
 
-    def check(job: tuple[_FolderDraft, ObjectInfo, str]) -> tuple[FileRecord | str, bool]:
-        """The file's record (or the I/O error that stopped it) and whether it was read."""
-        draft, info, role = job
-        record = reused(job)
-        if record is not None:
-            return record, False
-        try:
-            if role == "data":
-                record = _check_data(store, info, draft.key, deep=needed(job) is Level.DEEP, now=checked_at, checker=checker, footers=footers)
-            else:
-                record = _check_manifest(store, info, draft.key, checked_at)
-        except StorageError as e:
-            return str(e), True
-        return _keep_deep_check(record, known.get(info.key), info), True
+    def check(unit: tuple[str, ...]) -> list[FileRecord | str]:
+        """The records of one unit of files of one kind (or the I/O error that stopped each file)."""
+        role = unique_jobs[unit[0]][2]
+        if role == "manifest":
+            found: list[FileRecord | str] = []
+            for key in unit:
+                draft, info, _role = unique_jobs[key]
+                try:
+                    found.append(_check_manifest(store, info, draft.key, checked_at))
+                except StorageError as e:
+                    found.append(str(e))
+            return found
+        deep = needed(unique_jobs[unit[0]]) is Level.DEEP
+        return _check_data(store, [unique_jobs[key][:2] for key in unit], deep=deep, now=checked_at, checker=checker, footers=footers, known=known)
 
     # a BatchChecker gets every deep check at once; the rest is checked here meanwhile
     elsewhere: list[str] = []
@@ -421,14 +443,25 @@ def _validate(
             firsts.setdefault(draft.key.rsplit("/", 1)[0], key)
     first_keys = set(firsts.values())
     waves = [list(firsts.values()), [k for k in here if k not in first_keys]]
-    with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+    threads = max(1, options.workers)
+    deep_total = sum(unique_jobs[k][1].size for k in here if unique_jobs[k][2] == "data" and needed(unique_jobs[k]) is Level.DEEP)
+    deep_done = 0
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         for wave in waves:
-            for key, (outcome, read) in zip(wave, pool.map(check, [unique_jobs[k] for k in wave]), strict=True):
-                outcomes[key] = outcome
-                counters["read" if read else "reused"] += 1
-                done += 1
+            units = _units(wave, unique_jobs, needed, threads)
+            futures = {pool.submit(check, unit): unit for unit in units}
+            for future in as_completed(futures):
+                unit = futures[future]
+                for key, outcome in zip(unit, future.result(), strict=True):
+                    outcomes[key] = outcome
+                    counters["read"] += 1
+                    if deep_total and unique_jobs[key][2] == "data" and needed(unique_jobs[key]) is Level.DEEP:
+                        deep_done += unique_jobs[key][1].size
+                done += len(unit)
                 if progress:
                     progress("validate", done, total)
+                    if deep_total:
+                        progress("bytes", deep_done, deep_total)
     for key, answer in remote:
         if key not in unique_jobs or key in outcomes:
             continue
@@ -452,7 +485,9 @@ def _validate(
             else:
                 findings = outcome.findings
                 if data_suffix(info.name) != draft.suffix:
-                    mismatch = warning("file.compression_mismatch", info.url, f"named {data_suffix(info.name)}, but the export is configured for {draft.suffix}")
+                    mismatch = warning(
+                        "file.compression_mismatch", info.url, f"named {data_suffix(info.name)}, but the export is configured for {draft.suffix}"
+                    )
                     findings = (*findings, mismatch)
                 data.append(ObservedFile(info.key, info.url, info.size, info.modified, info.etag, findings, outcome.records, outcome.schema))
         for info in draft.manifests:
@@ -470,6 +505,29 @@ def _validate(
     records = [o for o in outcomes.values() if isinstance(o, FileRecord)]
     read_errors = sorted({o for o in outcomes.values() if isinstance(o, str)})
     return folders, records, read_errors
+
+
+def _units(
+    keys: Sequence[str], jobs: Mapping[str, tuple[_FolderDraft, ObjectInfo, str]], needed: Callable[[tuple[_FolderDraft, ObjectInfo, str]], Level], threads: int
+) -> list[tuple[str, ...]]:
+    """Work units of one kind each: manifests; data files for a quick check, many per unit (one message
+    to a validation worker for all); data files for a deep check, grouped by size, largest first."""
+    manifests, quick, deep = [], [], []
+    for key in keys:
+        job = jobs[key]
+        if job[2] != "data":
+            manifests.append(key)
+        elif needed(job) is Level.DEEP:
+            deep.append(job[1])
+        else:
+            quick.append(key)
+    units: list[tuple[str, ...]] = [
+        tuple(u.key for u in unit) for unit in plan_batches(deep, threads=threads, batch_bytes=DEEP_BATCH_BYTES, batch_files=DEEP_BATCH_FILES)
+    ]
+    size = max(1, min(QUICK_BATCH, -(-len(quick) // (4 * threads))))  # enough units to keep every thread busy
+    units += [tuple(quick[i : i + size]) for i in range(0, len(quick), size)]
+    units += [tuple(manifests[i : i + MANIFEST_BATCH]) for i in range(0, len(manifests), MANIFEST_BATCH)]
+    return units
 
 
 def _still_valid(cached: FileRecord, needed: Level, *, rotated: bool) -> bool:
@@ -501,18 +559,62 @@ class _FooterSizes:
             self._tails[group] = length + 8 + length // 8 + 256  # room for the next file's footer to be a little larger
 
 
-def _check_data(store: Store, info: ObjectInfo, folder_key: str, *, deep: bool, now: datetime, checker: Checker, footers: _FooterSizes) -> FileRecord:
-    group = folder_key.rsplit("/", 1)[0]
-    # the ranged reads happen here, in the I/O thread; an isolated worker then only parses
-    source = ObjectSource(store, info).with_prefetch(info.name, tail=footers.tail_for(group))
-    footers.learn(group, source)
-    return _data_record(info, folder_key, checker.check(source, info.name, deep=deep), now)
+def _check_data(
+    store: Store,
+    files: Sequence[tuple[_FolderDraft, ObjectInfo]],
+    *,
+    deep: bool,
+    now: datetime,
+    checker: Checker,
+    footers: _FooterSizes,
+    known: Mapping[str, FileRecord],
+) -> list[FileRecord | str]:
+    """Check data files in one batch: the records in order, or the I/O error that stopped each file.
+
+    For a quick check the ranged reads happen here, in the I/O thread, and an isolated worker only
+    parses; a deep check reads the whole file in the worker (which reads the next one meanwhile).
+    """
+    answers: list[FileRecord | str] = []
+    items: list[tuple[Source, str]] = []
+    positions: list[int] = []
+    for draft, info in files:
+        source = ObjectSource(store, info)
+        if not deep:
+            group = draft.key.rsplit("/", 1)[0]
+            try:
+                source = source.with_prefetch(info.name, tail=footers.tail_for(group))
+            except StorageError as e:
+                answers.append(str(e))
+                continue
+            footers.learn(group, source)
+        positions.append(len(answers))
+        answers.append("")
+        items.append((source, info.name))
+    verdicts = checker.check_many(items, deep=deep) if items else []
+    for position, verdict in zip(positions, verdicts, strict=True):
+        draft, info = files[position]
+        if isinstance(verdict, StorageError):
+            answers[position] = str(verdict)
+        else:
+            answers[position] = _keep_deep_check(_data_record(info, draft.key, verdict, now), known.get(info.key), info)
+    return answers
 
 
 def _data_record(info: ObjectInfo, folder_key: str, verdict: FileVerdict, now: datetime) -> FileRecord:
     return FileRecord(
-        info.key, folder_key, "data", info.size, info.etag, info.modified, int(verdict.level), now,
-        now if verdict.level is Level.DEEP else None, verdict.records, verdict.findings, None, verdict.schema,
+        info.key,
+        folder_key,
+        "data",
+        info.size,
+        info.etag,
+        info.modified,
+        int(verdict.level),
+        now,
+        now if verdict.level is Level.DEEP else None,
+        verdict.records,
+        verdict.findings,
+        None,
+        verdict.schema,
     )
 
 

@@ -26,7 +26,6 @@ on the workers. `tls://` addresses use Dask's own security settings (distributed
 from __future__ import annotations
 
 import atexit
-import heapq
 import os
 import pickle
 import threading
@@ -39,11 +38,11 @@ from typing import Any, Self
 from auditor.audit import Checker
 from auditor.errors import StorageError
 from auditor.storage.base import ObjectInfo, Store, scrub
-from auditor.validate import FileVerdict, Source
+from auditor.validate import FileVerdict, Source, plan
 from auditor.validate.sandbox import DEFAULT_VALIDATOR, Limits, ObjectSource, Sandbox
 
 BATCH_BYTES = 256 << 20  # a work unit: a few seconds of decoding for one worker thread
-MIN_BATCH_BYTES = 8 << 20  # smaller units only add scheduling overhead
+MIN_BATCH_BYTES = plan.MIN_BATCH_BYTES
 BATCH_FILES = 500
 TASK_PREFIX = "auditor-deep"
 
@@ -51,30 +50,8 @@ Answer = tuple[str, FileVerdict | str]  # (object key, its verdict or why it cou
 
 
 def plan_batches(files: Sequence[ObjectInfo], *, threads: int, batch_bytes: int = BATCH_BYTES, batch_files: int = BATCH_FILES) -> list[tuple[ObjectInfo, ...]]:
-    """Group files into work units of about equal size, the largest unit first.
-
-    Units hold at most about `batch_bytes` and `batch_files` files; a smaller audit is still cut
-    into about two units per worker thread (`threads`), as long as a unit keeps MIN_BATCH_BYTES.
-    The units are filled largest file first, each file into the unit with the fewest bytes so
-    far: a file larger than `batch_bytes` ends up alone, and the units come out even.
-    """
-    if not files:
-        return []
-    total = sum(f.size for f in files)
-    limit = max(1, batch_files)
-    by_size = -(-total // max(1, batch_bytes))
-    spread = min(2 * threads, total // MIN_BATCH_BYTES)  # about two units per thread, none below the floor
-    count = min(len(files), max(1, by_size, spread, -(-len(files) // limit)))
-    units: list[list[ObjectInfo]] = [[] for _ in range(count)]
-    open_units = [(0, index) for index in range(count)]  # (bytes so far, unit) of units with room left
-    heapq.heapify(open_units)
-    for info in sorted(files, key=lambda f: (-f.size, f.key)):
-        size, index = heapq.heappop(open_units)
-        units[index].append(info)
-        if len(units[index]) < limit:
-            heapq.heappush(open_units, (size + info.size, index))
-    filled = [tuple(unit) for unit in units if unit]
-    return sorted(filled, key=lambda unit: (-sum(f.size for f in unit), unit[0].key))
+    """Work units for the cluster's worker threads (validate.plan.plan_batches with the cluster's sizes)."""
+    return plan.plan_batches(files, threads=threads, batch_bytes=batch_bytes, batch_files=batch_files)
 
 
 @dataclass(frozen=True)
@@ -111,13 +88,13 @@ def check_batch(batch: Batch) -> tuple[list[Answer], int]:
         sandbox = _worker_sandbox(batch.limits, batch.validator)
     except Exception as e:  # noqa: BLE001
         return [(f.key, f"no validation worker could be started on a Dask worker: {_describe(e)}") for f in batch.files], 0
-    for info in batch.files:
-        try:
-            answers.append((info.key, sandbox.check(ObjectSource(store, info), info.name, deep=True)))
-        except StorageError as e:
-            answers.append((info.key, str(e)))
-        except Exception as e:  # noqa: BLE001
-            answers.append((info.key, f"could not be deep-checked on a Dask worker: {_describe(e)}"))
+    try:
+        # one message to one validation process: it reads the next file while it decodes this one
+        verdicts = sandbox.check_many([(ObjectSource(store, info), info.name) for info in batch.files], deep=True)
+    except Exception as e:  # noqa: BLE001
+        return [(f.key, f"could not be deep-checked on a Dask worker: {_describe(e)}") for f in batch.files], int(getattr(store, "bytes_read", 0))
+    for info, verdict in zip(batch.files, verdicts, strict=True):
+        answers.append((info.key, str(verdict) if isinstance(verdict, StorageError) else verdict))
     return answers, int(getattr(store, "bytes_read", 0))
 
 
@@ -208,6 +185,9 @@ class ClusterChecker:
 
     def check(self, source: Source, name: str, *, deep: bool) -> FileVerdict:
         return self.local.check(source, name, deep=deep)
+
+    def check_many(self, items: Sequence[tuple[Source, str]], *, deep: bool) -> list[FileVerdict | StorageError]:
+        return self.local.check_many(items, deep=deep)
 
     def deep_check(self, store: Store, files: Sequence[ObjectInfo]) -> Iterator[Answer]:
         """Submit deep checks of `files` (objects of `store`) now; yield (key, verdict or reason) as they finish."""

@@ -5,18 +5,30 @@ Library readers (pyarrow included) are not trusted with malformed input: every d
 checked in a worker process with a memory limit and a deadline. Workers are plain interpreters
 (`python -m auditor.validate.sandbox`) that talk to the parent over a pair of pipes; each is
 reused for many files, and one that dies or overruns is replaced.
+
+Files travel in batches (`Sandbox.check_many`): one message carries many files to a worker, and
+the verdicts come back together, so a quick check of a small file costs no round trip of its own.
+The worker writes the index of the file it is checking to a page of memory it shares with the
+parent (the progress board), so the parent knows, without a message per file, which file a worker
+was on when it crashed or overran its deadline: that file gets the finding, and the files of the
+batch that had no verdict yet are checked again by a fresh worker, neither lost nor blamed.
 """
 
 from __future__ import annotations
 
 import importlib
+import mmap
 import os
 import queue
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import IO, Any, Self
@@ -30,6 +42,20 @@ DEFAULT_VALIDATOR = "auditor.validate:validate_data_file"
 # Findings that say "could not finish checking" rather than "the bytes are bad": retried next audit.
 RETRY_CODES = frozenset({"validate.timeout"})
 STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its readers
+FLUSH_SECONDS = 0.2  # a worker sends the verdicts it has at least this often (progress bars move)
+POLL_SECONDS = 0.25  # how often the parent looks at the progress board while a batch runs
+READ_AHEAD_MAX = 256 << 20  # a deep check reads the next file of its batch whole while it decodes this one, up to this size
+_BOARD = struct.Struct("<Q")  # (task number << 32) | (index of the file being checked + 1)
+
+Outcome = tuple[Any, ...]  # (kind, detail): "ok" with a verdict, "io", "memory", "error", "crash", "timeout"
+
+
+def cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the platform says)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -77,7 +103,7 @@ class ObjectSource:
 
 @dataclass(frozen=True)
 class BytesSource:
-    """Bytes in memory as a Source (fuzzing, tests, small payloads)."""
+    """Bytes in memory as a Source (fuzzing, tests, small payloads, a file read ahead whole)."""
 
     data: bytes
     url: str = "memory://input"
@@ -100,16 +126,46 @@ def _import(path: str) -> Callable[..., FileVerdict]:
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-def _serve(conn: Connection, reply: Connection, memory_bytes: int) -> None:
-    """Worker loop: receive (validator, source, name, deep), send back an outcome tuple."""
+def _load(source: Any) -> Any:
+    """A whole object read ahead (a worker's read-ahead thread): a BytesSource, or the source itself
+    when it is not worth it. A StorageError is kept for the check of that file to report."""
+    if not isinstance(source, ObjectSource) or not 0 < source.size <= READ_AHEAD_MAX:
+        return source
+    try:
+        return BytesSource(source.store.read_range(source.info.key, 0, source.size), source.url)
+    except StorageError as e:
+        return e
+    except Exception:  # noqa: BLE001 - out of memory …: the check streams it instead
+        return source
+
+
+def _check_one(validator: Callable[..., FileVerdict], source: Any, name: str, deep: bool) -> Outcome:
+    try:
+        if isinstance(source, StorageError):
+            raise source
+        return ("ok", validator(source, name, deep=deep))
+    except StorageError as e:
+        return ("io", str(e))
+    except MemoryError:
+        return ("memory", "")
+    except Exception as e:  # noqa: BLE001 - any other failure is reported, never fatal
+        kind = "memory" if type(e).__name__ == "ArrowMemoryError" else "error"
+        return (kind, f"{type(e).__name__}: {e}"[:500])
+
+
+def _serve(conn: Connection, reply: Connection, memory_bytes: int, board_fd: int) -> None:
+    """Worker loop: receive (task number, validator, [(source, name)…], deep); send back lists of
+    outcomes in order (at least every FLUSH_SECONDS) with the bytes read per store so far."""
     import auditor.validate.json_file
     import auditor.validate.parquet_file  # noqa: F401 - import before the memory limit applies
 
+    board = mmap.mmap(board_fd, _BOARD.size)
     if memory_bytes:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    ahead = ThreadPoolExecutor(1)
     try:
         reply.send(("ready",))  # a file's deadline starts now, not while this interpreter was starting
     except (OSError, ValueError):
@@ -121,58 +177,120 @@ def _serve(conn: Connection, reply: Connection, memory_bytes: int) -> None:
             return
         if task is None:
             return
-        path, source, name, deep = task
+        number, path, items, deep = task
+        stores: dict[int, Any] = {}  # the batch's stores (usually one), in order of first use
+        for source, _name in items:
+            store = getattr(source, "store", None)
+            if store is not None:
+                stores.setdefault(id(store), store)
         try:
-            verdict = _import(path)(source, name, deep=deep)
-            outcome: tuple[Any, ...] = ("ok", verdict)
-        except StorageError as e:
-            outcome = ("io", str(e))
-        except MemoryError:
-            outcome = ("memory", "")
-        except Exception as e:  # noqa: BLE001 - any other failure is reported, never fatal
-            kind = "memory" if type(e).__name__ == "ArrowMemoryError" else "error"
-            outcome = (kind, f"{type(e).__name__}: {e}"[:500])
-        store = getattr(source, "store", None)
-        try:
-            reply.send((*outcome, store.bytes_read if store is not None else 0))
-        except (OSError, ValueError):
-            return
+            validator = _import(path)
+        except Exception as e:  # noqa: BLE001
+            failed = ("error", f"the validator cannot be loaded: {type(e).__name__}: {e}"[:500])
+            _board_write(board, number, len(items))
+            if not _send(reply, [failed] * len(items), stores):
+                return
+            continue
+        outcomes: list[Outcome] = []
+        flushed = time.monotonic()
+        pending: Future[Any] | None = ahead.submit(_load, items[0][0]) if deep and items else None
+        for index, (source, name) in enumerate(items):
+            _board_write(board, number, index)
+            if pending is not None:
+                source = pending.result()
+                pending = ahead.submit(_load, items[index + 1][0]) if index + 1 < len(items) else None
+            outcomes.append(_check_one(validator, source, name, deep))
+            del source
+            now = time.monotonic()
+            if index + 1 == len(items) or now - flushed >= FLUSH_SECONDS:
+                if not _send(reply, outcomes, stores):
+                    return
+                outcomes, flushed = [], now
+
+
+def _board_write(board: mmap.mmap, number: int, index: int) -> None:
+    _BOARD.pack_into(board, 0, ((number & 0xFFFFFFFF) << 32) | (index + 1))
+
+
+def _send(reply: Connection, outcomes: list[Outcome], stores: dict[int, Any]) -> bool:
+    try:
+        reply.send((outcomes, [int(getattr(s, "bytes_read", 0)) for s in stores.values()]))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@dataclass
+class _Run:
+    """What one worker made of a batch: outcomes for its first files, in order; and, when it stopped
+    early, the position of the file it stopped on and why (crash, timeout)."""
+
+    outcomes: list[Outcome]
+    stopped: tuple[int, Outcome] | None
+    reads: list[int]  # bytes read per store of the batch (in order of first use), as last reported
 
 
 class _Worker:
     def __init__(self, memory_bytes: int) -> None:
         to_child_r, to_child_w = os.pipe()
         to_parent_r, to_parent_w = os.pipe()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "auditor.validate.sandbox", str(to_child_r), str(to_parent_w), str(memory_bytes)],
-            pass_fds=(to_child_r, to_parent_w),
-            stdin=subprocess.DEVNULL,
-            close_fds=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},  # import what the parent imports
-        )
+        with tempfile.TemporaryFile() as backing:
+            backing.truncate(mmap.PAGESIZE)
+            self._board = mmap.mmap(backing.fileno(), _BOARD.size)
+            board_fd = backing.fileno()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "auditor.validate.sandbox", str(to_child_r), str(to_parent_w), str(memory_bytes), str(board_fd)],
+                pass_fds=(to_child_r, to_parent_w, board_fd),
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},  # import what the parent imports
+            )
         os.close(to_child_r)
         os.close(to_parent_w)
         self._send = Connection(to_child_w, readable=False)
         self.conn = Connection(to_parent_r, writable=False)
         self._ready = False
+        self._tasks = 0
 
-    def call(self, task: tuple[Any, ...], timeout: float) -> tuple[Any, ...]:
+    def _position(self, number: int) -> int:
+        """The index of the file the worker is checking in task `number`, -1 before it starts."""
+        value = _BOARD.unpack_from(self._board, 0)[0]
+        return (value & 0xFFFFFFFF) - 1 if value >> 32 == number & 0xFFFFFFFF else -1
+
+    def run(self, validator: str, items: Sequence[tuple[Source, str]], deep: bool, limits: Limits) -> _Run:
+        """Check `items` in this worker; each file has its own deadline, from when the worker starts it."""
+        outcomes: list[Outcome] = []
+        reads: list[int] = []
+        self._tasks += 1
+        number = self._tasks
         try:
             if not self._ready:  # start-up (an interpreter, pyarrow) is not the file's time: a loaded machine is slow at it
                 if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv() != ("ready",):
                     self.kill()
-                    return ("crash", f"the worker did not start within {STARTUP_TIMEOUT:.0f} s", 0)
+                    return _Run([], (0, ("crash", f"the worker did not start within {STARTUP_TIMEOUT:.0f} s")), [])
                 self._ready = True
-            self._send.send(task)
-            if not self.conn.poll(timeout):
-                self.kill()
-                return ("timeout", f"{timeout:.0f} s", 0)
-            return tuple(self.conn.recv())
+            self._send.send((number, validator, list(items), deep))
+            at, since = -1, time.monotonic()
+            while len(outcomes) < len(items):
+                now = time.monotonic()
+                current = max(self._position(number), len(outcomes))
+                if current != at:
+                    at, since = current, now
+                deadline = limits.deadline(items[at][0].size)
+                left = since + deadline - now
+                if left <= 0:
+                    self.kill()
+                    return _Run(outcomes, (at, ("timeout", f"{deadline:.0f} s")), reads)
+                if self.conn.poll(min(left, POLL_SECONDS)):
+                    got, reads = self.conn.recv()
+                    outcomes += got
+            return _Run(outcomes, None, reads)
         except (EOFError, OSError):
             code = self.process.wait(5)
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            at = max(self._position(number), len(outcomes))
             self.kill()
-            return ("crash", how, 0)
+            return _Run(outcomes, (min(at, len(items) - 1), ("crash", how)), reads)
 
     @property
     def alive(self) -> bool:
@@ -185,6 +303,8 @@ class _Worker:
         for conn in (self._send, self.conn):
             if not conn.closed:
                 conn.close()
+        if not self._board.closed:
+            self._board.close()
 
     def stop(self) -> None:
         try:
@@ -198,13 +318,15 @@ class _Worker:
 class Sandbox:
     """A bounded pool of validation worker processes (a `Checker` for the audit).
 
-    `check` never raises for bad bytes: a crash, timeout or memory overrun is an error finding.
-    It raises StorageError when the worker could not read the object (the window is `unknown`).
+    `check` and `check_many` never raise for bad bytes: a crash, timeout or memory overrun is an
+    error finding for the one file that caused it. `check` raises StorageError when the worker could
+    not read the object (the window is `unknown`); `check_many` answers that file with the error.
+    The pool holds one worker per CPU unless told otherwise.
     """
 
     def __init__(self, *, workers: int | None = None, limits: Limits | None = None, validator: str = DEFAULT_VALIDATOR) -> None:
         self.isolated = True
-        self.size = max(1, workers or min(8, 2 * (os.cpu_count() or 1)))
+        self.size = max(1, workers or cpus())
         self.limits = limits or Limits()
         self.validator = validator
         self.crashes = self.timeouts = self.started = 0
@@ -220,27 +342,62 @@ class Sandbox:
         self.close()
 
     def check(self, source: Source, name: str, *, deep: bool) -> FileVerdict:
-        deadline = self.limits.deadline(source.size)
-        worker = self._acquire()
-        finished = False
-        try:
-            outcome = worker.call((self.validator, source, name, deep), deadline)
-            finished = True
-        finally:
-            if not finished:
-                # the call raised (a source that cannot be sent, an interrupt while waiting): the
-                # worker may hold a half-sent task or an unread answer, so it is replaced, not reused
-                worker.kill()
-            self._release(worker)
-        kind, detail, read = outcome[0], outcome[1], outcome[-1]
-        store = getattr(source, "store", None)
-        if store is not None and read:
-            store.count(read)
+        [answer] = self.check_many([(source, name)], deep=deep)
+        if isinstance(answer, StorageError):
+            raise answer
+        return answer
+
+    def check_many(self, items: Sequence[tuple[Source, str]], *, deep: bool) -> list[FileVerdict | StorageError]:
+        """Check a batch of files in one worker (in one message); verdicts in the order of `items`.
+
+        A file that crashes, hangs or overruns the worker gets that finding; the files after it (and
+        any whose verdict was lost with the worker) go to a fresh worker. A file the worker could not
+        read is answered with the StorageError.
+        """
+        answers: list[FileVerdict | StorageError | None] = [None] * len(items)
+        todo = list(range(len(items)))
+        while todo:
+            worker = self._acquire()
+            finished = False
+            try:
+                run = worker.run(self.validator, [items[i] for i in todo], deep, self.limits)
+                finished = True
+            finally:
+                if not finished:
+                    # the call raised (a source that cannot be sent, an interrupt while waiting): the
+                    # worker may hold a half-sent task or an unread answer, so it is replaced, not reused
+                    worker.kill()
+                self._release(worker)
+            self._count_reads([items[i][0] for i in todo], run.reads)
+            for position, outcome in enumerate(run.outcomes):
+                answers[todo[position]] = self._verdict(items[todo[position]][0], outcome, deep)
+            if run.stopped is None:
+                todo = todo[len(run.outcomes) :]
+                continue
+            culprit, outcome = run.stopped
+            answers[todo[culprit]] = self._verdict(items[todo[culprit]][0], outcome, deep)
+            todo = [todo[k] for k in range(len(run.outcomes), len(todo)) if k != culprit]
+        return [a for a in answers if a is not None]
+
+    @staticmethod
+    def _count_reads(sources: Sequence[Source], reads: list[int]) -> None:
+        """Add what the worker read to the parent's stores (the worker reads through copies of them)."""
+        stores: dict[int, Any] = {}
+        for source in sources:
+            store = getattr(source, "store", None)
+            if store is not None:
+                stores.setdefault(id(store), store)
+        for store, read in zip(stores.values(), reads, strict=False):
+            if read:
+                store.count(read)
+
+    def _verdict(self, source: Source, outcome: Outcome, deep: bool) -> FileVerdict | StorageError:
+        kind, detail = outcome[0], outcome[1]
         level = Level.DEEP if deep else Level.FOOTER
         if kind == "ok":
             return detail  # type: ignore[no-any-return]
         if kind == "io":
-            raise StorageError(detail)
+            return StorageError(detail)
         if kind == "timeout":
             self.timeouts += 1
             return FileVerdict(level, (error("validate.timeout", source.url, f"checking did not finish within {detail}; the file could not be verified"),))
@@ -306,4 +463,7 @@ class Sandbox:
 
 
 if __name__ == "__main__":
-    _serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False), int(sys.argv[3]))
+    # run the module's own copy (not __main__'s), so that the sources it receives are its classes
+    from auditor.validate.sandbox import _serve as serve
+
+    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False), int(sys.argv[3]), int(sys.argv[4]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,45 @@ def test_a_call_that_raises_gives_its_slot_back() -> None:
     [after] = results
     assert after.ok and after.records == 1
     assert sandbox.started == 4  # a worker whose call raised is not reused: each was replaced
+
+
+def test_a_batch_travels_in_one_message_to_one_worker() -> None:
+    with Sandbox(workers=1, validator="tests.sandbox_validators:worker_pid") as sandbox:
+        verdicts = sandbox.check_many([(BytesSource(b"x"), "p.json")] * 300, deep=False)
+    assert len({v.records for v in verdicts if isinstance(v, FileVerdict)}) == 1 and len(verdicts) == 300
+    assert sandbox.started == 1
+
+
+def test_a_crash_in_a_batch_is_that_files_finding_and_its_batch_mates_keep_their_verdicts() -> None:
+    lines = [b'{"a":1}\n', b'{"a":1}\n{"b":2}\n', b"crash", b'{"a":1}\n' * 3, b"not json at all\n"]
+    with Sandbox(workers=1, validator="tests.sandbox_validators:segfault") as sandbox:
+        verdicts = sandbox.check_many([(BytesSource(data, f"memory://f{i}"), "p.json") for i, data in enumerate(lines)], deep=True)
+    assert all(isinstance(v, FileVerdict) for v in verdicts)
+    answers = [(v.records, [f.code for f in v.findings]) for v in verdicts if isinstance(v, FileVerdict)]
+    assert answers == [(1, []), (2, []), (None, ["validate.crashed"]), (3, []), (None, ["json.not_object"])]
+    assert [f.path for f in verdicts[2].findings] == ["memory://f2"]  # type: ignore[union-attr]
+    assert (sandbox.crashes, sandbox.started) == (1, 2)  # the rest of the batch went to a fresh worker
+
+
+def test_a_hang_in_a_batch_costs_that_file_only() -> None:
+    limits = Limits(timeout_seconds=0.5, min_throughput=1e12)
+    with Sandbox(workers=1, limits=limits, validator="tests.sandbox_validators:hang") as sandbox:
+        verdicts = sandbox.check_many([(BytesSource(data), "p.json") for data in (b"fine", b"hang", b"fine", b"fine")], deep=True)
+    codes = [[f.code for f in v.findings] for v in verdicts if isinstance(v, FileVerdict)]
+    assert codes == [[], ["validate.timeout"], [], []]
+    assert sandbox.timeouts == 1 and sandbox.started == 2
+
+
+def test_deep_checks_in_a_batch_read_each_file_once_and_count_the_bytes(tmp_path: Path) -> None:
+    from auditor.storage import open_store
+    from auditor.validate.sandbox import ObjectSource
+    from tests.unit.test_validate import parquet
+
+    for index in range(3):
+        (tmp_path / f"part-{index}.gz.parquet").write_bytes(parquet())
+    store = open_store(tmp_path.as_uri())
+    objects = store.list()
+    with Sandbox(workers=1) as sandbox:
+        verdicts = sandbox.check_many([(ObjectSource(store, o), o.name) for o in objects], deep=True)
+    assert [v.records for v in verdicts if isinstance(v, FileVerdict) and v.ok] == [200, 200, 200]
+    assert store.bytes_read == sum(o.size for o in objects)  # read whole by the worker, once, and counted here
