@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from auditor.config import ExportSettings, Settings
+from auditor.config import DestinationSettings, ExportSettings, Settings
 from auditor.errors import CatalogError, ScheduleError, StorageError
 from auditor.findings import Finding, error, warning
 from auditor.flows.models import Flow, Run
 from auditor.layout import Layout, LayoutMatch, unsafe_key
+from auditor.listing import ListingPlan, ListingSweep, SweepState, merge_listing, plan_listing
 from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, WindowResult, flag_schema_drift, reconcile_window, restore_point
 from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
 from auditor.runs import join_runs
@@ -40,6 +41,7 @@ class AuditOptions:
     sample_percent: float | None = None
     workers: int = 8  # concurrent file checks (I/O threads)
     only_exports: frozenset[str] | None = None
+    full_sweep: bool = False  # list every destination in full, whatever its sweep schedule (auditor.listing)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class CatalogPort(Protocol):
 
     def audit_count(self) -> int: ...
 
+    def sweep_state(self, destination: str, exports: Iterable[str]) -> SweepState: ...
+
     def record_audit(
         self,
         settings: Settings,
@@ -91,6 +95,7 @@ class CatalogPort(Protocol):
         options: AuditOptions,
         runs: Mapping[str, Sequence[Run]] | None = None,
         scope: Iterable[str] | None = None,
+        swept: Iterable[str] = (),
     ) -> Recording: ...
 
 
@@ -143,22 +148,29 @@ def run_audit(
     listed: dict[str, set[str]] = {}  # destination -> every key its listing returned
     counters = {"read": 0, "reused": 0}
     rotation = _rotation(catalog, options, errors)
+    listings: dict[str, dict[str, Any]] = {}
+    swept: list[str] = []
     for destination in settings.destinations:
         mine = [e for e in exports if e.destination == destination.name]
         if not mine:
             continue
         store = stores[destination.name]
+        known = _known_files(catalog, destination.name, errors)
+        plan = _plan(destination, mine, catalog, known, now, options, errors, store)
         try:
-            objects = store.list()
+            objects, carried = _list(store, plan, known)
             listed[destination.name] = {o.key for o in objects}
+            listings[destination.name] = plan.to_json(listed=len(objects) - carried, carried=carried)
+            if plan.full:
+                swept.append(destination.name)
         except StorageError as e:
             errors.append(AuditError(destination.name, str(e)))
             objects = None
+            listings[destination.name] = plan.to_json()
         folders: dict[tuple[str, str, datetime], Folder] = {}
         if objects is not None:
             scan = sort_objects(objects, mine, store.url, now)
             unexpected += [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
-            known = _known_files(catalog, destination.name, errors)
             folders, records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
             file_records[destination.name] = records
             errors += [AuditError(destination.name, message) for message in read_errors]
@@ -173,11 +185,13 @@ def run_audit(
         "sample_percent": options.sample_percent,
         "sample_turn": None if rotation is None else {"of": rotation[0], "turn": rotation[1]},
         "scope": sorted(e.name for e in exports),
+        "listing": listings,
     }
     report = AuditReport(now, tuple(results), tuple(unexpected), tuple(errors), assurance, method=method, fingerprint=fingerprint)
     if catalog is not None:
         try:
-            recorded = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=[e.name for e in exports])
+            scope = [e.name for e in exports]
+            recorded = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=scope, swept=swept)
             report = replace(report, audit_id=recorded.audit_id, live=recorded.live, live_datasets=recorded.live_datasets)
         except CatalogError as e:
             report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))
@@ -206,6 +220,36 @@ def _known_files(catalog: CatalogPort | None, destination: str, errors: list[Aud
     except CatalogError as e:
         errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
         return {}
+
+
+def _plan(
+    destination: DestinationSettings,
+    exports: list[ExportSettings],
+    catalog: CatalogPort | None,
+    known: Mapping[str, FileRecord],
+    now: datetime,
+    options: AuditOptions,
+    errors: list[AuditError],
+    store: Store,
+) -> ListingPlan:
+    """How to list this destination now: in full, or only the prefixes that can still change."""
+    requested = "requested (--full-sweep)" if options.full_sweep else ("a deep audit reads every file" if options.deep else None)
+    state: SweepState | None = None
+    if catalog is not None and not requested:
+        try:
+            state = catalog.sweep_state(destination.name, [e.name for e in exports])
+        except CatalogError as e:
+            errors.append(AuditError("catalog", f"cannot read which windows are settled, listing {destination.name} in full: {e}"))
+    if state is not None:
+        state = replace(state, files=len(known), folders=len({r.folder_key for r in known.values()}))
+    return plan_listing(destination, exports, state, now, full_requested=requested, walks=bool(getattr(store, "walks", False)))
+
+
+def _list(store: Store, plan: ListingPlan, known: Mapping[str, FileRecord]) -> tuple[list[ObjectInfo], int]:
+    """The listing the audit works from, and how many of its objects came from the catalog."""
+    if plan.full:
+        return ListingSweep().objects(store), 0
+    return merge_listing(store.list_prefixes(plan.prefixes), plan.prefixes, known, store.url)
 
 
 def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_url: str, now: datetime) -> Scan:

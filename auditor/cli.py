@@ -31,10 +31,11 @@ def main() -> None:
 @click.option("--deep", is_flag=True, help="read every byte of every file")
 @click.option("--sample", type=click.FloatRange(0, 100, min_open=True), help="deep-check a rotating PCT of files")
 @click.option("--cluster", metavar="ADDRESS", help="deep-check on this Dask scheduler (tcp://HOST:PORT, tls://…; default [validation] cluster)")
+@click.option("--full-sweep", is_flag=True, help="list every destination in full now, not only the windows that can still change")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="write the report here instead of stdout")
 @guarded
-def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float | None, cluster: str | None, fmt: str, output: str | None) -> None:
+def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float | None, cluster: str | None, full_sweep: bool, fmt: str, output: str | None) -> None:
     """Scan, validate and reconcile every export; exit 0 compliant, 1 not, 2 usage, 3 incomplete."""
     if deep and sample:
         raise click.UsageError("use --deep or --sample, not both")
@@ -47,7 +48,7 @@ def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float 
     from auditor.runtime import Runtime
 
     with Runtime(load_from_environment(config_path), cluster=cluster) as rt, progress_bar() as bar:
-        report = rt.audit(now=moment, options=AuditOptions(deep=deep, sample_percent=sample), progress=bar)
+        report = rt.audit(now=moment, options=AuditOptions(deep=deep, sample_percent=sample, full_sweep=full_sweep), progress=bar)
         assert report is not None  # waits for other auditors of the same destinations
         if report.live and rt.settings.channels:
             rt.deliver(moment)

@@ -126,8 +126,14 @@ class DestinationSettings(_Model):
     url: str = Field(description="fsspec URL of the folder path configured in AEP")
     options: dict[str, Any] = Field(default_factory=dict, description="fsspec storage_options (secrets by reference)")
     audit_every: timedelta = Field(timedelta(minutes=15), description="how often `auditor serve` audits this destination")
+    full_sweep_every: timedelta = Field(
+        timedelta(days=1), description="how often an audit lists the whole destination (a full sweep: catches files deleted or overwritten in settled windows)"
+    )
+    listing_horizon: timedelta = Field(
+        timedelta(days=1), description="between full sweeps, audits list only windows that are not settled: not ok/late/empty, or within this long after their deadline"
+    )
 
-    @field_validator("audit_every", mode="before")
+    @field_validator("audit_every", "full_sweep_every", "listing_horizon", mode="before")
     @classmethod
     def _every(cls, value: Any) -> timedelta:
         return _duration(value)

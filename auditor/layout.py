@@ -8,9 +8,10 @@ verbatim, so one could otherwise stand in for another folder, or lead a restore 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from auditor.errors import LayoutError
 
@@ -111,6 +112,32 @@ class Layout:
             return f"%{name}%"
 
         return _MACRO.sub(expand, self.template)
+
+    def listing_prefix(self, dataset_id: str, slot: datetime, *, whole_day: bool = False) -> str:
+        """A key prefix (relative to the root) that every folder of `dataset_id` for `slot` starts with;
+        with `whole_day`, every folder of that slot's day (UTC). Not always a folder: `ds/exportTime=20261130`.
+
+        The template is expanded up to its time, then the time adds as much as is fixed over the minute
+        (or the day). A macro the auditor cannot expand (`%DATASET_NAME%` …) ends the prefix before it.
+
+        >>> parse_layout(None).listing_prefix("ds1", datetime(2026, 11, 30, 3, tzinfo=UTC), whole_day=True)
+        'ds1/exportTime=20261130'
+        """
+        out, pos = [], 0
+        for m in _MACRO.finditer(self.template):
+            out.append(self.template[pos : m.start()])
+            name, arg = m.group(1), m.group(2)
+            if name == "DATASET_ID":
+                out.append(dataset_id)
+                pos = m.end()
+                continue
+            if name in ("EXPORT_TIME", "DATETIME"):
+                fmt = "%Y%m%d%H%M" if name == "EXPORT_TIME" else _datetime_format(arg or "")[1]
+                first = slot.replace(hour=0, minute=0, second=0, microsecond=0) if whole_day else slot.replace(second=0, microsecond=0)
+                last = first + (timedelta(days=1) if whole_day else timedelta(minutes=1)) - timedelta(seconds=1)
+                out.append(os.path.commonprefix([first.strftime(fmt), last.strftime(fmt)]))
+            return "".join(out)
+        return "".join(out) + self.template[pos:]
 
 
 @dataclass(frozen=True)

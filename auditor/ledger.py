@@ -35,6 +35,16 @@ class DatasetState:
 
 
 @dataclass(frozen=True)
+class DestinationState:
+    """One destination and its last live full sweep (a listing of everything in it)."""
+
+    name: str
+    url: str  # redacted
+    last_full_sweep: datetime | None  # the as-of time of that audit
+    last_full_sweep_audit_id: int | None
+
+
+@dataclass(frozen=True)
 class WindowState:
     export: str
     dataset_id: str

@@ -119,6 +119,15 @@ def _table(report: AuditReport) -> str:
     console.print(f"{a.files} data files; {a.read_files} read, {a.reused_files} unchanged since their last check; {a.bytes_read} bytes read")
     oldest = f", the oldest check {iso(a.oldest_deep_check)}" if a.oldest_deep_check else ""
     console.print(f"Deep-verified: {a.deep_verified} of {a.files} data files{oldest}")
+    for name, listing in (report.method.get("listing") or {}).items():
+        if listing["mode"] == "full":
+            line = f"Listing {name}: full sweep ({listing['reason']})"
+        else:
+            line = (
+                f"Listing {name}: incremental, {listing['prefixes']} prefix(es) of {listing['open_windows']} unsettled window(s); "
+                f"{listing['carried_from_catalog']} file(s) as the catalog last saw them; last full sweep {listing['last_full_sweep']}"
+            )
+        console.print(terminal_safe(line), markup=False)
     console.print(f"Verdict: {report.status} (exit {report.exit_code})")
     return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
 

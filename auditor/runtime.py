@@ -48,6 +48,9 @@ class Unavailable:
     def list(self, prefix: str = "") -> list[Any]:
         raise self._error
 
+    def list_prefixes(self, prefixes: Any) -> Any:
+        raise self._error
+
     def read_range(self, key: str, start: int, end: int) -> bytes:
         raise self._error
 

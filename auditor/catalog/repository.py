@@ -49,7 +49,8 @@ from auditor.errors import CatalogError
 from auditor.evidence import GENESIS, ChainedRecord, canonical
 from auditor.findings import Finding
 from auditor.flows.models import Run
-from auditor.ledger import AuditRecord, DatasetState, Episode, FileState, FindingState, HistoryEntry, Notice, WindowState
+from auditor.ledger import AuditRecord, DatasetState, DestinationState, Episode, FileState, FindingState, HistoryEntry, Notice, WindowState
+from auditor.listing import GOOD, SweepState
 from auditor.reconcile import Status
 from auditor.report import AuditReport, ExportResult, iso
 from auditor.storage.base import redact, scrub
@@ -107,6 +108,35 @@ class Catalog:
         with self._connect() as conn:
             rows = conn.execute(query).all()
         return {row[0]: _file_record(row) for row in rows}
+
+    def sweep_state(self, destination: str, exports: Iterable[str]) -> SweepState:
+        """What planning `destination`'s listing needs: its last full sweep, each dataset's latest live
+        as-of time, and the windows whose current status is not good (few: one narrow query)."""
+        names = sorted(set(exports))
+        with self._connect() as conn:
+            last = conn.execute(select(DESTINATIONS.c.last_full_sweep_at).where(DESTINATIONS.c.name == destination)).scalar_one_or_none()
+            live = {
+                (name, dataset): _utc(at)
+                for name, dataset, at in conn.execute(
+                    select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(names))
+                )
+            }
+            unsettled = frozenset(
+                (name, dataset, cast(datetime, _utc(at)))
+                for name, dataset, at in conn.execute(
+                    select(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.scheduled)
+                    .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+                    .where(EXPORTS.c.name.in_(names), WINDOWS.c.status.not_in(sorted(GOOD)))
+                )
+            )
+        return SweepState(_utc(last), live, unsettled)
+
+    def destinations(self) -> list[DestinationState]:
+        """Every destination the catalog knows, with its last live full sweep."""
+        columns = (DESTINATIONS.c.name, DESTINATIONS.c.url, DESTINATIONS.c.last_full_sweep_at, DESTINATIONS.c.last_full_sweep_audit_id)
+        with self._connect() as conn:
+            rows = conn.execute(select(*columns).order_by(DESTINATIONS.c.name)).all()
+        return [DestinationState(name, url, _utc(at), audit_id) for name, url, at, audit_id in rows]
 
     def audit_count(self) -> int:
         with self._connect() as conn:
@@ -301,8 +331,12 @@ class Catalog:
         options: AuditOptions,
         runs: Mapping[str, Sequence[Run]] | None = None,
         scope: Iterable[str] | None = None,
+        swept: Iterable[str] = (),
     ) -> Recorded:
-        """Store one audit with its scope and report; change the present only where it is live."""
+        """Store one audit with its scope and report; change the present only where it is live.
+
+        `swept`: the destinations this audit listed in full; where it is live, that is their last full sweep.
+        """
         covered = sorted(set(scope) if scope is not None else {e.name for e in report.exports})
         body = canonical(report.to_json())
         with self._connect() as conn, conn.begin():
@@ -343,11 +377,17 @@ class Catalog:
                 ).inserted_primary_key[0]  # type: ignore[index]
             )
             self._chain(conn, audit_id)
+            current = {e.destination for e in report.exports if e.name in live}  # the destinations this audit brings up to date
             for name, records in files.items():
                 # a back-dated audit learns what the bytes are, but says nothing about when files were last seen or went
-                self._record_files(conn, destination_ids[name], records, report.as_of, present=listed.get(name) if live else None, historical=not live)
+                here = name in current
+                self._record_files(conn, destination_ids[name], records, report.as_of, present=listed.get(name) if here else None, historical=not here)
             self._record_windows(conn, report, destination_ids, audit_id, live_datasets)
             self._record_runs(conn, runs or {}, report.as_of)
+            full = sorted(set(swept) & set(listed) & current)
+            if full:
+                later = or_(DESTINATIONS.c.last_full_sweep_at.is_(None), DESTINATIONS.c.last_full_sweep_at <= report.as_of)
+                conn.execute(update(DESTINATIONS).where(DESTINATIONS.c.name.in_(full), later).values(last_full_sweep_at=report.as_of, last_full_sweep_audit_id=audit_id))
             if live:
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))
             return Recorded(audit_id, live, live_datasets)

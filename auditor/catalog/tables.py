@@ -48,6 +48,8 @@ class DestinationRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     url: Mapped[str] = mapped_column(Text)  # redacted: never credentials
+    last_full_sweep_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # as-of time of the last live full listing
+    last_full_sweep_audit_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ExportRow(Base):

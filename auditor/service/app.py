@@ -50,6 +50,7 @@ from auditor.runtime import Runtime
 from auditor.schedule import parse_time
 from auditor.service.metrics import render_metrics
 from auditor.service.worker import Worker
+from auditor.storage.base import redact
 
 ROLES = {"read": 1, "admin": 2}
 SESSION_COOKIE = "auditor_session"
@@ -92,6 +93,28 @@ def dataset_json(state: DatasetState, now: datetime) -> dict[str, Any]:
         "rpo_seconds": state.rpo_seconds(now), "chain_broken_at": iso(state.broken_at), "as_of": iso(state.as_of), "audit_id": state.audit_id,
         "windows": dict(state.windows),
     }
+
+
+def destinations_json(runtime: Runtime, now: datetime) -> list[dict[str, Any]]:
+    """Each configured destination with its last full sweep and when the next one is due."""
+    swept = {d.name: d for d in runtime.catalog.destinations()}
+    out = []
+    for configured in runtime.settings.destinations:
+        state = swept.get(configured.name)
+        last = state.last_full_sweep if state is not None else None
+        due = last + configured.full_sweep_every if last is not None else None
+        out.append(
+            {
+                "name": configured.name,
+                "url": redact(configured.url),
+                "full_sweep_every_seconds": int(configured.full_sweep_every.total_seconds()),
+                "last_full_sweep": to_json(last),
+                "last_full_sweep_audit_id": state.last_full_sweep_audit_id if state is not None else None,
+                "next_full_sweep_due": to_json(due),
+                "full_sweep_overdue": due is not None and now > due + configured.audit_every,
+            }
+        )
+    return out
 
 
 def verdict(states: list[DatasetState]) -> tuple[str, dict[str, int]]:
@@ -352,7 +375,17 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         status, totals = verdict(states)
         audits = runtime.catalog.audits(1)
         now = clock()
-        return {"status": status, "windows": totals, "exports": [dataset_json(s, now) for s in states], "last_audit": to_json(audits[0]) if audits else None}
+        return {
+            "status": status,
+            "windows": totals,
+            "exports": [dataset_json(s, now) for s in states],
+            "last_audit": to_json(audits[0]) if audits else None,
+            "destinations": destinations_json(runtime, now),
+        }
+
+    @app.get("/api/destinations")
+    def destinations(_: Caller = reader) -> list[dict[str, Any]]:
+        return destinations_json(runtime, clock())
 
     @app.get("/api/exports")
     def exports(_: Caller = reader) -> list[dict[str, Any]]:

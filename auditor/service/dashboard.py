@@ -25,7 +25,7 @@ from auditor.ledger import to_json
 from auditor.restore import RestoreLookupError, plan_restore
 from auditor.runtime import Runtime
 from auditor.schedule import parse_time
-from auditor.service.app import MAX_AUDIT_ID, Access, Caller, dataset_json, verdict
+from auditor.service.app import MAX_AUDIT_ID, Access, Caller, dataset_json, destinations_json, verdict
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=[HERE / "templates", HERE.parent / "templates"])  # the second: the evidence calendar
@@ -80,7 +80,8 @@ def add_dashboard(app: FastAPI, runtime: Runtime, access: Access, caller: Callab
         status, _ = verdict(states)
         audits = catalog.audits(1)
         last = to_json(audits[0].finished_at) if audits else None
-        return page(request, "overview.html", verdict=status, exports=exports, alerts=to_json(catalog.notices(20)), last_audit=last, window_link=_window_link)
+        sweeps = destinations_json(runtime, now)
+        return page(request, "overview.html", verdict=status, exports=exports, alerts=to_json(catalog.notices(20)), last_audit=last, sweeps=sweeps, window_link=_window_link)
 
     @app.get("/exports/{name}/windows/{scheduled}", response_class=HTMLResponse)
     def window(request: Request, name: str, scheduled: str, dataset: str) -> Response:

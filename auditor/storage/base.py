@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Protocol
@@ -41,6 +43,8 @@ class Store(Protocol):
     def count(self, size: int) -> None: ...
 
     def list(self, prefix: str = "") -> list[ObjectInfo]: ...
+
+    def list_prefixes(self, prefixes: Sequence[str]) -> builtins.list[ObjectInfo]: ...
 
     def read_range(self, key: str, start: int, end: int) -> bytes: ...
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -52,6 +54,11 @@ class FsspecStore:
         self.__init__(*state["spec"])  # type: ignore[misc]
 
     @property
+    def walks(self) -> bool:
+        """Whether listing walks folder by folder (file system, SFTP) rather than paging a flat key space."""
+        return self._walks
+
+    @property
     def bytes_read(self) -> int:
         return self._bytes_read
 
@@ -81,6 +88,55 @@ class FsspecStore:
             raise StorageError(f"{self.url} does not exist or cannot be listed: {_describe(e)}", url=self.url) from e
         except Exception as e:
             raise StorageError(f"cannot list {self.url}: {_describe(e)}", url=self.url) from e
+        return self._objects(found)
+
+    def list_prefixes(self, prefixes: Sequence[str]) -> builtins.list[ObjectInfo]:
+        """Every object whose key starts with one of `prefixes` (name prefixes: `ds/exportTime=20261130`
+        holds every folder of that day), with one listing request per prefix on an object store and one
+        directory listing per parent folder on a file system or SFTP server."""
+        found: dict[str, dict[str, Any]] = {}
+        by_parent: dict[str, set[str]] = {}
+        for prefix in prefixes:
+            parent, _, name = prefix.strip("/").rpartition("/")
+            by_parent.setdefault(parent, set()).add(name)
+        try:
+            with self._serial:
+                for parent, names in sorted(by_parent.items()):
+                    base = f"{self._root}/{parent}" if parent else self._root
+                    if self._walks:
+                        found.update(self._walk_matching(base, names))
+                    else:
+                        for name in sorted(names):
+                            found.update(self._fs.find(base, prefix=name, detail=True) if name else self._fs.find(base, detail=True))
+                if self._walks:
+                    self._check_connection()
+                missing = not found and not self._root_exists()
+            if missing:
+                raise StorageError(f"{self.url} does not exist or cannot be listed", url=self.url)
+        except StorageError:
+            raise
+        except Exception as e:
+            raise StorageError(f"cannot list {self.url}: {_describe(e)}", url=self.url) from e
+        return self._objects(found)
+
+    def _walk_matching(self, base: str, names: set[str]) -> dict[str, dict[str, Any]]:
+        """The files below the entries of folder `base` whose names start with one of `names` (one `ls` of `base`)."""
+        try:
+            entries = self._fs.ls(base, detail=True)
+        except FileNotFoundError:
+            return {}  # the folder is not there: nothing landed under it
+        found: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            entry_name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+            if not any(entry_name.startswith(n) for n in names):
+                continue
+            if entry.get("type") == "directory":
+                found.update(self._fs.find(entry["name"], detail=True, on_error="raise"))
+            else:
+                found[entry["name"]] = entry
+        return found
+
+    def _objects(self, found: Mapping[str, dict[str, Any]]) -> builtins.list[ObjectInfo]:
         objects = []
         for name, info in found.items():
             if info.get("type", "file") != "file":

@@ -482,7 +482,8 @@ def test_files_gone_since_an_export_was_judged_break_its_restore_chain(tree: Tre
     with Runtime(load_settings(config, {})) as runtime:
         from auditor.audit import AuditOptions
 
-        runtime.audit(now=t("2026-11-27T05:10"), options=AuditOptions(only_exports=frozenset({"b"})))  # an audit of B alone lists the destination
+        # an audit of B alone that sweeps the destination in full (between sweeps it would list only B's open windows)
+        runtime.audit(now=t("2026-11-27T05:10"), options=AuditOptions(only_exports=frozenset({"b"}), full_sweep=True))
     code, out = run("restore", "dsA", "--at", "2026-11-27T05:00:00Z", "--format", "json", "--config", str(config))
     plan = json.loads(out)
     assert code == 1 and plan["complete"] is False and plan["chain"] == []

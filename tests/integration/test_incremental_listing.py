@@ -1,0 +1,178 @@
+"""Incremental listing over a simulated clock: between full sweeps an audit lists only the windows
+that can still change, gives the same verdicts as a full listing, and the next full sweep catches a
+file deleted or added in an old window and breaks the restore chain that needs it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from auditor.audit import AuditOptions, run_audit
+from auditor.config import Settings, TokenSettings, load_settings
+from auditor.restore import plan_restore
+from auditor.runtime import Runtime
+from auditor.storage import open_store
+from tests.conftest import Tree, t
+from tests.integration.test_alerts import upgraded
+
+START = t("2026-11-26T00:00")
+DATASETS = ("dsA", "dsB")
+
+
+def _config(tmp_path: Path, tree: Tree, catalog_url: str, *, every: str = "1d") -> Settings:
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "{catalog_url}"
+[validation]
+isolate = false
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+full_sweep_every = "{every}"
+listing_horizon = "12h"
+[[exports]]
+name = "e"
+destination = "d"
+datasets = ["dsA", "dsB"]
+format = "parquet"
+manifest = true
+schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 6, startTime = "{START:%Y-%m-%dT%H:%M:%SZ}" }}
+"""
+    )
+    return load_settings(config, {})
+
+
+def _landed(tree: Tree, until: datetime, *, skip: set[tuple[str, datetime]] = frozenset()) -> None:  # type: ignore[assignment]
+    slot = START
+    while slot <= until:
+        for ds in DATASETS:
+            if (ds, slot) not in skip:
+                tree.export(ds, slot, count=5)
+        slot += timedelta(hours=6)
+
+
+def _statuses(report: Any) -> dict[tuple[str, str], str]:
+    return {(e.dataset_id, w.window.scheduled.isoformat()): w.status.value for e in report.exports for w in e.windows}
+
+
+def _full_listing_verdicts(settings: Settings, now: datetime) -> dict[tuple[str, str], str]:
+    """What an audit with no catalog at all (a full listing, every file read) says at `now`."""
+    stores = {d.name: open_store(d.url, d.options) for d in settings.destinations}
+    return _statuses(run_audit(settings, stores=stores, catalog=None, now=now, started=now))
+
+
+def test_between_sweeps_only_open_windows_are_listed_and_a_sweep_catches_what_changed_in_old_ones(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    gap = ("dsA", t("2026-11-27T06:00"))
+    _landed(tree, t("2026-11-30T18:00"), skip={gap})
+    settings = _config(tmp_path, tree, upgraded(catalog_url))
+    with Runtime(settings) as runtime:
+        first = runtime.audit(now=t("2026-11-30T20:00"))
+        assert first is not None
+        assert first.method["listing"]["d"]["mode"] == "full" and "no full sweep" in first.method["listing"]["d"]["reason"]
+        assert _statuses(first)[("dsA", gap[1].isoformat())] == "missing"
+
+        # six hours later, a new slot has landed: the audit lists only what can still change
+        for ds in DATASETS:
+            tree.export(ds, t("2026-12-01T00:00"), count=5)
+        second = runtime.audit(now=t("2026-12-01T02:00"))
+        assert second is not None
+        listing = second.method["listing"]["d"]
+        assert listing["mode"] == "incremental" and listing["last_full_sweep"] == "2026-11-30T20:00:00Z"
+        # open: the missing window, and per dataset 11-30T18:00 (within grace + 12 h) and 12-01T00:00 (after the last
+        # audit); each alone on its day, so each is listed by its own folder
+        assert (listing["open_windows"], listing["prefixes"]) == (5, 5)
+        assert listing["carried_from_catalog"] > listing["listed_objects"] > 0
+        assert _statuses(second) == _full_listing_verdicts(settings, t("2026-12-01T02:00"))  # the same verdicts as a full listing
+        assert second.assurance.read_files == 2 * 2 + 2  # only the new slot's data files (2 per dataset) and its manifests were read
+
+        # the missing window lands late: it is open, so the next incremental audit sees it
+        tree.export(*gap, count=5, landed=t("2026-12-01T03:00"))
+        third = runtime.audit(now=t("2026-12-01T04:00"))
+        assert third is not None and third.method["listing"]["d"]["mode"] == "incremental"
+        assert _statuses(third)[("dsA", gap[1].isoformat())] == "late"
+
+        # a file of an old, settled window goes, and a stray one appears in another old window
+        doomed = min((tree.root / "dsA" / "exportTime=202611260600").glob("*.parquet"))
+        doomed.unlink()
+        tree.put("dsB/exportTime=202611261200/part-99999.gz.parquet", b"not parquet", t("2026-12-01T05:00"))
+        fourth = runtime.audit(now=t("2026-12-01T06:00"))
+        assert fourth is not None and fourth.method["listing"]["d"]["mode"] == "incremental"
+        assert _statuses(fourth)[("dsA", "2026-11-26T06:00:00+00:00")] == "ok"  # not seen yet: between sweeps, settled windows are taken as they were
+        plan = plan_restore(settings, runtime.catalog, "dsA", t("2026-12-01T00:00"))
+        assert plan.complete
+
+        # a day after the last sweep the next audit sweeps in full and both changes come out
+        fifth = runtime.audit(now=t("2026-12-01T20:00"))
+        assert fifth is not None
+        assert fifth.method["listing"]["d"]["mode"] == "full" and "1d old" in fifth.method["listing"]["d"]["reason"]
+        statuses = _statuses(fifth)
+        assert statuses[("dsA", "2026-11-26T06:00:00+00:00")] == "invalid"  # the manifest lists a file that is gone
+        assert statuses[("dsB", "2026-11-26T12:00:00+00:00")] == "invalid"  # a data file the manifest does not list, and not Parquet
+        assert statuses == _full_listing_verdicts(settings, t("2026-12-01T20:00"))
+        plan = plan_restore(settings, runtime.catalog, "dsA", t("2026-12-01T18:00"))
+        assert not plan.complete and plan.broken is not None and plan.broken.scheduled == t("2026-11-26T06:00")
+        assert {d.name: d.last_full_sweep for d in runtime.catalog.destinations()} == {"d": t("2026-12-01T20:00")}
+
+
+def test_a_back_dated_or_deep_audit_or_a_request_lists_in_full(tree: Tree, tmp_path: Path) -> None:
+    _landed(tree, t("2026-11-27T12:00"))
+    settings = _config(tmp_path, tree, f"sqlite:///{tmp_path / 'c.db'}")
+    with Runtime(settings) as runtime:
+
+        def mode(now: str, **options: Any) -> tuple[str, str]:
+            report = runtime.audit(now=t(now), options=AuditOptions(**options))
+            assert report is not None
+            listing = report.method["listing"]["d"]
+            return listing["mode"], listing["reason"]
+
+        assert mode("2026-11-27T14:00")[0] == "full"
+        assert mode("2026-11-27T15:00")[0] == "incremental"
+        assert mode("2026-11-27T10:00") == ("full", "back-dated audit: the present state does not describe the past")
+        assert mode("2026-11-27T16:00", full_sweep=True) == ("full", "requested (--full-sweep)")
+        assert mode("2026-11-27T17:00", deep=True) == ("full", "a deep audit reads every file")
+        # the back-dated full listing did not count as the last sweep; the requested one did
+        assert runtime.catalog.destinations()[0].last_full_sweep == t("2026-11-27T17:00")
+
+
+def test_the_api_and_the_dashboard_say_when_the_last_full_sweep_ran(tree: Tree, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from auditor.service.app import create_app
+    from auditor.service.worker import Worker
+
+    _landed(tree, t("2026-11-27T12:00"))
+    settings = _config(tmp_path, tree, f"sqlite:///{tmp_path / 'c.db'}")
+    settings = settings.model_copy(
+        update={"service": settings.service.model_copy(update={"tokens": [TokenSettings(name="r", token="read-token-123456", role="read")]})}
+    )
+    now = t("2026-11-28T13:00")
+    with Runtime(settings) as runtime:
+        client = TestClient(create_app(runtime, Worker(runtime), clock=lambda: now))
+        headers = {"Authorization": "Bearer read-token-123456"}
+        before = client.get("/api/destinations", headers=headers).json()
+        assert before == [
+            {
+                "name": "d",
+                "url": tree.url,
+                "full_sweep_every_seconds": 86400,
+                "last_full_sweep": None,
+                "last_full_sweep_audit_id": None,
+                "next_full_sweep_due": None,
+                "full_sweep_overdue": False,
+            }
+        ]
+        swept = runtime.audit(now=t("2026-11-27T14:00"))
+        runtime.audit(now=t("2026-11-27T15:00"))  # incremental: not a sweep
+        assert swept is not None
+        after = client.get("/api/compliance", headers=headers).json()["destinations"][0]
+        assert (after["last_full_sweep"], after["last_full_sweep_audit_id"], after["next_full_sweep_due"]) == (
+            "2026-11-27T14:00:00Z",
+            swept.audit_id,
+            "2026-11-28T14:00:00Z",
+        )
+        assert after["full_sweep_overdue"] is False
+        page = client.get("/", headers=headers)
+        assert page.status_code == 200
+        assert '<td class="last-sweep">2026-11-27T14:00:00Z</td>' in page.text and f'href="/audits/{swept.audit_id}"' in page.text

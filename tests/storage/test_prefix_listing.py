@@ -1,0 +1,48 @@
+"""Listing by name prefix (incremental audits), the same on every backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from auditor.errors import StorageError
+from auditor.storage import open_store
+from tests.storage.conftest import Backend
+
+
+def test_list_prefixes_gives_exactly_the_objects_under_name_prefixes(backend: Backend) -> None:
+    for key in (
+        "ds/exportTime=202611270000/part-0.parquet",
+        "ds/exportTime=202611270300/part-0.parquet",
+        "ds/exportTime=202611270300/manifest-1.json",
+        "ds/exportTime=202611280000/part-0.parquet",
+        "ds2/exportTime=202611270000/part-0.parquet",
+        "ds2/exportTime=202611270300/part-0.parquet",
+        "other/stray.txt",
+    ):
+        backend.put(key, b"x" * 7)
+    store = open_store(backend.url, backend.options)
+
+    found = store.list_prefixes(["ds/exportTime=20261127", "ds2/exportTime=202611270300", "ds3/exportTime=20261127"])
+
+    assert [o.key for o in found] == [
+        "ds/exportTime=202611270000/part-0.parquet",
+        "ds/exportTime=202611270300/manifest-1.json",
+        "ds/exportTime=202611270300/part-0.parquet",
+        "ds2/exportTime=202611270300/part-0.parquet",
+    ]
+    assert all(o.size == 7 and o.url == f"{store.url}/{o.key}" for o in found)
+    assert {o.key: (o.size, o.etag) for o in store.list()}["ds/exportTime=202611270000/part-0.parquet"] == (found[0].size, found[0].etag)
+    assert store.list_prefixes(["nothing-here/"]) == []  # an absent folder below an existing root: nothing landed
+    assert store.bytes_read == 0
+
+
+def test_list_prefixes_of_a_root_that_does_not_exist_is_a_storage_error(backend: Backend) -> None:
+    missing = backend.url + "/no-such-folder" if backend.name.startswith("sftp") or backend.name == "file" else None
+    if missing is None:  # object stores: a bucket or container that does not exist
+        scheme, rest = backend.url.split("://", 1)
+        missing = f"{scheme}://no-such-bucket-{rest.split('/', 1)[0][-12:]}/exports"
+    options = dict(backend.options)
+    if "sas_url" in options:  # a SAS for a container that does not exist
+        options["sas_url"] = options["sas_url"].replace("/aep-", "/gone-")
+    with pytest.raises(StorageError):
+        open_store(missing, options).list_prefixes(["ds/exportTime=20261127"])

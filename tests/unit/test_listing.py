@@ -1,0 +1,91 @@
+"""Planning an incremental listing (pure): which prefixes, when a full sweep, what the catalog stands in for."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+from auditor.config import DestinationSettings, ExportSettings
+from auditor.layout import parse_layout
+from auditor.listing import SweepState, merge_listing, plan_listing
+from auditor.storage.base import ObjectInfo
+from tests.conftest import t
+
+
+def _export(**schedule: object) -> ExportSettings:
+    params = {"timeUnit": "hour", "interval": 3, "startTime": "2026-11-28T00:00:00Z", **schedule}
+    return ExportSettings.model_validate({"name": "e", "destination": "d", "datasets": ["dsA", "dsB"], "format": "parquet", "schedule": params})
+
+
+DESTINATION = DestinationSettings(name="d", url="file:///x", full_sweep_every=timedelta(days=1), listing_horizon=timedelta(hours=6))
+NOW = t("2026-11-30T10:00")
+
+
+def _state(**overrides: object) -> SweepState:
+    values: dict[str, object] = {
+        "last_full_sweep": t("2026-11-30T00:00"),
+        "live_as_of": {("e", "dsA"): t("2026-11-30T09:00"), ("e", "dsB"): t("2026-11-30T09:00")},
+        "unsettled": frozenset(),
+        "files": 100_000,
+        "folders": 1_000,
+        **overrides,
+    }
+    return SweepState(**values)  # type: ignore[arg-type]
+
+
+def test_only_windows_within_the_horizon_or_not_good_are_listed_one_prefix_per_dataset_and_day() -> None:
+    old_gap = ("e", "dsB", t("2026-11-28T06:00"))
+    plan = plan_listing(DESTINATION, [_export()], _state(unsettled=frozenset({old_gap})), NOW)
+    # settled: deadline (slot + 1 h grace) + 6 h horizon at or before 10:00, so up to 03:00; open: 06:00 and 09:00 per dataset
+    assert not plan.full and plan.open_windows == 2 * 2 + 1
+    assert plan.prefixes == ("dsA/exportTime=20261130", "dsB/exportTime=202611280600", "dsB/exportTime=20261130")
+
+
+def test_a_full_sweep_when_due_back_dated_unknown_to_the_catalog_or_cheaper() -> None:
+    export = _export()
+    assert plan_listing(DESTINATION, [export], None, NOW).reason == "the catalog cannot say which windows are settled"
+    assert plan_listing(DESTINATION, [export], _state(last_full_sweep=None), NOW).reason == "no full sweep of this destination yet"
+    due = plan_listing(DESTINATION, [export], _state(last_full_sweep=t("2026-11-29T10:00")), NOW)
+    assert due.full and due.reason == "the last full sweep is 1d old (full_sweep_every = 1d)"
+    assert plan_listing(DESTINATION, [export], _state(), t("2026-11-30T08:00")).reason == "back-dated audit: the present state does not describe the past"
+    new = plan_listing(DESTINATION, [export], _state(live_as_of={("e", "dsA"): t("2026-11-30T09:00"), ("e", "dsB"): None}), NOW)
+    assert new.full and "dataset dsB" in new.reason
+    assert plan_listing(DESTINATION, [export], _state(), NOW, full_requested="requested (--full-sweep)").reason == "requested (--full-sweep)"
+    # a young, small destination: one paged listing costs fewer requests than a prefix per open day
+    cheap = plan_listing(DESTINATION, [export], _state(files=900), NOW)
+    assert cheap.full and "costs no more requests (2)" in cheap.reason
+    walked = plan_listing(DESTINATION, [export], _state(files=10**6, folders=1), NOW, walks=True)
+    assert walked.full  # a file system walks folder by folder: two folders cost less than two prefixes
+
+
+def test_prefixes_follow_the_template_and_stop_at_a_macro_the_auditor_cannot_expand() -> None:
+    slot = t("2026-11-30T03:00")
+    assert parse_layout("%DATASET_ID%/%DATETIME(YYYY/MM/dd/HHmmss)%").listing_prefix("ds", slot, whole_day=True) == "ds/2026/11/30/"
+    assert parse_layout("%DATASET_ID%/%DATETIME(YYYYMMdd_HHmmss)%").listing_prefix("ds", slot) == "ds/20261130_0300"
+    assert parse_layout("aep/%SANDBOX_NAME%/%DATASET_ID%/exportTime=%EXPORT_TIME%").listing_prefix("ds", slot) == "aep/"
+    # a prefix another already covers is listed once
+    plan = plan_listing(
+        DESTINATION,
+        [_export(), _export().model_copy(update={"name": "f"})],
+        _state(live_as_of={(n, d): t("2026-11-30T09:00") for n in "ef" for d in ("dsA", "dsB")}),
+        NOW,
+    )
+    assert len(plan.prefixes) == len(set(plan.prefixes)) == 2
+
+
+def test_merge_takes_listed_objects_under_the_prefixes_and_the_catalog_elsewhere() -> None:
+    def info(key: str, size: int = 1) -> ObjectInfo:
+        return ObjectInfo(key, f"file:///x/{key}", size, t("2026-11-30T00:00"), None)
+
+    known = {
+        "dsA/exportTime=202611290000/p.parquet": SimpleNamespace(size=5, modified=t("2026-11-29T00:10"), etag="e1"),
+        "dsA/exportTime=202611300000/gone.parquet": SimpleNamespace(size=5, modified=t("2026-11-30T00:10"), etag=None),
+    }
+    listed = [info("dsA/exportTime=202611300000/new.parquet", 7)]
+    objects, carried = merge_listing(listed, ["dsA/exportTime=20261130"], known, "file:///x")
+    # the file gone from a listed prefix is not carried: the listing said it is no longer there
+    assert [(o.key, o.size, o.etag) for o in objects] == [
+        ("dsA/exportTime=202611290000/p.parquet", 5, "e1"),
+        ("dsA/exportTime=202611300000/new.parquet", 7, None),
+    ]
+    assert carried == 1
