@@ -1,0 +1,22 @@
+"""A small run of bench/listing_bench.py (S3 on moto, LIST requests counted), so the benchmark cannot rot (issue 10)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "listing_bench.py"
+
+
+def test_the_listing_bench_counts_list_requests_and_the_re_audit_agrees_with_a_full_sweep() -> None:
+    done = subprocess.run([sys.executable, str(BENCH), "--windows", "40,80", "--datasets", "2", "--per-window", "1"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = re.findall(r"^\s+(\d+) windows: raw \((\d+), \d+\), first \((\d+), (\d+)\), re-audit \((\d+), (\d+)\) in [\d.]+ s, full sweep \((\d+), \d+\); same verdicts: (\w+)$", done.stdout, re.MULTILINE)
+    assert [r[0] for r in rows] == ["40", "80"], done.stdout
+    for _windows, raw, first_lists, first_all, again_lists, again_all, swept, same in rows:
+        assert int(raw) >= 1 and int(first_lists) == int(swept) == int(raw)  # a full sweep lists like the raw listing
+        assert int(first_all) > int(first_lists)  # the first audit also read every file
+        assert int(again_all) == int(again_lists)  # the unchanged tree: the re-audit only lists, it reads nothing
+        assert same == "True"
