@@ -169,7 +169,7 @@ def run_audit(
             listings[destination.name] = plan.to_json()
         folders: dict[tuple[str, str, datetime], Folder] = {}
         if objects is not None:
-            scan = sort_objects(objects, mine, store.url, now)
+            scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})
             unexpected += [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
             folders, records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
             file_records[destination.name] = records
@@ -320,6 +320,19 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
     for window, drafts in claims.items():
         scan.folders[window] = drafts.popitem()[1] if len(drafts) == 1 else _duplicate_slot(scan, window, list(drafts.values()))
     return scan
+
+
+def _within(scan: Scan, scope: set[str]) -> Scan:
+    """The part of a destination's scan that concerns the exports in scope: another configured export's
+    folders, and the objects inside them, are neither checked nor unexpected in an audit of some exports."""
+    outside = {draft.url + "/" for (export, _dataset, _slot), draft in scan.folders.items() if export not in scope}
+    if not outside:
+        return scan
+    by_length: dict[int, set[str]] = {}
+    for url in outside:
+        by_length.setdefault(len(url), set()).add(url)
+    unexpected = {path: why for path, why in scan.unexpected.items() if not any((path + "/")[:n] in urls for n, urls in by_length.items())}
+    return Scan({window: draft for window, draft in scan.folders.items() if window[0] in scope}, unexpected)
 
 
 def _duplicate_slot(scan: Scan, window: tuple[str, str, datetime], drafts: list[_FolderDraft]) -> _FolderDraft:

@@ -176,3 +176,42 @@ def test_the_api_and_the_dashboard_say_when_the_last_full_sweep_ran(tree: Tree, 
         page = client.get("/", headers=headers)
         assert page.status_code == 200
         assert '<td class="last-sweep">2026-11-27T14:00:00Z</td>' in page.text and f'href="/audits/{swept.audit_id}"' in page.text
+
+
+def test_an_audit_of_some_exports_says_nothing_about_the_others_files(tree: Tree, tmp_path: Path) -> None:
+    """Before: an audit of export b alone called export a's dataset "unknown: no configured export covers it"."""
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / "c.db"}"
+[validation]
+isolate = false
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+"""
+        + "".join(
+            f"""[[exports]]
+name = "{name}"
+destination = "d"
+datasets = ["{dataset}"]
+format = "parquet"
+schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }}
+"""
+            for name, dataset in (("a", "dsA"), ("b", "dsB"))
+        )
+    )
+    for ds in ("dsA", "dsB"):
+        tree.export(ds, t("2026-11-27T00:00"))
+    tree.put("dsA/exportTime=202611270000/_SUCCESS", b"", t("2026-11-27T00:10"))
+    tree.put("dsB/exportTime=202611270000/_SUCCESS", b"", t("2026-11-27T00:10"))
+    tree.put("dsC/exportTime=202611270000/part-0.parquet", b"x", t("2026-11-27T00:10"))
+    with Runtime(load_settings(config, {})) as runtime:
+        report = runtime.audit(now=t("2026-11-27T02:00"), options=AuditOptions(only_exports=frozenset({"b"})))
+    assert report is not None
+    assert {(e.name, e.dataset_id) for e in report.exports} == {("b", "dsB")}
+    assert sorted((u.path.removeprefix(tree.url + "/"), u.reason.split(":")[0]) for u in report.unexpected) == [
+        ("dsB/exportTime=202611270000/_SUCCESS", "stray file inside an export folder"),
+        ("dsC", "unknown dataset 'dsC'"),
+    ]
+    assert report.assurance.files == 2  # b's two data files: a's were not checked
