@@ -24,9 +24,8 @@ from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Une
 from auditor.runs import join_runs
 from auditor.schedule import floor_minute, parse_schedule
 from auditor.storage.base import ObjectInfo, Store
-from auditor.validate import FileVerdict, Level, Source, data_suffix, file_format, validate_data_file
+from auditor.validate import FileVerdict, Level, Source, data_suffix, file_format, footer_length, validate_data_file
 from auditor.validate.manifest import MAX_MANIFEST, Manifest, manifest_from_json, parse_manifest
-from auditor.validate.parquet_file import footer_length
 from auditor.validate.plan import plan_batches
 from auditor.validate.sandbox import RETRY_CODES, ObjectSource
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich import filesize
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from auditor.audit import Progress as ProgressCallback
 from auditor.config import load_from_environment
@@ -57,16 +58,27 @@ def when(value: str | None, name: str) -> datetime:
 
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
+    """A progress bar on a terminal: files checked and files per second; for deep checks also the
+    bytes verified and bytes per second (the audit reports them as phase "bytes")."""
     if not enabled or not err.is_terminal:
         yield None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[amount]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def update(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
-                tasks[phase] = bar.add_task(f"checking files ({phase})", total=total)
-            bar.update(tasks[phase], completed=done, total=total)
+                label = "bytes verified" if phase == "bytes" else f"checking files ({phase})"
+                tasks[phase] = bar.add_task(label, total=total, amount="", rate="")
+            task = tasks[phase]
+            bar.update(task, completed=done, total=total)
+            speed = bar.tasks[task].speed  # over rich's recent window
+            if phase == "bytes":
+                amount, rate = f"{filesize.decimal(done)}/{filesize.decimal(total)}", f"{filesize.decimal(int(speed or 0))}/s"
+            else:
+                amount, rate = f"{done}/{total}", f"{speed or 0:,.0f} files/s"
+            bar.update(task, amount=amount, rate=rate)
 
         yield update
 

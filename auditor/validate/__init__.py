@@ -15,6 +15,8 @@ from auditor.findings import Finding, error
 
 DATA_SUFFIXES = (".gz.parquet", ".parquet", ".json.gz", ".json")
 MERGE_GAP = 8 * 1024  # a quick check reads a head and a tail this close together as one range
+PARQUET_MAGIC = b"PAR1"
+TAIL_READ = 64 * 1024  # what to fetch from the end of a Parquet file when nothing is known about its footer yet
 
 
 class Level(enum.IntEnum):
@@ -88,8 +90,6 @@ def quick_ranges(name: str, size: int, *, tail: int | None = None) -> list[tuple
         return []
     suffix = data_suffix(name)
     if suffix in (".gz.parquet", ".parquet"):
-        from auditor.validate.parquet_file import TAIL_READ
-
         tail = min(max(tail or TAIL_READ, 12), size)
         if size - tail <= 4 + MERGE_GAP:  # one request for the whole file costs less than two
             return [(0, size)]
@@ -97,6 +97,13 @@ def quick_ranges(name: str, size: int, *, tail: int | None = None) -> list[tuple
     if suffix in (".json.gz", ".json"):
         return [(0, min(size, 4))]
     return []
+
+
+def footer_length(tail: bytes) -> int | None:
+    """The footer length a Parquet file's last 8 bytes announce, if they end with the magic."""
+    if len(tail) < 8 or tail[-4:] != PARQUET_MAGIC:
+        return None
+    return int.from_bytes(tail[-8:-4], "little")
 
 
 def validate_data_file(source: Source, name: str, *, deep: bool) -> FileVerdict:

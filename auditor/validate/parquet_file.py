@@ -17,15 +17,7 @@ from auditor.validate.schema import parquet_schema
 
 MAGIC = b"PAR1"
 ENCRYPTED_MAGIC = b"PARE"
-TAIL_READ = 64 * 1024  # what to fetch from the end when nothing is known about the footer yet
 MAX_FOOTER = 64 * 1024 * 1024
-
-
-def footer_length(tail: bytes) -> int | None:
-    """The footer length a Parquet file's last 8 bytes announce, if they end with the magic."""
-    if len(tail) < 8 or tail[-4:] != MAGIC:
-        return None
-    return int(struct.unpack("<I", tail[-8:-4])[0])
 
 
 def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:

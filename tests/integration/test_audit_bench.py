@@ -17,3 +17,15 @@ def test_the_audit_bench_runs_and_a_re_audit_reads_nothing(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr[-2000:]
     assert "RATIO re-audit / floor:" in done.stdout
     assert "read 0 files, 0 data bytes" in done.stdout
+    assert "RATIO first audit / floor with reads:" in done.stdout
+    assert "RATIO peak memory first audit / listing:" in done.stdout
+
+
+def test_the_validate_bench_runs() -> None:
+    bench = BENCH.parent / "validate_bench.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--files", "3", "--rows", "3000", "--repeat", "1", "--small-files", "30", "--workers", "1"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "RATIO deep audit (isolated) / pyarrow decode-with-CRC throughput:" in done.stdout

@@ -126,3 +126,12 @@ def test_deep_checks_in_a_batch_read_each_file_once_and_count_the_bytes(tmp_path
         verdicts = sandbox.check_many([(ObjectSource(store, o), o.name) for o in objects], deep=True)
     assert [v.records for v in verdicts if isinstance(v, FileVerdict) and v.ok] == [200, 200, 200]
     assert store.bytes_read == sum(o.size for o in objects)  # read whole by the worker, once, and counted here
+
+
+def test_the_audit_and_the_parent_side_of_the_sandbox_do_not_load_pyarrow() -> None:
+    """The process that hands files to isolated workers never loads the reader it does not trust (and saves its memory)."""
+    import subprocess
+    import sys
+
+    code = "import sys, auditor.audit, auditor.runtime, auditor.validate.sandbox; print('pyarrow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip() == "False"
