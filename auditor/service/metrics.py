@@ -39,6 +39,11 @@ class _CatalogCollector(Collector):
             duration.add_metric([], max(0.0, (audits[0].finished_at - audits[0].started_at).total_seconds()))
         yield last
         yield duration
+        sweep = GaugeMetricFamily("auditor_last_full_sweep_as_of_seconds", "As-of time of each destination's last full listing (Unix time)", labels=["destination"])
+        for destination in self.catalog.destinations():
+            if destination.last_full_sweep is not None:
+                sweep.add_metric([destination.name], destination.last_full_sweep.timestamp())
+        yield sweep
         deep = GaugeMetricFamily("auditor_deep_verified_ratio", "Share of data files whose every byte has been verified")
         files, verified = self.catalog.deep_coverage()
         deep.add_metric([], verified / files if files else 0.0)

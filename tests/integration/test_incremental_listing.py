@@ -173,6 +173,9 @@ def test_the_api_and_the_dashboard_say_when_the_last_full_sweep_ran(tree: Tree, 
             "2026-11-28T14:00:00Z",
         )
         assert after["full_sweep_overdue"] is False
+        metrics = client.get("/metrics", headers=headers).text
+        swept_at = next(line for line in metrics.splitlines() if line.startswith('auditor_last_full_sweep_as_of_seconds{destination="d"}'))
+        assert float(swept_at.split()[-1]) == t("2026-11-27T14:00").timestamp()
         page = client.get("/", headers=headers)
         assert page.status_code == 200
         assert '<td class="last-sweep">2026-11-27T14:00:00Z</td>' in page.text and f'href="/audits/{swept.audit_id}"' in page.text
