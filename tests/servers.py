@@ -66,6 +66,16 @@ class Moto:
 
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=5).read()
 
+    def seed(self, bucket: str, objects: dict[str, bytes]) -> None:
+        """Put objects straight into the server's in-memory store: set-up for tests that need thousands
+        (the server runs in this process; a PUT over HTTP costs moto ~20 ms of CPU each, this ~0.5 ms)."""
+        from moto.backends import get_backend
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        s3 = get_backend("s3")[DEFAULT_ACCOUNT_ID]["global"]
+        for key, data in objects.items():
+            s3.put_object(bucket, key, data)
+
 
 @contextmanager
 def moto_server() -> Iterator[Moto]:
