@@ -3,8 +3,10 @@
 Run: .venv/bin/python bench/api_load.py [--clients 20] [--requests 50]
 
 Builds the demo's week of exports, audits it into a SQLite catalog, serves the API with uvicorn on
-127.0.0.1 and prints requests per second and latency percentiles for /api/restore, against
-/healthz (the cheapest route) measured the same way in the same run.
+127.0.0.1 in a process of its own (so the clients do not share its interpreter lock) and prints
+requests per second and latency percentiles for /api/restore, against /healthz (the cheapest
+route) measured the same way in the same run. bench/catalog_bench.py uses `serve_app` and `hammer`
+for its million-file catalog.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,15 +37,18 @@ from auditor.service.app import create_app
 TOKEN = "bench-read-token"
 
 
-def hammer(url: str, clients: int, requests: int, headers: dict[str, str]) -> tuple[list[float], int, float]:
-    """(latencies in seconds, errors, wall time) for `clients` threads each sending `requests`."""
+def hammer(url: str | Callable[[int, int], str], clients: int, requests: int, headers: dict[str, str]) -> tuple[list[float], int, float]:
+    """(latencies in seconds, errors, wall time) for `clients` threads each sending `requests`
+    (`url`: one URL, or the URL of client c's i-th request)."""
 
-    def one_client(_: int) -> tuple[list[float], int]:
+    def one_client(c: int) -> tuple[list[float], int]:
         latencies, errors = [], 0
         with httpx.Client(headers=headers, timeout=30) as client:
-            for _ in range(requests):
+            client.get(url if isinstance(url, str) else url(c, 0))  # connected before the clock starts
+            for i in range(requests):
+                target = url if isinstance(url, str) else url(c, i)
                 start = time.perf_counter()
-                response = client.get(url)
+                response = client.get(target)
                 latencies.append(time.perf_counter() - start)
                 errors += response.status_code != 200
         return latencies, errors
@@ -51,19 +60,62 @@ def hammer(url: str, clients: int, requests: int, headers: dict[str, str]) -> tu
     return [x for lat, _ in results for x in lat], sum(e for _, e in results), wall
 
 
-def report(label: str, latencies: list[float], errors: int, wall: float) -> float:
+def percentiles(latencies: Sequence[float]) -> tuple[float, float]:
+    """(p50, p99) of the latencies."""
     ordered = sorted(latencies)
-    p99 = ordered[int(0.99 * (len(ordered) - 1))]
+    return statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
+
+
+def report(label: str, latencies: list[float], errors: int, wall: float) -> float:
+    p50, p99 = percentiles(latencies)
     rps = len(latencies) / wall
-    print(f"  {label:<34} {len(latencies)} requests, {errors} errors, {rps:7.1f} req/s, p50 {statistics.median(ordered) * 1000:6.1f} ms, p99 {p99 * 1000:6.1f} ms")
+    print(f"  {label:<34} {len(latencies)} requests, {errors} errors, {rps:7.1f} req/s, p50 {p50 * 1000:6.1f} ms, p99 {p99 * 1000:6.1f} ms")
     return rps
+
+
+@contextmanager
+def serve_app(config: Path, token: str, *, clock: datetime, environ: dict[str, str] | None = None) -> Iterator[str]:
+    """The service's app (`create_app`, as `auditor serve` builds it, without its audit worker) in uvicorn
+    on a free loopback port, in a process of its own; yields its base URL."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(config), "--clock", clock.isoformat()]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environ)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if not line.startswith("PORT "):
+            raise SystemExit(f"the API server did not start (exit {server.wait()})")
+        base = f"http://127.0.0.1:{int(line.split()[1])}"
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as client:
+            client.get(f"{base}/healthz").raise_for_status()
+        yield base
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _serve(config: Path, clock: datetime) -> None:
+    """The server side of serve_app: prints "PORT n" once listening, then serves until terminated."""
+    runtime = Runtime(load_settings(config, dict(os.environ)))
+    runtime.catalog  # noqa: B018 - refuse to start without a catalog
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime, clock=lambda: clock), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    print(f"PORT {server.servers[0].sockets[0].getsockname()[1]}", flush=True)
+    thread.join()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # serve_app's server process
+    parser.add_argument("--clock", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        _serve(args.serve, datetime.fromisoformat(args.clock))
+        return
     with tempfile.TemporaryDirectory() as tmp, webhook_receiver() as (hook, _), demo_world(Path(tmp), datetime.now(UTC), hook) as world:
         environ = {**os.environ, "DEMO_FLOW_SERVICE_SECRET": CLIENT_SECRET}
         import tomli_w
@@ -74,25 +126,15 @@ def main() -> None:
             (Path(tmp) / "flows.toml").write_text(tomli_w.dumps({"exports": fetch_and_sync(rt.flows_client(), rt.settings).exports}))
         text = world.config.read_text().replace("[catalog]", f'[service]\ntokens = [{{ name = "bench", token = "{TOKEN}" }}]\n\n[catalog]', 1)
         world.config.write_text(text)
-        runtime = Runtime(load_settings(world.config, environ))
-        runtime.audit(now=world.as_of, options=AuditOptions())
-        app = create_app(runtime, clock=lambda: world.as_of)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        base = f"http://127.0.0.1:{port}"
+        with Runtime(load_settings(world.config, environ)) as runtime:
+            runtime.audit(now=world.as_of, options=AuditOptions())
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        print(f"{args.clients} clients x {args.requests} requests each, loopback, one uvicorn worker")
-        health = report("GET /healthz (baseline)", *hammer(f"{base}/healthz", args.clients, args.requests, headers))
-        at = (world.start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")  # a complete chain of 9 windows, 27 files
-        restore = report("GET /api/restore", *hammer(f"{base}/api/restore?dataset={WEB_EVENTS}&at={at}", args.clients, args.requests, headers))
-        print(f"RATIO restore lookups / healthz throughput: {restore / health:.2f}")
-        server.should_exit = True
-        thread.join(5)
-        runtime.close()
+        with serve_app(world.config, TOKEN, clock=world.as_of, environ=environ) as base:
+            print(f"{args.clients} clients x {args.requests} requests each, loopback, one uvicorn worker in its own process")
+            health = report("GET /healthz (baseline)", *hammer(f"{base}/healthz", args.clients, args.requests, headers))
+            at = (world.start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")  # a complete chain of 9 windows, 27 files
+            restore = report("GET /api/restore", *hammer(f"{base}/api/restore?dataset={WEB_EVENTS}&at={at}", args.clients, args.requests, headers))
+            print(f"RATIO restore lookups / healthz throughput: {restore / health:.2f}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast, overload
 
-from sqlalchemy import Connection, Engine, String, Table, and_, delete, func, or_, select, text, type_coerce, update
+from sqlalchemy import Connection, Engine, String, Table, and_, bindparam, delete, func, or_, select, text, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,6 +40,7 @@ from auditor.catalog.tables import (
     NoticeRow,
     RestorePointRow,
     RunRow,
+    UTCDateTime,
     WindowHistoryRow,
     WindowRow,
 )
@@ -227,16 +228,10 @@ class Catalog:
     def restore_windows(self, export: str, dataset: str, end: datetime) -> list[tuple[WindowState, str | None]]:
         """One dataset's windows up to `end` in schedule order, each with the last status other than unknown
         an audit established for it (one indexed range read: export, dataset, scheduled)."""
-        query = (
-            select(WINDOWS, EXPORTS.c.name)
-            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
-            .where(EXPORTS.c.name == export, WINDOWS.c.dataset_id == dataset, WINDOWS.c.scheduled <= end)
-            .order_by(WINDOWS.c.scheduled)
-        )
         with self._connect() as conn:
             return [
                 (WindowState(r.name, r.dataset_id, _utc(r.scheduled), r.status, r.folder_key, r.files, r.bytes, r.records, _utc(r.status_since), r.last_audit_id), r.known_status)
-                for r in conn.execute(query)
+                for r in conn.execute(_RESTORE_WINDOWS, {"export": export, "dataset": dataset, "end": end})
             ]
 
     def window_history(self, export: str, dataset: str, scheduled: datetime) -> list[HistoryEntry]:
@@ -281,17 +276,17 @@ class Catalog:
             return [FindingState(*row) for row in conn.execute(query)]
 
     def folder_files(self, destination: str, folder_keys: Sequence[str]) -> dict[str, list[FileState]]:
-        """The data files present in each of these export folders, in one query."""
+        """The data files present in each of these export folders (by key), in one query.
+
+        No ORDER BY in SQL: sorting by key there tempts SQLite, without table statistics, to walk the
+        destination's whole (destination_id, key) index instead of seeking ix_files_folder per folder.
+        """
         found: dict[str, list[FileState]] = {k: [] for k in folder_keys}
-        query = (
-            select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records, DESTINATIONS.c.url)
-            .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
-            .where(DESTINATIONS.c.name == destination, FILES.c.folder_key.in_(list(folder_keys)), FILES.c.role == "data", FILES.c.gone_at.is_(None))
-            .order_by(FILES.c.key)
-        )
         with self._connect() as conn:
-            for folder, key, size, etag, records, root in conn.execute(query):
+            for folder, key, size, etag, records, root in conn.execute(_FOLDER_FILES, {"destination": destination, "folders": list(folder_keys)}):
                 found[folder].append(FileState(key, f"{root.rstrip('/')}/{key}", size, etag, records))
+        for files in found.values():
+            files.sort(key=lambda f: f.key)
         return found
 
     def audits(self, limit: int = 50) -> list[AuditRecord]:
@@ -889,6 +884,18 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
 
 # an AuditRecord's columns: everything but the stored report (a gzip blob of megabytes for an estate-wide audit)
 _AUDIT_COLUMNS = tuple(c for c in AUDITS.c if c.name != "report")
+# a restore lookup's reads, built once (each is a lookup on an index: see migrations 0007)
+_RESTORE_WINDOWS = (
+    select(WINDOWS, EXPORTS.c.name)
+    .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+    .where(EXPORTS.c.name == bindparam("export"), WINDOWS.c.dataset_id == bindparam("dataset"), WINDOWS.c.scheduled <= bindparam("end", type_=UTCDateTime))
+    .order_by(WINDOWS.c.scheduled)
+)
+_FOLDER_FILES = (
+    select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records, DESTINATIONS.c.url)
+    .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
+    .where(DESTINATIONS.c.name == bindparam("destination"), FILES.c.folder_key.in_(bindparam("folders", expanding=True)), FILES.c.role == "data", FILES.c.gone_at.is_(None))
+)
 # known_files: the columns of a FileRecord, times and JSON as stored (converted by _file_record)
 _KNOWN_COLUMNS = (
     FILES.c.key, FILES.c.folder_key, FILES.c.role, FILES.c.size, FILES.c.etag, type_coerce(FILES.c.modified, String), FILES.c.level,
