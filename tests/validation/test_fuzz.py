@@ -1,4 +1,5 @@
-"""Mutation fuzzing: 10,000+ damaged Parquet, gzip and NDJSON inputs through the isolated validators.
+"""Mutation fuzzing: 4,000 damaged Parquet, gzip and NDJSON inputs through the isolated validators
+(the same ones every run: the examples are derandomized), and arbitrary bytes and manifests in process.
 
 No input may crash or hang the auditor: every verdict is a pass or findings. A reader crash inside
 a worker is allowed (it becomes a `validate.crashed` finding); an unexpected exception in our own
@@ -28,7 +29,7 @@ SEEDS = {
 }
 NAMES = sorted(SEEDS)
 BATCH = 10
-EXAMPLES = 1000  # x BATCH = 10,000 inputs
+EXAMPLES = 400  # x BATCH = 4,000 inputs
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +93,13 @@ def test_mutated_inputs_give_findings_never_crashes(sandbox: Sandbox, batch: lis
         check_verdict(verdict)
 
 
-@settings(max_examples=2000, deadline=None, derandomize=True, database=None)
+@settings(max_examples=1000, deadline=None, derandomize=True, database=None)
 @given(data=st.binary(max_size=512), name=st.sampled_from(NAMES))
 def test_arbitrary_bytes_in_process_never_raise(data: bytes, name: str) -> None:
     check_verdict(validate_data_file(BytesSource(data), name, deep=True))
 
 
-@settings(max_examples=2000, deadline=None, derandomize=True, database=None)
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)  # generating nested JSON costs Hypothesis ~6 ms an example, parsing it ~0.1 ms
 @given(data=st.one_of(st.binary(max_size=300), st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20), lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(["flowRunId", "scheduledTime", "exportResults", "name", "size", "sinkPath"]), c, max_size=4)).map(lambda v: __import__("json").dumps(v).encode())))
 def test_arbitrary_manifests_parse_or_give_findings(data: bytes) -> None:
     manifest, findings = parse_manifest(data, "mem://m")
