@@ -28,7 +28,7 @@ from tests.servers import free_port
 
 KEY = "replica-webhook-hmac-key"
 TOKEN = "replica-read-token"
-AUDIT_EVERY = 2  # seconds: the replicas contend for both destinations all the time
+AUDIT_EVERY = 1  # second: the replicas contend for both destinations all the time (their loops turn once a second)
 
 
 class Receiver:
@@ -144,6 +144,9 @@ class Replica:
         text = "".join(p.read_text(errors="replace") for p in sorted(self.logs.glob(f"{self.name}-*.log")))
         return "\n".join(text.splitlines()[-lines:])
 
+    def last_audit(self) -> str | None:
+        return (self.health() or {}).get("last_audit")
+
     def worker_failures(self) -> list[str]:
         return [line for p in sorted(self.logs.glob(f"{self.name}-*.log")) for line in p.read_text(errors="replace").splitlines() if "worker step" in line]
 
@@ -154,6 +157,20 @@ def wait_for(condition: Callable[[], bool], timeout: float, message: str | Calla
         if time.monotonic() > deadline:
             raise AssertionError(message() if callable(message) else message)
         time.sleep(0.2)
+
+
+def audit_rounds(replicas: tuple[Replica, ...], rounds: int, timeout: float) -> None:
+    """Until each replica has finished `rounds` more audits of its own (each followed by its deliveries) from now on."""
+    seen: dict[str, list[str | None]] = {r.name: [r.last_audit()] for r in replicas}
+
+    def done() -> bool:
+        for replica in replicas:
+            latest = replica.last_audit()
+            if latest != seen[replica.name][-1]:
+                seen[replica.name].append(latest)
+        return all(len(times) > rounds for times in seen.values())
+
+    wait_for(done, timeout, lambda: f"not every replica audited {rounds} more times within {timeout} s: {seen}")
 
 
 def iso(when: datetime) -> str:
@@ -299,7 +316,7 @@ def run_replicas(tmp_path: Path, receiver: Receiver, catalog_url: str, *, upgrad
         wait_for(announced, 60, not_announced)
         mark("all announced")
         first = {"a": a.wait_audited(20), "b": b.wait_audited(20)}
-        time.sleep(2 * AUDIT_EVERY)  # a few more audit cycles of both
+        audit_rounds((a, b), 2, 30)  # a few more audit cycles of both: the first's notices were delivered before the second
         assert receiver.keys("alert") == expected_alerts, receiver.snapshot()
 
         mark("settled")
@@ -321,7 +338,7 @@ def run_replicas(tmp_path: Path, receiver: Receiver, catalog_url: str, *, upgrad
         late_key = ("missed", export, dataset, iso(slot))
         wait_for(lambda: receiver.keys("recovery")[late_key] >= 1, 30, lambda: f"no recovery for {late_key}: {receiver.snapshot()}\n--- a:\n{a.log_tail()}\n--- b:\n{b.log_tail()}")
         mark("recovered")
-        time.sleep(2 * AUDIT_EVERY)  # both audit again: nothing more may arrive
+        audit_rounds((a, b), 2, 30)  # both audit again: nothing more may arrive
 
         received = receiver.snapshot()
         alerts = receiver.keys("alert")
