@@ -414,6 +414,7 @@ class InProcessChecker:
 QUICK_BATCH = 256  # files per message to a validation worker for quick checks (a footer each)
 DEEP_BATCH_BYTES = 64 << 20  # about this much per message for deep checks (cut smaller to keep every worker busy)
 DEEP_BATCH_FILES = 64
+DEEP_MIN_BATCH_BYTES = 1 << 20  # a message to a local worker costs little: small audits are still spread over every worker
 MANIFEST_BATCH = 64
 
 
@@ -578,7 +579,8 @@ def _units(
         else:
             quick.append(key)
     units: list[tuple[str, ...]] = [
-        tuple(u.key for u in unit) for unit in plan_batches(deep, threads=threads, batch_bytes=DEEP_BATCH_BYTES, batch_files=DEEP_BATCH_FILES)
+        tuple(u.key for u in unit)
+        for unit in plan_batches(deep, threads=threads, batch_bytes=DEEP_BATCH_BYTES, batch_files=DEEP_BATCH_FILES, min_batch_bytes=DEEP_MIN_BATCH_BYTES)
     ]
     size = max(1, min(QUICK_BATCH, -(-len(quick) // (4 * threads))))  # enough units to keep every thread busy
     units += [tuple(quick[i : i + size]) for i in range(0, len(quick), size)]

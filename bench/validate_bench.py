@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import resource
 import shutil
 import statistics
 import struct
@@ -55,23 +57,49 @@ def write_files(root: Path, files: int, rows: int) -> list[Path]:
     return paths
 
 
-def timed(label: str, fn: Callable[[], object], repeat: int) -> float:
-    """Median of `repeat` runs after one untimed warm-up run."""
-    fn()
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its children so far, live ones included (the validation
+    workers outlive each run): on a shared machine, wall-clock time says more about the others."""
+    used = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        used += usage.ru_utime + usage.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            used += (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def measure(variants: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[float, float]]:
+    """(median wall-clock, median CPU seconds) of each variant: one untimed warm-up each, then `repeat`
+    rounds that take the variants in turn, so that a busy spell on the machine hits them all alike."""
+    for fn in variants.values():
         fn()
-        runs.append(time.perf_counter() - start)
-    elapsed = statistics.median(runs)
-    print(f"  {label:<58} {elapsed:7.3f} s  (median of {repeat}, range {min(runs):.3f}-{max(runs):.3f})")
-    return elapsed
+    walls: dict[str, list[float]] = {name: [] for name in variants}
+    cpus_used: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, fn in variants.items():
+            cpu, start = cpu_seconds(), time.perf_counter()
+            fn()
+            walls[name].append(time.perf_counter() - start)
+            cpus_used[name].append(cpu_seconds() - cpu)
+    result = {}
+    for name in variants:
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus_used[name])
+        print(f"  {name:<62} {wall:7.3f} s, CPU {cpu:7.3f} s  (median of {repeat}; wall {min(walls[name]):.3f}-{max(walls[name]):.3f})")
+        result[name] = (wall, cpu)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=32)
-    parser.add_argument("--rows", type=int, default=1_200_000, help="rows per file (1.2M: about 10 MB of gzip Parquet)")
+    parser.add_argument("--rows", type=int, default=1_900_000, help="rows per file (1.9M: about 10 MB of gzip Parquet)")
     parser.add_argument("--workers", type=int, default=0, help="validation workers and floor threads (default: one per CPU)")
     parser.add_argument("--small-files", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
@@ -111,12 +139,15 @@ def main() -> None:
 
             return audit
 
-        floor = min(timed("floor: pyarrow, a file per thread, page CRCs", per_thread, args.repeat), timed("floor: pyarrow, a file at a time, pyarrow's threads, page CRCs", pyarrow_threads, args.repeat))
-        isolated = timed("deep audit, isolated workers", deep_audit(sandbox), args.repeat)
-        inline = timed("deep audit, validating in-process", deep_audit(in_process), args.repeat)
+        floor_a, floor_b = "floor: pyarrow, a file per thread, page CRCs", "floor: pyarrow, a file at a time, pyarrow's threads, page CRCs"
+        got = measure({floor_a: per_thread, floor_b: pyarrow_threads, "deep audit, isolated workers": deep_audit(sandbox), "deep audit, validating in-process": deep_audit(in_process)}, args.repeat)
+        floor, floor_cpu = min(got[floor_a], got[floor_b])
+        isolated, isolated_cpu = got["deep audit, isolated workers"]
+        inline, inline_cpu = got["deep audit, validating in-process"]
         print(f"  throughput: floor {total / floor / 1e6:.0f} MB/s, deep audit isolated {total / isolated / 1e6:.0f} MB/s, in-process {total / inline / 1e6:.0f} MB/s")
-        print(f"RATIO deep audit (isolated) / pyarrow decode-with-CRC throughput: {floor / isolated:.2f}  (goal >= 0.9)")
-        print(f"RATIO deep audit (in-process) / pyarrow decode-with-CRC throughput: {floor / inline:.2f}")
+        print(f"  per CPU second: floor {total / floor_cpu / 1e6:.0f} MB, deep audit isolated {total / isolated_cpu / 1e6:.0f} MB, in-process {total / inline_cpu / 1e6:.0f} MB")
+        print(f"RATIO deep audit (isolated) / pyarrow decode-with-CRC throughput: {floor / isolated:.2f}  (per CPU second {floor_cpu / isolated_cpu:.2f}; goal >= 0.9)")
+        print(f"RATIO deep audit (in-process) / pyarrow decode-with-CRC throughput: {floor / inline:.2f}  (per CPU second {floor_cpu / inline_cpu:.2f})")
 
         audit_store = open_store(root.as_uri())
         now = datetime.now(UTC)
@@ -142,8 +173,9 @@ def main() -> None:
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda batch: checker.check_many([(s.with_prefetch(s.info.name), s.info.name) for s in batch], deep=False), batches))
 
-        q_inline = timed(f"quick check of {len(small)} files, in-process", lambda: quick(in_process), args.repeat)
-        q_isolated = timed(f"quick check of {len(small)} files, isolated, batches of 256", lambda: quick(sandbox), args.repeat)
+        quick_in, quick_iso = f"quick check of {len(small)} files, in-process", f"quick check of {len(small)} files, isolated, batches of 256"
+        got = measure({quick_in: lambda: quick(in_process), quick_iso: lambda: quick(sandbox)}, args.repeat)
+        q_inline, q_isolated = got[quick_in][0], got[quick_iso][0]
         print(f"  {len(small) / q_isolated:.0f} files/s isolated, {len(small) / q_inline:.0f} files/s in-process")
         print(f"RATIO quick isolated / in-process throughput: {q_inline / q_isolated:.2f}")
         sandbox.close()

@@ -10,11 +10,13 @@ from auditor.storage.base import ObjectInfo
 MIN_BATCH_BYTES = 8 << 20  # smaller units only add scheduling overhead
 
 
-def plan_batches(files: Sequence[ObjectInfo], *, threads: int, batch_bytes: int, batch_files: int) -> list[tuple[ObjectInfo, ...]]:
+def plan_batches(
+    files: Sequence[ObjectInfo], *, threads: int, batch_bytes: int, batch_files: int, min_batch_bytes: int = MIN_BATCH_BYTES
+) -> list[tuple[ObjectInfo, ...]]:
     """Group files into work units of about equal size, the largest unit first.
 
     Units hold at most about `batch_bytes` and `batch_files` files; a smaller audit is still cut
-    into about two units per worker thread (`threads`), as long as a unit keeps MIN_BATCH_BYTES.
+    into about two units per worker thread (`threads`), as long as a unit keeps `min_batch_bytes`.
     The units are filled largest file first, each file into the unit with the fewest bytes so
     far: a file larger than `batch_bytes` ends up alone, and the units come out even.
     """
@@ -23,7 +25,7 @@ def plan_batches(files: Sequence[ObjectInfo], *, threads: int, batch_bytes: int,
     total = sum(f.size for f in files)
     limit = max(1, batch_files)
     by_size = -(-total // max(1, batch_bytes))
-    spread = min(2 * threads, total // MIN_BATCH_BYTES)  # about two units per thread, none below the floor
+    spread = min(2 * threads, total // max(1, min_batch_bytes))  # about two units per thread, none below the floor
     count = min(len(files), max(1, by_size, spread, -(-len(files) // limit)))
     units: list[list[ObjectInfo]] = [[] for _ in range(count)]
     open_units = [(0, index) for index in range(count)]  # (bytes so far, unit) of units with room left

@@ -135,3 +135,19 @@ def test_the_audit_and_the_parent_side_of_the_sandbox_do_not_load_pyarrow() -> N
 
     code = "import sys, auditor.audit, auditor.runtime, auditor.validate.sandbox; print('pyarrow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_deep_checks_are_spread_over_every_worker_by_size() -> None:
+    from auditor.audit import DEEP_BATCH_BYTES, DEEP_BATCH_FILES, DEEP_MIN_BATCH_BYTES
+    from auditor.storage.base import ObjectInfo
+    from auditor.validate.plan import plan_batches
+
+    def files(*sizes: int) -> list[ObjectInfo]:
+        return [ObjectInfo(f"ds/f{i}", f"memory://x/f{i}", size, None, None) for i, size in enumerate(sizes)]
+
+    small = plan_batches(files(*[2 << 20] * 4), threads=8, batch_bytes=DEEP_BATCH_BYTES, batch_files=DEEP_BATCH_FILES, min_batch_bytes=DEEP_MIN_BATCH_BYTES)
+    assert len(small) == 4  # a small deep audit still gives every worker a file
+    estate = plan_batches(files(*[10 << 20] * 32, 40 << 20), threads=8, batch_bytes=DEEP_BATCH_BYTES, batch_files=DEEP_BATCH_FILES, min_batch_bytes=DEEP_MIN_BATCH_BYTES)
+    sizes = [sum(f.size for f in unit) for unit in estate]
+    assert len(estate) == 16 and sizes == sorted(sizes, reverse=True) and max(sizes) == 40 << 20  # largest first, even units
+    assert sorted(f.key for unit in estate for f in unit) == sorted(f.key for f in files(*[10 << 20] * 32, 40 << 20))
