@@ -261,6 +261,7 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
     """
     scan = Scan()
     layouts: dict[str, tuple[Layout, list[ExportSettings]]] = {}
+    suffixes = {export.name: export.data_suffix for export in exports}  # a property computed each time: once per export here
     for export in exports:
         layout = export.layout
         layouts.setdefault(layout.template, (layout, []))[1].append(export)
@@ -304,18 +305,20 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
                 scan.unexpected.setdefault(folder_url, f"{reason} for export {export.name!r}")
                 continue
             folders = claims.setdefault((export.name, dataset, slot), {})
-            draft = folders.setdefault(m.folder, _FolderDraft(m.folder, folder_url, m.export_time, export.data_suffix))
+            draft = folders.get(m.folder)
+            if draft is None:
+                draft = folders[m.folder] = _FolderDraft(m.folder, folder_url, m.export_time, suffixes[export.name])
             name = m.file
             if "/" in name:
                 scan.unexpected.setdefault(obj.url, "sub-folder inside an export folder")
             elif name.startswith("manifest-") and name.endswith(".json"):
                 draft.manifests.append(obj)
-            elif file_format(name) == export.format:
-                draft.data.append(obj)
-            elif data_suffix(name):
-                scan.unexpected.setdefault(obj.url, f"{file_format(name)} file in a {export.format} export")
-            else:
+            elif (suffix := data_suffix(name)) is None:
                 scan.unexpected.setdefault(obj.url, "stray file inside an export folder")
+            elif ("parquet" if suffix.endswith("parquet") else "json") == export.format:
+                draft.data.append(obj)
+            else:
+                scan.unexpected.setdefault(obj.url, f"{file_format(name)} file in a {export.format} export")
     for window, drafts in claims.items():
         scan.folders[window] = drafts.popitem()[1] if len(drafts) == 1 else _duplicate_slot(scan, window, list(drafts.values()))
     return scan

@@ -16,6 +16,7 @@ inventory report (S3 Inventory, Azure Blob inventory) can stand in for it behind
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -132,13 +133,12 @@ def merge_listing(listed: Sequence[ObjectInfo], prefixes: Iterable[str], known: 
     """What an incremental audit takes as the listing: the objects listed under `prefixes`, and every
     file the catalog knows (present at its last listing) outside them, as it was then. Returns
     (objects sorted by key, how many came from the catalog)."""
-    by_length: dict[int, set[str]] = {}
-    for prefix in prefixes:
-        by_length.setdefault(len(prefix), set()).add(prefix)
+    wanted = sorted(set(prefixes))
+    under = re.compile("|".join(re.escape(p) for p in wanted)).match if wanted else (lambda _key: None)
     objects = list(listed)
     carried = 0
     for key, record in known.items():
-        if any(key[:n] in group for n, group in by_length.items()):
+        if under(key):
             continue  # listed just now: the listing says whether it is still there
         objects.append(ObjectInfo(key, f"{url}/{key}", record.size, record.modified, record.etag))
         carried += 1

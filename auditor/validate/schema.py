@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 
@@ -124,6 +125,7 @@ _LOOSE = [
 ]
 
 
+@lru_cache(maxsize=4096)
 def comparable(kind: str) -> str:
     """A type as compared for drift: spellings of the same Parquet type made equal."""
     for pattern, replacement in _LOOSE:
@@ -133,6 +135,8 @@ def comparable(kind: str) -> str:
 
 def describe_drift(previous: str, current: str) -> str | None:
     """A short description of how `current` differs from `previous`, or None when they agree."""
+    if previous == current:
+        return None
     try:
         before = dict(json.loads(previous))
         after = dict(json.loads(current))
