@@ -28,6 +28,8 @@ from tests.servers import free_port
 
 KEY = "replica-webhook-hmac-key"
 TOKEN = "replica-read-token"
+# one client for all the polling: each httpx.get() would build a client and load the CA bundle (~60 ms of CPU)
+HTTP = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
 AUDIT_EVERY = 1  # second: the replicas contend for both destinations all the time (their loops turn once a second)
 
 
@@ -100,7 +102,7 @@ class Replica:
         self.started.append(self.process)
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        return HTTP.get(f"http://127.0.0.1:{self.port}{path}")
 
     def health(self) -> dict[str, Any] | None:
         """/healthz of this incarnation, None while it does not answer yet."""
