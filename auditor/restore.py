@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,6 +25,8 @@ from auditor.storage.base import Store, redact, scrub
 
 
 class RestoreCatalog(Protocol):
+    def reading(self) -> AbstractContextManager[RestoreCatalog]: ...
+
     def datasets(self, export: str | None = None, dataset: str | None = None, *, counts: bool = True) -> list[DatasetState]: ...
 
     def restore_windows(self, export: str, dataset: str, end: datetime) -> list[tuple[WindowState, str | None]]: ...
@@ -124,6 +127,11 @@ class RestorePlan:
 def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: datetime, *, export: str | None = None, option: str = "--export") -> RestorePlan:
     """Walk what the catalog knows about `dataset`'s windows up to `at` and say what to restore."""
     name = choose_export(settings, dataset, export, option=option)
+    with catalog.reading() as reads:  # the lookup's reads on one connection
+        return _plan(settings, reads, name, dataset, at)
+
+
+def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, at: datetime) -> RestorePlan:
     configured = next(e for e in settings.exports if e.name == name)
     root = redact(settings.destination(configured.destination).url).rstrip("/")
     state = next(iter(catalog.datasets(name, dataset, counts=False)), None)
@@ -135,7 +143,7 @@ def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: 
     present = [w for w, _known in windows]
     unknown_now = {w.scheduled for w in present if w.status == "unknown"}
     # an unreadable window is judged by the last status an audit established, unless that was only "pending"
-    rows = [k if w.status != "unknown" or k.status != "pending" else w for w, k in ((w, replace(w, status=known or w.status)) for w, known in windows)]
+    rows = [_judged(w, known) for w, known in windows]
     files = catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key])
     # a window judged good whose files have since gone from storage (seen by a later listing) is broken
     gone = {w.scheduled for w in rows if w.status in GOOD_STATUSES and w.files > len(files.get(w.folder_key or "", []))}
@@ -162,6 +170,13 @@ def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: 
     elif not chain.steps:
         reason = f"nothing restorable yet: {len(chain.pending)} window(s) still inside their grace period"
     return RestorePlan(name, configured.destination, dataset, at, incremental, steps, broken, chain.pending, reason, chain.restorable_until, audit, tuple(notes))
+
+
+def _judged(window: WindowState, known: str | None) -> WindowState:
+    status = known or window.status
+    if status == window.status or (window.status == "unknown" and status == "pending"):
+        return window
+    return replace(window, status=status)
 
 
 def _why(window: WindowState, findings: Sequence[FindingState]) -> str:

@@ -14,14 +14,14 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, cast, overload
 
-from sqlalchemy import Connection, Engine, String, Table, and_, bindparam, delete, func, or_, select, text, type_coerce, update
+from sqlalchemy import Connection, Engine, Select, String, Table, and_, bindparam, delete, func, or_, select, text, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -171,28 +171,13 @@ class Catalog:
         """Every export and dataset (or one) with its restore point and window counts by status (`counts`
         off: without them, as a restore lookup needs it: no window is read)."""
         found: dict[tuple[str, str], dict[str, int]] = {}
-        count_query = (
-            select(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.status, func.count())
-            .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
-            .group_by(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.status)
-        )
-        query = (
-            select(EXPORTS.c.name, EXPORTS.c.live_audit_id, DESTINATIONS.c.name.label("destination"), EXPORTS.c.schedule, DATASETS)
-            .join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id)
-            .join(DESTINATIONS, EXPORTS.c.destination_id == DESTINATIONS.c.id)
-            .order_by(EXPORTS.c.name, DATASETS.c.dataset_id)
-        )
-        if export is not None:
-            count_query = count_query.where(EXPORTS.c.name == export)
-            query = query.where(EXPORTS.c.name == export)
-        if dataset is not None:
-            count_query = count_query.where(WINDOWS.c.dataset_id == dataset)
-            query = query.where(DATASETS.c.dataset_id == dataset)
+        count_query, query = _dataset_queries(export is not None, dataset is not None)
+        parameters = {"export": export, "dataset": dataset}
         with self._connect() as conn:
             if counts:
-                for name, dataset_id, status, count in conn.execute(count_query):
+                for name, dataset_id, status, count in conn.execute(count_query, parameters):
                     found.setdefault((name, dataset_id), {})[status] = int(count)
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, parameters).all()
         return [
             DatasetState(
                 r.name, r.destination, r.dataset_id, (r.schedule or {}).get("exportMode", "FIRST_FULL_THEN_INCREMENTAL") != "DAILY_FULL_EXPORT",
@@ -296,7 +281,7 @@ class Catalog:
 
     def audit(self, audit_id: int) -> AuditRecord | None:
         with self._connect() as conn:
-            row = conn.execute(select(*_AUDIT_COLUMNS).where(AUDITS.c.id == audit_id)).one_or_none()
+            row = conn.execute(_AUDIT_BY_ID, {"id": audit_id}).one_or_none()
         return None if row is None else _audit_record(row)
 
     def audit_report(self, audit_id: int) -> dict[str, Any] | None:
@@ -788,8 +773,16 @@ class Catalog:
         folder.mkdir(exist_ok=True)
         return folder / f"{zlib.crc32(destination.encode()):08x}-{hashlib.sha256(destination.encode()).hexdigest()[:16]}.lock"
 
-    def _connect(self) -> _Guarded:
+    def _connect(self) -> AbstractContextManager[Connection]:
         return _Guarded(self.engine)
+
+    @contextmanager
+    def reading(self) -> Iterator[Catalog]:
+        """This catalog for reads on one connection, checked out of the pool once: a restore lookup makes
+        four reads, so one checkout (on PostgreSQL one pre-ping, one BEGIN, one ROLLBACK) instead of four.
+        For reads: nothing is committed on it."""
+        with self._connect() as conn:
+            yield _OnOneConnection(self.engine, conn)
 
     # -- dashboard sessions: only the SHA-256 of a session id is stored ------------------
 
@@ -834,6 +827,31 @@ class Catalog:
         from auditor.catalog.tables import SessionRow
 
         return cast(Table, SessionRow.__table__)
+
+
+class _OnOneConnection(Catalog):
+    """Catalog.reading's catalog: every read on the one connection it was given (left open)."""
+
+    def __init__(self, engine: Engine, conn: Connection) -> None:
+        super().__init__(engine)
+        self._conn = conn
+
+    def _connect(self) -> AbstractContextManager[Connection]:
+        return _Borrowed(self._conn)
+
+
+class _Borrowed:
+    """A connection lent to one read: database errors surface as CatalogError, and it stays open."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> Connection:
+        return self._conn
+
+    def __exit__(self, kind: object, value: BaseException | None, _tb: object) -> None:
+        if isinstance(value, SQLAlchemyError):
+            raise CatalogError(f"catalog operation failed: {_reason(value)}") from value
 
 
 class _Guarded:
@@ -884,6 +902,7 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
 
 # an AuditRecord's columns: everything but the stored report (a gzip blob of megabytes for an estate-wide audit)
 _AUDIT_COLUMNS = tuple(c for c in AUDITS.c if c.name != "report")
+_AUDIT_BY_ID = select(*_AUDIT_COLUMNS).where(AUDITS.c.id == bindparam("id"))
 # a restore lookup's reads, built once (each is a lookup on an index: see migrations 0007)
 _RESTORE_WINDOWS = (
     select(WINDOWS, EXPORTS.c.name)
@@ -896,6 +915,32 @@ _FOLDER_FILES = (
     .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
     .where(DESTINATIONS.c.name == bindparam("destination"), FILES.c.folder_key.in_(bindparam("folders", expanding=True)), FILES.c.role == "data", FILES.c.gone_at.is_(None))
 )
+
+
+@cache
+def _dataset_queries(by_export: bool, by_dataset: bool) -> tuple[Select[Any], Select[Any]]:
+    """Catalog.datasets' statements (window counts by status; dataset states), built once for each filter:
+    building one costs more than running it on an index (parameters `export`, `dataset`)."""
+    count_query = (
+        select(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.status, func.count())
+        .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+        .group_by(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.status)
+    )
+    query = (
+        select(EXPORTS.c.name, EXPORTS.c.live_audit_id, DESTINATIONS.c.name.label("destination"), EXPORTS.c.schedule, DATASETS)
+        .join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id)
+        .join(DESTINATIONS, EXPORTS.c.destination_id == DESTINATIONS.c.id)
+        .order_by(EXPORTS.c.name, DATASETS.c.dataset_id)
+    )
+    if by_export:
+        count_query = count_query.where(EXPORTS.c.name == bindparam("export"))
+        query = query.where(EXPORTS.c.name == bindparam("export"))
+    if by_dataset:
+        count_query = count_query.where(WINDOWS.c.dataset_id == bindparam("dataset"))
+        query = query.where(DATASETS.c.dataset_id == bindparam("dataset"))
+    return count_query, query
+
+
 # known_files: the columns of a FileRecord, times and JSON as stored (converted by _file_record)
 _KNOWN_COLUMNS = (
     FILES.c.key, FILES.c.folder_key, FILES.c.role, FILES.c.size, FILES.c.etag, type_coerce(FILES.c.modified, String), FILES.c.level,
