@@ -20,7 +20,7 @@ from auditor.alerts.webhook import verify
 from auditor.config import Settings, load_settings
 from auditor.runtime import Runtime
 from auditor.service.worker import Worker
-from tests.conftest import Tree, t
+from tests.conftest import HTTP, Tree, t
 
 KEY = "webhook-hmac-key-for-tests"
 
@@ -298,14 +298,14 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z"
         deadline = time.monotonic() + 30
         while True:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                health = HTTP.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
                 if health.json().get("last_audit"):
                     break  # the worker has audited once
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.2)
-        compliance = httpx.get(f"http://127.0.0.1:{port}/api/compliance", headers={"Authorization": "Bearer ops-token"}, timeout=10).json()
+        compliance = HTTP.get(f"http://127.0.0.1:{port}/api/compliance", headers={"Authorization": "Bearer ops-token"}, timeout=10).json()
         assert compliance["status"] == "compliant" and compliance["windows"] == {"ok": 1}
     finally:
         process.terminate()

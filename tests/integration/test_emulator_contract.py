@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
 import yaml
@@ -18,6 +17,7 @@ from auditor.emulator.server import running
 from auditor.emulator.state import World
 from auditor.flows.client import FlowsClient
 from auditor.flows.setup import create_dataset_export
+from tests.conftest import HTTP
 
 SPEC = yaml.safe_load((Path(__file__).parents[1] / "data" / "openapi" / "destinations.yaml").read_text())
 # Where destinations.yaml's schemas contradict its own examples and the reference sheet (which
@@ -60,7 +60,7 @@ def world_and_ids(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
             target_params={"path": "web", "datasetFileType": "PARQUET", "compression": "GZIP", "includeFileManifest": True},
             schedule={"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "timeUnit": "hour", "interval": 6, "startTime": int(START.timestamp())},
         )
-        httpx.post(f"{base}/emulator/clock", auth=("cid", "secret"), json={"now": "2026-11-21T00:00:00Z"}).raise_for_status()  # runs to validate
+        HTTP.post(f"{base}/emulator/clock", auth=("cid", "secret"), json={"now": "2026-11-21T00:00:00Z"}).raise_for_status()  # runs to validate
         flow = create_dataset_export(  # an S3 flow: the spec's entity schemas describe S3 and SFTP connections
             client, name="s3", connection_spec="4fce964d-3f37-408f-9778-e597338a21ee", datasets=["ds1"],
             target_params={"bucketName": "acme-aep", "path": "web", "datasetFileType": "PARQUET", "compression": "GZIP"},
@@ -91,7 +91,7 @@ ROUTES = [
 @pytest.mark.parametrize("path, method, status, url", ROUTES, ids=[f"{m.upper()} {p}" for p, m, _, _ in ROUTES])
 def test_emulator_answers_validate_against_destinations_yaml(world_and_ids: tuple[str, dict[str, str], dict[str, str]], path: str, method: str, status: str, url: str) -> None:
     base, ids, headers = world_and_ids
-    response = httpx.request(method.upper(), f"{base}/data/foundation/flowservice{url.format(**ids)}", headers=headers)
+    response = HTTP.request(method.upper(), f"{base}/data/foundation/flowservice{url.format(**ids)}", headers=headers)
     assert str(response.status_code) == status
     body: Any = response.json()
     check = validator(path, method, status)
@@ -122,7 +122,7 @@ def test_create_answers_validate(world_and_ids: tuple[str, dict[str, str], dict[
         "connections": {"name": "b", "connectionSpec": {"id": "10440537-2a7b-4583-ac39-ed38d4b848e8", "version": "1.0"}},
         "targetConnections": {"name": "t", "params": {"path": "x", "datasetFileType": "JSON", "compression": "GZIP"}, "connectionSpec": {"id": "10440537-2a7b-4583-ac39-ed38d4b848e8", "version": "1.0"}},
     }
-    response = httpx.post(f"{base}/data/foundation/flowservice/{kind}", json=bodies[kind], headers=headers)
+    response = HTTP.post(f"{base}/data/foundation/flowservice/{kind}", json=bodies[kind], headers=headers)
     assert response.status_code == 201
     errors = list(validator(schema_path, "post", "201").iter_errors(response.json()))
     assert errors == [], [e.message for e in errors]
@@ -130,7 +130,7 @@ def test_create_answers_validate(world_and_ids: tuple[str, dict[str, str], dict[
 
 def test_a_missing_spec_version_is_422(world_and_ids: tuple[str, dict[str, str], dict[str, str]]) -> None:
     base, _, headers = world_and_ids
-    response = httpx.post(f"{base}/data/foundation/flowservice/connections", json={"name": "b", "connectionSpec": {"id": "10440537-2a7b-4583-ac39-ed38d4b848e8"}}, headers=headers)
+    response = HTTP.post(f"{base}/data/foundation/flowservice/connections", json={"name": "b", "connectionSpec": {"id": "10440537-2a7b-4583-ac39-ed38d4b848e8"}}, headers=headers)
     assert response.status_code == 422
 
 
@@ -159,7 +159,7 @@ def _known(error: Any) -> bool:
 
 def test_the_contract_check_still_catches_a_broken_answer(world_and_ids: tuple[str, dict[str, str], dict[str, str]]) -> None:
     base, ids, headers = world_and_ids
-    body = httpx.get(f"{base}/data/foundation/flowservice/flows/{ids['flows']}", headers=headers).json()
+    body = HTTP.get(f"{base}/data/foundation/flowservice/flows/{ids['flows']}", headers=headers).json()
     del body["items"][0]["etag"]
     del body["items"][0]["sourceConnectionIds"]
     check = validator("/flows/{id}", "get", "200")

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from auditor.emulator.server import running
@@ -15,6 +14,7 @@ from auditor.emulator.state import World
 from auditor.errors import FlowsError
 from auditor.flows.client import FlowsClient
 from auditor.flows.setup import create_dataset_export
+from tests.conftest import HTTP
 
 DLZ = "10440537-2a7b-4583-ac39-ed38d4b848e8"
 START = datetime(2026, 11, 20, tzinfo=UTC)
@@ -44,7 +44,7 @@ def test_a_token_is_reused_and_renewed_once_on_401(emulator: str) -> None:
     c = client(emulator)
     make_flow(c)
     assert c.token_requests == 1
-    httpx.post(f"{emulator}/emulator/tokens/expire", auth=("cid", "secret")).raise_for_status()
+    HTTP.post(f"{emulator}/emulator/tokens/expire", auth=("cid", "secret")).raise_for_status()
     assert [f.name for f in c.flows()] == ["web"]
     assert c.token_requests == 2
 
@@ -72,8 +72,8 @@ def test_429_honours_retry_after_and_5xx_backs_off(emulator: str) -> None:
     sleeps: list[float] = []
     c = client(emulator, sleeps=sleeps)
     make_flow(c)
-    httpx.post(f"{emulator}/emulator/throttle", auth=("cid", "secret"), json={"count": 2, "status": 429, "retryAfter": 7}).raise_for_status()
-    httpx.post(f"{emulator}/emulator/throttle", auth=("cid", "secret"), json={"count": 1, "status": 503}).raise_for_status()
+    HTTP.post(f"{emulator}/emulator/throttle", auth=("cid", "secret"), json={"count": 2, "status": 429, "retryAfter": 7}).raise_for_status()
+    HTTP.post(f"{emulator}/emulator/throttle", auth=("cid", "secret"), json={"count": 1, "status": 503}).raise_for_status()
     assert len(c.flows()) == 1
     assert sleeps[:2] == [7.0, 7.0] and len(sleeps) == 3 and sleeps[2] < 1
 
@@ -81,7 +81,7 @@ def test_429_honours_retry_after_and_5xx_backs_off(emulator: str) -> None:
 def test_persistent_5xx_is_a_transient_flows_error(emulator: str) -> None:
     c = client(emulator)
     make_flow(c)
-    httpx.post(f"{emulator}/emulator/throttle", auth=("cid", "secret"), json={"count": 10, "status": 503}).raise_for_status()
+    HTTP.post(f"{emulator}/emulator/throttle", auth=("cid", "secret"), json={"count": 10, "status": 503}).raise_for_status()
     with pytest.raises(FlowsError) as raised:
         c.flows()
     assert raised.value.transient and raised.value.status_code == 503
@@ -90,7 +90,7 @@ def test_persistent_5xx_is_a_transient_flows_error(emulator: str) -> None:
 def test_lists_are_followed_through_every_page(emulator: str) -> None:
     c = client(emulator)
     flow_id = make_flow(c)
-    httpx.post(f"{emulator}/emulator/clock", auth=("cid", "secret"), json={"now": "2026-12-10T00:00:00Z"}).raise_for_status()  # 20 days of 3-hourly runs
+    HTTP.post(f"{emulator}/emulator/clock", auth=("cid", "secret"), json={"now": "2026-12-10T00:00:00Z"}).raise_for_status()  # 20 days of 3-hourly runs
     runs = c.runs(flow_id)
     assert len(runs) == 20 * 8 + 1 > 100
     assert len({r.id for r in runs}) == len(runs)
@@ -108,7 +108,7 @@ def test_enable_and_disable(emulator: str) -> None:
     flow_id = make_flow(c)
     c.set_enabled(flow_id, False)
     assert c.flow(flow_id).state == "disabled"
-    httpx.post(f"{emulator}/emulator/clock", auth=("cid", "secret"), json={"now": "2026-11-21T00:00:00Z"}).raise_for_status()
+    HTTP.post(f"{emulator}/emulator/clock", auth=("cid", "secret"), json={"now": "2026-11-21T00:00:00Z"}).raise_for_status()
     assert c.runs(flow_id) == []  # a disabled flow does not run
     c.set_enabled(flow_id, True)
     assert c.flow(flow_id).state == "enabled"
@@ -172,16 +172,16 @@ def test_eligible_datasets_are_read_page_by_page(tmp_path: Path) -> None:
 
 def stored(base: str, kind: str) -> list[dict[str, Any]]:
     """Every entity of one kind on the emulator, read over HTTP with a token of its own."""
-    token = httpx.post(f"{base}/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "cid", "client_secret": "secret", "scope": "openid"}).json()["access_token"]
+    token = HTTP.post(f"{base}/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "cid", "client_secret": "secret", "scope": "openid"}).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}", "x-api-key": "cid", "x-gw-ims-org-id": "O@AdobeOrg"}
-    answer = httpx.get(f"{base}/data/foundation/flowservice/{kind}", headers=headers)
+    answer = HTTP.get(f"{base}/data/foundation/flowservice/{kind}", headers=headers)
     answer.raise_for_status()
     return list(answer.json()["items"])
 
 
 @pytest.mark.parametrize("retries", [4, 0])
 def test_a_create_whose_answer_is_lost_is_not_made_twice(emulator: str, retries: int) -> None:
-    httpx.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json={"count": 4, "status": 500}).raise_for_status()  # every create: stored, then 500
+    HTTP.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json={"count": 4, "status": 500}).raise_for_status()  # every create: stored, then 500
     c = client(emulator)
     c._retries = retries
     flow_id = make_flow(c)
@@ -196,7 +196,7 @@ def test_a_create_whose_answer_is_lost_is_not_made_twice(emulator: str, retries:
 def test_a_same_named_entity_made_earlier_is_not_taken_for_the_lost_one(emulator: str) -> None:
     c = client(emulator)
     first = make_flow(c)
-    httpx.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json={"count": 4}).raise_for_status()
+    HTTP.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json={"count": 4}).raise_for_status()
     second = make_flow(c)  # the same names again: the entities found must be the new ones
     assert second != first
     assert sorted(f["id"] for f in stored(emulator, "flows")) == sorted([first, second])
@@ -205,5 +205,5 @@ def test_a_same_named_entity_made_earlier_is_not_taken_for_the_lost_one(emulator
 
 def test_lost_answers_control_validates_its_input(emulator: str) -> None:
     for body in ({"count": 0}, {"count": "3"}, {"count": True}, {"status": 404}, {"status": 500.0}, []):
-        assert httpx.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json=body).status_code == 400, body
-    assert httpx.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json={"count": 2, "status": 502}).json() == {"queued": 2}
+        assert HTTP.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json=body).status_code == 400, body
+    assert HTTP.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json={"count": 2, "status": 502}).json() == {"queued": 2}

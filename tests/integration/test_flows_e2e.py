@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +16,7 @@ from auditor.emulator.server import running
 from auditor.emulator.state import World
 from auditor.flows.client import FlowsClient
 from auditor.flows.setup import create_dataset_export
+from tests.conftest import HTTP
 
 DLZ = "10440537-2a7b-4583-ac39-ed38d4b848e8"
 START = datetime(2026, 11, 20, tzinfo=UTC)
@@ -74,8 +74,8 @@ def test_a_week_of_flows_with_one_fault_of_each_kind(emulator: tuple[str, World]
         ),
     }
     for (flow, slot), (fault, _, _) in FAULTS.items():
-        httpx.post(f"{base}/emulator/faults", auth=("auditor-test", SECRET), json={"flowId": flows[flow], "slot": iso(slot), "kind": fault}).raise_for_status()
-    httpx.post(f"{base}/emulator/clock", auth=("auditor-test", SECRET), json={"now": END.isoformat()}).raise_for_status()
+        HTTP.post(f"{base}/emulator/faults", auth=("auditor-test", SECRET), json={"flowId": flows[flow], "slot": iso(slot), "kind": fault}).raise_for_status()
+    HTTP.post(f"{base}/emulator/clock", auth=("auditor-test", SECRET), json={"now": END.isoformat()}).raise_for_status()
 
     config = tmp_path / "auditor.toml"
     config.write_text(
@@ -133,7 +133,7 @@ url = "{(tmp_path / 'dlz').as_uri()}"
     assert sum(len(v) for v in catalog.runs_of(flows.values()).values()) == len(world.runs)
 
     # the Flow Service goes away: the audit says so, and judges with the runs the catalog kept
-    httpx.post(f"{base}/emulator/throttle", auth=("auditor-test", SECRET), json={"count": 2, "status": 503}).raise_for_status()
+    HTTP.post(f"{base}/emulator/throttle", auth=("auditor-test", SECRET), json={"count": 2, "status": 503}).raise_for_status()
     again = runner.invoke(main, ["audit", "--config", str(config), "--as-of", END.isoformat(), "--format", "json"])
     second = json.loads(again.stdout)
     assert [e["destination"] for e in second["errors"]] == ["flow service"]

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -30,7 +29,7 @@ from auditor.ledger import FileState, WindowState
 from auditor.restore import RestorePlan, Step, download
 from auditor.storage import open_store
 from tests import servers
-from tests.conftest import Tree, missing_server
+from tests.conftest import HTTP, Tree, missing_server
 
 DLZ = "10440537-2a7b-4583-ac39-ed38d4b848e8"
 CLIENT_SECRET = "emulator-client-secret-value"
@@ -50,12 +49,12 @@ def emulator(tmp_path: Path) -> Iterator[tuple[str, World]]:
 
 def create_flow_over_http(base: str, *, name: str, datasets: list[str], params: dict[str, Any], schedule: dict[str, Any]) -> str:
     """Create a DLZ dataset-export flow with plain HTTP calls, as any AEP user could (not through this project)."""
-    token = httpx.post(f"{base}/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "auditor-test", "client_secret": CLIENT_SECRET, "scope": "openid"})
+    token = HTTP.post(f"{base}/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "auditor-test", "client_secret": CLIENT_SECRET, "scope": "openid"})
     headers = {"Authorization": f"Bearer {token.json()['access_token']}", "x-api-key": "auditor-test", "x-gw-ims-org-id": "TEST@AdobeOrg", "x-sandbox-name": "prod"}
     api = f"{base}/data/foundation/flowservice"
 
     def post(kind: str, body: dict[str, Any]) -> str:
-        response = httpx.post(f"{api}/{kind}", json=body, headers=headers)
+        response = HTTP.post(f"{api}/{kind}", json=body, headers=headers)
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
@@ -84,7 +83,7 @@ def test_a_hostile_flow_is_refused_by_flows_sync_and_nothing_it_holds_is_ever_re
         "control": create_flow_over_http(base, name="control", datasets=[GOOD_DATASET], params={"path": "aep/\x1b[2Jwiped"}, schedule=daily),
     }
     create_flow_over_http(base, name="web events", datasets=[GOOD_DATASET], params={"path": "aep/web"}, schedule=daily)
-    httpx.post(f"{base}/emulator/clock", auth=("auditor-test", CLIENT_SECRET), json={"now": (START + timedelta(days=2)).isoformat()}).raise_for_status()
+    HTTP.post(f"{base}/emulator/clock", auth=("auditor-test", CLIENT_SECRET), json={"now": (START + timedelta(days=2)).isoformat()}).raise_for_status()
 
     config = tmp_path / "auditor.toml"
     config.write_text(

@@ -18,7 +18,7 @@ from auditor.config import Settings, load_settings
 from auditor.runtime import Runtime
 from auditor.service.app import create_app
 from auditor.service.worker import Worker
-from tests.conftest import Tree
+from tests.conftest import HTTP, Tree
 from tests.integration.test_audit_tree import WEB, build_defect_tree
 from tests.servers import free_port
 
@@ -59,7 +59,7 @@ def service(tree: Tree, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
 
 def get(base: str, path: str, token: str | None = READ, **params: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.get(f"{base}{path}", headers=headers, params=params or None, timeout=30)
+    return HTTP.get(f"{base}{path}", headers=headers, params=params or None, timeout=30)
 
 
 ROUTES = ["/api/compliance", "/api/exports", "/api/exports/web/windows", "/api/alerts", "/api/audits", f"/api/restore?dataset={WEB}&at=2026-11-27T05:00:00Z"]
@@ -75,16 +75,16 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(service: tuple[str, Se
 
 def test_starting_an_audit_needs_the_admin_role(service: tuple[str, Settings]) -> None:
     base, _ = service
-    assert httpx.post(f"{base}/api/audits", timeout=60).status_code == 401
-    refused = httpx.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {READ}"}, timeout=60)
+    assert HTTP.post(f"{base}/api/audits", timeout=60).status_code == 401
+    refused = HTTP.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {READ}"}, timeout=60)
     assert refused.status_code == 403 and "admin" in refused.json()["error"]
-    started = httpx.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
+    started = HTTP.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
     assert started.status_code == 201 and started.json()["status"] == "not_compliant"
 
 
 def test_routes_answer_from_the_catalog_after_an_audit(service: tuple[str, Settings]) -> None:
     base, _ = service
-    httpx.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60).raise_for_status()
+    HTTP.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60).raise_for_status()
 
     compliance = get(base, "/api/compliance").json()
     assert compliance["status"] == "not_compliant" and compliance["windows"]["missing"] == 1 and compliance["windows"]["invalid"] == 5
@@ -113,7 +113,7 @@ def test_health_is_open_and_metrics_parse_as_prometheus(service: tuple[str, Sett
     base, _ = service
     assert get(base, "/healthz", None).json()["status"] == "ok"
     assert get(base, "/metrics", None).status_code == 401  # closed unless the config opens it
-    httpx.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60).raise_for_status()
+    HTTP.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60).raise_for_status()
 
     families = {f.name: f for f in text_string_to_metric_families(get(base, "/metrics").text)}
 
@@ -130,7 +130,7 @@ def test_twenty_clients_look_up_restores_at_once_without_errors(service: tuple[s
     from concurrent.futures import ThreadPoolExecutor
 
     base, _ = service
-    httpx.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60).raise_for_status()
+    HTTP.post(f"{base}/api/audits", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60).raise_for_status()
 
     def client(_: int) -> list[tuple[int, str]]:
         with httpx.Client(headers={"Authorization": f"Bearer {READ}"}, timeout=30) as http:

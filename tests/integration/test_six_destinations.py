@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import tomli_w
 from click.testing import CliRunner
@@ -21,6 +20,7 @@ from auditor.cli import main
 from auditor.emulator.server import running
 from auditor.emulator.state import World
 from tests import servers
+from tests.conftest import HTTP
 from tests.storage.conftest import azure_backend, azurite, gcs_backend, gcs_endpoint, moto, s3_backend, sftp_backend, sshd  # noqa: F401 - fixtures
 
 SECRET = "emulator-client-secret-value"
@@ -81,9 +81,9 @@ def cli(config: Path, *args: str, env: dict[str, str] | None = None) -> Any:
 
 
 def read_back(base: str, kind: str, entity_id: str) -> dict[str, Any]:
-    token = httpx.post(f"{base}/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "auditor-test", "client_secret": SECRET, "scope": "openid"}).json()["access_token"]
+    token = HTTP.post(f"{base}/ims/token/v3", data={"grant_type": "client_credentials", "client_id": "auditor-test", "client_secret": SECRET, "scope": "openid"}).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}", "x-api-key": "auditor-test", "x-gw-ims-org-id": "TEST@AdobeOrg", "x-sandbox-name": "prod"}
-    response = httpx.get(f"{base}{FS}/{kind}/{entity_id}", headers=headers)
+    response = HTTP.get(f"{base}{FS}/{kind}/{entity_id}", headers=headers)
     response.raise_for_status()
     return dict(response.json()["items"][0])
 
@@ -233,7 +233,7 @@ def test_create_run_sync_audit_on_each_destination(kind: str, tmp_path: Path, re
             return str(created.stdout.strip())
 
         def sync_and_audit() -> tuple[int, dict[str, list[tuple[str, str]]]]:
-            httpx.post(f"{base}/emulator/clock", auth=auth, json={"now": now.isoformat()}).raise_for_status()
+            HTTP.post(f"{base}/emulator/clock", auth=auth, json={"now": now.isoformat()}).raise_for_status()
             synced = cli(config, "flows", "sync", "--output", str(tmp_path / "flows.toml"))
             assert synced.exit_code == 0 and "warning" not in synced.output, synced.output
             audited = cli(config, "audit", "--as-of", datetime.now(UTC).isoformat(), "--format", "json")
@@ -247,7 +247,7 @@ def test_create_run_sync_audit_on_each_destination(kind: str, tmp_path: Path, re
 
         flow = create("faulty", faulty, "every-6h", [a.removesuffix("/web") + "/faulty" if a.endswith("/web") else a for a in args])
         for slot, fault in ((faulty, "nothing_written"), (faulty + timedelta(hours=6), "corrupt_file")):
-            httpx.post(f"{base}/emulator/faults", auth=auth, json={"flowId": flow, "slot": slot.isoformat(), "kind": fault}).raise_for_status()
+            HTTP.post(f"{base}/emulator/faults", auth=auth, json={"flowId": flow, "slot": slot.isoformat(), "kind": fault}).raise_for_status()
         code, windows = sync_and_audit()
     assert code == 1
     assert windows == {
@@ -279,7 +279,7 @@ def test_an_sftp_account_with_an_ssh_key_writes_with_it(tmp_path: Path, request:
         assert created.exit_code == 0, created.output
         (connection,) = world.entities["connections"].values()
         assert connection["auth"]["specName"] == "SFTP with SSH Key" and key not in json.dumps(connection)
-        httpx.post(f"{base}/emulator/clock", auth=("auditor-test", SECRET), json={"now": now.isoformat()}).raise_for_status()
+        HTTP.post(f"{base}/emulator/clock", auth=("auditor-test", SECRET), json={"now": now.isoformat()}).raise_for_status()
     (run,) = world.runs.values()
     assert run["metrics"]["statusSummary"]["status"] == "Success", run["metrics"]["statusSummary"]
     landed = [p for p in b.writer.find(f"{b.write_root}/web")]
