@@ -24,9 +24,13 @@ def config(tree: Tree, tmp_path: Path) -> Path:
     return build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
 
 
-@pytest.fixture
-def audited(config: Path) -> Path:
-    """The defect tree after one audit as of 2026-11-28T12:00: restore lookups answer from its catalog."""
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The defect tree after one audit as of 2026-11-28T12:00: restore lookups answer from its catalog.
+    Built and audited once for the module: the restore tests only read the catalog and the tree."""
+    root = tmp_path_factory.mktemp("audited")
+    (root / "exports").mkdir()
+    config = build_defect_tree(Tree(root / "exports"), root, f"sqlite:///{root / 'c.db'}")
     code, _ = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "json")
     assert code == 1
     return config
@@ -37,7 +41,8 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
-def test_restore_before_the_break_lists_the_whole_chain(audited: Path, tree: Tree) -> None:
+def test_restore_before_the_break_lists_the_whole_chain(audited: Path) -> None:
+    tree = Tree(audited.parent / "exports")
     code, out = run("restore", WEB, "--at", "2026-11-27T05:00:00Z", "--format", "json", "--config", str(audited))
     plan = json.loads(out)
     assert code == 0
