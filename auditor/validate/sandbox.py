@@ -44,7 +44,7 @@ RETRY_CODES = frozenset({"validate.timeout"})
 STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its readers
 FLUSH_SECONDS = 0.2  # a worker sends the verdicts it has at least this often (progress bars move)
 POLL_SECONDS = 0.25  # how often the parent looks at the progress board while a batch runs
-READ_AHEAD_MAX = 256 << 20  # a deep check reads the next file of its batch whole while it decodes this one, up to this size
+READ_AHEAD_MAX = 256 << 20  # a deep check reads the next file of its batch whole while it decodes this one, up to this size (and 1/16 of the memory limit)
 _BOARD = struct.Struct("<Q")  # (task number << 32) | (index of the file being checked + 1)
 
 Outcome = tuple[Any, ...]  # (kind, detail): "ok" with a verdict, "io", "memory", "error", "crash", "timeout"
@@ -126,10 +126,10 @@ def _import(path: str) -> Callable[..., FileVerdict]:
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-def _load(source: Any) -> Any:
+def _load(source: Any, limit: int) -> Any:
     """A whole object read ahead (a worker's read-ahead thread): a BytesSource, or the source itself
-    when it is not worth it. A StorageError is kept for the check of that file to report."""
-    if not isinstance(source, ObjectSource) or not 0 < source.size <= READ_AHEAD_MAX:
+    when it is larger than `limit` or not an object. A StorageError is kept for the check of that file to report."""
+    if not isinstance(source, ObjectSource) or not 0 < source.size <= limit:
         return source
     try:
         return BytesSource(source.store.read_range(source.info.key, 0, source.size), source.url)
@@ -166,6 +166,9 @@ def _serve(conn: Connection, reply: Connection, memory_bytes: int, board_fd: int
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     ahead = ThreadPoolExecutor(1)
+    # files held whole (this one and the next) stay a small share of the worker's memory limit, so
+    # that a file near the limit is not pushed over it by its neighbour
+    limit = min(READ_AHEAD_MAX, memory_bytes // 16) if memory_bytes else READ_AHEAD_MAX
     try:
         reply.send(("ready",))  # a file's deadline starts now, not while this interpreter was starting
     except (OSError, ValueError):
@@ -193,12 +196,12 @@ def _serve(conn: Connection, reply: Connection, memory_bytes: int, board_fd: int
             continue
         outcomes: list[Outcome] = []
         flushed = time.monotonic()
-        pending: Future[Any] | None = ahead.submit(_load, items[0][0]) if deep and items else None
+        pending: Future[Any] | None = ahead.submit(_load, items[0][0], limit) if deep and items else None
         for index, (source, name) in enumerate(items):
             _board_write(board, number, index)
             if pending is not None:
                 source = pending.result()
-                pending = ahead.submit(_load, items[index + 1][0]) if index + 1 < len(items) else None
+                pending = ahead.submit(_load, items[index + 1][0], limit) if index + 1 < len(items) else None
             outcomes.append(_check_one(validator, source, name, deep))
             del source
             now = time.monotonic()
