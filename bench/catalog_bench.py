@@ -175,24 +175,80 @@ class SameBytesChecker(InProcessChecker):
         return answers
 
 
-def build(settings: Settings, estate: Estate, *, say: Callable[[str], None] = print) -> float:
-    """Audit the estate into the catalog, one export at a time; returns the seconds it took."""
+@dataclass
+class WriteCost:
+    """What Catalog.record_audit cost over some audits: seconds (wall and this process's CPU), statements, rows written."""
+
+    seconds: float = 0.0
+    cpu: float = 0.0
+    statements: int = 0
+    rows: int = 0
+
+    def line(self, files: int) -> str:
+        return (f"record_audit {self.seconds:.1f} s wall, {self.cpu:.1f} s CPU ({files / max(self.cpu, 1e-9):,.0f} files per CPU-second), "
+                f"{self.statements:,} write statements, {self.rows:,} rows written")
+
+
+@contextmanager
+def write_cost(catalog: Catalog, cost: WriteCost) -> Iterator[None]:
+    """Meter every record_audit of `catalog`: time it, count the statements that write and their parameter sets."""
+    original = catalog.record_audit
+    writing = [False]
+
+    def listen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
+        if writing[0] and not statement.lstrip().upper().startswith(("SELECT", "PRAGMA")):
+            cost.statements += 1
+            cost.rows += len(parameters) if many else 1
+
+    def metered(*args: Any, **kwargs: Any) -> Any:
+        wall, cpu = time.perf_counter(), time.process_time()
+        writing[0] = True
+        try:
+            return original(*args, **kwargs)
+        finally:
+            writing[0] = False
+            cost.seconds += time.perf_counter() - wall
+            cost.cpu += time.process_time() - cpu
+
+    event.listen(catalog.engine, "before_cursor_execute", listen)
+    catalog.record_audit = metered  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        catalog.record_audit = original  # type: ignore[method-assign]
+        event.remove(catalog.engine, "before_cursor_execute", listen)
+
+
+def build(settings: Settings, estate: Estate, *, say: Callable[[str], None] = print, reaudit: bool = False) -> float:
+    """Audit the estate into the catalog, one export at a time; returns the seconds it took.
+    `reaudit`: audit each export a second time, unchanged, and report what that audit's record cost."""
     data = encode_records([{"id": j, "city": f"city-{j % 7}", "revenue": j / 7} for j in range(50)], file_format="parquet", compression="gzip")
     fs = fsspec.filesystem("memory")
     checker = SameBytesChecker()
-    total = 0.0
+    total = cpu = 0.0
+    first, again = WriteCost(), WriteCost()
     with Runtime(settings, checker=checker) as runtime:
         for e in range(estate.exports):
             drop_export(fs, e)
             count = put_export(fs, estate, e, data)
-            started = time.perf_counter()
-            report = runtime.audit(now=estate.as_of, options=AuditOptions(only_exports=frozenset({f"e{e:02d}"})))
+            options = AuditOptions(only_exports=frozenset({f"e{e:02d}"}))
+            started, process = time.perf_counter(), time.process_time()
+            with write_cost(runtime.catalog, first):
+                report = runtime.audit(now=estate.as_of, options=options)
             elapsed = time.perf_counter() - started
             total += elapsed
-            drop_export(fs, e)
+            cpu += time.process_time() - process
             assert report is not None and report.status == "compliant" and not report.errors, (report.status if report else None, report.errors if report else None)
             windows = sum(len(x.windows) for x in report.exports)
             say(f"  audit of export e{e:02d}: {count} files, {windows} windows, {elapsed:.1f} s ({count / elapsed:,.0f} files/s)")
+            if reaudit:
+                with write_cost(runtime.catalog, again):
+                    report = runtime.audit(now=estate.as_of, options=options)
+                assert report is not None and report.status == "compliant", report.status if report else None
+            drop_export(fs, e)
+    say(f"  build: {total:.1f} s wall, {cpu:.1f} s CPU in this process ({estate.files / max(cpu, 1e-9):,.0f} files per CPU-second); {first.line(estate.files)}")
+    if reaudit:
+        say(f"  re-audit of every export, unchanged: {again.line(estate.files)}")
     return total
 
 
@@ -325,8 +381,19 @@ def measure(label: str, url: str, estate: Estate, args: argparse.Namespace, work
         print(f"  reusing the catalog built before at {url}")
     else:
         upgrade(make_engine(url))
-        seconds = build(settings, estate)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile(time.process_time)  # CPU seconds: the machine may be loaded
+            seconds = profiler.runcall(build, settings, estate, reaudit=args.reaudit)
+            profiler.dump_stats(args.profile)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats("repository|sqlalchemy|sqlite3|psycopg", 40)
+        else:
+            seconds = build(settings, estate, reaudit=args.reaudit)
         print(f"  built in {seconds:.1f} s through Runtime.audit → Catalog.record_audit ({estate.files / seconds:,.0f} files/s)")
+    if args.build_only:
+        return
     catalog = Catalog(make_engine(url))
     try:
         counts = catalog.table_counts()
@@ -377,6 +444,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
     parser.add_argument("--keep", type=Path, help="keep the catalogs: the SQLite file in this folder, the PostgreSQL database auditor_bench_kept")
     parser.add_argument("--reuse", action="store_true", help="measure the catalogs --keep left (same scale options), without building")
+    parser.add_argument("--build-only", action="store_true", help="build the catalog(s) and stop: no lookups")
+    parser.add_argument("--reaudit", action="store_true", help="audit each export a second time, unchanged, and report what recording it cost")
+    parser.add_argument("--profile", help="cProfile the build into this file (and print the catalog's share)")
     args = parser.parse_args()
     estate = estate_of(args.files, args.datasets, args.exports, args.per_window)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; estate: {estate.files:,} files, {estate.datasets * estate.windows:,} windows")

@@ -547,20 +547,31 @@ class Catalog:
         _upsert(conn, WINDOWS, rows, ["export_id", "dataset_id", "scheduled"], columns)
         for chunk in _chunks(judged):
             conn.execute(update(WINDOWS).where(WINDOWS.c.id.in_(chunk)).values(last_audit_id=audit_id))
-        ids = self._window_ids(conn, export_id, export.dataset_id)
+        if any(r.window.scheduled not in existing for r in export.windows):
+            ids = self._window_ids(conn, export_id, export.dataset_id)
+        else:  # no new window: the ids are known
+            ids = {scheduled: row.id for scheduled, row in existing.items()}
         if changed:
-            conn.execute(HISTORY.insert(), [{"window_id": ids[k], "audit_id": audit_id, "status": s, "at": as_of, "live": True} for k, s in changed])
-        replaced = [ids[r.window.scheduled] for r in export.windows if r.status is not Status.UNKNOWN]
+            _upsert(conn, HISTORY, [{"window_id": ids[k], "audit_id": audit_id, "status": s, "at": as_of, "live": True} for k, s in changed], None, ())
+        # a window's current findings are replaced only where they changed (a finding row keeps the audit that first found
+        # it, while later audits find it again); a window an audit could not look at keeps them as they were
+        stored: dict[int, list[tuple[Any, ...]]] = {}
+        for window_id, *finding in conn.execute(_WINDOW_FINDINGS, {"export_id": export_id, "dataset": export.dataset_id}):
+            stored.setdefault(window_id, []).append(tuple(finding))
+        replaced, finding_rows = [], []
+        for r in export.windows:
+            if r.status is Status.UNKNOWN:
+                continue
+            window_id = ids[r.window.scheduled]
+            found = [f.as_dict() for f in r.findings]
+            if stored.get(window_id, []) == [(f["code"], f["severity"], f["path"], f["message"]) for f in found]:
+                continue
+            if window_id in stored:
+                replaced.append(window_id)
+            finding_rows += [{"window_id": window_id, "audit_id": audit_id, **f} for f in found]
         for chunk in _chunks(replaced):
             conn.execute(delete(FINDINGS).where(FINDINGS.c.window_id.in_(chunk)))
-        finding_rows = [
-            {"window_id": ids[r.window.scheduled], "audit_id": audit_id, **f.as_dict()}
-            for r in export.windows
-            if r.status is not Status.UNKNOWN
-            for f in r.findings
-        ]
-        if finding_rows:
-            conn.execute(FINDINGS.insert(), finding_rows)
+        _upsert(conn, FINDINGS, finding_rows, None, ())
         restore: dict[str, Any] = {"as_of": as_of, "active": export.active}
         if not any(r.status is Status.UNKNOWN for r in export.windows):  # an audit that could not look does not move restore points
             broken = export.restore.broken_at
@@ -603,8 +614,7 @@ class Catalog:
             rows.append({"window_id": window_id, "audit_id": audit_id, "status": result.status.value, "at": as_of, "live": False})
             if in_effect is not None and next_live is not None and (not after or _utc(next_live[0]) < after[0][0]):
                 rows.append({"window_id": window_id, "audit_id": next_live[1], "status": in_effect, "at": _utc(next_live[0]), "live": True})
-        if rows:
-            conn.execute(HISTORY.insert(), rows)
+        _upsert(conn, HISTORY, rows, None, ())
 
     def _window_ids(self, conn: Connection, export_id: int, dataset: str) -> dict[datetime, int]:
         query = select(WINDOWS.c.id, WINDOWS.c.scheduled).where(WINDOWS.c.export_id == export_id, WINDOWS.c.dataset_id == dataset)
@@ -882,17 +892,75 @@ def _reason(error: SQLAlchemyError) -> str:
     return scrub(str(getattr(error, "orig", None) or error)).splitlines()[0][:300]
 
 
-def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str], columns: list[str]) -> None:
+def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None, columns: Sequence[str]) -> None:
+    """INSERT `rows` (all with the same keys), in batches: on a conflict on `keys`, update `columns` (none: keep the row);
+    `keys` None: a plain INSERT.
+
+    The statement is compiled once and run with the driver's own executemany; each column's value is converted once by
+    SQLAlchemy's own bind processor for the column's type, called straight (SQLAlchemy would build each row's parameters
+    through its compiled-statement machinery: most of the cost of a big write). SQLite times are rendered as the DateTime
+    type stores them, with the C isoformat.
+    """
     if not rows:
         return
-    dialect = conn.dialect.name
-    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    if columns:
-        statement = insert.on_conflict_do_update(index_elements=keys, set_={c: insert.excluded[c] for c in columns})
-    else:
-        statement = insert.on_conflict_do_nothing(index_elements=keys)
-    for chunk in _chunks(rows, 500):
-        conn.execute(statement, chunk)
+    bulk = _bulk(conn.dialect, table, tuple(rows[0]), None if keys is None else tuple(keys), tuple(columns))
+    convert = [(i, process) for i, process in enumerate(bulk.processors) if process is not None]
+    names = bulk.names
+    for chunk in _chunks(rows, _BATCH):
+        params: list[Any]
+        if not bulk.positional:
+            params = [dict(row) for row in chunk]
+            for p in params:
+                for i, process in convert:
+                    p[names[i]] = process(p[names[i]])
+        elif convert:
+            params = []
+            for row in chunk:
+                values = [row[n] for n in names]
+                for i, process in convert:
+                    values[i] = process(values[i])
+                params.append(tuple(values))
+        else:
+            params = [tuple(row[n] for n in names) for row in chunk]
+        conn.exec_driver_sql(bulk.sql, params)
+
+
+_BATCH = 5000  # rows converted and sent per executemany (bounds the converted copy held at once)
+
+
+@dataclass(frozen=True)
+class _Bulk:
+    sql: str
+    names: tuple[str, ...]  # the parameters in the statement's order
+    processors: tuple[Any, ...]  # each one's converter (None: the driver takes the value as it is)
+    positional: bool
+
+
+@lru_cache(maxsize=256)
+def _bulk(dialect: Any, table: Table, names: tuple[str, ...], keys: tuple[str, ...] | None, columns: tuple[str, ...]) -> _Bulk:
+    insert = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
+    statement: Any = insert
+    if keys is not None and columns:
+        statement = insert.on_conflict_do_update(index_elements=list(keys), set_={c: insert.excluded[c] for c in columns})
+    elif keys is not None:
+        statement = insert.on_conflict_do_nothing(index_elements=list(keys))
+    compiled = statement.compile(dialect=dialect, column_keys=list(names), for_executemany=True)
+    order = tuple(compiled.positiontup) if dialect.positional else names
+    processors = tuple(_processor(table.c[n].type, dialect) for n in order)
+    return _Bulk(compiled.string, order, processors, bool(dialect.positional))
+
+
+def _processor(kind: Any, dialect: Any) -> Any:
+    from sqlalchemy import DateTime  # (here: the module's import line is shared with the read side's edits)
+
+    process = kind.dialect_impl(dialect).bind_processor(dialect)
+    if process is None or dialect.name != "sqlite" or not isinstance(kind, DateTime):
+        return process
+
+    def sqlite_time(value: Any) -> Any:  # what sqlite.DATETIME stores ("2026-11-27 06:10:00.000000", the wall-clock fields as given)
+        return value.isoformat(" ", "microseconds")[:26] if type(value) is datetime else process(value)
+
+    return sqlite_time
 
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
@@ -900,6 +968,13 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+# _record_live: the current findings of one dataset's windows, in the order they were written
+_WINDOW_FINDINGS = (
+    select(FINDINGS.c.window_id, FINDINGS.c.code, FINDINGS.c.severity, FINDINGS.c.path, FINDINGS.c.message)
+    .join(WINDOWS, FINDINGS.c.window_id == WINDOWS.c.id)
+    .where(WINDOWS.c.export_id == bindparam("export_id"), WINDOWS.c.dataset_id == bindparam("dataset"))
+    .order_by(FINDINGS.c.id)
+)
 # an AuditRecord's columns: everything but the stored report (a gzip blob of megabytes for an estate-wide audit)
 _AUDIT_COLUMNS = tuple(c for c in AUDITS.c if c.name != "report")
 _AUDIT_BY_ID = select(*_AUDIT_COLUMNS).where(AUDITS.c.id == bindparam("id"))
