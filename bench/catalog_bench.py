@@ -34,13 +34,15 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -177,28 +179,33 @@ class SameBytesChecker(InProcessChecker):
 
 @dataclass
 class WriteCost:
-    """What Catalog.record_audit cost over some audits: seconds (wall and this process's CPU), statements, rows written."""
+    """What Catalog.record_audit cost over some audits: seconds (wall and this process's CPU), write statements, rows written by table."""
 
     seconds: float = 0.0
     cpu: float = 0.0
     statements: int = 0
-    rows: int = 0
+    rows: Counter[str] = field(default_factory=Counter)
 
     def line(self, files: int) -> str:
+        tables = ", ".join(f"{table} {count:,}" for table, count in self.rows.most_common())
         return (f"record_audit {self.seconds:.1f} s wall, {self.cpu:.1f} s CPU ({files / max(self.cpu, 1e-9):,.0f} files per CPU-second), "
-                f"{self.statements:,} write statements, {self.rows:,} rows written")
+                f"{self.statements:,} write statements, {sum(self.rows.values()):,} rows written ({tables or 'none'})")
+
+
+_WRITE = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
 
 
 @contextmanager
 def write_cost(catalog: Catalog, cost: WriteCost) -> Iterator[None]:
-    """Meter every record_audit of `catalog`: time it, count the statements that write and their parameter sets."""
+    """Meter every record_audit of `catalog`: time it, count the statements that write and the rows they changed (by table)."""
     original = catalog.record_audit
     writing = [False]
 
-    def listen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
-        if writing[0] and not statement.lstrip().upper().startswith(("SELECT", "PRAGMA")):
+    def listen(_conn: Any, cursor: Any, statement: str, _parameters: Any, _context: Any, _many: bool) -> None:
+        m = _WRITE.match(statement)
+        if writing[0] and m is not None:
             cost.statements += 1
-            cost.rows += len(parameters) if many else 1
+            cost.rows[m.group(1).lower()] += max(cursor.rowcount, 0)
 
     def metered(*args: Any, **kwargs: Any) -> Any:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -210,13 +217,13 @@ def write_cost(catalog: Catalog, cost: WriteCost) -> Iterator[None]:
             cost.seconds += time.perf_counter() - wall
             cost.cpu += time.process_time() - cpu
 
-    event.listen(catalog.engine, "before_cursor_execute", listen)
+    event.listen(catalog.engine, "after_cursor_execute", listen)
     catalog.record_audit = metered  # type: ignore[method-assign]
     try:
         yield
     finally:
         catalog.record_audit = original  # type: ignore[method-assign]
-        event.remove(catalog.engine, "before_cursor_execute", listen)
+        event.remove(catalog.engine, "after_cursor_execute", listen)
 
 
 def build(settings: Settings, estate: Estate, *, say: Callable[[str], None] = print, reaudit: bool = False) -> float:
