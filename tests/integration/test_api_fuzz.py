@@ -44,6 +44,7 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/healthz"): (),
     ("GET", "/metrics"): (),
     ("GET", "/api/compliance"): (),
+    ("GET", "/api/destinations"): (),
     ("GET", "/api/exports"): (),
     ("GET", "/api/exports/{name}/windows"): ("start", "end", "dataset"),
     ("GET", "/api/exports/{name}/windows/{scheduled}/findings"): ("dataset",),
