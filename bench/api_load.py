@@ -4,15 +4,16 @@ Run: .venv/bin/python bench/api_load.py [--clients 20] [--requests 50]
 
 Builds the demo's week of exports, audits it into a SQLite catalog, serves the API with uvicorn on
 127.0.0.1 in a process of its own (so the clients do not share its interpreter lock) and prints
-requests per second and latency percentiles for /api/restore, against /healthz (the cheapest
-route) measured the same way in the same run. bench/catalog_bench.py uses `serve_app` and `hammer`
-for its million-file catalog.
+requests per second, latency percentiles and the server process's CPU time per request for
+/api/restore, against /healthz (the cheapest route) measured the same way in the same run.
+bench/catalog_bench.py uses `serve_app`, `hammer` and `server_cpu` for its million-file catalog.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -66,11 +67,32 @@ def percentiles(latencies: Sequence[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
 
 
-def report(label: str, latencies: list[float], errors: int, wall: float) -> float:
+def report(label: str, latencies: list[float], errors: int, wall: float, cpu: float) -> float:
     p50, p99 = percentiles(latencies)
     rps = len(latencies) / wall
-    print(f"  {label:<34} {len(latencies)} requests, {errors} errors, {rps:7.1f} req/s, p50 {p50 * 1000:6.1f} ms, p99 {p99 * 1000:6.1f} ms")
+    print(f"  {label:<34} {len(latencies)} requests, {errors} errors, {rps:7.1f} req/s, p50 {p50 * 1000:6.1f} ms, p99 {p99 * 1000:6.1f} ms, server CPU {cpu:.2f} ms/request")
     return rps
+
+
+_SERVERS: dict[str, subprocess.Popen[str]] = {}
+
+
+def server_cpu(base: str) -> float:
+    """CPU seconds (user + system, all threads) the server process behind `base` (from serve_app) has used so far."""
+    server = _SERVERS[base]
+    assert server.stdout is not None
+    server.send_signal(signal.SIGUSR1)
+    line = server.stdout.readline()
+    if not line.startswith("CPU "):
+        raise SystemExit(f"the API server did not say its CPU time ({line!r})")
+    return float(line.split()[1])
+
+
+def hammer_cpu(base: str, url: str | Callable[[int, int], str], clients: int, requests: int, headers: dict[str, str]) -> tuple[list[float], int, float, float]:
+    """hammer(), and the server's CPU milliseconds per request meanwhile (the clients connect before the clock starts)."""
+    before = server_cpu(base)
+    latencies, errors, wall = hammer(url, clients, requests, headers)
+    return latencies, errors, wall, (server_cpu(base) - before) * 1000 / max(len(latencies), 1)
 
 
 @contextmanager
@@ -79,6 +101,7 @@ def serve_app(config: Path, token: str, *, clock: datetime, environ: dict[str, s
     on a free loopback port, in a process of its own; yields its base URL."""
     command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(config), "--clock", clock.isoformat()]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environ)
+    base = ""
     try:
         assert server.stdout is not None
         line = server.stdout.readline()
@@ -87,14 +110,18 @@ def serve_app(config: Path, token: str, *, clock: datetime, environ: dict[str, s
         base = f"http://127.0.0.1:{int(line.split()[1])}"
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as client:
             client.get(f"{base}/healthz").raise_for_status()
+        _SERVERS[base] = server
         yield base
     finally:
+        _SERVERS.pop(base, None)
         server.terminate()
         server.wait(10)
 
 
 def _serve(config: Path, clock: datetime) -> None:
-    """The server side of serve_app: prints "PORT n" once listening, then serves until terminated."""
+    """The server side of serve_app: prints "PORT n" once listening, then serves until terminated; on SIGUSR1
+    prints "CPU s", the CPU seconds this process has used."""
+    signal.signal(signal.SIGUSR1, lambda _signal, _frame: print(f"CPU {time.process_time()}", flush=True))
     runtime = Runtime(load_settings(config, dict(os.environ)))
     runtime.catalog  # noqa: B018 - refuse to start without a catalog
     server = uvicorn.Server(uvicorn.Config(create_app(runtime, clock=lambda: clock), host="127.0.0.1", port=0, log_level="warning"))
@@ -131,9 +158,9 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with serve_app(world.config, TOKEN, clock=world.as_of, environ=environ) as base:
             print(f"{args.clients} clients x {args.requests} requests each, loopback, one uvicorn worker in its own process")
-            health = report("GET /healthz (baseline)", *hammer(f"{base}/healthz", args.clients, args.requests, headers))
+            health = report("GET /healthz (baseline)", *hammer_cpu(base, f"{base}/healthz", args.clients, args.requests, headers))
             at = (world.start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")  # a complete chain of 9 windows, 27 files
-            restore = report("GET /api/restore", *hammer(f"{base}/api/restore?dataset={WEB_EVENTS}&at={at}", args.clients, args.requests, headers))
+            restore = report("GET /api/restore", *hammer_cpu(base, f"{base}/api/restore?dataset={WEB_EVENTS}&at={at}", args.clients, args.requests, headers))
             print(f"RATIO restore lookups / healthz throughput: {restore / health:.2f}")
 
 
