@@ -769,6 +769,8 @@ def _assurance(file_records: Mapping[str, list[FileRecord]], counters: Mapping[s
 
 
 def _same_time(a: datetime | None, b: datetime | None) -> bool:
+    if a == b:
+        return True
     if a is None or b is None:
-        return a is b
+        return False
     return abs((a - b).total_seconds()) < 1e-3

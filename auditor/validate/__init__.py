@@ -70,7 +70,11 @@ def suffix_for(file_format: str, compression: str) -> str:
 def data_suffix(name: str) -> str | None:
     """The data-file ending of `name` (`.gz.parquet`, `.parquet`, `.json.gz`, `.json`), if any."""
     lowered = name.lower()
-    return next((s for s in DATA_SUFFIXES if lowered.endswith(s)), None)
+    if lowered.endswith(".parquet"):
+        return ".gz.parquet" if lowered.endswith(".gz.parquet") else ".parquet"
+    if lowered.endswith(".json.gz"):
+        return ".json.gz"
+    return ".json" if lowered.endswith(".json") else None
 
 
 def file_format(name: str) -> str | None:
