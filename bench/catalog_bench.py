@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/catalog_bench.py [--files 1022000] [--datasets 50] [--exports 10] [--per-window 6]
      [--backend both|sqlite|postgresql] [--lookups 1000] [--clients 20] [--requests 50]
+     [--build-only] [--reaudit] [--profile FILE] [--keep DIR [--reuse]]
 
 Builds an estate the way AEP writes it, straight into each catalog THROUGH THE PRODUCT'S OWN PATH:
 `--datasets` datasets spread over `--exports` exports (each on its own destination), every
@@ -25,6 +26,12 @@ Then, on each backend, in this one run:
 - the plans of the lookup queries (EXPLAIN after VACUUM ANALYZE; EXPLAIN QUERY PLAN on SQLite, without
   statistics, as the product leaves it): no lookup may read a table of 1,000 rows or more whole.
 PostgreSQL runs in a scratch database created and dropped here (--postgres-admin).
+
+The build also meters the catalog's write path: each `Catalog.record_audit` in wall and CPU seconds (this
+process: on a loaded machine CPU is the steadier figure; PostgreSQL's own work is not in it), its write
+statements and the rows they changed, by table. `--build-only` stops after the build; `--reaudit` audits each
+export a second time, unchanged, and reports what recording that audit wrote (windows are stamped with the
+audit that judged them; nothing else should change); `--profile FILE` runs the build under cProfile (CPU time).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ findings of the windows whose findings changed, and only those, on SQLite and Po
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from auditor.catalog.repository import DESTINATIONS, FILES, FINDINGS, WINDOWS, _
 from tests.conftest import Tree, touch
 from tests.integration.test_audit_tree import WEB, audit_json, build_defect_tree
 from tests.integration.test_catalog_writes import writes
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "catalog_bench.py"
 
 
 def findings_by_window(url: str) -> dict[tuple[str, datetime], list[tuple[Any, ...]]]:
@@ -90,3 +94,16 @@ def test_only_the_findings_of_a_changed_window_are_rewritten(tree: Tree, tmp_pat
     assert written["findings"] == 1
     assert findings_by_window(catalog_url) == before
 
+
+
+def test_the_catalog_bench_meters_the_write_path() -> None:
+    """A small run of bench/catalog_bench.py's build alone: the build and an unchanged re-audit, metered (SQLite)."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--backend", "sqlite", "--files", "300", "--datasets", "2", "--exports", "2", "--per-window", "2", "--build-only", "--reaudit"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    build = next(line for line in done.stdout.splitlines() if line.strip().startswith("build:"))
+    again = next(line for line in done.stdout.splitlines() if "re-audit of every export, unchanged:" in line)
+    assert "files 300" in build and "findings" in build
+    assert "files" not in again.split("rows written")[1] and "findings" not in again  # an unchanged re-audit rewrites neither
