@@ -789,9 +789,12 @@ class Catalog:
     @contextmanager
     def reading(self) -> Iterator[Catalog]:
         """This catalog for reads on one connection, checked out of the pool once: a restore lookup makes
-        four reads, so one checkout (on PostgreSQL one pre-ping, one BEGIN, one ROLLBACK) instead of four.
-        For reads: nothing is committed on it."""
+        four reads, so one checkout and one pre-ping instead of four. For reads only: on PostgreSQL the
+        connection autocommits, so no BEGIN and no ROLLBACK travel (each read is its own snapshot, as each
+        is under READ COMMITTED anyway): 5 round trips per lookup where one checkout per read made 16."""
         with self._connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             yield _OnOneConnection(self.engine, conn)
 
     # -- dashboard sessions: only the SHA-256 of a session id is stored ------------------

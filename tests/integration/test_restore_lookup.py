@@ -78,6 +78,8 @@ def test_a_restore_lookup_reads_on_one_pooled_connection(bench: ModuleType, esta
     broken = plan_restore(settings, catalog, f"{0:024x}", at)
     assert not broken.complete and broken.broken is not None and broken.broken.status == "missing"
     assert len(checkouts) == 1 and len(statements) == 5
+    with catalog.engine.connect() as conn:  # the lookup's connection went back to the pool as it came (PostgreSQL: it autocommitted)
+        assert conn.get_isolation_level() != "AUTOCOMMIT"
 
 
 def test_a_database_error_on_the_shared_connection_is_a_catalog_error(estate: tuple[Any, Catalog, Any, Path]) -> None:
