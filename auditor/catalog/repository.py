@@ -970,8 +970,15 @@ def _processor(kind: Any, dialect: Any) -> Any:
     if process is None or dialect.name != "sqlite" or not isinstance(kind, DateTime):
         return process
 
+    last: list[tuple[Any, Any]] = [(None, None)]  # (the value converted last, its text), swapped whole (threads): rows share their as-of time
+
     def sqlite_time(value: Any) -> Any:  # what sqlite.DATETIME stores ("2026-11-27 06:10:00.000000", the wall-clock fields as given)
-        return value.isoformat(" ", "microseconds")[:26] if type(value) is datetime else process(value)
+        seen, text = last[0]
+        if value is seen:
+            return text
+        text = value.isoformat(" ", "microseconds")[:26] if type(value) is datetime else process(value)
+        last[0] = (value, text)
+        return text
 
     return sqlite_time
 
