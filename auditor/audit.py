@@ -260,14 +260,42 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
     `folder.duplicate_slot` naming both, and the others are unexpected.
     """
     scan = Scan()
-    layouts: dict[str, tuple[Layout, list[ExportSettings]]] = {}
+    layouts: dict[str, tuple[Layout, list[tuple[ExportSettings, frozenset[str]]]]] = {}
     suffixes = {export.name: export.data_suffix for export in exports}  # a property computed each time: once per export here
     for export in exports:
         layout = export.layout
-        layouts.setdefault(layout.template, (layout, []))[1].append(export)
+        layouts.setdefault(layout.template, (layout, []))[1].append((export, frozenset(export.datasets)))
     now_minute = floor_minute(now)
     claims: dict[tuple[str, str, datetime], dict[str, _FolderDraft]] = {}  # window -> folder key -> draft
-    placed: dict[tuple[str, str], tuple[datetime | None, str]] = {}  # (export, folder) -> its slot, or why none: once per folder
+    # what a folder is to each export that claims it (its draft, or None when the folder itself is unexpected):
+    # worked out once per folder, not once per file
+    routes: dict[tuple[str, str], list[tuple[ExportSettings, _FolderDraft | None]]] = {}
+
+    def route(m: LayoutMatch, owners: list[tuple[ExportSettings, frozenset[str]]]) -> list[tuple[ExportSettings, _FolderDraft | None]]:
+        found: list[tuple[ExportSettings, _FolderDraft | None]] = []
+        folder_url = f"{root_url}/{m.folder}"
+        for export, datasets in owners:
+            if m.dataset_id is not None and m.dataset_id not in datasets:
+                continue
+            dataset = m.dataset_id or export.datasets[0]
+            if m.export_time is None:
+                scan.unexpected.setdefault(folder_url, f"malformed export time {m.time_text!r} in the folder name")
+                found.append((export, None))
+                continue
+            slot, reason = export.schedule.place(floor_minute(m.export_time))
+            if slot is not None and floor_minute(slot) > now_minute:
+                slot, reason = None, "scheduled after the as-of time"
+            if slot is None:
+                scan.unexpected.setdefault(folder_url, f"{reason} for export {export.name!r}")
+                found.append((export, None))
+                continue
+            folders = claims.setdefault((export.name, dataset, slot), {})
+            draft = folders.get(m.folder)
+            if draft is None:
+                draft = folders[m.folder] = _FolderDraft(m.folder, folder_url, m.export_time, suffixes[export.name])
+            found.append((export, draft))
+        return found
+
     for obj in objects:
         if obj.modified is not None and obj.modified > now:
             continue  # written after the as-of time: not there yet
@@ -275,50 +303,35 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
         if unsafe is not None:
             scan.unexpected[obj.url] = unsafe
             continue
-        matches: list[LayoutMatch] = []
-        claimed: list[tuple[LayoutMatch, ExportSettings]] = []
-        for layout, owners in layouts.values():
-            match = layout.match(obj.key)
-            if match is not None:
-                matches.append(match)
-                claimed += [(match, e) for e in owners if match.dataset_id is None or match.dataset_id in e.datasets]
-        if not matches:
+        first: LayoutMatch | None = None
+        claimed = False
+        for template, (layout, owners) in layouts.items():
+            m = layout.match(obj.key)
+            if m is None:
+                continue
+            first = first or m
+            routed = routes.get((template, m.folder))
+            if routed is None:
+                routed = routes[(template, m.folder)] = route(m, owners)
+            claimed = claimed or bool(routed)
+            for export, draft in routed:
+                if draft is None:
+                    continue  # the folder is unexpected (said once, for the folder)
+                name = m.file
+                if "/" in name:
+                    scan.unexpected.setdefault(obj.url, "sub-folder inside an export folder")
+                elif name.startswith("manifest-") and name.endswith(".json"):
+                    draft.manifests.append(obj)
+                elif (suffix := data_suffix(name)) is None:
+                    scan.unexpected.setdefault(obj.url, "stray file inside an export folder")
+                elif ("parquet" if suffix.endswith("parquet") else "json") == export.format:
+                    draft.data.append(obj)
+                else:
+                    scan.unexpected.setdefault(obj.url, f"{file_format(name)} file in a {export.format} export")
+        if first is None:
             scan.unexpected[obj.url] = "stray file: does not fit the folder layout of any export"
-            continue
-        if not claimed:
-            scan.unexpected.setdefault(f"{root_url}/{matches[0].dataset_folder}", f"unknown dataset {matches[0].dataset_id!r}: no configured export covers it")
-            continue
-        for m, export in claimed:
-            dataset = m.dataset_id or export.datasets[0]
-            folder_url = f"{root_url}/{m.folder}"
-            if m.export_time is None:
-                scan.unexpected.setdefault(folder_url, f"malformed export time {m.time_text!r} in the folder name")
-                continue
-            place = placed.get((export.name, m.folder))
-            if place is None:
-                slot, reason = export.schedule.place(floor_minute(m.export_time))
-                if slot is not None and floor_minute(slot) > now_minute:
-                    slot, reason = None, "scheduled after the as-of time"
-                place = placed[(export.name, m.folder)] = (slot, reason)
-            slot, reason = place
-            if slot is None:
-                scan.unexpected.setdefault(folder_url, f"{reason} for export {export.name!r}")
-                continue
-            folders = claims.setdefault((export.name, dataset, slot), {})
-            draft = folders.get(m.folder)
-            if draft is None:
-                draft = folders[m.folder] = _FolderDraft(m.folder, folder_url, m.export_time, suffixes[export.name])
-            name = m.file
-            if "/" in name:
-                scan.unexpected.setdefault(obj.url, "sub-folder inside an export folder")
-            elif name.startswith("manifest-") and name.endswith(".json"):
-                draft.manifests.append(obj)
-            elif (suffix := data_suffix(name)) is None:
-                scan.unexpected.setdefault(obj.url, "stray file inside an export folder")
-            elif ("parquet" if suffix.endswith("parquet") else "json") == export.format:
-                draft.data.append(obj)
-            else:
-                scan.unexpected.setdefault(obj.url, f"{file_format(name)} file in a {export.format} export")
+        elif not claimed:
+            scan.unexpected.setdefault(f"{root_url}/{first.dataset_folder}", f"unknown dataset {first.dataset_id!r}: no configured export covers it")
     for window, drafts in claims.items():
         scan.folders[window] = drafts.popitem()[1] if len(drafts) == 1 else _duplicate_slot(scan, window, list(drafts.values()))
     return scan
