@@ -295,7 +295,7 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z"
     process = subprocess.Popen([sys.executable, "-m", "auditor", "serve", "--config", str(config), "--port", str(port)], env={"OPS_TOKEN": "ops-token", "PATH": "/usr/bin:/bin"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a process start-up and one audit; generous for a loaded machine, it ends as soon as the audit is seen
         while True:
             try:
                 health = HTTP.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
