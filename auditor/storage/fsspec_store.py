@@ -7,7 +7,7 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -70,15 +70,46 @@ class FsspecStore:
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object below the root (or below `prefix` under it), from one recursive listing."""
         base = f"{self._root}/{prefix.strip('/')}" if prefix.strip("/") else self._root
+
+        def find() -> dict[str, dict[str, Any]]:
+            if self._walks:
+                # a folder that fails to list mid-walk must fail the scan, never be silently
+                # left out (fsspec's walk omits it by default: a partial listing)
+                return dict(self._fs.find(base, detail=True, on_error="raise"))
+            return dict(self._fs.find(base, detail=True))  # object stores: one flat, paged listing
+
+        return self._listing(find)
+
+    def list_prefixes(self, prefixes: Sequence[str]) -> builtins.list[ObjectInfo]:
+        """Every object whose key starts with one of `prefixes` (name prefixes: `ds/exportTime=20261130`
+        holds every folder of that day), with one listing request per prefix on an object store and one
+        directory listing per parent folder on a file system or SFTP server."""
+        by_parent: dict[str, set[str]] = {}
+        for prefix in prefixes:
+            parent, _, name = prefix.strip("/").rpartition("/")
+            by_parent.setdefault(parent, set()).add(name)
+
+        def find() -> dict[str, dict[str, Any]]:
+            found: dict[str, dict[str, Any]] = {}
+            for parent, names in sorted(by_parent.items()):
+                base = f"{self._root}/{parent}" if parent else self._root
+                if self._walks:
+                    found.update(self._walk_matching(base, names))
+                else:
+                    for name in sorted(names):
+                        found.update(self._fs.find(base, prefix=name, detail=True) if name else self._fs.find(base, detail=True))
+            return found
+
+        return self._listing(find)
+
+    def _listing(self, find: Callable[[], dict[str, dict[str, Any]]]) -> builtins.list[ObjectInfo]:
+        """Run one listing: serialised where the connection needs it, checked for a dropped SFTP connection
+        and a root that is not there, every failure a StorageError."""
         try:
             with self._serial:
+                found = find()
                 if self._walks:
-                    # a folder that fails to list mid-walk must fail the scan, never be silently
-                    # left out (fsspec's walk omits it by default: a partial listing)
-                    found = self._fs.find(base, detail=True, on_error="raise")
                     self._check_connection()
-                else:
-                    found = self._fs.find(base, detail=True)  # object stores: one flat, paged listing
                 missing = not found and not self._root_exists()
             if missing:
                 raise StorageError(f"{self.url} does not exist or cannot be listed", url=self.url)
@@ -86,35 +117,6 @@ class FsspecStore:
             raise
         except FileNotFoundError as e:
             raise StorageError(f"{self.url} does not exist or cannot be listed: {_describe(e)}", url=self.url) from e
-        except Exception as e:
-            raise StorageError(f"cannot list {self.url}: {_describe(e)}", url=self.url) from e
-        return self._objects(found)
-
-    def list_prefixes(self, prefixes: Sequence[str]) -> builtins.list[ObjectInfo]:
-        """Every object whose key starts with one of `prefixes` (name prefixes: `ds/exportTime=20261130`
-        holds every folder of that day), with one listing request per prefix on an object store and one
-        directory listing per parent folder on a file system or SFTP server."""
-        found: dict[str, dict[str, Any]] = {}
-        by_parent: dict[str, set[str]] = {}
-        for prefix in prefixes:
-            parent, _, name = prefix.strip("/").rpartition("/")
-            by_parent.setdefault(parent, set()).add(name)
-        try:
-            with self._serial:
-                for parent, names in sorted(by_parent.items()):
-                    base = f"{self._root}/{parent}" if parent else self._root
-                    if self._walks:
-                        found.update(self._walk_matching(base, names))
-                    else:
-                        for name in sorted(names):
-                            found.update(self._fs.find(base, prefix=name, detail=True) if name else self._fs.find(base, detail=True))
-                if self._walks:
-                    self._check_connection()
-                missing = not found and not self._root_exists()
-            if missing:
-                raise StorageError(f"{self.url} does not exist or cannot be listed", url=self.url)
-        except StorageError:
-            raise
         except Exception as e:
             raise StorageError(f"cannot list {self.url}: {_describe(e)}", url=self.url) from e
         return self._objects(found)
