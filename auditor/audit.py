@@ -234,7 +234,7 @@ def _plan(
     """How to list this destination now: in full, or only the prefixes that can still change."""
     requested = "requested (--full-sweep)" if options.full_sweep else ("a deep audit reads every file" if options.deep else None)
     state: SweepState | None = None
-    if catalog is not None and not requested:
+    if catalog is not None:  # read even for a requested sweep: the report says when the last one ran
         try:
             state = catalog.sweep_state(destination.name, [e.name for e in exports])
         except CatalogError as e:

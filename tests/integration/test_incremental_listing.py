@@ -121,10 +121,13 @@ def test_a_back_dated_or_deep_audit_or_a_request_lists_in_full(tree: Tree, tmp_p
     settings = _config(tmp_path, tree, f"sqlite:///{tmp_path / 'c.db'}")
     with Runtime(settings) as runtime:
 
+        last_sweeps: list[str | None] = []
+
         def mode(now: str, **options: Any) -> tuple[str, str]:
             report = runtime.audit(now=t(now), options=AuditOptions(**options))
             assert report is not None
             listing = report.method["listing"]["d"]
+            last_sweeps.append(listing["last_full_sweep"])
             return listing["mode"], listing["reason"]
 
         assert mode("2026-11-27T14:00")[0] == "full"
@@ -132,8 +135,10 @@ def test_a_back_dated_or_deep_audit_or_a_request_lists_in_full(tree: Tree, tmp_p
         assert mode("2026-11-27T10:00") == ("full", "back-dated audit: the present state does not describe the past")
         assert mode("2026-11-27T16:00", full_sweep=True) == ("full", "requested (--full-sweep)")
         assert mode("2026-11-27T17:00", deep=True) == ("full", "a deep audit reads every file")
-        # the back-dated full listing did not count as the last sweep; the requested one did
+        # the back-dated full listing did not count as the last sweep; the requested one did, and every report
+        # (a requested sweep's too) says when the one before it ran
         assert runtime.catalog.destinations()[0].last_full_sweep == t("2026-11-27T17:00")
+        assert last_sweeps == [None, "2026-11-27T14:00:00Z", "2026-11-27T14:00:00Z", "2026-11-27T14:00:00Z", "2026-11-27T16:00:00Z"]
 
 
 def test_the_api_and_the_dashboard_say_when_the_last_full_sweep_ran(tree: Tree, tmp_path: Path) -> None:
