@@ -38,7 +38,7 @@ class ValidationSettings(_Model):
     """How files are checked: isolation, bounds per file, concurrency."""
 
     isolate: bool = Field(True, description="check data files in worker processes, so a crashing reader cannot stop the audit")
-    workers: int = Field(0, ge=0, le=64, description="worker processes (0: twice the CPU count, at most 8)")
+    workers: int = Field(0, ge=0, le=64, description="worker processes (0: one per CPU this process may use)")
     threads: int = Field(8, ge=1, le=256, description="files checked at the same time (I/O concurrency)")
     memory_mb: int = Field(4096, ge=256, description="memory one worker may use before a file counts as unverifiable")
     timeout_seconds: float = Field(60.0, gt=0, description="time allowed per file, plus size / min_throughput_mb")
