@@ -95,6 +95,7 @@ class CatalogPort(Protocol):
         runs: Mapping[str, Sequence[Run]] | None = None,
         scope: Iterable[str] | None = None,
         swept: Iterable[str] = (),
+        known: Mapping[str, Mapping[str, FileRecord]] | None = None,
     ) -> Recording: ...
 
 
@@ -149,12 +150,16 @@ def run_audit(
     rotation = _rotation(catalog, options, errors)
     listings: dict[str, dict[str, Any]] = {}
     swept: list[str] = []
+    knew: dict[str, Mapping[str, FileRecord]] = {}  # destination -> the catalog's present files, as read under its lock
     for destination in settings.destinations:
         mine = [e for e in exports if e.destination == destination.name]
         if not mine:
             continue
         store = stores[destination.name]
+        problems_before = len(errors)
         known = _known_files(catalog, destination.name, errors)
+        if catalog is not None and len(errors) == problems_before:
+            knew[destination.name] = known
         plan = _plan(destination, mine, catalog, known, now, options, errors, store)
         try:
             objects, carried = _list(store, plan, known)
@@ -190,7 +195,9 @@ def run_audit(
     if catalog is not None:
         try:
             scope = [e.name for e in exports]
-            recorded = catalog.record_audit(settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=scope, swept=swept)
+            recorded = catalog.record_audit(
+                settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=scope, swept=swept, known=knew
+            )
             report = replace(report, audit_id=recorded.audit_id, live=recorded.live, live_datasets=recorded.live_datasets)
         except CatalogError as e:
             report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))

@@ -312,10 +312,13 @@ class Catalog:
         runs: Mapping[str, Sequence[Run]] | None = None,
         scope: Iterable[str] | None = None,
         swept: Iterable[str] = (),
+        known: Mapping[str, Mapping[str, FileRecord]] | None = None,
     ) -> Recorded:
         """Store one audit with its scope and report; change the present only where it is live.
 
         `swept`: the destinations this audit listed in full; where it is live, that is their last full sweep.
+        `known`: per destination, what `known_files` returned to this audit, read while the audit held that
+        destination's lock (so still current): the file rows are then not read a second time.
         """
         covered = sorted(set(scope) if scope is not None else {e.name for e in report.exports})
         body = canonical(report.to_json())
@@ -361,7 +364,9 @@ class Catalog:
             for name, records in files.items():
                 # a back-dated audit learns what the bytes are, but says nothing about when files were last seen or went
                 here = name in current
-                self._record_files(conn, destination_ids[name], records, report.as_of, present=listed.get(name) if here else None, historical=not here)
+                self._record_files(
+                    conn, destination_ids[name], records, report.as_of, present=listed.get(name) if here else None, historical=not here, known=(known or {}).get(name)
+                )
             self._record_windows(conn, report, destination_ids, audit_id, live_datasets)
             self._record_runs(conn, runs or {}, report.as_of)
             full = sorted(set(swept) & set(listed) & current)
@@ -432,7 +437,17 @@ class Catalog:
     def _export_ids(self, conn: Connection) -> dict[str, int]:
         return {name: id_ for id_, name in conn.execute(select(EXPORTS.c.id, EXPORTS.c.name))}
 
-    def _record_files(self, conn: Connection, destination_id: int, records: Sequence[FileRecord], now: datetime, *, present: set[str] | None, historical: bool = False) -> None:
+    def _record_files(
+        self,
+        conn: Connection,
+        destination_id: int,
+        records: Sequence[FileRecord],
+        now: datetime,
+        *,
+        present: set[str] | None,
+        historical: bool = False,
+        known: Mapping[str, FileRecord] | None = None,
+    ) -> None:
         """Write the checked files that are new or changed, in batches of INSERT … ON CONFLICT; with a successful
         listing, mark the files it no longer holds as gone.
 
@@ -441,15 +456,29 @@ class Catalog:
         says changes only through a check, which stamps `validated_at`, so comparing the columns a check or a
         move sets (one narrow query, plain tuples) tells a changed row from an unchanged one.
         """
-        stored: dict[str, tuple[int, bool, tuple[Any, ...]]] = {}  # key -> (row id, present, what a check or a move sets)
-        state = select(FILES.c.id, FILES.c.gone_at.is_(None), *_STATE_COLUMNS).where(FILES.c.destination_id == destination_id)
-        for id_, here, key, *values in conn.execute(state).all():
-            stored[key] = (id_, bool(here), _stored_state(values))
+        if known is not None:  # the present rows as this audit read them: unchanged is the same record, or the same state
+            present_rows = known
+
+            def unchanged(r: FileRecord) -> bool:
+                old = present_rows.get(r.key)
+                return old is not None and (old is r or _record_state(old) == _record_state(r))
+
+            here_now: Iterable[str] = known.keys()
+        else:
+            stored: dict[str, tuple[bool, tuple[Any, ...]]] = {}  # key -> (present, what a check or a move sets)
+            state = select(FILES.c.gone_at.is_(None), *_STATE_COLUMNS).where(FILES.c.destination_id == destination_id)
+            for here, key, *values in conn.execute(state).all():
+                stored[key] = (bool(here), _stored_state(values))
+
+            def unchanged(r: FileRecord) -> bool:
+                old = stored.get(r.key)
+                return old is not None and (old[0] or historical) and old[1] == _record_state(r)  # a historical audit never brings a gone file back
+
+            here_now = [key for key, (here, _state) in stored.items() if here]
         rows = []
         for r in records:
-            old = stored.get(r.key)
-            if old is not None and (old[1] or historical) and old[2] == _record_state(r):
-                continue  # unchanged (a historical audit never brings a gone file back)
+            if unchanged(r):
+                continue
             rows.append(
                 {
                     "destination_id": destination_id,
@@ -474,9 +503,9 @@ class Catalog:
         update_columns = [k for k in (rows[0] if rows else {}) if k not in ("destination_id", "key", "first_seen", *(("last_seen", "gone_at") if historical else ()))]
         _upsert(conn, FILES, rows, ["destination_id", "key"], update_columns)
         if present is not None:
-            gone = [id_ for key, (id_, here, _state) in stored.items() if here and key not in present]
+            gone = [key for key in here_now if key not in present]
             for chunk in _chunks(gone):
-                conn.execute(update(FILES).where(FILES.c.id.in_(chunk)).values(gone_at=now))
+                conn.execute(update(FILES).where(FILES.c.destination_id == destination_id, FILES.c.key.in_(chunk)).values(gone_at=now))
 
     def _record_windows(self, conn: Connection, report: AuditReport, destination_ids: Mapping[str, int], audit_id: int, live: frozenset[tuple[str, str]]) -> None:
         export_ids = self._export_ids(conn)

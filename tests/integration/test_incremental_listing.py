@@ -4,6 +4,7 @@ file deleted or added in an old window and breaks the restore chain that needs i
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,29 @@ schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z
         ("dsC", "unknown dataset 'dsC'"),
     ]
     assert report.assurance.files == 2  # b's two data files: a's were not checked
+
+
+def test_an_audit_reads_the_file_rows_once(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """What known_files read under the destination's lock is what record_audit compares with (it read them again)."""
+    from sqlalchemy import event
+
+    _landed(tree, t("2026-11-27T12:00"))
+    settings = _config(tmp_path, tree, upgraded(catalog_url))
+    with Runtime(settings) as runtime:
+        runtime.audit(now=t("2026-11-27T14:00"))
+        doomed = min((tree.root / "dsA" / "exportTime=202611271200").glob("*.parquet"))
+        doomed.unlink()
+        reads: list[str] = []
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and re.search(r"\bFROM files\b", statement):
+                reads.append(statement)
+
+        event.listen(runtime.catalog.engine, "before_cursor_execute", count)
+        report = runtime.audit(now=t("2026-11-27T15:00"), options=AuditOptions(full_sweep=True))
+        event.remove(runtime.catalog.engine, "before_cursor_execute", count)
+    assert report is not None
+    assert len(reads) == 1, reads
+    key = doomed.relative_to(tree.root).as_posix()
+    assert key not in runtime.catalog.known_files("d")  # still marked gone, from the rows read once
+    assert _statuses(report)[("dsA", "2026-11-27T12:00:00+00:00")] == "invalid"
