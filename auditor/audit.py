@@ -158,9 +158,10 @@ def run_audit(
         store = stores[destination.name]
         problems_before = len(errors)
         known = _known_files(catalog, destination.name, errors)
-        if catalog is not None and len(errors) == problems_before:
+        known_ok = catalog is not None and len(errors) == problems_before
+        if known_ok:
             knew[destination.name] = known
-        plan = _plan(destination, mine, catalog, known, now, options, errors, store)
+        plan = _plan(destination, mine, catalog if known_ok else None, known, now, options, errors, store)
         try:
             objects, carried = _list(store, plan, known)
             listed[destination.name] = {o.key for o in objects}

@@ -35,7 +35,7 @@ class SweepState:
 
     last_full_sweep: datetime | None  # as-of time of its last live full sweep
     live_as_of: Mapping[tuple[str, str], datetime | None]  # (export, dataset) -> as-of time of its latest live audit
-    unsettled: frozenset[tuple[str, str, datetime]]  # (export, dataset, slot) whose current status is not good
+    good: frozenset[tuple[str, str, datetime]]  # (export, dataset, slot) whose current status is good (ok, late, empty)
     files: int = 0  # files the catalog knows there (for the cost of a full listing)
     folders: int = 0
 
@@ -113,8 +113,8 @@ def plan_listing(
                 return full("back-dated audit: the present state does not describe the past")
             settle = export.grace + destination.listing_horizon
             for slot in export.schedule.slots(end=now):
-                if slot <= since and slot + settle <= now and (export.name, dataset, slot) not in state.unsettled:
-                    continue  # settled: judged good by a live audit, deadline beyond the horizon
+                if slot <= since and slot + settle <= now and (export.name, dataset, slot) in state.good:
+                    continue  # settled: judged good by a live audit, deadline beyond the horizon (a slot never judged is open)
                 count += 1
                 day = layout.listing_prefix(dataset, slot, whole_day=True)
                 open_windows.setdefault(day, []).append(slot)
@@ -136,9 +136,10 @@ def merge_listing(listed: Sequence[ObjectInfo], prefixes: Iterable[str], known: 
     wanted = sorted(set(prefixes))
     under = re.compile("|".join(re.escape(p) for p in wanted)).match if wanted else (lambda _key: None)
     objects = list(listed)
+    seen = {o.key for o in listed}
     carried = 0
     for key, record in known.items():
-        if under(key):
+        if key in seen or under(key):
             continue  # listed just now: the listing says whether it is still there
         objects.append(ObjectInfo(key, f"{url}/{key}", record.size, record.modified, record.etag))
         carried += 1

@@ -112,7 +112,7 @@ class Catalog:
 
     def sweep_state(self, destination: str, exports: Iterable[str]) -> SweepState:
         """What planning `destination`'s listing needs: its last full sweep, each dataset's latest live
-        as-of time, and the windows whose current status is not good (few: one narrow query)."""
+        as-of time, and the windows whose current status is good (one narrow query)."""
         names = sorted(set(exports))
         with self._connect() as conn:
             last = conn.execute(select(DESTINATIONS.c.last_full_sweep_at).where(DESTINATIONS.c.name == destination)).scalar_one_or_none()
@@ -122,15 +122,15 @@ class Catalog:
                     select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(names))
                 )
             }
-            unsettled = frozenset(
-                (name, dataset, cast(datetime, _utc(at)))
+            good = frozenset(
+                (name, dataset, cast(datetime, _time(at)))
                 for name, dataset, at in conn.execute(
-                    select(EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.scheduled)
+                    select(EXPORTS.c.name, WINDOWS.c.dataset_id, type_coerce(WINDOWS.c.scheduled, String))
                     .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
-                    .where(EXPORTS.c.name.in_(names), WINDOWS.c.status.not_in(sorted(GOOD)))
+                    .where(EXPORTS.c.name.in_(names), WINDOWS.c.status.in_(sorted(GOOD)))
                 )
             )
-        return SweepState(_utc(last), live, unsettled)
+        return SweepState(_utc(last), live, good)
 
     def destinations(self) -> list[DestinationState]:
         """Every destination the catalog knows, with its last live full sweep."""
@@ -369,7 +369,8 @@ class Catalog:
                 )
             self._record_windows(conn, report, destination_ids, audit_id, live_datasets)
             self._record_runs(conn, runs or {}, report.as_of)
-            full = sorted(set(swept) & set(listed) & current)
+            whole = {d.name for d in settings.destinations if all(e.name in covered for e in settings.exports if e.destination == d.name)}
+            full = sorted(set(swept) & set(listed) & current & whole)  # a sweep for some exports re-checked only theirs
             if full:
                 later = or_(DESTINATIONS.c.last_full_sweep_at.is_(None), DESTINATIONS.c.last_full_sweep_at <= report.as_of)
                 conn.execute(update(DESTINATIONS).where(DESTINATIONS.c.name.in_(full), later).values(last_full_sweep_at=report.as_of, last_full_sweep_audit_id=audit_id))

@@ -86,8 +86,8 @@ class FsspecStore:
         directory listing per parent folder on a file system or SFTP server."""
         by_parent: dict[str, set[str]] = {}
         for prefix in prefixes:
-            parent, _, name = prefix.strip("/").rpartition("/")
-            by_parent.setdefault(parent, set()).add(name)
+            parent, _, name = prefix.lstrip("/").rpartition("/")  # "ds1/" is the folder ds1 (not ds10): parent ds1, every name
+            by_parent.setdefault(parent.rstrip("/"), set()).add(name)
 
         def find() -> dict[str, dict[str, Any]]:
             found: dict[str, dict[str, Any]] = {}

@@ -250,3 +250,50 @@ def test_an_audit_reads_the_file_rows_once(tree: Tree, tmp_path: Path, catalog_u
     key = doomed.relative_to(tree.root).as_posix()
     assert key not in runtime.catalog.known_files("d")  # still marked gone, from the rows read once
     assert _statuses(report)[("dsA", "2026-11-27T12:00:00+00:00")] == "invalid"
+
+
+def test_a_sweep_of_some_exports_is_not_the_destinations_sweep_and_a_failed_file_read_lists_in_full(tree: Tree, tmp_path: Path) -> None:
+    """Found in review: an audit of one export reset the sweep clock of every export on the destination; and when
+    the catalog's file list could not be read, an incremental audit carried nothing and marked every file gone."""
+    from auditor.catalog.repository import Catalog
+    from auditor.errors import CatalogError
+
+    _landed(tree, t("2026-11-27T12:00"))
+    _config(tmp_path, tree, f"sqlite:///{tmp_path / 'c.db'}")  # writes auditor.toml: export e, here with dsA only, and f with dsB
+    config = tmp_path / "two.toml"
+    config.write_text(
+        (tmp_path / "auditor.toml").read_text().replace('datasets = ["dsA", "dsB"]', 'datasets = ["dsA"]')
+        + """[[exports]]
+name = "f"
+destination = "d"
+datasets = ["dsB"]
+format = "parquet"
+manifest = true
+schedule = { exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 6, startTime = "2026-11-26T00:00:00Z" }
+"""
+    )
+    with Runtime(load_settings(config, {})) as runtime:
+        runtime.audit(now=t("2026-11-27T14:00"))
+        present = len(runtime.catalog.known_files("d"))
+        calls = {"n": 0}
+        real = Catalog.known_files
+
+        def flaky(self: Catalog, destination: str) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise CatalogError("the database went away for a moment")
+            return real(self, destination)
+
+        Catalog.known_files = flaky  # type: ignore[method-assign]
+        try:
+            report = runtime.audit(now=t("2026-11-27T15:00"))  # an hour after the sweep: it would be incremental
+        finally:
+            Catalog.known_files = real  # type: ignore[method-assign]
+        assert report is not None
+        assert (report.method["listing"]["d"]["mode"], report.method["listing"]["d"]["reason"]) == ("full", "the catalog cannot say which windows are settled")
+        assert len(runtime.catalog.known_files("d")) == present  # nothing was marked gone
+        assert _statuses(report)[("dsA", "2026-11-26T00:00:00+00:00")] == "ok"
+
+        narrow = runtime.audit(now=t("2026-11-28T15:00"), options=AuditOptions(only_exports=frozenset({"e"}), full_sweep=True))
+        assert narrow is not None and narrow.method["listing"]["d"]["mode"] == "full"
+        assert runtime.catalog.destinations()[0].last_full_sweep == t("2026-11-27T15:00")  # f's files were not re-checked by it

@@ -33,6 +33,8 @@ def test_list_prefixes_gives_exactly_the_objects_under_name_prefixes(backend: Ba
     assert all(o.size == 7 and o.url == f"{store.url}/{o.key}" for o in found)
     assert {o.key: (o.size, o.etag) for o in store.list()}["ds/exportTime=202611270000/part-0.parquet"] == (found[0].size, found[0].etag)
     assert store.list_prefixes(["nothing-here/"]) == []  # an absent folder below an existing root: nothing landed
+    # a prefix that ends in "/" is that folder: ds/ is not ds2/ (a template with a free macro after the dataset gives such prefixes)
+    assert [o.key for o in store.list_prefixes(["ds/"])] == [o.key for o in store.list() if o.key.startswith("ds/")]
     assert store.bytes_read == 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 from auditor.config import DestinationSettings, ExportSettings
@@ -21,11 +21,17 @@ DESTINATION = DestinationSettings(name="d", url="file:///x", full_sweep_every=ti
 NOW = t("2026-11-30T10:00")
 
 
+def _judged_good(*names: str) -> frozenset[tuple[str, str, datetime]]:
+    """Every slot up to the last live audit (09:00) judged good, as the catalog would hold it."""
+    slots = list(_export().schedule.slots(end=t("2026-11-30T09:00")))
+    return frozenset((name, dataset, slot) for name in names or ("e",) for dataset in ("dsA", "dsB") for slot in slots)
+
+
 def _state(**overrides: object) -> SweepState:
     values: dict[str, object] = {
         "last_full_sweep": t("2026-11-30T00:00"),
         "live_as_of": {("e", "dsA"): t("2026-11-30T09:00"), ("e", "dsB"): t("2026-11-30T09:00")},
-        "unsettled": frozenset(),
+        "good": _judged_good(),
         "files": 100_000,
         "folders": 1_000,
         **overrides,
@@ -35,7 +41,7 @@ def _state(**overrides: object) -> SweepState:
 
 def test_only_windows_within_the_horizon_or_not_good_are_listed_one_prefix_per_dataset_and_day() -> None:
     old_gap = ("e", "dsB", t("2026-11-28T06:00"))
-    plan = plan_listing(DESTINATION, [_export()], _state(unsettled=frozenset({old_gap})), NOW)
+    plan = plan_listing(DESTINATION, [_export()], _state(good=_judged_good() - {old_gap}), NOW)
     # settled: deadline (slot + 1 h grace) + 6 h horizon at or before 10:00, so up to 03:00; open: 06:00 and 09:00 per dataset
     assert not plan.full and plan.open_windows == 2 * 2 + 1
     assert plan.prefixes == ("dsA/exportTime=20261130", "dsB/exportTime=202611280600", "dsB/exportTime=20261130")
@@ -67,10 +73,17 @@ def test_prefixes_follow_the_template_and_stop_at_a_macro_the_auditor_cannot_exp
     plan = plan_listing(
         DESTINATION,
         [_export(), _export().model_copy(update={"name": "f"})],
-        _state(live_as_of={(n, d): t("2026-11-30T09:00") for n in "ef" for d in ("dsA", "dsB")}),
+        _state(live_as_of={(n, d): t("2026-11-30T09:00") for n in "ef" for d in ("dsA", "dsB")}, good=_judged_good("e", "f")),
         NOW,
     )
     assert len(plan.prefixes) == len(set(plan.prefixes)) == 2
+
+
+def test_a_slot_the_catalog_never_judged_is_open() -> None:
+    """A corrected startTime adds slots before the first audited one: they have no row, so they are listed."""
+    earlier = _export(startTime="2026-11-27T00:00:00Z")
+    plan = plan_listing(DESTINATION, [earlier], _state(), NOW)
+    assert not plan.full and "dsA/exportTime=20261127" in plan.prefixes and plan.open_windows == 2 * 8 + 2 * 2
 
 
 def test_merge_takes_listed_objects_under_the_prefixes_and_the_catalog_elsewhere() -> None:
@@ -83,6 +96,9 @@ def test_merge_takes_listed_objects_under_the_prefixes_and_the_catalog_elsewhere
     }
     listed = [info("dsA/exportTime=202611300000/new.parquet", 7)]
     objects, carried = merge_listing(listed, ["dsA/exportTime=20261130"], known, "file:///x")
+    # a store that listed more than the prefixes asked for: a listed key is never carried from the catalog as well
+    again, carried_again = merge_listing([info("dsA/exportTime=202611290000/p.parquet", 5)], ["dsB/"], known, "file:///x")
+    assert [o.key for o in again].count("dsA/exportTime=202611290000/p.parquet") == 1 and carried_again == 1
     # the file gone from a listed prefix is not carried: the listing said it is no longer there
     assert [(o.key, o.size, o.etag) for o in objects] == [
         ("dsA/exportTime=202611290000/p.parquet", 5, "e1"),
