@@ -183,3 +183,15 @@ def daily_export(url: str, options: dict[str, Any], tmp_path: Any, *, start: dat
         },
         {},
     )
+
+
+def missing_root(backend: Backend) -> tuple[str, dict[str, Any]]:
+    """A destination URL and options on this backend's server whose root does not exist: a folder on a file
+    system or SFTP server, a bucket or container elsewhere (for the Data Landing Zone, a SAS for one)."""
+    if backend.name.startswith("sftp") or backend.name == "file":
+        return backend.url + "/no-such-folder", dict(backend.options)
+    scheme, rest = backend.url.split("://", 1)
+    options = dict(backend.options)
+    if "sas_url" in options:
+        options["sas_url"] = options["sas_url"].replace("/aep-", "/gone-")
+    return f"{scheme}://no-such-bucket-{rest.split('/', 1)[0][-12:]}/exports", options

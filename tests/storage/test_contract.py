@@ -17,7 +17,7 @@ from auditor.errors import StorageError
 from auditor.exporter import sample_records, write_export
 from auditor.storage import open_store
 from tests.conftest import audit_once
-from tests.storage.conftest import Backend, daily_export
+from tests.storage.conftest import Backend, daily_export, missing_root
 
 
 def parquet_bytes(rows: int) -> bytes:
@@ -56,13 +56,7 @@ def test_ranged_and_streaming_reads(backend: Backend) -> None:
 
 
 def test_a_root_that_does_not_exist_is_a_storage_error(backend: Backend) -> None:
-    missing = backend.url + "/no-such-folder" if backend.name.startswith("sftp") or backend.name == "file" else None
-    if missing is None:  # object stores: a bucket or container that does not exist
-        scheme, rest = backend.url.split("://", 1)
-        missing = f"{scheme}://no-such-bucket-{rest.split('/', 1)[0][-12:]}/exports"
-    options = dict(backend.options)
-    if "sas_url" in options:  # a SAS for a container that does not exist
-        options["sas_url"] = options["sas_url"].replace("/aep-", "/gone-")
+    missing, options = missing_root(backend)
     with pytest.raises(StorageError):
         open_store(missing, options).list()
 

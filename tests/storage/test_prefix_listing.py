@@ -6,7 +6,7 @@ import pytest
 
 from auditor.errors import StorageError
 from auditor.storage import open_store
-from tests.storage.conftest import Backend
+from tests.storage.conftest import Backend, missing_root
 
 
 def test_list_prefixes_gives_exactly_the_objects_under_name_prefixes(backend: Backend) -> None:
@@ -39,12 +39,6 @@ def test_list_prefixes_gives_exactly_the_objects_under_name_prefixes(backend: Ba
 
 
 def test_list_prefixes_of_a_root_that_does_not_exist_is_a_storage_error(backend: Backend) -> None:
-    missing = backend.url + "/no-such-folder" if backend.name.startswith("sftp") or backend.name == "file" else None
-    if missing is None:  # object stores: a bucket or container that does not exist
-        scheme, rest = backend.url.split("://", 1)
-        missing = f"{scheme}://no-such-bucket-{rest.split('/', 1)[0][-12:]}/exports"
-    options = dict(backend.options)
-    if "sas_url" in options:  # a SAS for a container that does not exist
-        options["sas_url"] = options["sas_url"].replace("/aep-", "/gone-")
+    missing, options = missing_root(backend)
     with pytest.raises(StorageError):
         open_store(missing, options).list_prefixes(["ds/exportTime=20261127"])
