@@ -116,12 +116,7 @@ class Catalog:
         names = sorted(set(exports))
         with self._connect() as conn:
             last = conn.execute(select(DESTINATIONS.c.last_full_sweep_at).where(DESTINATIONS.c.name == destination)).scalar_one_or_none()
-            live = {
-                (name, dataset): _utc(at)
-                for name, dataset, at in conn.execute(
-                    select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(names))
-                )
-            }
+            live = _live_as_of(conn, names)
             good = frozenset(
                 (name, dataset, cast(datetime, _time(at)))
                 for name, dataset, at in conn.execute(
@@ -328,12 +323,7 @@ class Catalog:
             destination_ids = self._sync_config(conn, settings)
             # live is decided per export and dataset (a dataset added later is live at its first audit);
             # the rows are locked (PostgreSQL) so two writers cannot both think they are live
-            latest = {
-                (name, dataset): _utc(at)
-                for name, dataset, at in conn.execute(
-                    select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(covered)).with_for_update()
-                )
-            }
+            latest = _live_as_of(conn, covered, lock=True)
             live_datasets = frozenset(
                 (e.name, e.dataset_id) for e in report.exports if e.name in covered and (latest.get((e.name, e.dataset_id)) is None or report.as_of >= cast(datetime, latest[(e.name, e.dataset_id)]))
             )
@@ -1078,6 +1068,12 @@ _STATE_COLUMNS = (
     type_coerce(FILES.c.validated_at, String), type_coerce(FILES.c.deep_at, String), FILES.c.records, FILES.c.schema,
 )
 _FINDINGS: dict[Any, tuple[Finding, ...]] = {}  # stored findings -> decoded (Finding is immutable); bounded
+
+
+def _live_as_of(conn: Connection, exports: Sequence[str], *, lock: bool = False) -> dict[tuple[str, str], datetime | None]:
+    """(export, dataset) -> the as-of time of its latest live audit; with `lock`, the rows stay locked (PostgreSQL) until the transaction ends."""
+    query = select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(exports))
+    return {(name, dataset): _utc(at) for name, dataset, at in conn.execute(query.with_for_update() if lock else query)}
 
 
 def _file_record(row: Any) -> FileRecord:
