@@ -18,8 +18,19 @@ from auditor.errors import CatalogError, ScheduleError, StorageError
 from auditor.findings import Finding, error, warning
 from auditor.flows.models import Flow, Run
 from auditor.layout import Layout, LayoutMatch, unsafe_key
-from auditor.listing import ListingPlan, ListingSweep, SweepState, merge_listing, plan_listing
-from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Window, WindowResult, flag_schema_drift, reconcile_window, restore_point
+from auditor.listing import ListingPlan, ListingSweep, StoredWindow, SweepState, WindowKey, plan_listing
+from auditor.reconcile import (
+    Folder,
+    ObservedFile,
+    ObservedManifest,
+    Status,
+    Summary,
+    Window,
+    WindowResult,
+    flag_schema_drift,
+    reconcile_window,
+    restore_point,
+)
 from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
 from auditor.runs import join_runs
 from auditor.schedule import floor_minute, parse_schedule
@@ -77,7 +88,9 @@ class Recording(Protocol):
 
 
 class CatalogPort(Protocol):
-    def known_files(self, destination: str) -> Mapping[str, FileRecord]: ...
+    def known_files(self, destination: str, prefixes: Sequence[str] | None = None) -> Mapping[str, FileRecord]: ...
+
+    def present_data_files(self, destination: str) -> tuple[int, int, datetime | None]: ...
 
     def audit_count(self) -> int: ...
 
@@ -150,28 +163,41 @@ def run_audit(
     rotation = _rotation(catalog, options, errors)
     listings: dict[str, dict[str, Any]] = {}
     swept: list[str] = []
-    knew: dict[str, Mapping[str, FileRecord]] = {}  # destination -> the catalog's present files, as read under its lock
+    knew: dict[str, Mapping[str, FileRecord]] = {}  # destination -> the catalog's present files (under the listed prefixes), as read under its lock
+    elsewhere: dict[str, tuple[int, int, datetime | None]] = {}  # destination -> its present data files in carried windows: (files, deep-checked, oldest deep check)
     for destination in settings.destinations:
         mine = [e for e in exports if e.destination == destination.name]
         if not mine:
             continue
         store = stores[destination.name]
-        problems_before = len(errors)
-        known = _known_files(catalog, destination.name, errors)
-        known_ok = catalog is not None and len(errors) == problems_before
-        if known_ok:
-            knew[destination.name] = known
-        plan = _plan(destination, mine, catalog if known_ok else None, known, now, options, errors, store)
+        state, plan = _plan(destination, mine, catalog, now, options, errors, store)
+        known: Mapping[str, FileRecord] = {}
+        if catalog is not None:
+            try:
+                known = catalog.known_files(destination.name, None if plan.full else plan.prefixes)
+                if plan.carried:  # the data files the carried windows hold: every present one but those under the prefixes
+                    total, checked, oldest = catalog.present_data_files(destination.name)
+                    scoped = [r for r in known.values() if r.role == "data"]
+                    elsewhere[destination.name] = (total - len(scoped), checked - sum(r.deep_at is not None for r in scoped), oldest)
+                knew[destination.name] = known
+            except CatalogError as e:
+                errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
+                known = {}
+                elsewhere.pop(destination.name, None)
+                if not plan.full:  # nothing to compare the listed prefixes with: list (and check) everything
+                    plan = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep)
+        carried = {key: state.stored[key] for key in plan.carried} if state is not None else {}
         try:
-            objects, carried = _list(store, plan, known)
+            objects = _list(store, plan)
             listed[destination.name] = {o.key for o in objects}
-            listings[destination.name] = plan.to_json(listed=len(objects) - carried, carried=carried)
+            listings[destination.name] = plan.to_json(listed=len(objects), carried=sum(w.files for w in carried.values()))
             if plan.full:
                 swept.append(destination.name)
         except StorageError as e:
             errors.append(AuditError(destination.name, str(e)))
             objects = None
             listings[destination.name] = plan.to_json()
+            carried = {}  # a destination that cannot be listed now is unknown, settled windows included
         folders: dict[tuple[str, str, datetime], Folder] = {}
         if objects is not None:
             scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})
@@ -182,8 +208,8 @@ def run_audit(
         for export in mine:
             flow_runs = (runs or {}).get(export.flow_id or "")
             flow = (flows or {}).get(export.flow_id or "")
-            results += _reconcile_export(export, folders, listing_failed=objects is None, now=now, runs=flow_runs, flow=flow)
-    assurance = _assurance(file_records, counters, stores)
+            results += _reconcile_export(export, folders, listing_failed=objects is None, now=now, runs=flow_runs, flow=flow, carried=carried, root_url=store.url)
+    assurance = _assurance(file_records, counters, stores, elsewhere)
     method = {
         "checks": "deep" if options.deep else ("quick with a rotating deep sample" if options.sample_percent else "quick"),
         "deep": options.deep,
@@ -219,44 +245,39 @@ def _rotation(catalog: CatalogPort | None, options: AuditOptions, errors: list[A
     return n, count % n
 
 
-def _known_files(catalog: CatalogPort | None, destination: str, errors: list[AuditError]) -> Mapping[str, FileRecord]:
-    if catalog is None:
-        return {}
-    try:
-        return catalog.known_files(destination)
-    except CatalogError as e:
-        errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
-        return {}
-
-
 def _plan(
     destination: DestinationSettings,
     exports: list[ExportSettings],
     catalog: CatalogPort | None,
-    known: Mapping[str, FileRecord],
     now: datetime,
     options: AuditOptions,
     errors: list[AuditError],
     store: Store,
-) -> ListingPlan:
+) -> tuple[SweepState | None, ListingPlan]:
     """How to list this destination now: in full, or only the prefixes that can still change."""
-    requested = "requested (--full-sweep)" if options.full_sweep else ("a deep audit reads every file" if options.deep else None)
+    requested = (
+        "requested (--full-sweep)"
+        if options.full_sweep
+        else "a deep audit reads every file"
+        if options.deep
+        else "a sampled audit gives every file its turn"
+        if options.sample_percent
+        else None
+    )
     state: SweepState | None = None
     if catalog is not None:  # read even for a requested sweep: the report says when the last one ran
         try:
             state = catalog.sweep_state(destination.name, [e.name for e in exports])
         except CatalogError as e:
             errors.append(AuditError("catalog", f"cannot read which windows are settled, listing {destination.name} in full: {e}"))
-    if state is not None:
-        state = replace(state, files=len(known), folders=len({r.folder_key for r in known.values()}))
-    return plan_listing(destination, exports, state, now, full_requested=requested, walks=bool(getattr(store, "walks", False)))
+    return state, plan_listing(destination, exports, state, now, full_requested=requested, walks=bool(getattr(store, "walks", False)))
 
 
-def _list(store: Store, plan: ListingPlan, known: Mapping[str, FileRecord]) -> tuple[list[ObjectInfo], int]:
-    """The listing the audit works from, and how many of its objects came from the catalog."""
+def _list(store: Store, plan: ListingPlan) -> list[ObjectInfo]:
+    """What the audit lists: everything (a full sweep), or only the prefixes that can still change."""
     if plan.full:
-        return ListingSweep().objects(store), 0
-    return merge_listing(store.list_prefixes(plan.prefixes), plan.prefixes, known, store.url)
+        return ListingSweep().objects(store)
+    return store.list_prefixes(plan.prefixes)
 
 
 def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_url: str, now: datetime) -> Scan:
@@ -733,14 +754,21 @@ def _reconcile_export(
     now: datetime,
     runs: Sequence[Run] | None = None,
     flow: Flow | None = None,
+    carried: Mapping[WindowKey, StoredWindow] | None = None,
+    root_url: str = "",
 ) -> list[ExportResult]:
     schedule = export.schedule
     warnings = export_warnings(export, flow, now=now)
     results = []
+    carried = carried or {}
     for dataset in export.datasets:
         windows: list[WindowResult] = []
         for slot in schedule.slots(end=now):
             window = Window(export.name, dataset, slot, slot + export.grace)
+            stored = carried.get((export.name, dataset, slot))
+            if stored is not None:
+                windows.append(_carry(window, stored, root_url))
+                continue
             folder = folders.get((export.name, dataset, slot))
             windows.append(reconcile_window(window, folder, manifest_expected=export.manifest, listing_failed=listing_failed, now=now))
         windows = flag_schema_drift(windows)
@@ -751,6 +779,15 @@ def _reconcile_export(
         point = restore_point(windows, incremental=schedule.incremental)
         results.append(ExportResult(export.name, export.destination, dataset, schedule.incremental, tuple(windows), point, now, active and not schedule.one_time, warnings))
     return results
+
+
+def _carry(window: Window, stored: StoredWindow, root_url: str) -> WindowResult:
+    """A settled window as the catalog last judged it (auditor.listing): its status, counts and findings."""
+    folder = None
+    if stored.folder_key is not None:
+        summary = Summary(stored.files, stored.bytes, stored.records, stored.schema)
+        folder = Folder(stored.folder_key, f"{root_url}/{stored.folder_key}", window.scheduled, summary=summary)
+    return WindowResult(window, Status(stored.status), folder, stored.findings, carried=True)
 
 
 ENDING_SOON = timedelta(days=14)
@@ -776,13 +813,21 @@ def export_warnings(export: ExportSettings, flow: Flow | None, *, now: datetime)
     return tuple(found)
 
 
-def _assurance(file_records: Mapping[str, list[FileRecord]], counters: Mapping[str, int], stores: Mapping[str, Store]) -> Assurance:
+def _assurance(
+    file_records: Mapping[str, list[FileRecord]],
+    counters: Mapping[str, int],
+    stores: Mapping[str, Store],
+    elsewhere: Mapping[str, tuple[int, int, datetime | None]],
+) -> Assurance:
+    """What the audit's data files add up to: those it listed, and those of the windows it carried (as recorded)."""
     data = [r for records in file_records.values() for r in records if r.role == "data"]
     deep = [r.deep_at for r in data if r.deep_at is not None]
+    carried = [elsewhere[name] for name in file_records if name in elsewhere]  # a destination that could not be listed counts nothing
+    oldest = [*deep, *(at for _files, _checked, at in carried if at is not None)]
     return Assurance(
-        files=len(data),
-        deep_verified=len(deep),
-        oldest_deep_check=min(deep) if deep else None,
+        files=len(data) + sum(files for files, _checked, _at in carried),
+        deep_verified=len(deep) + sum(checked for _files, checked, _at in carried),
+        oldest_deep_check=min(oldest) if oldest else None,
         read_files=counters["read"],
         reused_files=counters["reused"],
         bytes_read=sum(s.bytes_read for s in stores.values()),

@@ -3,11 +3,13 @@
 Pure. A window is *settled* when its current status is good (ok, late, empty) and its deadline
 is more than the destination's `listing_horizon` ago; nothing about it is expected to change. Between
 full sweeps an audit lists only the prefixes of windows that are not settled (one prefix per
-dataset and day, or the window's own folder when it is alone on its day) and takes every other
-file as the catalog last saw it. A *full sweep* lists everything: it runs when the last one is
+dataset and day, or the window's own folder when it is alone on its day). A settled window outside
+those prefixes is *carried*: taken as the catalog last judged it (status, counts, findings, schema),
+without a listing, a file row or a check, so an audit's cost follows what can still change, not the
+size of the estate. A *full sweep* lists everything: it runs when the last one is
 `full_sweep_every` old, when the catalog cannot say what is settled, for a back-dated or deep
 audit, and whenever it would cost no more listing requests than the incremental plan. Only a
-full sweep notices a file deleted or overwritten in a settled window.
+full sweep notices a file deleted or overwritten in a settled window, or a stray object beside one.
 
 The sweep's source is a seam (`FullSweep`): today the store's own recursive listing; a cloud
 inventory report (S3 Inventory, Azure Blob inventory) can stand in for it behind the same call.
@@ -17,16 +19,34 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from auditor.config import DestinationSettings, ExportSettings
+from auditor.findings import Finding
+from auditor.layout import Layout
 from auditor.storage.base import ObjectInfo, Store
 
 GOOD = frozenset({"ok", "late", "empty"})
 PAGE = 1000  # objects per listing request on S3 and GCS (Azure: 5,000), for the cost estimate
+
+
+WindowKey = tuple[str, str, datetime]  # (export, dataset, slot)
+
+
+@dataclass(frozen=True)
+class StoredWindow:
+    """A window as the catalog last judged it: what an audit carries instead of listing it again."""
+
+    status: str
+    folder_key: str | None
+    files: int
+    bytes: int
+    records: int | None
+    schema: str | None
+    findings: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -35,9 +55,10 @@ class SweepState:
 
     last_full_sweep: datetime | None  # as-of time of its last live full sweep
     live_as_of: Mapping[tuple[str, str], datetime | None]  # (export, dataset) -> as-of time of its latest live audit
-    good: frozenset[tuple[str, str, datetime]]  # (export, dataset, slot) whose current status is good (ok, late, empty)
+    good: frozenset[WindowKey]  # windows whose current status is good (ok, late, empty)
     files: int = 0  # files the catalog knows there (for the cost of a full listing)
     folders: int = 0
+    stored: Mapping[WindowKey, StoredWindow] = field(default_factory=dict)  # the good windows' rows, to carry
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,7 @@ class ListingPlan:
     prefixes: tuple[str, ...] = ()
     last_full_sweep: datetime | None = None
     open_windows: int = 0
+    carried: frozenset[WindowKey] = frozenset()  # settled windows outside the prefixes: taken from the catalog
 
     def to_json(self, *, listed: int | None = None, carried: int | None = None) -> dict[str, Any]:
         from auditor.report import iso
@@ -57,6 +79,7 @@ class ListingPlan:
             "prefixes": len(self.prefixes),
             "open_windows": self.open_windows,
             "listed_objects": listed,
+            "carried_windows": len(self.carried),
             "carried_from_catalog": carried,
             "last_full_sweep": iso(self.last_full_sweep) if self.last_full_sweep else None,
         }
@@ -102,6 +125,8 @@ def plan_listing(
         return full(f"the last full sweep is {_age(now - last)} old (full_sweep_every = {_age(destination.full_sweep_every)})")
     open_windows: dict[str, list[datetime]] = {}  # whole-day prefix -> slots not settled
     exact: dict[tuple[str, datetime], str] = {}
+    settled: list[tuple[WindowKey, Layout, str]] = []  # with the window's whole-day prefix
+    days: dict[tuple[str, str, date], str] = {}  # (template, dataset, day) -> whole-day prefix, worked out once per day
     count = 0
     for export in exports:
         layout = export.layout
@@ -113,10 +138,14 @@ def plan_listing(
                 return full("back-dated audit: the present state does not describe the past")
             settle = export.grace + destination.listing_horizon
             for slot in export.schedule.slots(end=now):
+                day_key = (layout.template, dataset, slot.date())
+                day = days.get(day_key)
+                if day is None:
+                    day = days[day_key] = layout.listing_prefix(dataset, slot, whole_day=True)
                 if slot <= since and slot + settle <= now and (export.name, dataset, slot) in state.good:
-                    continue  # settled: judged good by a live audit, deadline beyond the horizon (a slot never judged is open)
-                count += 1
-                day = layout.listing_prefix(dataset, slot, whole_day=True)
+                    settled.append(((export.name, dataset, slot), layout, day))  # judged good by a live audit, deadline beyond the horizon
+                    continue
+                count += 1  # open (a slot never judged is open)
                 open_windows.setdefault(day, []).append(slot)
                 exact[(day, slot)] = layout.listing_prefix(dataset, slot)
     prefixes = sorted({day if len(slots) > 1 else exact[(day, slots[0])] for day, slots in open_windows.items()})
@@ -126,25 +155,26 @@ def plan_listing(
         return ListingPlan(
             True, f"a full listing costs no more requests ({cost}) than listing {len(prefixes)} prefixes", last_full_sweep=last, open_windows=count
         )
-    return ListingPlan(False, f"{count} window(s) not settled", tuple(prefixes), last, count)
+    under = _matcher(prefixes)
+    covered: dict[str, bool] = {}  # whole-day prefix -> listed in full
+
+    def listed(key: WindowKey, layout: Layout, day: str) -> bool:
+        whole = covered.get(day)
+        if whole is None:
+            whole = covered[day] = bool(under(day))
+        if whole:
+            return True
+        return day in open_windows and bool(under(layout.listing_prefix(key[1], key[2])))  # a day listed folder by folder
+
+    carried = frozenset(key for key, layout, day in settled if not listed(key, layout, day))
+    return ListingPlan(False, f"{count} window(s) not settled", tuple(prefixes), last, count, carried)
 
 
-def merge_listing(listed: Sequence[ObjectInfo], prefixes: Iterable[str], known: Mapping[str, Any], url: str) -> tuple[list[ObjectInfo], int]:
-    """What an incremental audit takes as the listing: the objects listed under `prefixes`, and every
-    file the catalog knows (present at its last listing) outside them, as it was then. Returns
-    (objects sorted by key, how many came from the catalog)."""
-    wanted = sorted(set(prefixes))
-    under = re.compile("|".join(re.escape(p) for p in wanted)).match if wanted else (lambda _key: None)
-    objects = list(listed)
-    seen = {o.key for o in listed}
-    carried = 0
-    for key, record in known.items():
-        if key in seen or under(key):
-            continue  # listed just now: the listing says whether it is still there
-        objects.append(ObjectInfo(key, f"{url}/{key}", record.size, record.modified, record.etag))
-        carried += 1
-    objects.sort(key=lambda o: o.key)
-    return objects, carried
+def _matcher(prefixes: Sequence[str]) -> Callable[[str], object]:
+    """Whether a key starts with one of `prefixes` (one regex for all)."""
+    if not prefixes:
+        return lambda _key: None
+    return re.compile("|".join(re.escape(p) for p in sorted(set(prefixes)))).match
 
 
 def _outermost(prefixes: list[str]) -> list[str]:

@@ -65,8 +65,22 @@ class ObservedManifest:
 
 
 @dataclass(frozen=True)
+class Summary:
+    """What the catalog recorded about a settled window's folder, carried instead of its files (auditor.listing)."""
+
+    files: int
+    bytes: int
+    records: int | None
+    schema: str | None  # the last of its files' Parquet schemas, in sorted order (what drift compares)
+
+
+@dataclass(frozen=True)
 class Folder:
-    """What landed in one export folder (only objects modified at or before `now`)."""
+    """What landed in one export folder (only objects modified at or before `now`).
+
+    A folder with a `summary` was not listed by this audit: its window is carried as the catalog last
+    judged it, with the counts recorded then and no per-file detail.
+    """
 
     key: str
     url: str
@@ -74,10 +88,11 @@ class Folder:
     data: tuple[ObservedFile, ...] = ()
     manifests: tuple[ObservedManifest, ...] = ()
     read_errors: tuple[str, ...] = ()
+    summary: Summary | None = None
 
     @property
     def landed(self) -> bool:
-        return bool(self.data or self.manifests)
+        return bool(self.data or self.manifests) or self.summary is not None
 
 
 @dataclass(frozen=True)
@@ -88,17 +103,33 @@ class WindowResult:
     status: Status
     folder: Folder | None = None
     findings: tuple[Finding, ...] = field(default=())
+    carried: bool = False  # taken from the catalog as it was last judged, not reconciled from a listing (auditor.listing)
 
     @property
     def files(self) -> int:
+        if self.folder is not None and self.folder.summary is not None:
+            return self.folder.summary.files
         return len(self.folder.data) if self.folder else 0
 
     @property
     def bytes(self) -> int:
+        if self.folder is not None and self.folder.summary is not None:
+            return self.folder.summary.bytes
         return sum(f.size for f in self.folder.data) if self.folder else 0
 
     @property
+    def schema(self) -> str | None:
+        """The schema a later window's is compared with: the last of its files' schemas, in sorted order."""
+        if self.folder is None:
+            return None
+        if self.folder.summary is not None:
+            return self.folder.summary.schema
+        return max((f.schema for f in self.folder.data if f.schema), default=None)
+
+    @property
     def records(self) -> int | None:
+        if self.folder is not None and self.folder.summary is not None:
+            return self.folder.summary.records
         if not self.folder or not self.folder.data:
             return 0 if self.status is Status.EMPTY else None
         counts = [f.records for f in self.folder.data]
@@ -150,10 +181,19 @@ def reconcile_window(window: Window, folder: Folder | None, *, manifest_expected
 
 
 def flag_schema_drift(results: Sequence[WindowResult]) -> list[WindowResult]:
-    """Warn where a window's Parquet schema differs from the previous window's, or within itself."""
+    """Warn where a window's Parquet schema differs from the previous window's, or within itself.
+
+    A carried window keeps the findings it was recorded with (drift included); its schema is still what
+    the next window is compared with.
+    """
     flagged: list[WindowResult] = []
     previous: tuple[datetime, str] | None = None
     for result in sorted(results, key=lambda r: r.window.scheduled):
+        if result.carried:
+            if result.schema:
+                previous = (result.window.scheduled, result.schema)
+            flagged.append(result)
+            continue
         schemas = sorted({f.schema for f in result.folder.data if f.schema} if result.folder else set())
         extra: list[Finding] = []
         detail = next((d for d in (describe_drift(schemas[0], other) for other in schemas[1:]) if d), None) if len(schemas) > 1 else None

@@ -125,7 +125,8 @@ def _table(report: AuditReport) -> str:
         else:
             line = (
                 f"Listing {name}: incremental, {listing['prefixes']} prefix(es) of {listing['open_windows']} unsettled window(s); "
-                f"{listing['carried_from_catalog']} file(s) as the catalog last saw them; last full sweep {listing['last_full_sweep']}"
+                f"{listing.get('carried_windows', 0)} settled window(s) ({listing['carried_from_catalog']} data file(s)) as the catalog last judged them; "
+                f"last full sweep {listing['last_full_sweep']}"
             )
         console.print(terminal_safe(line), markup=False)
     console.print(f"Verdict: {report.status} (exit {report.exit_code})")

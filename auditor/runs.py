@@ -36,7 +36,7 @@ def join_runs(results: Sequence[WindowResult], runs: Sequence[Run], *, step: tim
     runs = [r for r in runs if r.when is None or r.when <= now]
     joined = []
     for result in results:
-        if result.status is Status.UNKNOWN:
+        if result.status is Status.UNKNOWN or result.carried:  # a carried window keeps the run evidence it was recorded with
             joined.append(result)
             continue
         mine = sorted(runs_for_window(result, runs, step), key=lambda r: r.when or datetime.min.replace(tzinfo=result.window.scheduled.tzinfo))

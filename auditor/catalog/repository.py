@@ -12,6 +12,7 @@ import fcntl
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -48,10 +49,10 @@ from auditor.chain import rpo_seconds
 from auditor.config import Settings
 from auditor.errors import CatalogError
 from auditor.evidence import GENESIS, ChainedRecord, canonical
-from auditor.findings import Finding
+from auditor.findings import Finding, Severity
 from auditor.flows.models import Run
 from auditor.ledger import AuditRecord, DatasetState, DestinationState, Episode, FileState, FindingState, HistoryEntry, Notice, WindowState
-from auditor.listing import GOOD, SweepState
+from auditor.listing import GOOD, StoredWindow, SweepState
 from auditor.reconcile import Status
 from auditor.report import AuditReport, ExportResult, iso
 from auditor.storage.base import redact, scrub
@@ -101,31 +102,62 @@ class Catalog:
 
     # -- what the audit needs ---------------------------------------------------
 
-    def known_files(self, destination: str) -> dict[str, FileRecord]:
-        """What the catalog knows about the files present at `destination`: one narrow query read as plain tuples
-        (times and JSON converted here, not per value by SQLAlchemy; identical findings are decoded once)."""
+    def known_files(self, destination: str, prefixes: Sequence[str] | None = None) -> dict[str, FileRecord]:
+        """What the catalog knows about the files present at `destination` (with `prefixes`: only those in the
+        export folders whose keys start with one of them): narrow queries read as plain tuples (times and JSON
+        converted here, not per value by SQLAlchemy; identical findings are decoded once)."""
         destination_id = select(DESTINATIONS.c.id).where(DESTINATIONS.c.name == destination).scalar_subquery()
         query = select(*_KNOWN_COLUMNS).where(FILES.c.destination_id == destination_id, FILES.c.gone_at.is_(None))
         with self._connect() as conn:
-            rows = conn.execute(query).all()
+            if prefixes is None:
+                rows = conn.execute(query).all()
+            else:  # by folder (ix_files_folder): a key prefix is not an index range under every collation
+                under = _starts_with(prefixes)
+                folders = [key for (key,) in conn.execute(select(FOLDERS.c.key).where(FOLDERS.c.destination_id == destination_id)) if under(key)]
+                rows = [row for chunk in _chunks(folders) for row in conn.execute(query.where(FILES.c.folder_key.in_(chunk)))]
         return {row[0]: _file_record(row) for row in rows}
+
+    def present_data_files(self, destination: str) -> tuple[int, int, datetime | None]:
+        """The data files present at `destination`: how many, how many were ever deep-checked, the oldest deep check."""
+        destination_id = select(DESTINATIONS.c.id).where(DESTINATIONS.c.name == destination).scalar_subquery()
+        query = select(func.count(), func.count(FILES.c.deep_at), func.min(FILES.c.deep_at)).where(
+            FILES.c.destination_id == destination_id, FILES.c.gone_at.is_(None), FILES.c.role == "data"
+        )
+        with self._connect() as conn:
+            files, checked, oldest = conn.execute(query).one()
+        return int(files), int(checked), _utc(oldest)
 
     def sweep_state(self, destination: str, exports: Iterable[str]) -> SweepState:
         """What planning `destination`'s listing needs: its last full sweep, each dataset's latest live
-        as-of time, and the windows whose current status is good (one narrow query)."""
+        as-of time, and the windows whose current status is good, each as the catalog last judged it
+        (what an incremental audit carries): narrow queries read as plain tuples."""
         names = sorted(set(exports))
+        good_windows = (EXPORTS.c.name.in_(names), WINDOWS.c.status.in_(sorted(GOOD)))
         with self._connect() as conn:
             last = conn.execute(select(DESTINATIONS.c.last_full_sweep_at).where(DESTINATIONS.c.name == destination)).scalar_one_or_none()
             live = _live_as_of(conn, names)
-            good = frozenset(
-                (name, dataset, cast(datetime, _time(at)))
-                for name, dataset, at in conn.execute(
-                    select(EXPORTS.c.name, WINDOWS.c.dataset_id, type_coerce(WINDOWS.c.scheduled, String))
-                    .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
-                    .where(EXPORTS.c.name.in_(names), WINDOWS.c.status.in_(sorted(GOOD)))
-                )
-            )
-        return SweepState(_utc(last), live, good)
+            files, folders = conn.execute(
+                select(func.coalesce(func.sum(WINDOWS.c.files), 0), func.count(WINDOWS.c.folder_key)).join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(names))
+            ).one()
+            found: dict[int, list[Finding]] = {}
+            for window_id, code, severity, path, message in conn.execute(
+                select(FINDINGS.c.window_id, FINDINGS.c.code, FINDINGS.c.severity, FINDINGS.c.path, FINDINGS.c.message)
+                .join(WINDOWS, FINDINGS.c.window_id == WINDOWS.c.id)
+                .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+                .where(*good_windows)
+                .order_by(FINDINGS.c.id)
+            ):
+                found.setdefault(window_id, []).append(Finding(code, Severity(severity), path, message))
+            stored: dict[tuple[str, str, datetime], StoredWindow] = {}
+            for window_id, name, dataset, at, status, folder_key, files_, bytes_, records, schema in conn.execute(
+                select(WINDOWS.c.id, EXPORTS.c.name, WINDOWS.c.dataset_id, type_coerce(WINDOWS.c.scheduled, String), *_CARRIED_COLUMNS)
+                .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+                .where(*good_windows)
+            ):
+                key = (name, dataset, cast(datetime, _time(at)))
+                stored[key] = StoredWindow(status, folder_key, files_, bytes_, records, schema, tuple(found.get(window_id, ())))
+        # files: data files plus a manifest per landed folder, near enough for the cost of a full listing
+        return SweepState(_utc(last), live, frozenset(stored), files=int(files) + int(folders), folders=int(folders), stored=stored)
 
     def destinations(self) -> list[DestinationState]:
         """Every destination the catalog knows, with its last live full sweep."""
@@ -504,7 +536,7 @@ class Catalog:
         for export in report.exports:
             for result in export.windows:
                 folder = result.folder
-                if folder is not None and folder.landed:
+                if folder is not None and folder.landed and not result.carried:  # a carried window's folder row is there
                     folder_rows[(destination_ids[export.destination], folder.key)] = {
                         "destination_id": destination_ids[export.destination],
                         "key": folder.key,
@@ -534,6 +566,8 @@ class Catalog:
         """Bring the present up to date: window states, current findings, the dataset's restore point."""
         rows, changed, judged = [], [], []  # judged: windows whose row changes only in the audit that last judged them
         for result in export.windows:
+            if result.carried:
+                continue  # taken from its row as it stands, not judged again (auditor.listing): nothing to write
             old = existing.get(result.window.scheduled)
             status = result.status.value
             landed = result.folder is not None and result.folder.landed
@@ -542,9 +576,10 @@ class Catalog:
                 "files": result.files,
                 "bytes": result.bytes,
                 "records": result.records,
+                "schema": result.schema,
             }
             if result.status is Status.UNKNOWN and old is not None:  # could not look: keep what it knew
-                evidence = {"folder_key": old.folder_key, "files": old.files, "bytes": old.bytes, "records": old.records}
+                evidence = {"folder_key": old.folder_key, "files": old.files, "bytes": old.bytes, "records": old.records, "schema": old.schema}
             known = (old.known_status if old is not None else None) if result.status is Status.UNKNOWN else status
             if old is not None and old.status == status and old.known_status == known and all(getattr(old, k) == v for k, v in evidence.items()):
                 judged.append(old.id)
@@ -563,7 +598,7 @@ class Catalog:
             )
             if old is None or old.status != status:
                 changed.append((result.window.scheduled, status))
-        columns = ["status", "known_status", "folder_key", "files", "bytes", "records", "status_since", "last_audit_id"]
+        columns = ["status", "known_status", "folder_key", "files", "bytes", "records", "schema", "status_since", "last_audit_id"]
         _upsert(conn, WINDOWS, rows, ["export_id", "dataset_id", "scheduled"], columns)
         for chunk in _chunks(judged):
             conn.execute(update(WINDOWS).where(WINDOWS.c.id.in_(chunk)).values(last_audit_id=audit_id))
@@ -580,7 +615,7 @@ class Catalog:
             stored.setdefault(window_id, []).append(tuple(finding))
         replaced, finding_rows = [], []
         for r in export.windows:
-            if r.status is Status.UNKNOWN:
+            if r.status is Status.UNKNOWN or r.carried:
                 continue
             window_id = ids[r.window.scheduled]
             found = [f.as_dict() for f in r.findings]
@@ -1062,6 +1097,8 @@ _KNOWN_COLUMNS = (
     type_coerce(FILES.c.validated_at, String), type_coerce(FILES.c.deep_at, String), FILES.c.records, type_coerce(FILES.c.findings, String),
     type_coerce(FILES.c.content, String), FILES.c.schema,
 )
+# sweep_state: what a carried window keeps (auditor.listing.StoredWindow, findings apart)
+_CARRIED_COLUMNS = (WINDOWS.c.status, WINDOWS.c.folder_key, WINDOWS.c.files, WINDOWS.c.bytes, WINDOWS.c.records, WINDOWS.c.schema)
 # _record_files: the key, then what a check or a move sets (findings and content change only with validated_at)
 _STATE_COLUMNS = (
     FILES.c.key, FILES.c.folder_key, FILES.c.role, FILES.c.size, FILES.c.etag, type_coerce(FILES.c.modified, String), FILES.c.level,
@@ -1074,6 +1111,12 @@ def _live_as_of(conn: Connection, exports: Sequence[str], *, lock: bool = False)
     """(export, dataset) -> the as-of time of its latest live audit; with `lock`, the rows stay locked (PostgreSQL) until the transaction ends."""
     query = select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(exports))
     return {(name, dataset): _utc(at) for name, dataset, at in conn.execute(query.with_for_update() if lock else query)}
+
+
+def _starts_with(prefixes: Sequence[str]) -> Any:
+    """Whether a key starts with one of `prefixes` (one regex for all)."""
+    pattern = re.compile("|".join(re.escape(p) for p in sorted(set(prefixes))) or "(?!)")
+    return pattern.match
 
 
 def _file_record(row: Any) -> FileRecord:

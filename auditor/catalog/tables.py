@@ -214,6 +214,7 @@ class WindowRow(Base):
     files: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
     records: Mapped[int | None] = mapped_column(BigInteger)
+    schema: Mapped[str | None] = mapped_column(Text)  # what the next window's Parquet schema is compared with
     status_since: Mapped[datetime] = mapped_column(UTCDateTime)
     last_audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"))
 

@@ -24,7 +24,7 @@ def test_migrations_match_the_models(catalog_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
     current, head = schema_state(engine)
-    assert current == head == "0008"
+    assert current == head == "0009"
 
 
 def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
@@ -36,7 +36,7 @@ def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
     upgrade_to_base(alembic_config(engine), "base")
     assert schema_state(engine)[0] is None
     upgrade(engine)
-    assert schema_state(engine)[0] == "0008"
+    assert schema_state(engine)[0] == "0009"
 
 
 def test_repeated_audits_add_only_an_audit_row(tree: Tree, tmp_path: Path, catalog_url: str) -> None:

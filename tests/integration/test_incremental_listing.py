@@ -4,6 +4,7 @@ file deleted or added in an old window and breaks the restore chain that needs i
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -136,10 +137,11 @@ def test_a_back_dated_or_deep_audit_or_a_request_lists_in_full(tree: Tree, tmp_p
         assert mode("2026-11-27T10:00") == ("full", "back-dated audit: the present state does not describe the past")
         assert mode("2026-11-27T16:00", full_sweep=True) == ("full", "requested (--full-sweep)")
         assert mode("2026-11-27T17:00", deep=True) == ("full", "a deep audit reads every file")
+        assert mode("2026-11-27T18:00", sample_percent=25) == ("full", "a sampled audit gives every file its turn")
         # the back-dated full listing did not count as the last sweep; the requested one did, and every report
         # (a requested sweep's too) says when the one before it ran
-        assert runtime.catalog.destinations()[0].last_full_sweep == t("2026-11-27T17:00")
-        assert last_sweeps == [None, "2026-11-27T14:00:00Z", "2026-11-27T14:00:00Z", "2026-11-27T14:00:00Z", "2026-11-27T16:00:00Z"]
+        assert runtime.catalog.destinations()[0].last_full_sweep == t("2026-11-27T18:00")
+        assert last_sweeps == [None, "2026-11-27T14:00:00Z", "2026-11-27T14:00:00Z", "2026-11-27T14:00:00Z", "2026-11-27T16:00:00Z", "2026-11-27T17:00:00Z"]
 
 
 def test_the_api_and_the_dashboard_say_when_the_last_full_sweep_ran(tree: Tree, tmp_path: Path) -> None:
@@ -278,11 +280,11 @@ schedule = { exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", inte
         calls = {"n": 0}
         real = Catalog.known_files
 
-        def flaky(self: Catalog, destination: str) -> Any:
+        def flaky(self: Catalog, destination: str, prefixes: Any = None) -> Any:
             calls["n"] += 1
             if calls["n"] == 1:
                 raise CatalogError("the database went away for a moment")
-            return real(self, destination)
+            return real(self, destination, prefixes)
 
         Catalog.known_files = flaky  # type: ignore[method-assign]
         try:
@@ -290,10 +292,84 @@ schedule = { exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", inte
         finally:
             Catalog.known_files = real  # type: ignore[method-assign]
         assert report is not None
-        assert (report.method["listing"]["d"]["mode"], report.method["listing"]["d"]["reason"]) == ("full", "the catalog cannot say which windows are settled")
+        assert (report.method["listing"]["d"]["mode"], report.method["listing"]["d"]["reason"]) == ("full", "the catalog's files could not be read")
         assert len(runtime.catalog.known_files("d")) == present  # nothing was marked gone
         assert _statuses(report)[("dsA", "2026-11-26T00:00:00+00:00")] == "ok"
 
         narrow = runtime.audit(now=t("2026-11-28T15:00"), options=AuditOptions(only_exports=frozenset({"e"}), full_sweep=True))
         assert narrow is not None and narrow.method["listing"]["d"]["mode"] == "full"
         assert runtime.catalog.destinations()[0].last_full_sweep == t("2026-11-27T15:00")  # f's files were not re-checked by it
+
+
+def _windows_json(report: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    from auditor.report import window_json
+
+    return {(e.dataset_id, w.window.scheduled.isoformat()): window_json(w) for e in report.exports for w in e.windows}
+
+
+def test_settled_windows_are_carried_from_the_catalog_as_a_full_listing_would_report_them(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """Between sweeps a settled window is not listed, nor are its files read from the catalog: its status,
+    counts and findings come from its row, and its schema is what the next window's drift is measured against."""
+    from auditor.catalog.repository import Catalog
+    from auditor.exporter import sample_records, write_export
+
+    def export(ds: str, slot: datetime, *, extra: str | None = None, landed: datetime | None = None) -> None:
+        records = [r | ({extra: 1} if extra else {}) for r in sample_records(ds, slot, 5)]
+        for written in write_export(tree.url, ds, slot, records):
+            os.utime(tree.root / written.key, ((landed or slot + timedelta(minutes=10)).timestamp(),) * 2)
+
+    slot = START
+    while slot <= t("2026-11-28T18:00"):
+        for ds in DATASETS:
+            export(ds, slot, extra="coupon" if slot >= t("2026-11-27T12:00") else None, landed=slot + timedelta(hours=3) if slot == t("2026-11-26T18:00") else None)
+        slot += timedelta(hours=6)
+    settings = _config(tmp_path, tree, upgraded(catalog_url))
+    with Runtime(settings) as runtime:
+        first = runtime.audit(now=t("2026-11-28T20:00"))
+        assert first is not None and first.method["listing"]["d"]["mode"] == "full"
+        for ds in DATASETS:  # the next windows change the schema again: drift from the window before, which is carried
+            export(ds, t("2026-11-29T00:00"), extra="channel")
+            export(ds, t("2026-11-29T06:00"), extra="channel")
+        read: list[int] = []
+        real = Catalog.known_files
+
+        def counted(self: Catalog, destination: str, prefixes: Any = None) -> Any:
+            found = real(self, destination, prefixes)
+            read.append(len(found))
+            return found
+
+        Catalog.known_files = counted  # type: ignore[method-assign]
+        try:
+            second = runtime.audit(now=t("2026-11-29T08:00"))
+        finally:
+            Catalog.known_files = real  # type: ignore[method-assign]
+    assert second is not None
+    listing = second.method["listing"]["d"]
+    # open: 11-29T00:00 and 06:00 per dataset (one day, one prefix each); 11-28T18:00 is settled (deadline + 12 h
+    # before 08:00) and alone on its day: carried, with every window before it
+    assert (listing["mode"], listing["open_windows"], listing["prefixes"]) == ("incremental", 4, 2)
+    assert listing["carried_windows"] == 2 * 12 and listing["listed_objects"] == 2 * 2 * 3
+    assert read == [0]  # the catalog's rows for the listed folders: none yet (no row of a carried window is read)
+    windows = _windows_json(second)
+    assert windows == _windows_json(run_audit(settings, stores={"d": open_store(tree.url)}, catalog=None, now=t("2026-11-29T08:00"), started=t("2026-11-29T08:00")))
+    assert windows[("dsA", "2026-11-26T18:00:00+00:00")]["status"] == "late"  # carried with its warning
+    assert [f["code"] for f in windows[("dsA", "2026-11-27T12:00:00+00:00")]["findings"]] == ["parquet.schema_drift"]  # carried
+    drift = [f for f in windows[("dsA", "2026-11-29T00:00:00+00:00")]["findings"] if f["code"] == "parquet.schema_drift"]
+    assert len(drift) == 1 and "2026-11-28T18:00Z" in drift[0]["message"]  # measured against the carried window's schema
+    assert second.assurance.files == first.assurance.files + 2 * 2 * 2  # the carried windows' data files count too
+
+
+def test_a_catalog_upgraded_to_carry_windows_sweeps_in_full_first(tmp_path: Path) -> None:
+    """Window rows written before 0009 have no schema: the upgrade forgets every destination's last sweep."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from auditor.catalog.engine import alembic_config, make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    command.upgrade(alembic_config(engine), "0008")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO destinations (name, url, last_full_sweep_at) VALUES ('d', 'file:///x', '2026-11-29 00:00:00.000000')"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT last_full_sweep_at FROM destinations")).scalar_one() is None

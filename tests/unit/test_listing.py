@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 
 from auditor.config import DestinationSettings, ExportSettings
 from auditor.layout import parse_layout
-from auditor.listing import SweepState, merge_listing, plan_listing
-from auditor.storage.base import ObjectInfo
+from auditor.listing import SweepState, plan_listing
 from tests.conftest import t
 
 
@@ -86,22 +84,25 @@ def test_a_slot_the_catalog_never_judged_is_open() -> None:
     assert not plan.full and "dsA/exportTime=20261127" in plan.prefixes and plan.open_windows == 2 * 8 + 2 * 2
 
 
-def test_merge_takes_listed_objects_under_the_prefixes_and_the_catalog_elsewhere() -> None:
-    def info(key: str, size: int = 1) -> ObjectInfo:
-        return ObjectInfo(key, f"file:///x/{key}", size, t("2026-11-30T00:00"), None)
-
-    known = {
-        "dsA/exportTime=202611290000/p.parquet": SimpleNamespace(size=5, modified=t("2026-11-29T00:10"), etag="e1"),
-        "dsA/exportTime=202611300000/gone.parquet": SimpleNamespace(size=5, modified=t("2026-11-30T00:10"), etag=None),
+def test_settled_windows_outside_the_prefixes_are_carried_and_those_inside_are_listed() -> None:
+    """A settled window is carried (taken as the catalog judged it) unless a listed prefix covers its folder:
+    a day with two open windows is listed whole, its settled windows with it; a day with one is listed by that
+    window's folder, and its other windows are carried."""
+    export = _export(startTime="2026-11-29T00:00:00Z")
+    open_gaps = {("e", "dsA", t("2026-11-29T06:00")), ("e", "dsA", t("2026-11-29T12:00")), ("e", "dsB", t("2026-11-29T06:00"))}
+    good = frozenset((n, d, s) for n, d, s in _judged_good() | frozenset(("e", d, s) for d in ("dsA", "dsB") for s in export.schedule.slots(end=t("2026-11-29T21:00"))))
+    plan = plan_listing(DESTINATION, [export], _state(good=good - open_gaps), NOW)
+    assert not plan.full
+    assert plan.prefixes == ("dsA/exportTime=20261129", "dsA/exportTime=20261130", "dsB/exportTime=202611290600", "dsB/exportTime=20261130")
+    every = {("e", d, s) for d in ("dsA", "dsB") for s in export.schedule.slots(end=NOW)}
+    listed_days = {s for s in export.schedule.slots(end=NOW) if s >= t("2026-11-30T00:00")}
+    expected = {
+        ("e", d, s)
+        for _e, d, s in every
+        if s not in listed_days and not (d == "dsA" and s < t("2026-11-30T00:00")) and (d, s) != ("dsB", t("2026-11-29T06:00"))
     }
-    listed = [info("dsA/exportTime=202611300000/new.parquet", 7)]
-    objects, carried = merge_listing(listed, ["dsA/exportTime=20261130"], known, "file:///x")
-    # a store that listed more than the prefixes asked for: a listed key is never carried from the catalog as well
-    again, carried_again = merge_listing([info("dsA/exportTime=202611290000/p.parquet", 5)], ["dsB/"], known, "file:///x")
-    assert [o.key for o in again].count("dsA/exportTime=202611290000/p.parquet") == 1 and carried_again == 1
-    # the file gone from a listed prefix is not carried: the listing said it is no longer there
-    assert [(o.key, o.size, o.etag) for o in objects] == [
-        ("dsA/exportTime=202611290000/p.parquet", 5, "e1"),
-        ("dsA/exportTime=202611300000/new.parquet", 7, None),
-    ]
-    assert carried == 1
+    assert plan.carried == expected
+    assert ("e", "dsB", t("2026-11-29T09:00")) in plan.carried  # settled, beside the one open window of its day
+    assert not plan.carried & open_gaps and ("e", "dsA", t("2026-11-29T09:00")) not in plan.carried  # its day is listed whole
+    assert plan.to_json(listed=3, carried=40)["carried_windows"] == len(expected)
+    assert plan_listing(DESTINATION, [export], _state(good=good), NOW, full_requested="requested (--full-sweep)").carried == frozenset()

@@ -1,0 +1,32 @@
+"""window schema: what a carried window's successor compares its Parquet schema with (issue 10)
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-11-30
+
+Between full sweeps an audit carries a settled window as the catalog last judged it (status, counts,
+findings) instead of listing and re-reading its files, so the window row now also keeps the schema the
+next window's is compared with. Rows written before have none: every destination's last full sweep is
+cleared, so the next audit of each lists in full and fills it in.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("windows") as batch:
+        batch.add_column(sa.Column("schema", sa.Text(), nullable=True))
+    op.execute("UPDATE destinations SET last_full_sweep_at = NULL, last_full_sweep_audit_id = NULL")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("windows") as batch:
+        batch.drop_column("schema")
