@@ -23,27 +23,26 @@ from pathlib import Path
 from typing import Any, cast, overload
 
 from sqlalchemy import Connection, Engine, Select, String, Table, and_, bindparam, delete, func, or_, select, text, type_coerce, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from auditor.audit import AuditOptions, FileRecord
 from auditor.catalog.engine import ensure_schema, make_engine
 from auditor.catalog.tables import (
-    AuditRow,
-    DatasetRow,
-    DestinationRow,
-    EpisodeRow,
-    ExportRow,
-    FileRow,
-    FindingRow,
-    FolderRow,
-    NoticeAttemptRow,
-    NoticeRow,
-    RestorePointRow,
-    RunRow,
+    ATTEMPTS,
+    AUDITS,
+    DATASETS,
+    DESTINATIONS,
+    EPISODES,
+    EXPORTS,
+    FILES,
+    FINDINGS,
+    FOLDERS,
+    HISTORY,
+    NOTICES,
+    POINTS,
+    RUNS,
+    WINDOWS,
     UTCDateTime,
-    WindowHistoryRow,
-    WindowRow,
 )
 from auditor.chain import rpo_seconds
 from auditor.config import Settings
@@ -57,20 +56,6 @@ from auditor.reconcile import Status
 from auditor.report import AuditReport, ExportResult, iso
 from auditor.storage.base import redact, scrub
 
-DESTINATIONS = cast(Table, DestinationRow.__table__)
-EXPORTS = cast(Table, ExportRow.__table__)
-DATASETS = cast(Table, DatasetRow.__table__)
-FOLDERS = cast(Table, FolderRow.__table__)
-FILES = cast(Table, FileRow.__table__)
-WINDOWS = cast(Table, WindowRow.__table__)
-HISTORY = cast(Table, WindowHistoryRow.__table__)
-RUNS = cast(Table, RunRow.__table__)
-EPISODES = cast(Table, EpisodeRow.__table__)
-NOTICES = cast(Table, NoticeRow.__table__)
-ATTEMPTS = cast(Table, NoticeAttemptRow.__table__)
-FINDINGS = cast(Table, FindingRow.__table__)
-AUDITS = cast(Table, AuditRow.__table__)
-POINTS = cast(Table, RestorePointRow.__table__)
 CHAIN_LOCK = 0x61756469746F72  # pg_advisory_xact_lock key for extending the audit hash chain
 
 
@@ -694,7 +679,7 @@ class Catalog:
         """Open an episode and queue one alert per channel, unless one is open for `key` already."""
         values = {"key": key, "rule": rule, "export": export, "dataset_id": dataset, "scheduled": scheduled, "message": message, "opened_at": now, "opened_audit_id": audit_id}
         with self._connect() as conn, conn.begin():
-            insert = (postgresql.insert(EPISODES) if conn.dialect.name == "postgresql" else sqlite.insert(EPISODES)).values(**values)
+            insert = _dialect_insert(conn.dialect, EPISODES).values(**values)
             statement = insert.on_conflict_do_nothing(index_elements=["key"], index_where=EPISODES.c.closed_at.is_(None)).returning(EPISODES.c.id)
             episode_id = conn.execute(statement).scalar_one_or_none()
             if episode_id is None:
@@ -892,9 +877,9 @@ class Catalog:
 
     @staticmethod
     def _sessions() -> Table:
-        from auditor.catalog.tables import SessionRow
+        from auditor.catalog.tables import SESSIONS
 
-        return cast(Table, SessionRow.__table__)
+        return SESSIONS
 
 
 class _OnOneConnection(Catalog):
@@ -998,7 +983,7 @@ class _Bulk:
 
 @lru_cache(maxsize=256)
 def _bulk(dialect: Any, table: Table, names: tuple[str, ...], keys: tuple[str, ...] | None, columns: tuple[str, ...]) -> _Bulk:
-    insert = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
+    insert = _dialect_insert(dialect, table)
     statement: Any = insert
     if keys is not None and columns:
         statement = insert.on_conflict_do_update(index_elements=list(keys), set_={c: insert.excluded[c] for c in columns})
@@ -1111,6 +1096,17 @@ def _live_as_of(conn: Connection, exports: Sequence[str], *, lock: bool = False)
     """(export, dataset) -> the as-of time of its latest live audit; with `lock`, the rows stay locked (PostgreSQL) until the transaction ends."""
     query = select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(exports))
     return {(name, dataset): _utc(at) for name, dataset, at in conn.execute(query.with_for_update() if lock else query)}
+
+
+def _dialect_insert(dialect: Any, table: Table) -> Any:
+    """INSERT with ON CONFLICT for the catalog's database (each dialect imported only where it is used)."""
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
 
 
 def _starts_with(prefixes: Sequence[str]) -> Any:

@@ -25,6 +25,11 @@ def test_migrations_match_the_models(catalog_url: str) -> None:
     assert diff == []
     current, head = schema_state(engine)
     assert current == head == "0009"
+    from alembic.script import ScriptDirectory
+
+    from auditor.catalog.engine import alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config(engine)).get_current_head() == head  # HEAD names the newest migration
 
 
 def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
