@@ -90,11 +90,9 @@ class Recording(Protocol):
 class CatalogPort(Protocol):
     def known_files(self, destination: str, prefixes: Sequence[str] | None = None) -> Mapping[str, FileRecord]: ...
 
-    def present_data_files(self, destination: str) -> tuple[int, int, datetime | None]: ...
-
     def audit_count(self) -> int: ...
 
-    def sweep_state(self, destination: str, exports: Iterable[str]) -> SweepState: ...
+    def sweep_state(self, destination: str, exports: Sequence[ExportSettings]) -> SweepState: ...
 
     def record_audit(
         self,
@@ -164,7 +162,6 @@ def run_audit(
     listings: dict[str, dict[str, Any]] = {}
     swept: list[str] = []
     knew: dict[str, Mapping[str, FileRecord]] = {}  # destination -> the catalog's present files (under the listed prefixes), as read under its lock
-    elsewhere: dict[str, tuple[int, int, datetime | None]] = {}  # destination -> its present data files in carried windows: (files, deep-checked, oldest deep check)
     for destination in settings.destinations:
         mine = [e for e in exports if e.destination == destination.name]
         if not mine:
@@ -175,15 +172,10 @@ def run_audit(
         if catalog is not None:
             try:
                 known = catalog.known_files(destination.name, None if plan.full else plan.prefixes)
-                if plan.carried:  # the data files the carried windows hold: every present one but those under the prefixes
-                    total, checked, oldest = catalog.present_data_files(destination.name)
-                    scoped = [r for r in known.values() if r.role == "data"]
-                    elsewhere[destination.name] = (total - len(scoped), checked - sum(r.deep_at is not None for r in scoped), oldest)
                 knew[destination.name] = known
             except CatalogError as e:
                 errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
                 known = {}
-                elsewhere.pop(destination.name, None)
                 if not plan.full:  # nothing to compare the listed prefixes with: list (and check) everything
                     plan = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep)
         carried = {key: state.stored[key] for key in plan.carried} if state is not None else {}
@@ -209,7 +201,7 @@ def run_audit(
             flow_runs = (runs or {}).get(export.flow_id or "")
             flow = (flows or {}).get(export.flow_id or "")
             results += _reconcile_export(export, folders, listing_failed=objects is None, now=now, runs=flow_runs, flow=flow, carried=carried, root_url=store.url)
-    assurance = _assurance(file_records, counters, stores, elsewhere)
+    assurance = _assurance(file_records, counters, stores, [w for e in results for w in e.windows if w.carried])
     method = {
         "checks": "deep" if options.deep else ("quick with a rotating deep sample" if options.sample_percent else "quick"),
         "deep": options.deep,
@@ -267,7 +259,7 @@ def _plan(
     state: SweepState | None = None
     if catalog is not None:  # read even for a requested sweep: the report says when the last one ran
         try:
-            state = catalog.sweep_state(destination.name, [e.name for e in exports])
+            state = catalog.sweep_state(destination.name, exports)
         except CatalogError as e:
             errors.append(AuditError("catalog", f"cannot read which windows are settled, listing {destination.name} in full: {e}"))
     return state, plan_listing(destination, exports, state, now, full_requested=requested, walks=bool(getattr(store, "walks", False)))
@@ -785,7 +777,7 @@ def _carry(window: Window, stored: StoredWindow, root_url: str) -> WindowResult:
     """A settled window as the catalog last judged it (auditor.listing): its status, counts and findings."""
     folder = None
     if stored.folder_key is not None:
-        summary = Summary(stored.files, stored.bytes, stored.records, stored.schema)
+        summary = Summary(stored.files, stored.bytes, stored.records, stored.schema, stored.deep_files, stored.oldest_deep_at)
         folder = Folder(stored.folder_key, f"{root_url}/{stored.folder_key}", window.scheduled, summary=summary)
     return WindowResult(window, Status(stored.status), folder, stored.findings, carried=True)
 
@@ -813,20 +805,15 @@ def export_warnings(export: ExportSettings, flow: Flow | None, *, now: datetime)
     return tuple(found)
 
 
-def _assurance(
-    file_records: Mapping[str, list[FileRecord]],
-    counters: Mapping[str, int],
-    stores: Mapping[str, Store],
-    elsewhere: Mapping[str, tuple[int, int, datetime | None]],
-) -> Assurance:
+def _assurance(file_records: Mapping[str, list[FileRecord]], counters: Mapping[str, int], stores: Mapping[str, Store], carried: Sequence[WindowResult]) -> Assurance:
     """What the audit's data files add up to: those it listed, and those of the windows it carried (as recorded)."""
     data = [r for records in file_records.values() for r in records if r.role == "data"]
     deep = [r.deep_at for r in data if r.deep_at is not None]
-    carried = [elsewhere[name] for name in file_records if name in elsewhere]  # a destination that could not be listed counts nothing
-    oldest = [*deep, *(at for _files, _checked, at in carried if at is not None)]
+    summaries = [w.folder.summary for w in carried if w.folder is not None and w.folder.summary is not None]
+    oldest = [*deep, *(s.oldest_deep_at for s in summaries if s.oldest_deep_at is not None)]
     return Assurance(
-        files=len(data) + sum(files for files, _checked, _at in carried),
-        deep_verified=len(deep) + sum(checked for _files, checked, _at in carried),
+        files=len(data) + sum(s.files for s in summaries),
+        deep_verified=len(deep) + sum(s.deep_files for s in summaries),
         oldest_deep_check=min(oldest) if oldest else None,
         read_files=counters["read"],
         reused_files=counters["reused"],

@@ -1,7 +1,8 @@
 """Incremental listing: which prefixes of a destination an audit lists, and when it sweeps it all.
 
 Pure. A window is *settled* when its current status is good (ok, late, empty) and its deadline
-is more than the destination's `listing_horizon` ago; nothing about it is expected to change. Between
+is more than the destination's `listing_horizon` ago, and the window before it is settled in its own right (its
+schema drift is measured against that one); nothing about it is expected to change. Between
 full sweeps an audit lists only the prefixes of windows that are not settled (one prefix per
 dataset and day, or the window's own folder when it is alone on its day). A settled window outside
 those prefixes is *carried*: taken as the catalog last judged it (status, counts, findings, schema),
@@ -30,6 +31,8 @@ from auditor.layout import Layout
 from auditor.storage.base import ObjectInfo, Store
 
 GOOD = frozenset({"ok", "late", "empty"})
+# a good window with one of these findings is never settled: the run evidence it was judged with can still change
+UNSETTLED_FINDINGS = frozenset({"run.unfinished", "run.orphan_export"})
 PAGE = 1000  # objects per listing request on S3 and GCS (Azure: 5,000), for the cost estimate
 
 
@@ -46,6 +49,8 @@ class StoredWindow:
     bytes: int
     records: int | None
     schema: str | None
+    deep_files: int = 0  # of its data files, how many were deep-checked, and the oldest of those checks
+    oldest_deep_at: datetime | None = None
     findings: tuple[Finding, ...] = ()
 
 
@@ -59,6 +64,7 @@ class SweepState:
     files: int = 0  # files the catalog knows there (for the cost of a full listing)
     folders: int = 0
     stored: Mapping[WindowKey, StoredWindow] = field(default_factory=dict)  # the good windows' rows, to carry
+    changed: frozenset[str] = frozenset()  # exports configured otherwise than the catalog recorded (schedule, grace, template …)
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,9 @@ def plan_listing(
         return full("back-dated audit: the present state does not describe the past")
     if now - last >= destination.full_sweep_every:
         return full(f"the last full sweep is {_age(now - last)} old (full_sweep_every = {_age(destination.full_sweep_every)})")
+    changed = sorted(state.changed & {e.name for e in exports})
+    if changed:  # what a settled window's row says was judged against the old configuration
+        return full(f"export {changed[0]!r} is configured otherwise than at its last audit")
     open_windows: dict[str, list[datetime]] = {}  # whole-day prefix -> slots not settled
     exact: dict[tuple[str, datetime], str] = {}
     settled: list[tuple[WindowKey, Layout, str]] = []  # with the window's whole-day prefix
@@ -137,14 +146,16 @@ def plan_listing(
             if now < since:
                 return full("back-dated audit: the present state does not describe the past")
             settle = export.grace + destination.listing_horizon
+            after_open = False  # the window before this one is open: its schema may change, and this one's drift with it
             for slot in export.schedule.slots(end=now):
                 day_key = (layout.template, dataset, slot.date())
                 day = days.get(day_key)
                 if day is None:
                     day = days[day_key] = layout.listing_prefix(dataset, slot, whole_day=True)
-                if slot <= since and slot + settle <= now and (export.name, dataset, slot) in state.good:
+                if not after_open and slot <= since and slot + settle <= now and (export.name, dataset, slot) in state.good:
                     settled.append(((export.name, dataset, slot), layout, day))  # judged good by a live audit, deadline beyond the horizon
                     continue
+                after_open = (export.name, dataset, slot) not in state.good or slot > since or slot + settle > now  # open in its own right
                 count += 1  # open (a slot never judged is open)
                 open_windows.setdefault(day, []).append(slot)
                 exact[(day, slot)] = layout.listing_prefix(dataset, slot)
@@ -155,7 +166,7 @@ def plan_listing(
         return ListingPlan(
             True, f"a full listing costs no more requests ({cost}) than listing {len(prefixes)} prefixes", last_full_sweep=last, open_windows=count
         )
-    under = _matcher(prefixes)
+    under = starts_with(prefixes)
     covered: dict[str, bool] = {}  # whole-day prefix -> listed in full
 
     def listed(key: WindowKey, layout: Layout, day: str) -> bool:
@@ -170,8 +181,8 @@ def plan_listing(
     return ListingPlan(False, f"{count} window(s) not settled", tuple(prefixes), last, count, carried)
 
 
-def _matcher(prefixes: Sequence[str]) -> Callable[[str], object]:
-    """Whether a key starts with one of `prefixes` (one regex for all)."""
+def starts_with(prefixes: Sequence[str]) -> Callable[[str], object]:
+    """Whether a key starts with one of `prefixes` (one regex for all; "" matches every key)."""
     if not prefixes:
         return lambda _key: None
     return re.compile("|".join(re.escape(p) for p in sorted(set(prefixes)))).match

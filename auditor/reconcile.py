@@ -72,6 +72,8 @@ class Summary:
     bytes: int
     records: int | None
     schema: str | None  # the last of its files' Parquet schemas, in sorted order (what drift compares)
+    deep_files: int = 0  # how many of its data files were deep-checked, and the oldest of those checks
+    oldest_deep_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from auditor.findings import Finding
@@ -42,6 +43,11 @@ class ExportResult:
     def rpo_seconds(self) -> int | None:
         until = self.restore.restorable_until
         return None if until is None else int((self.as_of - until).total_seconds())
+
+    @cached_property
+    def windows_json(self) -> tuple[dict[str, Any], ...]:
+        """Each window as the JSON report has it: built once, though the catalog and the output both serialize the report."""
+        return tuple(window_json(w) for w in self.windows)
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def _export_json(export: ExportResult) -> dict[str, Any]:
         "rpo_seconds": export.rpo_seconds,
         "chain_broken_at": iso(broken.window.scheduled) if broken else None,
         "warnings": [w.as_dict() for w in export.warnings],
-        "windows": [window_json(w) for w in export.windows],
+        "windows": list(export.windows_json),
     }
 
 
@@ -139,4 +145,5 @@ def window_json(result: WindowResult) -> dict[str, Any]:
 
 
 def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """2026-11-30T12:00:00Z: the wall-clock fields of a UTC time, to the second."""
+    return None if value is None else value.isoformat(timespec="seconds")[:19] + "Z"

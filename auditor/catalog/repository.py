@@ -12,7 +12,6 @@ import fcntl
 import gzip
 import hashlib
 import json
-import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -45,13 +44,13 @@ from auditor.catalog.tables import (
     UTCDateTime,
 )
 from auditor.chain import rpo_seconds
-from auditor.config import Settings
+from auditor.config import ExportSettings, Settings
 from auditor.errors import CatalogError
 from auditor.evidence import GENESIS, ChainedRecord, canonical
 from auditor.findings import Finding, Severity
 from auditor.flows.models import Run
 from auditor.ledger import AuditRecord, DatasetState, DestinationState, Episode, FileState, FindingState, HistoryEntry, Notice, WindowState
-from auditor.listing import GOOD, StoredWindow, SweepState
+from auditor.listing import GOOD, UNSETTLED_FINDINGS, StoredWindow, SweepState, starts_with
 from auditor.reconcile import Status
 from auditor.report import AuditReport, ExportResult, iso
 from auditor.storage.base import redact, scrub
@@ -97,30 +96,23 @@ class Catalog:
             if prefixes is None:
                 rows = conn.execute(query).all()
             else:  # by folder (ix_files_folder): a key prefix is not an index range under every collation
-                under = _starts_with(prefixes)
+                under = starts_with(prefixes)
                 folders = [key for (key,) in conn.execute(select(FOLDERS.c.key).where(FOLDERS.c.destination_id == destination_id)) if under(key)]
                 rows = [row for chunk in _chunks(folders) for row in conn.execute(query.where(FILES.c.folder_key.in_(chunk)))]
         return {row[0]: _file_record(row) for row in rows}
 
-    def present_data_files(self, destination: str) -> tuple[int, int, datetime | None]:
-        """The data files present at `destination`: how many, how many were ever deep-checked, the oldest deep check."""
-        destination_id = select(DESTINATIONS.c.id).where(DESTINATIONS.c.name == destination).scalar_subquery()
-        query = select(func.count(), func.count(FILES.c.deep_at), func.min(FILES.c.deep_at)).where(
-            FILES.c.destination_id == destination_id, FILES.c.gone_at.is_(None), FILES.c.role == "data"
-        )
-        with self._connect() as conn:
-            files, checked, oldest = conn.execute(query).one()
-        return int(files), int(checked), _utc(oldest)
-
-    def sweep_state(self, destination: str, exports: Iterable[str]) -> SweepState:
+    def sweep_state(self, destination: str, exports: Sequence[ExportSettings]) -> SweepState:
         """What planning `destination`'s listing needs: its last full sweep, each dataset's latest live
-        as-of time, and the windows whose current status is good, each as the catalog last judged it
-        (what an incremental audit carries): narrow queries read as plain tuples."""
-        names = sorted(set(exports))
+        as-of time, the exports whose configuration differs from what the catalog recorded, and the windows
+        whose current status is good, each as the catalog last judged it (what an incremental audit
+        carries): narrow queries read as plain tuples."""
+        names = sorted({e.name for e in exports})
         good_windows = (EXPORTS.c.name.in_(names), WINDOWS.c.status.in_(sorted(GOOD)))
         with self._connect() as conn:
             last = conn.execute(select(DESTINATIONS.c.last_full_sweep_at).where(DESTINATIONS.c.name == destination)).scalar_one_or_none()
             live = _live_as_of(conn, names)
+            recorded = {row[0]: dict(zip(_CONFIG_COLUMNS, row[1:], strict=True)) for row in conn.execute(select(EXPORTS.c.name, *(EXPORTS.c[c] for c in _CONFIG_COLUMNS)).where(EXPORTS.c.name.in_(names)))}
+            changed = frozenset(e.name for e in exports if e.name in recorded and recorded[e.name] != _export_config(e))
             files, folders = conn.execute(
                 select(func.coalesce(func.sum(WINDOWS.c.files), 0), func.count(WINDOWS.c.folder_key)).join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(names))
             ).one()
@@ -134,15 +126,18 @@ class Catalog:
             ):
                 found.setdefault(window_id, []).append(Finding(code, Severity(severity), path, message))
             stored: dict[tuple[str, str, datetime], StoredWindow] = {}
-            for window_id, name, dataset, at, status, folder_key, files_, bytes_, records, schema in conn.execute(
+            for window_id, name, dataset, at, status, folder_key, files_, bytes_, records, schema, deep_files, oldest_deep_at in conn.execute(
                 select(WINDOWS.c.id, EXPORTS.c.name, WINDOWS.c.dataset_id, type_coerce(WINDOWS.c.scheduled, String), *_CARRIED_COLUMNS)
                 .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
                 .where(*good_windows)
             ):
+                findings = tuple(found.get(window_id, ()))
+                if any(f.code in UNSETTLED_FINDINGS for f in findings):
+                    continue  # its run evidence can still change: judged again at each audit
                 key = (name, dataset, cast(datetime, _time(at)))
-                stored[key] = StoredWindow(status, folder_key, files_, bytes_, records, schema, tuple(found.get(window_id, ())))
+                stored[key] = StoredWindow(status, folder_key, files_, bytes_, records, schema, deep_files or 0, _time(oldest_deep_at), findings)
         # files: data files plus a manifest per landed folder, near enough for the cost of a full listing
-        return SweepState(_utc(last), live, frozenset(stored), files=int(files) + int(folders), folders=int(folders), stored=stored)
+        return SweepState(_utc(last), live, frozenset(stored), files=int(files) + int(folders), folders=int(folders), stored=stored, changed=changed)
 
     def destinations(self) -> list[DestinationState]:
         """Every destination the catalog knows, with its last live full sweep."""
@@ -374,7 +369,7 @@ class Catalog:
                 self._record_files(
                     conn, destination_ids[name], records, report.as_of, present=listed.get(name) if here else None, historical=not here, known=(known or {}).get(name)
                 )
-            self._record_windows(conn, report, destination_ids, audit_id, live_datasets)
+            self._record_windows(conn, report, destination_ids, audit_id, live_datasets, _deep_summaries(files))
             self._record_runs(conn, runs or {}, report.as_of)
             whole = {d.name for d in settings.destinations if all(e.name in covered for e in settings.exports if e.destination == d.name)}
             full = sorted(set(swept) & set(listed) & current & whole)  # a sweep for some exports re-checked only theirs
@@ -422,20 +417,7 @@ class Catalog:
         """Destinations, exports and datasets as configured; never touches what audits found."""
         _upsert(conn, DESTINATIONS, [{"name": d.name, "url": redact(d.url)} for d in settings.destinations], ["name"], ["url"])
         destination_ids = {name: id_ for id_, name in conn.execute(select(DESTINATIONS.c.id, DESTINATIONS.c.name))}
-        rows = [
-            {
-                "name": e.name,
-                "destination_id": destination_ids[e.destination],
-                "format": e.format,
-                "compression": e.compression,
-                "manifest": e.manifest,
-                "grace_seconds": int(e.grace.total_seconds()),
-                "flow_id": e.flow_id,
-                "schedule": _schedule_json(e.schedule),
-                "folder_template": e.layout.template,
-            }
-            for e in settings.exports
-        ]
+        rows = [{"name": e.name, "destination_id": destination_ids[e.destination], **_export_config(e)} for e in settings.exports]
         _upsert(conn, EXPORTS, rows, ["name"], [k for k in rows[0] if k != "name"] if rows else [])
         export_ids = self._export_ids(conn)
         dataset_rows = [{"export_id": export_ids[e.name], "dataset_id": d} for e in settings.exports for d in e.datasets]
@@ -515,7 +497,15 @@ class Catalog:
             for chunk in _chunks(gone):
                 conn.execute(update(FILES).where(FILES.c.destination_id == destination_id, FILES.c.key.in_(chunk)).values(gone_at=now))
 
-    def _record_windows(self, conn: Connection, report: AuditReport, destination_ids: Mapping[str, int], audit_id: int, live: frozenset[tuple[str, str]]) -> None:
+    def _record_windows(
+        self,
+        conn: Connection,
+        report: AuditReport,
+        destination_ids: Mapping[str, int],
+        audit_id: int,
+        live: frozenset[tuple[str, str]],
+        deep: Mapping[tuple[str, str], tuple[int, datetime | None]],
+    ) -> None:
         export_ids = self._export_ids(conn)
         folder_rows = {}
         for export in report.exports:
@@ -543,11 +533,20 @@ class Catalog:
                 for row in conn.execute(select(WINDOWS).where(WINDOWS.c.export_id == export_id, WINDOWS.c.dataset_id == export.dataset_id))
             }
             if (export.name, export.dataset_id) in live:
-                self._record_live(conn, export, export_id, existing, audit_id, report.as_of)
+                self._record_live(conn, export, export_id, existing, audit_id, report.as_of, deep)
             else:
                 self._record_historical(conn, export, export_id, existing, audit_id, report.as_of)
 
-    def _record_live(self, conn: Connection, export: ExportResult, export_id: int, existing: Mapping[datetime, Any], audit_id: int, as_of: datetime) -> None:
+    def _record_live(
+        self,
+        conn: Connection,
+        export: ExportResult,
+        export_id: int,
+        existing: Mapping[datetime, Any],
+        audit_id: int,
+        as_of: datetime,
+        deep: Mapping[tuple[str, str], tuple[int, datetime | None]],
+    ) -> None:
         """Bring the present up to date: window states, current findings, the dataset's restore point."""
         rows, changed, judged = [], [], []  # judged: windows whose row changes only in the audit that last judged them
         for result in export.windows:
@@ -555,18 +554,21 @@ class Catalog:
                 continue  # taken from its row as it stands, not judged again (auditor.listing): nothing to write
             old = existing.get(result.window.scheduled)
             status = result.status.value
-            landed = result.folder is not None and result.folder.landed
-            evidence = {
-                "folder_key": result.folder.key if result.folder is not None and landed else None,
+            folder_key = result.folder.key if result.folder is not None and result.folder.landed else None
+            checked, oldest = deep.get((export.destination, folder_key), (0, None)) if folder_key is not None else (0, None)
+            evidence: dict[str, Any] = {
+                "folder_key": folder_key,
                 "files": result.files,
                 "bytes": result.bytes,
                 "records": result.records,
                 "schema": result.schema,
+                "deep_files": checked,
+                "oldest_deep_at": oldest,
             }
             if result.status is Status.UNKNOWN and old is not None:  # could not look: keep what it knew
-                evidence = {"folder_key": old.folder_key, "files": old.files, "bytes": old.bytes, "records": old.records, "schema": old.schema}
+                evidence = {k: getattr(old, k) for k in evidence}
             known = (old.known_status if old is not None else None) if result.status is Status.UNKNOWN else status
-            if old is not None and old.status == status and old.known_status == known and all(getattr(old, k) == v for k, v in evidence.items()):
+            if old is not None and old.status == status and old.known_status == known and all(_same(getattr(old, k), v) for k, v in evidence.items()):
                 judged.append(old.id)
                 continue
             rows.append(
@@ -583,7 +585,7 @@ class Catalog:
             )
             if old is None or old.status != status:
                 changed.append((result.window.scheduled, status))
-        columns = ["status", "known_status", "folder_key", "files", "bytes", "records", "schema", "status_since", "last_audit_id"]
+        columns = ["status", "known_status", "folder_key", "files", "bytes", "records", "schema", "deep_files", "oldest_deep_at", "status_since", "last_audit_id"]
         _upsert(conn, WINDOWS, rows, ["export_id", "dataset_id", "scheduled"], columns)
         for chunk in _chunks(judged):
             conn.execute(update(WINDOWS).where(WINDOWS.c.id.in_(chunk)).values(last_audit_id=audit_id))
@@ -1083,7 +1085,10 @@ _KNOWN_COLUMNS = (
     type_coerce(FILES.c.content, String), FILES.c.schema,
 )
 # sweep_state: what a carried window keeps (auditor.listing.StoredWindow, findings apart)
-_CARRIED_COLUMNS = (WINDOWS.c.status, WINDOWS.c.folder_key, WINDOWS.c.files, WINDOWS.c.bytes, WINDOWS.c.records, WINDOWS.c.schema)
+_CARRIED_COLUMNS = (
+    WINDOWS.c.status, WINDOWS.c.folder_key, WINDOWS.c.files, WINDOWS.c.bytes, WINDOWS.c.records, WINDOWS.c.schema, WINDOWS.c.deep_files,
+    type_coerce(WINDOWS.c.oldest_deep_at, String),
+)
 # _record_files: the key, then what a check or a move sets (findings and content change only with validated_at)
 _STATE_COLUMNS = (
     FILES.c.key, FILES.c.folder_key, FILES.c.role, FILES.c.size, FILES.c.etag, type_coerce(FILES.c.modified, String), FILES.c.level,
@@ -1098,6 +1103,25 @@ def _live_as_of(conn: Connection, exports: Sequence[str], *, lock: bool = False)
     return {(name, dataset): _utc(at) for name, dataset, at in conn.execute(query.with_for_update() if lock else query)}
 
 
+def _deep_summaries(files: Mapping[str, Sequence[FileRecord]]) -> dict[tuple[str, str], tuple[int, datetime | None]]:
+    """(destination, folder key) -> how many of its data files were deep-checked, and the oldest of those checks."""
+    found: dict[tuple[str, str], tuple[int, datetime | None]] = {}
+    for destination, records in files.items():
+        for r in records:
+            if r.role != "data" or r.deep_at is None or r.folder_key is None:
+                continue
+            count, oldest = found.get((destination, r.folder_key), (0, None))
+            found[(destination, r.folder_key)] = (count + 1, r.deep_at if oldest is None or r.deep_at < oldest else oldest)
+    return found
+
+
+def _same(stored: Any, value: Any) -> bool:
+    """A stored column equals a value (times as instants: SQLite gives them back without a zone)."""
+    if isinstance(stored, datetime) and isinstance(value, datetime):
+        return _utc(stored) == _utc(value)
+    return bool(stored == value)
+
+
 def _dialect_insert(dialect: Any, table: Table) -> Any:
     """INSERT with ON CONFLICT for the catalog's database (each dialect imported only where it is used)."""
     if dialect.name == "postgresql":
@@ -1107,12 +1131,6 @@ def _dialect_insert(dialect: Any, table: Table) -> Any:
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert(table)
-
-
-def _starts_with(prefixes: Sequence[str]) -> Any:
-    """Whether a key starts with one of `prefixes` (one regex for all)."""
-    pattern = re.compile("|".join(re.escape(p) for p in sorted(set(prefixes))) or "(?!)")
-    return pattern.match
 
 
 def _file_record(row: Any) -> FileRecord:
@@ -1157,6 +1175,22 @@ def _findings(value: Any) -> tuple[Finding, ...]:
             _FINDINGS.clear()
         _FINDINGS[hashable] = found
     return found
+
+
+_CONFIG_COLUMNS = ("format", "compression", "manifest", "grace_seconds", "flow_id", "schedule", "folder_template")
+
+
+def _export_config(e: ExportSettings) -> dict[str, Any]:
+    """What the exports table records of an export's configuration (_CONFIG_COLUMNS)."""
+    return {
+        "format": e.format,
+        "compression": e.compression,
+        "manifest": e.manifest,
+        "grace_seconds": int(e.grace.total_seconds()),
+        "flow_id": e.flow_id,
+        "schedule": _schedule_json(e.schedule),
+        "folder_template": e.layout.template,
+    }
 
 
 def _schedule_json(schedule: Any) -> dict[str, Any]:

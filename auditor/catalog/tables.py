@@ -241,6 +241,8 @@ WINDOWS = Table(
     Column("bytes", BigInteger, nullable=False),
     Column("records", BigInteger, nullable=True),
     Column("schema", Text, nullable=True),  # what the next window's Parquet schema is compared with
+    Column("deep_files", Integer, nullable=True),  # of its data files, how many were deep-checked
+    Column("oldest_deep_at", UTCDateTime, nullable=True),  # and the oldest of those checks
     Column("status_since", UTCDateTime, nullable=False),
     Column("last_audit_id", Integer, ForeignKey("audits.id"), nullable=False),
     UniqueConstraint("export_id", "dataset_id", "scheduled"), Index("ix_windows_status", "export_id", "dataset_id", "status"),

@@ -82,9 +82,9 @@ def test_between_sweeps_only_open_windows_are_listed_and_a_sweep_catches_what_ch
         assert second is not None
         listing = second.method["listing"]["d"]
         assert listing["mode"] == "incremental" and listing["last_full_sweep"] == "2026-11-30T20:00:00Z"
-        # open: the missing window, and per dataset 11-30T18:00 (within grace + 12 h) and 12-01T00:00 (after the last
-        # audit); each alone on its day, so each is listed by its own folder
-        assert (listing["open_windows"], listing["prefixes"]) == (5, 5)
+        # open: the missing window and the one after it (its schema drift is measured against the missing one), and per
+        # dataset 11-30T18:00 (within grace + 12 h) and 12-01T00:00 (after the last audit): one prefix per day
+        assert (listing["open_windows"], listing["prefixes"]) == (6, 5)
         assert listing["carried_from_catalog"] > listing["listed_objects"] > 0
         assert _statuses(second) == _full_listing_verdicts(settings, t("2026-12-01T02:00"))  # the same verdicts as a full listing
         assert second.assurance.read_files == 2 * 2 + 2  # only the new slot's data files (2 per dataset) and its manifests were read
@@ -373,3 +373,101 @@ def test_a_catalog_upgraded_to_carry_windows_sweeps_in_full_first(tmp_path: Path
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT last_full_sweep_at FROM destinations")).scalar_one() is None
+
+
+def test_an_export_configured_otherwise_than_at_its_last_audit_is_listed_in_full(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """A settled window's row was judged against the old configuration (a longer grace turns late into ok)."""
+    _landed(tree, t("2026-11-27T12:00"))
+    settings = _config(tmp_path, tree, upgraded(catalog_url))
+    with Runtime(settings) as runtime:
+        runtime.audit(now=t("2026-11-27T14:00"))
+        again = runtime.audit(now=t("2026-11-27T15:00"))
+        assert again is not None and again.method["listing"]["d"]["mode"] == "incremental"  # the recorded configuration reads back equal
+    (tmp_path / "auditor.toml").write_text((tmp_path / "auditor.toml").read_text().replace('manifest = true\n', 'manifest = true\ngrace = "3h"\n'))
+    with Runtime(load_settings(tmp_path / "auditor.toml", {})) as runtime:
+        changed = runtime.audit(now=t("2026-11-27T16:00"))
+        assert changed is not None
+        assert (changed.method["listing"]["d"]["mode"], changed.method["listing"]["d"]["reason"]) == ("full", "export 'e' is configured otherwise than at its last audit")
+        after = runtime.audit(now=t("2026-11-27T17:00"))
+        assert after is not None and after.method["listing"]["d"]["mode"] == "incremental"
+
+
+def _two_exports(tmp_path: Path, tree: Tree, *, template: str | None = None, flow_id: str | None = None, names: tuple[str, ...] = ("a", "b")) -> Settings:
+    """A config of one export per dataset (dsA, dsB) on destination d, written beside the usual one."""
+    text = (tmp_path / "auditor.toml").read_text()
+    head = text[: text.index("[[exports]]")]
+    body = "".join(
+        f"""[[exports]]
+name = "{name}"
+destination = "d"
+datasets = ["{dataset}"]
+format = "parquet"
+manifest = true
+{f'folder_template = "{template}"' if template else ""}
+{f'flow_id = "{flow_id}"' if flow_id else ""}
+schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 6, startTime = "{START:%Y-%m-%dT%H:%M:%SZ}" }}
+"""
+        for name, dataset in zip(names, DATASETS, strict=False)
+    )
+    (tmp_path / "two.toml").write_text(head + body)
+    return load_settings(tmp_path / "two.toml", {})
+
+
+def test_run_evidence_that_can_still_change_keeps_its_window_open(tree: Tree, tmp_path: Path, monkeypatch: Any) -> None:
+    """Found in review: a window judged while its run was still processing was carried with `run.unfinished`,
+    though the run later failed (a full listing says invalid)."""
+    from auditor.flows.models import Run
+
+    flow = "eb54b3b3-3949-4f12-89c8-64eafaba858f"
+    old = t("2026-11-27T06:00")
+
+    def runs(old_status: str) -> dict[str, list[Run]]:
+        found, slot = [], START
+        while slot <= t("2026-11-29T18:00"):
+            status = old_status if slot == old else "success"
+            end = None if status == "processing" else slot + timedelta(minutes=9)
+            found.append(Run(f"run-{slot:%m%d%H}", flow, status, slot, slot + timedelta(minutes=1), end, 10, 2, {}, (("E1", "half-way"),) if status == "failed" else ()))
+            slot += timedelta(hours=6)
+        return {flow: found}
+
+    _landed(tree, t("2026-11-29T18:00"))
+    _config(tmp_path, tree, f"sqlite:///{tmp_path / 'c.db'}")
+    settings = _two_exports(tmp_path, tree, flow_id=flow, names=("a",))
+    with Runtime(settings) as runtime:
+        monkeypatch.setattr(Runtime, "fetch_runs", lambda self, exports=None: (runs("processing"), None, []))
+        first = runtime.audit(now=t("2026-11-29T20:00"))
+        assert first is not None and [f["code"] for f in _windows_json(first)[("dsA", old.isoformat())]["findings"]] == ["run.unfinished"]
+        monkeypatch.setattr(Runtime, "fetch_runs", lambda self, exports=None: (runs("failed"), None, []))
+        second = runtime.audit(now=t("2026-11-30T02:00"))
+    assert second is not None and second.method["listing"]["d"]["mode"] == "incremental"
+    window = _windows_json(second)[("dsA", old.isoformat())]
+    assert (window["status"], [f["code"] for f in window["findings"]]) == ("invalid", ["run.failed"])
+    full = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=None, now=t("2026-11-30T02:00"), started=t("2026-11-30T02:00"), runs=runs("failed"))
+    assert _windows_json(second) == _windows_json(full)
+
+
+def test_an_audit_of_some_exports_counts_only_their_files_and_a_leading_macro_lists_everything(tree: Tree, tmp_path: Path) -> None:
+    """Found in review: an incremental audit of export b counted a's data files in its assurance; and a template whose
+    listing prefix is "" (it starts with a macro the auditor cannot expand) read back no known file, so every file was
+    read again and none was marked gone."""
+    _config(tmp_path, tree, f"sqlite:///{tmp_path / 'c.db'}")
+    template = "%SANDBOX_NAME%/%DATASET_ID%/exportTime=%EXPORT_TIME%"
+    slot = START
+    while slot <= t("2026-11-29T18:00"):
+        for ds in DATASETS:
+            tree.export(ds, slot, count=5, template=f"prod/{ds}/exportTime=%EXPORT_TIME%".replace(ds, "%DATASET_ID%"))
+        slot += timedelta(hours=6)
+    settings = _two_exports(tmp_path, tree, template=template)
+    only_b = AuditOptions(only_exports=frozenset({"b"}))
+    with Runtime(settings) as runtime:
+        runtime.audit(now=t("2026-11-29T20:00"))
+        doomed = min((tree.root / "prod/dsB/exportTime=202611290000").glob("*.parquet"))
+        doomed.unlink()
+        second = runtime.audit(now=t("2026-11-29T21:00"), options=only_b)
+        assert second is not None
+        assert (second.method["listing"]["d"]["mode"], second.method["listing"]["d"]["prefixes"]) == ("incremental", 1)
+        assert second.assurance.read_files == 0  # every file under "" was known and unchanged
+        assert doomed.relative_to(tree.root).as_posix() not in runtime.catalog.known_files("d")  # and the one deleted is gone
+    full = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=None, now=t("2026-11-29T21:00"), started=t("2026-11-29T21:00"), options=only_b)
+    assert second.assurance.files == full.assurance.files
+    assert _windows_json(second) == _windows_json(full)

@@ -40,9 +40,10 @@ def _state(**overrides: object) -> SweepState:
 def test_only_windows_within_the_horizon_or_not_good_are_listed_one_prefix_per_dataset_and_day() -> None:
     old_gap = ("e", "dsB", t("2026-11-28T06:00"))
     plan = plan_listing(DESTINATION, [_export()], _state(good=_judged_good() - {old_gap}), NOW)
-    # settled: deadline (slot + 1 h grace) + 6 h horizon at or before 10:00, so up to 03:00; open: 06:00 and 09:00 per dataset
-    assert not plan.full and plan.open_windows == 2 * 2 + 1
-    assert plan.prefixes == ("dsA/exportTime=20261130", "dsB/exportTime=202611280600", "dsB/exportTime=20261130")
+    # settled: deadline (slot + 1 h grace) + 6 h horizon at or before 10:00, so up to 03:00; open: 06:00 and 09:00 per dataset,
+    # the old gap, and the window after it (its schema drift is measured against the gap's)
+    assert not plan.full and plan.open_windows == 2 * 2 + 2
+    assert plan.prefixes == ("dsA/exportTime=20261130", "dsB/exportTime=20261128", "dsB/exportTime=20261130")
 
 
 def test_a_full_sweep_when_due_back_dated_unknown_to_the_catalog_or_cheaper() -> None:
@@ -81,7 +82,7 @@ def test_a_slot_the_catalog_never_judged_is_open() -> None:
     """A corrected startTime adds slots before the first audited one: they have no row, so they are listed."""
     earlier = _export(startTime="2026-11-27T00:00:00Z")
     plan = plan_listing(DESTINATION, [earlier], _state(), NOW)
-    assert not plan.full and "dsA/exportTime=20261127" in plan.prefixes and plan.open_windows == 2 * 8 + 2 * 2
+    assert not plan.full and "dsA/exportTime=20261127" in plan.prefixes and plan.open_windows == 2 * 8 + 2 + 2 * 2  # and 11-28T00:00 after them
 
 
 def test_settled_windows_outside_the_prefixes_are_carried_and_those_inside_are_listed() -> None:
@@ -89,17 +90,17 @@ def test_settled_windows_outside_the_prefixes_are_carried_and_those_inside_are_l
     a day with two open windows is listed whole, its settled windows with it; a day with one is listed by that
     window's folder, and its other windows are carried."""
     export = _export(startTime="2026-11-29T00:00:00Z")
-    open_gaps = {("e", "dsA", t("2026-11-29T06:00")), ("e", "dsA", t("2026-11-29T12:00")), ("e", "dsB", t("2026-11-29T06:00"))}
+    open_gaps = {("e", "dsA", t("2026-11-29T06:00")), ("e", "dsA", t("2026-11-29T12:00")), ("e", "dsB", t("2026-11-29T21:00"))}
     good = frozenset((n, d, s) for n, d, s in _judged_good() | frozenset(("e", d, s) for d in ("dsA", "dsB") for s in export.schedule.slots(end=t("2026-11-29T21:00"))))
     plan = plan_listing(DESTINATION, [export], _state(good=good - open_gaps), NOW)
     assert not plan.full
-    assert plan.prefixes == ("dsA/exportTime=20261129", "dsA/exportTime=20261130", "dsB/exportTime=202611290600", "dsB/exportTime=20261130")
+    assert plan.prefixes == ("dsA/exportTime=20261129", "dsA/exportTime=20261130", "dsB/exportTime=202611292100", "dsB/exportTime=20261130")
     every = {("e", d, s) for d in ("dsA", "dsB") for s in export.schedule.slots(end=NOW)}
     listed_days = {s for s in export.schedule.slots(end=NOW) if s >= t("2026-11-30T00:00")}
     expected = {
         ("e", d, s)
         for _e, d, s in every
-        if s not in listed_days and not (d == "dsA" and s < t("2026-11-30T00:00")) and (d, s) != ("dsB", t("2026-11-29T06:00"))
+        if s not in listed_days and not (d == "dsA" and s >= t("2026-11-29T00:00")) and (d, s) != ("dsB", t("2026-11-29T21:00"))
     }
     assert plan.carried == expected
     assert ("e", "dsB", t("2026-11-29T09:00")) in plan.carried  # settled, beside the one open window of its day
