@@ -5,14 +5,19 @@ Run: .venv/bin/python bench/api_load.py [--clients 20] [--requests 50]
 Builds the demo's week of exports, audits it into a SQLite catalog, serves the API with uvicorn on
 127.0.0.1 in a process of its own (so the clients do not share its interpreter lock) and prints
 requests per second, latency percentiles and the server process's CPU time per request for
-/api/restore, against /healthz (the cheapest route) measured the same way in the same run.
+/api/restore, against /healthz (the cheapest route) measured the same way in the same run. The
+clients are autocannon's (Node, `npm ci` installs it: 20 keep-alive connections in one process that
+costs the machine little); without it, Python threads, which share one interpreter lock and so time
+their own queueing as much as the server's (the report says which client measured).
 bench/catalog_bench.py uses `serve_app`, `hammer` and `server_cpu` for its million-file catalog.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -23,8 +28,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -36,11 +43,48 @@ from auditor.runtime import Runtime
 from auditor.service.app import create_app
 
 TOKEN = "bench-read-token"
+CANNON = Path(__file__).resolve().parent / "cannon.js"
+NODE_MODULES = Path(__file__).resolve().parents[1] / "node_modules"
 
 
-def hammer(url: str | Callable[[int, int], str], clients: int, requests: int, headers: dict[str, str]) -> tuple[list[float], int, float]:
-    """(latencies in seconds, errors, wall time) for `clients` threads each sending `requests`
-    (`url`: one URL, or the URL of client c's i-th request)."""
+@dataclass(frozen=True)
+class Load:
+    """What one load run measured."""
+
+    requests: int
+    errors: int  # not 200, or no answer
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    client: str
+
+
+def hammer(url: str | Callable[[int, int], str], clients: int, requests: int, headers: dict[str, str]) -> Load:
+    """`clients` concurrent clients each sending `requests` GETs (`url`: one URL, or the URL of client c's i-th
+    request): autocannon when `npm ci` installed it, else Python threads."""
+    urls = [url if isinstance(url, str) else url(c, i) for i in range(requests) for c in range(clients)]
+    if (NODE_MODULES / "autocannon").is_dir() and shutil.which("node"):
+        return _cannon(urls, clients, headers)
+    latencies, errors, wall = _threads(url, clients, requests, headers)
+    p50, p99 = percentiles(latencies)
+    return Load(len(latencies), errors, wall, p50 * 1000, p99 * 1000, "Python threads")
+
+
+def _cannon(urls: Sequence[str], clients: int, headers: dict[str, str]) -> Load:
+    parts = urlsplit(urls[0])
+    paths = [urlsplit(u)._replace(scheme="", netloc="").geturl() for u in urls]
+    if len(set(paths)) == 1:
+        paths = paths[:1]
+    config = {"url": f"{parts.scheme}://{parts.netloc}", "connections": clients, "amount": len(urls), "headers": headers, "paths": paths}
+    done = subprocess.run(["node", str(CANNON)], input=json.dumps(config), capture_output=True, text=True, check=False, env={**os.environ, "NODE_PATH": str(NODE_MODULES)})
+    if done.returncode != 0:
+        raise SystemExit(f"autocannon failed: {done.stderr[-2000:]}")
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return Load(found["requests"], found["non2xx"] + found["errors"], found["seconds"], found["p50"], found["p99"], "autocannon")
+
+
+def _threads(url: str | Callable[[int, int], str], clients: int, requests: int, headers: dict[str, str]) -> tuple[list[float], int, float]:
+    """(latencies in seconds, errors, wall time) for `clients` threads each sending `requests`."""
 
     def one_client(c: int) -> tuple[list[float], int]:
         latencies, errors = [], 0
@@ -67,10 +111,12 @@ def percentiles(latencies: Sequence[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
 
 
-def report(label: str, latencies: list[float], errors: int, wall: float, cpu: float) -> float:
-    p50, p99 = percentiles(latencies)
-    rps = len(latencies) / wall
-    print(f"  {label:<34} {len(latencies)} requests, {errors} errors, {rps:7.1f} req/s, p50 {p50 * 1000:6.1f} ms, p99 {p99 * 1000:6.1f} ms, server CPU {cpu:.2f} ms/request")
+def report(label: str, load: Load, cpu: float) -> float:
+    rps = load.requests / load.seconds
+    print(
+        f"  {label:<34} {load.requests} requests, {load.errors} errors, {rps:7.1f} req/s, p50 {load.p50_ms:6.1f} ms, p99 {load.p99_ms:6.1f} ms, "
+        f"server CPU {cpu:.2f} ms/request ({load.client})"
+    )
     return rps
 
 
@@ -88,11 +134,11 @@ def server_cpu(base: str) -> float:
     return float(line.split()[1])
 
 
-def hammer_cpu(base: str, url: str | Callable[[int, int], str], clients: int, requests: int, headers: dict[str, str]) -> tuple[list[float], int, float, float]:
-    """hammer(), and the server's CPU milliseconds per request meanwhile (the clients connect before the clock starts)."""
+def hammer_cpu(base: str, url: str | Callable[[int, int], str], clients: int, requests: int, headers: dict[str, str]) -> tuple[Load, float]:
+    """hammer(), and the server's CPU milliseconds per request meanwhile."""
     before = server_cpu(base)
-    latencies, errors, wall = hammer(url, clients, requests, headers)
-    return latencies, errors, wall, (server_cpu(base) - before) * 1000 / max(len(latencies), 1)
+    load = hammer(url, clients, requests, headers)
+    return load, (server_cpu(base) - before) * 1000 / max(load.requests, 1)
 
 
 @contextmanager

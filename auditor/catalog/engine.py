@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(str(resources.files("auditor.migrations")))  # top-level migrations/, installed as auditor.migrations
 SUPPORTED = ("sqlite", "postgresql")
+POOL_THREADS = 40  # anyio's default thread limiter: how many requests can be in a thread at once
 HEAD = "0009"  # the newest migration in MIGRATIONS (a test holds the two together)
 
 
@@ -49,10 +50,12 @@ def make_engine(url: str) -> Engine:
             database = parsed.database
             if database and database != ":memory:" and not database.startswith("file:"):
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(parsed, connect_args={"timeout": 30})
+            # a pooled connection per request thread (the API's thread pool holds 40): beyond the pool, each request
+            # would open a connection and set its pragmas, then close it again
+            engine = create_engine(parsed, connect_args={"timeout": 30}, pool_size=POOL_THREADS, max_overflow=8)
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=30)
     except (ImportError, NoSuchModuleError) as e:
         raise CatalogError(_driver_problem(backend, _driver_name(parsed, backend), e)) from None
     except OSError as e:

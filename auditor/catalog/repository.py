@@ -150,6 +150,12 @@ class Catalog:
         with self._connect() as conn:
             return int(conn.execute(select(func.count()).select_from(AUDITS)).scalar_one())
 
+    def latest_audit_id(self) -> int | None:
+        """The newest audit's id: one primary-key index lookup (a health check: the catalog answers, its schema is there)."""
+        with self._connect() as conn:
+            found = conn.execute(select(func.max(AUDITS.c.id))).scalar_one()
+        return None if found is None else int(found)
+
     def runs_of(self, flow_ids: Iterable[str]) -> dict[str, list[Run]]:
         """The runs recorded for these flows (what is known when the Flow Service cannot be reached)."""
         wanted = list(flow_ids)

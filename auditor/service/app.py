@@ -254,7 +254,10 @@ class Gate:
         request = Request(scope)
         path = scope["path"]
         try:
-            caller = await run_in_threadpool(self.access.identify, request)
+            if request.headers.get("authorization", "")[:7].lower() == "bearer ":
+                caller = self.access.identify(request)  # a token is compared in memory: no thread hop
+            else:
+                caller = await run_in_threadpool(self.access.identify, request)  # a session is read from the catalog
         except CatalogError as e:
             await JSONResponse({"error": str(e)}, status_code=503)(scope, receive, send)
             return
@@ -357,7 +360,7 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
     def healthz(request: Request) -> JSONResponse:
         if not settings.service.open_health and caller(request) is None:
             raise HTTPException(401, "a valid bearer token is required")
-        runtime.catalog.audit_count()  # raises CatalogError (503) when the catalog is gone
+        runtime.catalog.latest_audit_id()  # raises CatalogError (503) when the catalog is gone (an index lookup, not a count)
         ok, reason = worker.health() if worker else (True, "no worker in this process")
         last = max(worker.last_audit.values()) if worker and worker.last_audit else None
         body = {"status": "ok" if ok else "failing", "reason": reason, "last_audit": iso(last), "worker_errors": dict(worker.errors) if worker else {}}
@@ -419,6 +422,7 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         return read_check(request)
 
     restore_read = Depends(restore_reader)
+    inline_lookups = runtime.settings.catalog.url.startswith("sqlite")
 
     @app.get("/api/restore")
     async def restore(dataset: str, at: str, export: str | None = None, _: Caller = restore_read) -> JSONResponse:
@@ -429,7 +433,9 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
             return plan_restore(settings, runtime.catalog, dataset, when, export=export, option="export=").to_json()
 
         try:
-            body = await run_in_threadpool(lookup)  # one hop to a thread: the lookup waits on the database
+            # SQLite answers from a local file in about a millisecond of CPU: handing that to a thread and back costs the
+            # process more (measured under 20 clients: 7.2 against 2.2 ms of CPU a request); PostgreSQL waits on the network
+            body = lookup() if inline_lookups else await run_in_threadpool(lookup)
         except RestoreLookupError as e:
             if e.candidates:
                 raise HTTPException(409, {"message": str(e), "candidates": list(e.candidates)}) from None
