@@ -92,7 +92,7 @@ class CatalogPort(Protocol):
 
     def audit_count(self) -> int: ...
 
-    def sweep_state(self, destination: str, exports: Sequence[ExportSettings]) -> SweepState: ...
+    def sweep_state(self, destination: DestinationSettings, exports: Sequence[ExportSettings], runs: Mapping[str, Sequence[Run]] | None = None) -> SweepState: ...
 
     def record_audit(
         self,
@@ -167,7 +167,7 @@ def run_audit(
         if not mine:
             continue
         store = stores[destination.name]
-        state, plan = _plan(destination, mine, catalog, now, options, errors, store)
+        state, plan = _plan(destination, mine, catalog, now, options, errors, store, runs)
         known: Mapping[str, FileRecord] = {}
         if catalog is not None:
             try:
@@ -245,6 +245,7 @@ def _plan(
     options: AuditOptions,
     errors: list[AuditError],
     store: Store,
+    runs: Mapping[str, Sequence[Run]] | None,
 ) -> tuple[SweepState | None, ListingPlan]:
     """How to list this destination now: in full, or only the prefixes that can still change."""
     requested = (
@@ -259,7 +260,7 @@ def _plan(
     state: SweepState | None = None
     if catalog is not None:  # read even for a requested sweep: the report says when the last one ran
         try:
-            state = catalog.sweep_state(destination.name, exports)
+            state = catalog.sweep_state(destination, exports, runs)
         except CatalogError as e:
             errors.append(AuditError("catalog", f"cannot read which windows are settled, listing {destination.name} in full: {e}"))
     return state, plan_listing(destination, exports, state, now, full_requested=requested, walks=bool(getattr(store, "walks", False)))

@@ -146,16 +146,21 @@ def plan_listing(
             if now < since:
                 return full("back-dated audit: the present state does not describe the past")
             settle = export.grace + destination.listing_horizon
-            after_open = False  # the window before this one is open: its schema may change, and this one's drift with it
+            # a Parquet window's schema drift is measured against the last window before it with a schema: while that
+            # one is open, so is this one
+            after_open = False
             for slot in export.schedule.slots(end=now):
+                key = (export.name, dataset, slot)
                 day_key = (layout.template, dataset, slot.date())
                 day = days.get(day_key)
                 if day is None:
                     day = days[day_key] = layout.listing_prefix(dataset, slot, whole_day=True)
-                if not after_open and slot <= since and slot + settle <= now and (export.name, dataset, slot) in state.good:
-                    settled.append(((export.name, dataset, slot), layout, day))  # judged good by a live audit, deadline beyond the horizon
+                good = slot <= since and slot + settle <= now and key in state.good  # judged good by a live audit, deadline beyond the horizon
+                if good and not after_open:
+                    settled.append((key, layout, day))
                     continue
-                after_open = (export.name, dataset, slot) not in state.good or slot > since or slot + settle > now  # open in its own right
+                stored = state.stored.get(key)
+                after_open = export.format == "parquet" and (not good or (stored is not None and stored.schema is None))
                 count += 1  # open (a slot never judged is open)
                 open_windows.setdefault(day, []).append(slot)
                 exact[(day, slot)] = layout.listing_prefix(dataset, slot)

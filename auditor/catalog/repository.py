@@ -44,7 +44,7 @@ from auditor.catalog.tables import (
     UTCDateTime,
 )
 from auditor.chain import rpo_seconds
-from auditor.config import ExportSettings, Settings
+from auditor.config import DestinationSettings, ExportSettings, Settings
 from auditor.errors import CatalogError
 from auditor.evidence import GENESIS, ChainedRecord, canonical
 from auditor.findings import Finding, Severity
@@ -101,18 +101,28 @@ class Catalog:
                 rows = [row for chunk in _chunks(folders) for row in conn.execute(query.where(FILES.c.folder_key.in_(chunk)))]
         return {row[0]: _file_record(row) for row in rows}
 
-    def sweep_state(self, destination: str, exports: Sequence[ExportSettings]) -> SweepState:
+    def sweep_state(self, destination: DestinationSettings, exports: Sequence[ExportSettings], runs: Mapping[str, Sequence[Run]] | None = None) -> SweepState:
         """What planning `destination`'s listing needs: its last full sweep, each dataset's latest live
-        as-of time, the exports whose configuration differs from what the catalog recorded, and the windows
-        whose current status is good, each as the catalog last judged it (what an incremental audit
-        carries): narrow queries read as plain tuples."""
+        as-of time, the exports configured otherwise than when their windows were last judged (`runs`: the
+        run evidence this audit has), and the windows whose current status is good, each as the catalog last
+        judged it (what an incremental audit carries): narrow queries read as plain tuples."""
         names = sorted({e.name for e in exports})
         good_windows = (EXPORTS.c.name.in_(names), WINDOWS.c.status.in_(sorted(GOOD)))
         with self._connect() as conn:
-            last = conn.execute(select(DESTINATIONS.c.last_full_sweep_at).where(DESTINATIONS.c.name == destination)).scalar_one_or_none()
+            last, url = conn.execute(select(DESTINATIONS.c.last_full_sweep_at, DESTINATIONS.c.url).where(DESTINATIONS.c.name == destination.name)).one_or_none() or (None, None)
             live = _live_as_of(conn, names)
-            recorded = {row[0]: dict(zip(_CONFIG_COLUMNS, row[1:], strict=True)) for row in conn.execute(select(EXPORTS.c.name, *(EXPORTS.c[c] for c in _CONFIG_COLUMNS)).where(EXPORTS.c.name.in_(names)))}
-            changed = frozenset(e.name for e in exports if e.name in recorded and recorded[e.name] != _export_config(e))
+            recorded = {
+                name: (where, dict(zip(_CONFIG_COLUMNS, values, strict=True)))
+                for name, where, *values in conn.execute(
+                    select(EXPORTS.c.name, DESTINATIONS.c.name, *(EXPORTS.c[c] for c in _CONFIG_COLUMNS))
+                    .join(DESTINATIONS, EXPORTS.c.destination_id == DESTINATIONS.c.id)
+                    .where(EXPORTS.c.name.in_(names))
+                )
+            }
+            moved = url is not None and url != redact(destination.url)  # the same name for another place: nothing recorded holds there
+            changed = frozenset(
+                e.name for e in exports if e.name in recorded and (moved or recorded[e.name] != (e.destination, _export_config(e, runs_joined=_runs_joined(e, runs))))
+            )
             files, folders = conn.execute(
                 select(func.coalesce(func.sum(WINDOWS.c.files), 0), func.count(WINDOWS.c.folder_key)).join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(names))
             ).one()
@@ -383,6 +393,7 @@ class Catalog:
                 later = or_(DESTINATIONS.c.last_full_sweep_at.is_(None), DESTINATIONS.c.last_full_sweep_at <= report.as_of)
                 conn.execute(update(DESTINATIONS).where(DESTINATIONS.c.name.in_(full), later).values(last_full_sweep_at=report.as_of, last_full_sweep_audit_id=audit_id))
             if live:
+                self._record_config(conn, settings, live, destination_ids, runs)
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))
             return Recorded(audit_id, live, live_datasets)
 
@@ -420,15 +431,29 @@ class Catalog:
     # -- writing -------------------------------------------------------------
 
     def _sync_config(self, conn: Connection, settings: Settings) -> dict[str, int]:
-        """Destinations, exports and datasets as configured; never touches what audits found."""
-        _upsert(conn, DESTINATIONS, [{"name": d.name, "url": redact(d.url)} for d in settings.destinations], ["name"], ["url"])
+        """Destinations, exports and datasets as configured, added where new; never touches what audits found.
+
+        An export's (or a destination's) recorded configuration is what its windows were last judged under:
+        it changes only through a live audit of that export (_record_config), never through an audit of others.
+        """
+        _upsert(conn, DESTINATIONS, [{"name": d.name, "url": redact(d.url)} for d in settings.destinations], ["name"], [])
         destination_ids = {name: id_ for id_, name in conn.execute(select(DESTINATIONS.c.id, DESTINATIONS.c.name))}
-        rows = [{"name": e.name, "destination_id": destination_ids[e.destination], **_export_config(e)} for e in settings.exports]
-        _upsert(conn, EXPORTS, rows, ["name"], [k for k in rows[0] if k != "name"] if rows else [])
+        rows = [{"name": e.name, "destination_id": destination_ids[e.destination], **_export_config(e, runs_joined=False)} for e in settings.exports]
+        _upsert(conn, EXPORTS, rows, ["name"], [])
         export_ids = self._export_ids(conn)
         dataset_rows = [{"export_id": export_ids[e.name], "dataset_id": d} for e in settings.exports for d in e.datasets]
         _upsert(conn, DATASETS, dataset_rows, ["export_id", "dataset_id"], [])
         return destination_ids
+
+    def _record_config(self, conn: Connection, settings: Settings, live: frozenset[str], destination_ids: Mapping[str, int], runs: Mapping[str, Sequence[Run]] | None) -> None:
+        """The configuration the exports this audit was live for were judged under (and their destinations' URLs)."""
+        exports = [e for e in settings.exports if e.name in live]
+        rows = [
+            {"name": e.name, "destination_id": destination_ids[e.destination], **_export_config(e, runs_joined=_runs_joined(e, runs))} for e in exports
+        ]
+        _upsert(conn, EXPORTS, rows, ["name"], [k for k in rows[0] if k != "name"] if rows else [])
+        mine = {e.destination for e in exports}
+        _upsert(conn, DESTINATIONS, [{"name": d.name, "url": redact(d.url)} for d in settings.destinations if d.name in mine], ["name"], ["url"])
 
     def _export_ids(self, conn: Connection) -> dict[str, int]:
         return {name: id_ for id_, name in conn.execute(select(EXPORTS.c.id, EXPORTS.c.name))}
@@ -1183,11 +1208,12 @@ def _findings(value: Any) -> tuple[Finding, ...]:
     return found
 
 
-_CONFIG_COLUMNS = ("format", "compression", "manifest", "grace_seconds", "flow_id", "schedule", "folder_template")
+_CONFIG_COLUMNS = ("format", "compression", "manifest", "grace_seconds", "flow_id", "schedule", "folder_template", "runs_joined")
 
 
-def _export_config(e: ExportSettings) -> dict[str, Any]:
-    """What the exports table records of an export's configuration (_CONFIG_COLUMNS)."""
+def _export_config(e: ExportSettings, *, runs_joined: bool) -> dict[str, Any]:
+    """What the exports table records of an export's configuration (_CONFIG_COLUMNS): what its windows are judged under,
+    run evidence included (`runs_joined`: the audit had its flow's runs)."""
     return {
         "format": e.format,
         "compression": e.compression,
@@ -1196,7 +1222,13 @@ def _export_config(e: ExportSettings) -> dict[str, Any]:
         "flow_id": e.flow_id,
         "schedule": _schedule_json(e.schedule),
         "folder_template": e.layout.template,
+        "runs_joined": runs_joined,
     }
+
+
+def _runs_joined(e: ExportSettings, runs: Mapping[str, Sequence[Run]] | None) -> bool:
+    """Whether an audit with these runs joins them to the export's windows (auditor.audit._reconcile_export)."""
+    return runs is not None and e.flow_id is not None and e.flow_id in runs
 
 
 def _schedule_json(schedule: Any) -> dict[str, Any]:

@@ -80,6 +80,7 @@ EXPORTS = Table(
     Column("folder_template", Text, nullable=False),
     Column("live_as_of", UTCDateTime, nullable=True),  # as-of time of its latest live audit
     Column("live_audit_id", Integer, nullable=True),
+    Column("runs_joined", Boolean, nullable=True),  # its windows were last judged with its flow's runs
 )
 
 
