@@ -128,6 +128,17 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
+def write_config(path: Path, catalog: str, *, destinations: list[dict[str, Any]], exports: list[dict[str, Any]], isolate: bool = False) -> Any:
+    """A config file written from plain values (TOML by tomli_w, not by hand) and loaded as the CLI loads it."""
+    import tomli_w
+
+    from auditor.config import load_settings
+
+    document = {"catalog": {"url": catalog}, "validation": {"isolate": isolate}, "destinations": destinations, "exports": exports}
+    path.write_text(tomli_w.dumps(document))
+    return load_settings(path, {})
+
+
 def audit_once(settings: Any, *, now: datetime, options: Any = None) -> Any:
     """One audit through the composition root, as the CLI runs it (adapters closed afterwards)."""
     from auditor.runtime import Runtime

@@ -10,46 +10,27 @@ from pathlib import Path
 from typing import Any
 
 from auditor.audit import AuditOptions, run_audit
-from auditor.config import Settings, load_settings
+from auditor.config import Settings
 from auditor.exporter import sample_records, write_export
 from auditor.flows.models import Run
 from auditor.runtime import Runtime
 from auditor.storage import open_store
-from tests.conftest import Tree, t
+from tests.conftest import Tree, t, write_config
 from tests.integration.test_alerts import upgraded
-from tests.integration.test_incremental_listing import START, _config, _landed, _two_exports, _windows_json
+from tests.integration.test_incremental_listing import START, _config, _landed, _two_exports, _windows_json, export_entry
 
 FLOW = "eb54b3b3-3949-4f12-89c8-64eafaba858f"
 LAST_RUN = t("2026-11-29T18:00")
 
 
-def _settings(tmp_path: Path, tree: Tree, catalog_url: str, *, grace_a: str = "1h", url: str | None = None, a_to: str = "d", more: str = "") -> Settings:
-    path = tmp_path / "carried.toml"
-    path.write_text(
-        f"""[catalog]
-url = "{catalog_url}"
-[validation]
-isolate = false
-[[destinations]]
-name = "d"
-url = "{url or tree.url}"
-listing_horizon = "12h"
-{more}
-"""
-        + "".join(
-            f"""[[exports]]
-name = "{name}"
-destination = "{where}"
-datasets = ["{dataset}"]
-format = "parquet"
-manifest = true
-grace = "{grace}"
-schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 6, startTime = "{START:%Y-%m-%dT%H:%M:%SZ}" }}
-"""
-            for name, dataset, grace, where in (("a", "dsA", grace_a, a_to), ("b", "dsB", "1h", "d"))
-        )
-    )
-    return load_settings(path, {})
+def _settings(tmp_path: Path, tree: Tree, catalog_url: str, *, grace_a: str = "1h", url: str | None = None, a_to: str = "d", elsewhere: Path | None = None) -> Settings:
+    """Exports a (dsA) and b (dsB) on d; with `elsewhere`, a destination d2 there and an export c to it."""
+    destinations = [{"name": "d", "url": url or tree.url, "listing_horizon": "12h"}]
+    exports = [export_entry("a", "dsA", destination=a_to, grace=grace_a), export_entry("b", "dsB")]
+    if elsewhere is not None:
+        destinations.append({"name": "d2", "url": elsewhere.as_uri(), "listing_horizon": "12h"})
+        exports.append(export_entry("c", "dsC", destination="d2", manifest=False))
+    return write_config(tmp_path / "carried.toml", catalog_url, destinations=destinations, exports=exports)
 
 
 def _full(settings: Settings, now: datetime, **kwargs: Any) -> Any:
@@ -78,19 +59,16 @@ def test_a_destination_pointed_elsewhere_or_an_export_moved_is_listed_in_full(tr
     catalog_url = f"sqlite:///{tmp_path / 'c.db'}"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    second = f'[[destinations]]\nname = "d2"\nurl = "{elsewhere.as_uri()}"\nlisting_horizon = "12h"\n'
-    second += '[[exports]]\nname = "c"\ndestination = "d2"\ndatasets = ["dsC"]\nformat = "parquet"\n'
-    second += f'schedule = {{ timeUnit = "hour", interval = 6, startTime = "{START:%Y-%m-%dT%H:%M:%SZ}" }}\n'
-    with Runtime(_settings(tmp_path, tree, catalog_url, more=second)) as runtime:
+    with Runtime(_settings(tmp_path, tree, catalog_url, elsewhere=elsewhere)) as runtime:
         runtime.audit(now=t("2026-11-27T14:00"))  # sweeps d and d2
-    moved = _settings(tmp_path, tree, catalog_url, more=second, a_to="d2")  # export a now writes to d2, which is empty
+    moved = _settings(tmp_path, tree, catalog_url, elsewhere=elsewhere, a_to="d2")  # export a now writes to d2, which is empty
     with Runtime(moved) as runtime:
         after = runtime.audit(now=t("2026-11-27T15:00"))
     assert after is not None and after.method["listing"]["d2"]["mode"] == "full"
     assert _windows_json(after) == _windows_json(_full(moved, t("2026-11-27T15:00")))
     assert {w["status"] for (ds, _), w in _windows_json(after).items() if ds == "dsA"} == {"missing"}
 
-    repointed = _settings(tmp_path, tree, catalog_url, url=elsewhere.as_uri(), more=second)  # d now names the empty folder
+    repointed = _settings(tmp_path, tree, catalog_url, url=elsewhere.as_uri(), elsewhere=elsewhere)  # d now names the empty folder
     with Runtime(repointed) as runtime:
         again = runtime.audit(now=t("2026-11-27T16:00"))
     assert again is not None and again.method["listing"]["d"]["mode"] == "full"

@@ -15,7 +15,7 @@ from auditor.config import Settings, TokenSettings, load_settings
 from auditor.restore import plan_restore
 from auditor.runtime import Runtime
 from auditor.storage import open_store
-from tests.conftest import Tree, t
+from tests.conftest import Tree, t, write_config
 from tests.integration.test_alerts import upgraded
 
 START = t("2026-11-26T00:00")
@@ -392,25 +392,23 @@ def test_an_export_configured_otherwise_than_at_its_last_audit_is_listed_in_full
         assert after is not None and after.method["listing"]["d"]["mode"] == "incremental"
 
 
+SCHEDULE = {"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "timeUnit": "hour", "interval": 6, "startTime": f"{START:%Y-%m-%dT%H:%M:%SZ}"}
+
+
+def export_entry(name: str, dataset: str, *, destination: str = "d", **more: Any) -> dict[str, Any]:
+    """One [[exports]] entry of these tests: Parquet with manifests, every 6 hours from START."""
+    return {"name": name, "destination": destination, "datasets": [dataset], "format": "parquet", "manifest": True, "schedule": SCHEDULE, **more}
+
+
 def _two_exports(tmp_path: Path, tree: Tree, *, template: str | None = None, flow_id: str | None = None, names: tuple[str, ...] = ("a", "b")) -> Settings:
-    """A config of one export per dataset (dsA, dsB) on destination d, written beside the usual one."""
-    text = (tmp_path / "auditor.toml").read_text()
-    head = text[: text.index("[[exports]]")]
-    body = "".join(
-        f"""[[exports]]
-name = "{name}"
-destination = "d"
-datasets = ["{dataset}"]
-format = "parquet"
-manifest = true
-{f'folder_template = "{template}"' if template else ""}
-{f'flow_id = "{flow_id}"' if flow_id else ""}
-schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 6, startTime = "{START:%Y-%m-%dT%H:%M:%SZ}" }}
-"""
-        for name, dataset in zip(names, DATASETS, strict=False)
+    """A config of one export per dataset (dsA, dsB) on destination d, beside the catalog of `_config`."""
+    more = {k: v for k, v in (("folder_template", template), ("flow_id", flow_id)) if v}
+    return write_config(
+        tmp_path / "two.toml",
+        load_settings(tmp_path / "auditor.toml", {}).catalog.url,
+        destinations=[{"name": "d", "url": tree.url, "listing_horizon": "12h"}],
+        exports=[export_entry(name, dataset, **more) for name, dataset in zip(names, DATASETS, strict=False)],
     )
-    (tmp_path / "two.toml").write_text(head + body)
-    return load_settings(tmp_path / "two.toml", {})
 
 
 def test_run_evidence_that_can_still_change_keeps_its_window_open(tree: Tree, tmp_path: Path, monkeypatch: Any) -> None:
