@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,7 +55,7 @@ class AuditOptions:
     full_sweep: bool = False  # list every destination in full, whatever its sweep schedule (auditor.listing)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # the catalog's view of an estate holds a million of them: no dict each
 class FileRecord:
     """What the catalog knows about one object: enough to skip reading it again."""
 
@@ -69,7 +70,7 @@ class FileRecord:
     deep_at: datetime | None
     records: int | None
     findings: tuple[Finding, ...]
-    content: dict[str, Any] | None = None
+    content: dict[str, Any] | str | None = None  # a manifest's content; as read from the catalog, its JSON text (decoded when used)
     schema: str | None = None
 
     def unchanged(self, info: ObjectInfo) -> bool:
@@ -735,7 +736,8 @@ def _check_manifest(store: Store, info: ObjectInfo, folder_key: str, now: dateti
 def _manifest_of(record: FileRecord, url: str) -> Manifest | None:
     if record.content is None:
         return None
-    manifest, _ = manifest_from_json(record.content, url)
+    content = json.loads(record.content) if isinstance(record.content, str) else record.content
+    manifest, _ = manifest_from_json(content, url)
     return manifest
 
 

@@ -12,6 +12,7 @@ import fcntl
 import gzip
 import hashlib
 import json
+import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -21,7 +22,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, cast, overload
 
-from sqlalchemy import Connection, Engine, Select, String, Table, and_, bindparam, delete, func, or_, select, text, type_coerce, update
+from sqlalchemy import Connection, Engine, Select, String, Table, Text, and_, bindparam, delete, func, or_, select, text, type_coerce, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
 from auditor.audit import AuditOptions, FileRecord
@@ -514,7 +516,7 @@ class Catalog:
                     "deep_at": r.deep_at,
                     "records": r.records,
                     "findings": [f.as_dict() for f in r.findings],
-                    "content": r.content,
+                    "content": json.loads(r.content) if isinstance(r.content, str) else r.content,
                     "schema": r.schema,
                     "first_seen": now,
                     "last_seen": now,
@@ -1113,7 +1115,7 @@ def _dataset_queries(by_export: bool, by_dataset: bool) -> tuple[Select[Any], Se
 _KNOWN_COLUMNS = (
     FILES.c.key, FILES.c.folder_key, FILES.c.role, FILES.c.size, FILES.c.etag, type_coerce(FILES.c.modified, String), FILES.c.level,
     type_coerce(FILES.c.validated_at, String), type_coerce(FILES.c.deep_at, String), FILES.c.records, type_coerce(FILES.c.findings, String),
-    type_coerce(FILES.c.content, String), FILES.c.schema,
+    sql_cast(FILES.c.content, Text), FILES.c.schema,
 )
 # sweep_state: what a carried window keeps (auditor.listing.StoredWindow, findings apart)
 _CARRIED_COLUMNS = (
@@ -1165,9 +1167,27 @@ def _dialect_insert(dialect: Any, table: Table) -> Any:
 
 
 def _file_record(row: Any) -> FileRecord:
-    """A FileRecord from a row of _KNOWN_COLUMNS (plain values: SQLite gives times and JSON as text)."""
+    """A FileRecord from a row of _KNOWN_COLUMNS (plain values: SQLite gives times and JSON as text).
+
+    For an estate's million rows: a folder's files share one folder-key string and files of one schema one
+    schema text (sys.intern), and a manifest's content stays the JSON text it is stored as until it is used.
+    """
     key, folder_key, role, size, etag, modified, level, validated_at, deep_at, records, findings, content, schema = row
-    return FileRecord(key, folder_key, role, size, etag, _time(modified), level, _time(validated_at), _time(deep_at), records, _findings(findings), _json(content), schema)
+    return FileRecord(
+        key,
+        None if folder_key is None else sys.intern(folder_key),
+        role,
+        size,
+        etag,
+        _time(modified),
+        level,
+        _time(validated_at),
+        _time(deep_at),
+        records,
+        _findings(findings),
+        None if content is None or content == "null" else content,
+        None if schema is None else sys.intern(schema),
+    )
 
 
 def _stored_state(values: Sequence[Any]) -> tuple[Any, ...]:
