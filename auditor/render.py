@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from auditor.reconcile import Status
-from auditor.report import AuditReport, iso
+from auditor.report import AuditReport, hours_minutes, iso
 from auditor.restore import RestorePlan
 
 FORMATS = ("table", "json", "csv", "junit", "html")
@@ -91,7 +91,7 @@ def _table(report: AuditReport) -> str:
             str(len(export.windows)),
             *(str(counts.get(s, 0)) for s in (Status.OK, Status.LATE, Status.MISSING, Status.INVALID, Status.EMPTY, Status.PENDING, Status.UNKNOWN)),
             iso(export.restore.restorable_until) or "never",
-            _duration(export.rpo_seconds),
+            hours_minutes(export.rpo_seconds),
         )
     console.print(summary)
     problems = [(e, w) for e in report.exports for w in e.windows if w.status not in (Status.OK,)]
@@ -131,13 +131,6 @@ def _table(report: AuditReport) -> str:
         console.print(terminal_safe(line), markup=False)
     console.print(f"Verdict: {report.status} (exit {report.exit_code})")
     return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
-
-
-def _duration(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m"
 
 
 def _csv(report: AuditReport) -> str:
@@ -199,7 +192,7 @@ def _html(report: AuditReport) -> str:
         "<p>" + " ".join(f"<span class='cell' style='background:{c}'></span>{s.value}" for s, c in HTML_COLOURS.items()) + "</p>",
     ]
     for export in report.exports:
-        parts.append(f"<h2>{e(export.name)} / {e(export.dataset_id)}</h2><p>restorable until {e(iso(export.restore.restorable_until) or 'never')}, RPO {e(_duration(export.rpo_seconds))}</p><div>")
+        parts.append(f"<h2>{e(export.name)} / {e(export.dataset_id)}</h2><p>restorable until {e(iso(export.restore.restorable_until) or 'never')}, RPO {e(hours_minutes(export.rpo_seconds))}</p><div>")
         parts += [f"<span class='cell' title='{e(iso(w.window.scheduled) or '')} {w.status.value}' style='background:{HTML_COLOURS[w.status]}'></span>" for w in export.windows]
         parts.append("</div><table>")
         for w in export.windows:

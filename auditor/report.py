@@ -144,6 +144,14 @@ def window_json(result: WindowResult) -> dict[str, Any]:
     }
 
 
+def hours_minutes(seconds: int | None) -> str:
+    """An RPO as people read it in tables: 57h00m ("-" for none)."""
+    if seconds is None:
+        return "-"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
 def iso(value: datetime | None) -> str | None:
     """2026-11-30T12:00:00Z: the wall-clock fields of a UTC time, to the second."""
     return None if value is None else value.isoformat(timespec="seconds")[:19] + "Z"

@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from auditor.errors import ScheduleError
 from auditor.evidence_html import CALENDAR_FILTERS
 from auditor.ledger import to_json
+from auditor.report import hours_minutes
 from auditor.restore import RestoreLookupError, plan_restore
 from auditor.runtime import Runtime
 from auditor.schedule import parse_time
@@ -74,7 +75,7 @@ def add_dashboard(app: FastAPI, runtime: Runtime, access: Access, caller: Callab
         for state in states:
             row = dataset_json(state, now)
             seconds = row["rpo_seconds"]
-            rpo = "-" if seconds is None else f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+            rpo = hours_minutes(seconds)
             trend = catalog.rpo_trend(state.export, state.dataset_id)
             exports.append({**row, "rpo": rpo, "cells": to_json(catalog.windows(state.export, state.dataset_id)), "trend": _sparkline(trend)})
         status, _ = verdict(states)
