@@ -183,14 +183,15 @@ def run_audit(
         try:
             objects = _list(store, plan)
             listed[destination.name] = {o.key for o in objects}
-            listings[destination.name] = plan.to_json(listed=len(objects), carried=sum(w.files for w in carried.values()))
+            folders_carried = {w.folder_key: w.files for w in carried.values() if w.folder_key is not None}  # two exports can share a folder
+            listings[destination.name] = plan.to_json(listed=len(objects), carried=sum(folders_carried.values()))
             if plan.full:
                 swept.append(destination.name)
         except StorageError as e:
             errors.append(AuditError(destination.name, str(e)))
             objects = None
-            listings[destination.name] = plan.to_json()
             carried = {}  # a destination that cannot be listed now is unknown, settled windows included
+            listings[destination.name] = replace(plan, carried=frozenset()).to_json(carried=0)
         folders: dict[tuple[str, str, datetime], Folder] = {}
         if objects is not None:
             scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})
@@ -202,7 +203,7 @@ def run_audit(
             flow_runs = (runs or {}).get(export.flow_id or "")
             flow = (flows or {}).get(export.flow_id or "")
             results += _reconcile_export(export, folders, listing_failed=objects is None, now=now, runs=flow_runs, flow=flow, carried=carried, root_url=store.url)
-    assurance = _assurance(file_records, counters, stores, [w for e in results for w in e.windows if w.carried])
+    assurance = _assurance(file_records, counters, stores, [(e.destination, w) for e in results for w in e.windows if w.carried])
     method = {
         "checks": "deep" if options.deep else ("quick with a rotating deep sample" if options.sample_percent else "quick"),
         "deep": options.deep,
@@ -808,11 +809,16 @@ def export_warnings(export: ExportSettings, flow: Flow | None, *, now: datetime)
     return tuple(found)
 
 
-def _assurance(file_records: Mapping[str, list[FileRecord]], counters: Mapping[str, int], stores: Mapping[str, Store], carried: Sequence[WindowResult]) -> Assurance:
-    """What the audit's data files add up to: those it listed, and those of the windows it carried (as recorded)."""
+def _assurance(
+    file_records: Mapping[str, list[FileRecord]], counters: Mapping[str, int], stores: Mapping[str, Store], carried: Sequence[tuple[str, WindowResult]]
+) -> Assurance:
+    """What the audit's data files add up to: those it listed, and those of the windows it carried (as recorded),
+    each folder once (two exports of one dataset share its folders)."""
     data = [r for records in file_records.values() for r in records if r.role == "data"]
     deep = [r.deep_at for r in data if r.deep_at is not None]
-    summaries = [w.folder.summary for w in carried if w.folder is not None and w.folder.summary is not None]
+    listed = {(name, r.folder_key) for name, records in file_records.items() for r in records}
+    by_folder = {(name, w.folder.key): w.folder.summary for name, w in carried if w.folder is not None and w.folder.summary is not None}
+    summaries = [s for key, s in by_folder.items() if key not in listed]
     oldest = [*deep, *(s.oldest_deep_at for s in summaries if s.oldest_deep_at is not None)]
     return Assurance(
         files=len(data) + sum(s.files for s in summaries),

@@ -124,3 +124,35 @@ def test_drift_is_measured_again_across_an_empty_window_after_an_open_one(tree: 
     windows = _windows_json(second)
     assert [f["code"] for f in windows[("dsA", "2026-11-28T00:00:00+00:00")]["findings"]] == ["parquet.schema_drift"]  # against the gap, across the empty one
     assert windows == _windows_json(_full(settings, t("2026-11-29T10:00"), runs=runs))
+
+
+def test_a_folder_two_exports_share_is_counted_once_and_a_failed_listing_carries_nothing(tree: Tree, tmp_path: Path, monkeypatch: Any) -> None:
+    """Found in review: the assurance of an incremental audit counted a carried folder once per export that claims it
+    (a full listing counts each file once); and an incremental audit whose listing failed still said it carried windows."""
+    from auditor.errors import StorageError
+    from auditor.storage.fsspec_store import FsspecStore
+
+    _landed(tree, t("2026-11-29T18:00"))
+    settings = write_config(
+        tmp_path / "shared.toml",
+        f"sqlite:///{tmp_path / 'c.db'}",
+        destinations=[{"name": "d", "url": tree.url, "listing_horizon": "12h"}],
+        exports=[export_entry("a", "dsA"), export_entry("b", "dsA")],
+    )
+    with Runtime(settings) as runtime:
+        full = runtime.audit(now=t("2026-11-29T20:00"))
+        incremental = runtime.audit(now=t("2026-11-29T21:00"))
+        assert full is not None and incremental is not None
+        listing = incremental.method["listing"]["d"]
+        assert listing["mode"] == "incremental" and listing["carried_windows"] > 0
+        assert incremental.assurance.files == full.assurance.files
+        listed_files = sum(w.files for w in incremental.exports[0].windows if not w.carried)  # a's listed windows: the folders listed
+        assert listing["carried_from_catalog"] + listed_files == full.assurance.files
+
+        def away(self: FsspecStore, prefixes: Any) -> Any:
+            raise StorageError("the bucket is away", url=self.url)
+
+        monkeypatch.setattr(FsspecStore, "list_prefixes", away)
+        failed = runtime.audit(now=t("2026-11-29T22:00"))
+    assert failed is not None and {w.status.value for e in failed.exports for w in e.windows} == {"unknown"}
+    assert (failed.method["listing"]["d"]["carried_windows"], failed.method["listing"]["d"]["carried_from_catalog"]) == (0, 0)
