@@ -7,7 +7,7 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -71,12 +71,11 @@ class FsspecStore:
         """Every object below the root (or below `prefix` under it), from one recursive listing."""
         base = f"{self._root}/{prefix.strip('/')}" if prefix.strip("/") else self._root
 
-        def find() -> dict[str, dict[str, Any]]:
+        def find() -> Iterable[tuple[str, dict[str, Any]]]:
             if self._walks:
-                # a folder that fails to list mid-walk must fail the scan, never be silently
-                # left out (fsspec's walk omits it by default: a partial listing)
-                return dict(self._fs.find(base, detail=True, on_error="raise"))
-            return dict(self._fs.find(base, detail=True))  # object stores: one flat, paged listing
+                return self._walk(base)
+            flat: dict[str, dict[str, Any]] = self._fs.find(base, detail=True)  # object stores: one flat, paged listing
+            return flat.items()
 
         return self._listing(find)
 
@@ -89,8 +88,8 @@ class FsspecStore:
             parent, _, name = prefix.lstrip("/").rpartition("/")  # "ds1/" is the folder ds1 (not ds10): parent ds1, every name
             by_parent.setdefault(parent.rstrip("/"), set()).add(name)
 
-        def find() -> dict[str, dict[str, Any]]:
-            found: dict[str, dict[str, Any]] = {}
+        def find() -> Iterable[tuple[str, dict[str, Any]]]:
+            found: dict[str, dict[str, Any]] = {}  # a key under two prefixes is one object
             for parent, names in sorted(by_parent.items()):
                 base = f"{self._root}/{parent}" if parent else self._root
                 if self._walks:
@@ -98,19 +97,20 @@ class FsspecStore:
                 else:
                     for name in sorted(names):
                         found.update(self._fs.find(base, prefix=name, detail=True) if name else self._fs.find(base, detail=True))
-            return found
+            return found.items()
 
         return self._listing(find)
 
-    def _listing(self, find: Callable[[], dict[str, dict[str, Any]]]) -> builtins.list[ObjectInfo]:
+    def _listing(self, find: Callable[[], Iterable[tuple[str, dict[str, Any]]]]) -> builtins.list[ObjectInfo]:
         """Run one listing: serialised where the connection needs it, checked for a dropped SFTP connection
-        and a root that is not there, every failure a StorageError."""
+        and a root that is not there, every failure a StorageError. The entries are turned into objects as
+        they come (a walk's folder by folder), so fsspec's description of every file is never all held at once."""
         try:
             with self._serial:
-                found = find()
+                objects = self._objects(find())
                 if self._walks:
                     self._check_connection()
-                missing = not found and not self._root_exists()
+                missing = not objects and not self._root_exists()
             if missing:
                 raise StorageError(f"{self.url} does not exist or cannot be listed", url=self.url)
         except StorageError:
@@ -119,7 +119,22 @@ class FsspecStore:
             raise StorageError(f"{self.url} does not exist or cannot be listed: {_describe(e)}", url=self.url) from e
         except Exception as e:
             raise StorageError(f"cannot list {self.url}: {_describe(e)}", url=self.url) from e
-        return self._objects(found)
+        return objects
+
+    def _walk(self, base: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every file below folder `base`, one `ls` per folder, yielded folder by folder. A folder that cannot be
+        listed, at any depth, fails the walk: fsspec's own walk applies on_error="raise" to the top folder only
+        and leaves out a deeper one it cannot list, and a partial listing would report its files as missing."""
+        pending = [base.rstrip("/")]
+        while pending:
+            folder = pending.pop()
+            for info in self._fs.ls(folder, detail=True):
+                name = str(info["name"]).rstrip("/")
+                if info.get("type") == "directory":
+                    if name != folder:
+                        pending.append(name)
+                else:
+                    yield name, info
 
     def _walk_matching(self, base: str, names: set[str]) -> dict[str, dict[str, Any]]:
         """The files below the entries of folder `base` whose names start with one of `names` (one `ls` of `base`)."""
@@ -133,14 +148,14 @@ class FsspecStore:
             if not any(entry_name.startswith(n) for n in names):
                 continue
             if entry.get("type") == "directory":
-                found.update(self._fs.find(entry["name"], detail=True, on_error="raise"))
+                found.update(self._walk(entry["name"]))
             else:
                 found[entry["name"]] = entry
         return found
 
-    def _objects(self, found: Mapping[str, dict[str, Any]]) -> builtins.list[ObjectInfo]:
+    def _objects(self, found: Iterable[tuple[str, dict[str, Any]]]) -> builtins.list[ObjectInfo]:
         objects = []
-        for name, info in found.items():
+        for name, info in found:
             if info.get("type", "file") != "file":
                 continue
             key = self._key(name)

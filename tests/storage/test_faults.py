@@ -182,6 +182,25 @@ def test_an_sftp_server_that_hangs_up_mid_scan_is_unknown(sshd: servers.Sshd, tm
 
 
 @pytest.mark.sftp
+def test_a_folder_the_sftp_user_cannot_read_makes_the_listing_fail_not_its_window_missing(sshd: servers.Sshd, tmp_path: Path) -> None:
+    """fsspec's walk applies on_error="raise" to its top folder only and leaves out a deeper folder it cannot list:
+    that window came out `missing`. A folder the SFTP user may not read now fails the listing (every window unknown)."""
+    import os
+
+    backend = sftp_backend(sshd)
+    build_tree(backend)
+    hidden = Path(backend.write_root) / "ds" / f"exportTime={DAY - timedelta(days=1):%Y%m%d%H%M}"
+    assert hidden.is_dir()
+    os.chmod(hidden, 0)
+    try:
+        report = audit(settings_for(backend.url, backend.options, tmp_path))
+    finally:
+        os.chmod(hidden, 0o755)
+    assert statuses(report) == ["unknown", "unknown"] and report.exit_code == 3
+    assert "cannot list" in report.errors[0].message and "ermission" in report.errors[0].message, report.errors
+
+
+@pytest.mark.sftp
 def test_an_unknown_sftp_host_key_is_refused(sshd: servers.Sshd, tmp_path: Path) -> None:
     backend = sftp_backend(sshd)
     build_tree(backend)
