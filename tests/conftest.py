@@ -128,6 +128,37 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
+CATALOG_BENCH = Path(__file__).resolve().parents[1] / "bench" / "catalog_bench.py"
+
+
+@pytest.fixture(scope="module")
+def catalog_bench() -> Any:
+    """bench/catalog_bench.py as a module (bench/ is not a package), for tests that build its estates."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("catalog_bench", CATALOG_BENCH)
+    assert spec is not None and spec.loader is not None
+    module = sys.modules["catalog_bench"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def built_estate(bench: Any, estate: Any, catalog_url: str, tmp_path: Path) -> tuple[Any, Any, Path]:
+    """(settings, catalog, config path): one of catalog_bench's estates written to a config, upgraded, audited through
+    Runtime.audit into the catalog; the caller closes the catalog."""
+    from auditor.catalog.engine import make_engine, upgrade
+    from auditor.catalog.repository import Catalog
+    from auditor.config import load_settings
+
+    config = tmp_path / "estate.toml"
+    bench.write_config(config, estate, catalog_url)
+    upgrade(make_engine(catalog_url))
+    settings = load_settings(config, dict(os.environ))
+    bench.build(settings, estate, say=lambda _line: None)
+    return settings, Catalog(make_engine(catalog_url)), config
+
+
 def write_config(path: Path, catalog: str, *, destinations: list[dict[str, Any]], exports: list[dict[str, Any]], isolate: bool = False) -> Any:
     """A config file written from plain values (TOML by tomli_w, not by hand) and loaded as the CLI loads it."""
     import tomli_w

@@ -13,11 +13,9 @@ from sqlalchemy import select
 
 from auditor.catalog.engine import make_engine, upgrade
 from auditor.catalog.repository import DESTINATIONS, FILES, FINDINGS, WINDOWS, _upsert, open_catalog
-from tests.conftest import Tree, touch
+from tests.conftest import CATALOG_BENCH, Tree, touch
 from tests.integration.test_audit_tree import WEB, audit_json, build_defect_tree
 from tests.integration.test_catalog_writes import writes
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "catalog_bench.py"
 
 
 def findings_by_window(url: str) -> dict[tuple[str, datetime], list[tuple[Any, ...]]]:
@@ -99,7 +97,7 @@ def test_only_the_findings_of_a_changed_window_are_rewritten(tree: Tree, tmp_pat
 def test_the_catalog_bench_meters_the_write_path() -> None:
     """A small run of bench/catalog_bench.py's build alone: the build and an unchanged re-audit, metered (SQLite)."""
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--backend", "sqlite", "--files", "300", "--datasets", "2", "--exports", "2", "--per-window", "2", "--build-only", "--reaudit"],
+        [sys.executable, str(CATALOG_BENCH), "--backend", "sqlite", "--files", "300", "--datasets", "2", "--exports", "2", "--per-window", "2", "--build-only", "--reaudit"],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -3,8 +3,6 @@ catalog bench keeps running (a small run of bench/catalog_bench.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,21 +12,14 @@ from typing import Any
 
 import pytest
 
-from auditor.catalog.engine import make_engine, upgrade
 from auditor.catalog.repository import Catalog
-from auditor.config import load_settings
 from auditor.restore import plan_restore
+from tests.conftest import CATALOG_BENCH, built_estate
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "catalog_bench.py"
 
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("catalog_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules["catalog_bench"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench(catalog_bench: ModuleType) -> ModuleType:
+    return catalog_bench
 
 
 @pytest.fixture
@@ -37,12 +28,7 @@ def estate_catalog(bench: ModuleType, postgres_url: str, tmp_path: Path, monkeyp
     audited through Runtime.audit, then VACUUM ANALYZE: large enough that the planner picks on cost."""
     monkeypatch.setattr(bench, "WARNED", 1)  # every window gets a warning: findings has a row per window
     estate = bench.Estate(datasets=20, exports=2, windows=60, per_window=6)
-    config = tmp_path / "estate.toml"
-    bench.write_config(config, estate, postgres_url)
-    upgrade(make_engine(postgres_url))
-    settings = load_settings(config, dict(os.environ))
-    bench.build(settings, estate, say=lambda _line: None)
-    catalog = Catalog(make_engine(postgres_url))
+    settings, catalog, _config = built_estate(bench, estate, postgres_url, tmp_path)
     bench.analyze(catalog.engine)
     try:
         yield settings, catalog, estate
@@ -96,7 +82,7 @@ def test_restore_lookups_read_indexes_not_whole_tables(bench: ModuleType, estate
 @pytest.mark.postgres
 def test_the_catalog_bench_runs(tmp_path: Path, postgres_server: str) -> None:
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--files", "700", "--datasets", "2", "--exports", "2", "--per-window", "2", "--lookups", "20", "--clients", "3",
+        [sys.executable, str(CATALOG_BENCH), "--files", "700", "--datasets", "2", "--exports", "2", "--per-window", "2", "--lookups", "20", "--clients", "3",
          "--requests", "5", "--postgres-admin", postgres_server],
         capture_output=True, text=True, timeout=300, check=False,
     )

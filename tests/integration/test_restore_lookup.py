@@ -3,7 +3,6 @@ and PostgreSQL, and /api/restore answers the plan's JSON as it is."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,36 +15,25 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 
-from auditor.catalog.engine import make_engine, upgrade
 from auditor.catalog.repository import Catalog
 from auditor.config import load_settings
 from auditor.errors import CatalogError
 from auditor.restore import plan_restore
 from auditor.runtime import Runtime
 from auditor.service.app import create_app
+from tests.conftest import CATALOG_BENCH, built_estate
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "catalog_bench.py"
 
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("catalog_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules["catalog_bench"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench(catalog_bench: ModuleType) -> ModuleType:
+    return catalog_bench
 
 
 @pytest.fixture
 def estate(bench: ModuleType, catalog_url: str, tmp_path: Path) -> Iterator[tuple[Any, Catalog, Any, Path]]:
     """2 datasets × 12 windows × 3 files, audited through Runtime.audit into the catalog."""
     estate = bench.Estate(datasets=2, exports=2, windows=12, per_window=2)
-    config = tmp_path / "estate.toml"
-    bench.write_config(config, estate, catalog_url)
-    upgrade(make_engine(catalog_url))
-    settings = load_settings(config, dict(os.environ))
-    bench.build(settings, estate, say=lambda _line: None)
-    catalog = Catalog(make_engine(catalog_url))
+    settings, catalog, config = built_estate(bench, estate, catalog_url, tmp_path)
     try:
         yield settings, catalog, estate, config
     finally:
@@ -110,6 +98,6 @@ def test_the_restore_route_answers_the_plan_as_json(bench: ModuleType, estate: t
 
 
 def test_the_api_load_bench_runs() -> None:
-    done = subprocess.run([sys.executable, str(BENCH.parent / "api_load.py"), "--clients", "2", "--requests", "3"], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run([sys.executable, str(CATALOG_BENCH.parent / "api_load.py"), "--clients", "2", "--requests", "3"], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("server CPU") == 2 and "RATIO restore lookups / healthz throughput:" in done.stdout
