@@ -179,7 +179,7 @@ def run_audit(
                 known = {}
                 if not plan.full:  # nothing to compare the listed prefixes with: list (and check) everything
                     plan = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep)
-        carried = {key: state.stored[key] for key in plan.carried} if state is not None else {}
+        carried = {key: state.good[key] for key in plan.carried} if state is not None else {}
         try:
             objects = _list(store, plan)
             listed[destination.name] = {o.key for o in objects}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -60,10 +60,9 @@ class SweepState:
 
     last_full_sweep: datetime | None  # as-of time of its last live full sweep
     live_as_of: Mapping[tuple[str, str], datetime | None]  # (export, dataset) -> as-of time of its latest live audit
-    good: frozenset[WindowKey]  # windows whose current status is good (ok, late, empty)
+    good: Mapping[WindowKey, StoredWindow]  # the windows whose current status is good (ok, late, empty), as last judged: what is carried
     files: int = 0  # files the catalog knows there (for the cost of a full listing)
     folders: int = 0
-    stored: Mapping[WindowKey, StoredWindow] = field(default_factory=dict)  # the good windows' rows, to carry
     changed: frozenset[str] = frozenset()  # exports configured otherwise than the catalog recorded (schedule, grace, template …)
 
 
@@ -155,12 +154,12 @@ def plan_listing(
                 day = days.get(day_key)
                 if day is None:
                     day = days[day_key] = layout.listing_prefix(dataset, slot, whole_day=True)
-                good = slot <= since and slot + settle <= now and key in state.good  # judged good by a live audit, deadline beyond the horizon
+                stored = state.good.get(key)
+                good = stored is not None and slot <= since and slot + settle <= now  # judged good by a live audit, deadline beyond the horizon
                 if good and not after_open:
                     settled.append((key, layout, day))
                     continue
-                stored = state.stored.get(key)
-                after_open = export.format == "parquet" and (not good or (stored is not None and stored.schema is None))
+                after_open = export.format == "parquet" and (stored is None or not good or stored.schema is None)
                 count += 1  # open (a slot never judged is open)
                 open_windows.setdefault(day, []).append(slot)
                 exact[(day, slot)] = layout.listing_prefix(dataset, slot)

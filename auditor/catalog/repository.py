@@ -149,7 +149,7 @@ class Catalog:
                 key = (name, dataset, cast(datetime, _time(at)))
                 stored[key] = StoredWindow(status, folder_key, files_, bytes_, records, schema, deep_files or 0, _time(oldest_deep_at), findings)
         # files: data files plus a manifest per landed folder, near enough for the cost of a full listing
-        return SweepState(_utc(last), live, frozenset(stored), files=int(files) + int(folders), folders=int(folders), stored=stored, changed=changed)
+        return SweepState(_utc(last), live, stored, files=int(files) + int(folders), folders=int(folders), changed=changed)
 
     def destinations(self) -> list[DestinationState]:
         """Every destination the catalog knows, with its last live full sweep."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from auditor.config import DestinationSettings, ExportSettings
 from auditor.layout import parse_layout
-from auditor.listing import SweepState, plan_listing
+from auditor.listing import StoredWindow, SweepState, plan_listing
 from tests.conftest import t
 
 
@@ -26,10 +27,12 @@ def _judged_good(*names: str) -> frozenset[tuple[str, str, datetime]]:
 
 
 def _state(**overrides: object) -> SweepState:
+    """`good`: the windows judged good, each as a Parquet window with a schema (one ok row apiece)."""
+    good = cast(frozenset[tuple[str, str, datetime]], overrides.pop("good", _judged_good()))
     values: dict[str, object] = {
         "last_full_sweep": t("2026-11-30T00:00"),
         "live_as_of": {("e", "dsA"): t("2026-11-30T09:00"), ("e", "dsB"): t("2026-11-30T09:00")},
-        "good": _judged_good(),
+        "good": {key: StoredWindow("ok", f"{key[1]}/{key[2]:%Y%m%d%H%M}", 1, 1, 1, "schema") for key in good},
         "files": 100_000,
         "folders": 1_000,
         **overrides,
