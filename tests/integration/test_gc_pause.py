@@ -6,33 +6,21 @@ import gc
 import threading
 from pathlib import Path
 
-from auditor.config import load_settings
 from auditor.runtime import Runtime, cyclic_gc_paused
-from tests.conftest import Tree, t
+from tests.conftest import Tree, t, write_config
 
 
 def test_the_collector_is_off_during_an_audit_and_back_on_after(tree: Tree, tmp_path: Path) -> None:
     tree.export("ds", t("2026-11-27T00:00"))
-    config = tmp_path / "auditor.toml"
-    config.write_text(
-        f"""[catalog]
-url = "sqlite:///{tmp_path / "c.db"}"
-[validation]
-isolate = false
-[[destinations]]
-name = "d"
-url = "{tree.url}"
-[[exports]]
-name = "e"
-destination = "d"
-datasets = ["ds"]
-format = "parquet"
-schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z" }}
-"""
+    settings = write_config(
+        tmp_path / "auditor.toml",
+        f"sqlite:///{tmp_path / 'c.db'}",
+        destinations=[{"name": "d", "url": tree.url}],
+        exports=[{"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "schedule": {"timeUnit": "day", "interval": 1, "startTime": "2026-11-27T00:00:00Z"}}],
     )
     seen: list[bool] = []
     assert gc.isenabled()
-    with Runtime(load_settings(config, {})) as runtime:
+    with Runtime(settings) as runtime:
         report = runtime.audit(now=t("2026-11-27T12:00"), progress=lambda *_: seen.append(gc.isenabled()))
     assert report is not None and report.status == "compliant"
     assert seen and not any(seen)
