@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,8 +27,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package: validate_bench beside this file
+import validate_bench
 
 from auditor.audit import AuditOptions, run_audit
 from auditor.cluster import ClusterChecker
@@ -42,22 +41,8 @@ DASK = Path(sys.executable).parent / "dask"
 
 
 def write_files(root: Path, files: int, rows: int) -> int:
-    """`files` copies of one gzip Parquet file (writing gzip is slow; reading is what is measured)."""
-    table = pa.table(
-        {
-            "id": pa.array(range(rows), pa.int64()),
-            "city": pa.array([f"city-{i % 97}" for i in range(rows)]),
-            "revenue": pa.array([(i % 1000) / 7 for i in range(rows)]),
-            "session": pa.array([f"s{i * 7919 % 100003}" for i in range(rows)]),
-        }
-    )
-    folder = root / "ds/exportTime=202611270000"
-    folder.mkdir(parents=True)
-    first = folder / "part-00000-c000.gz.parquet"
-    pq.write_table(table, first, compression="gzip", write_page_checksum=True, row_group_size=rows // 3)
-    for index in range(1, files):
-        shutil.copyfile(first, folder / f"part-{index:05d}-c000.gz.parquet")
-    return files * first.stat().st_size
+    """validate_bench's files (in three row groups each); their bytes in all."""
+    return sum(path.stat().st_size for path in validate_bench.write_files(root, files, rows, row_groups=3))
 
 
 def free_port() -> int:

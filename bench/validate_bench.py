@@ -38,8 +38,9 @@ from auditor.storage import open_store
 from auditor.validate.sandbox import ObjectSource, Sandbox, cpus
 
 
-def write_files(root: Path, files: int, rows: int) -> list[Path]:
-    """`files` gzip-Parquet files of `rows` rows in one export folder (the first written, the rest copies)."""
+def write_files(root: Path, files: int, rows: int, *, row_groups: int = 4) -> list[Path]:
+    """`files` gzip-Parquet files of `rows` rows in `row_groups` row groups, with page CRCs, in one export folder
+    (the first written, the rest copies: writing gzip is slow, reading is what is measured)."""
     table = pa.table(
         {
             "id": pa.array(range(rows), pa.int64()),
@@ -51,7 +52,7 @@ def write_files(root: Path, files: int, rows: int) -> list[Path]:
     folder = root / "ds/exportTime=202611270000"
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"part-{index:05d}-c000.gz.parquet" for index in range(files)]
-    pq.write_table(table, paths[0], compression="gzip", write_page_checksum=True, row_group_size=max(1, rows // 4))
+    pq.write_table(table, paths[0], compression="gzip", write_page_checksum=True, row_group_size=max(1, rows // row_groups))
     for path in paths[1:]:
         shutil.copyfile(paths[0], path)
     return paths
