@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import zlib
@@ -623,8 +624,11 @@ def _units(
         for unit in plan_batches(deep, threads=threads, batch_bytes=DEEP_BATCH_BYTES, batch_files=DEEP_BATCH_FILES, min_batch_bytes=DEEP_MIN_BATCH_BYTES)
     ]
     size = max(1, min(QUICK_BATCH, -(-len(quick) // (4 * threads))))  # enough units to keep every thread busy
-    units += [tuple(quick[i : i + size]) for i in range(0, len(quick), size)]
-    units += [tuple(manifests[i : i + MANIFEST_BATCH]) for i in range(0, len(manifests), MANIFEST_BATCH)]
+    quick_units = [tuple(quick[i : i + size]) for i in range(0, len(quick), size)]
+    manifest_units = [tuple(manifests[i : i + MANIFEST_BATCH]) for i in range(0, len(manifests), MANIFEST_BATCH)]
+    # interleaved: manifests are read and parsed in this process, footers in the validation workers, so
+    # each goes on while the other does (manifests last would leave the workers idle at the end)
+    units += [unit for pair in itertools.zip_longest(quick_units, manifest_units) for unit in pair if unit is not None]
     return units
 
 
@@ -677,7 +681,7 @@ def _check_data(
     positions: list[int] = []
     for draft, info in files:
         source = ObjectSource(store, info)
-        if not deep:
+        if not deep and not getattr(store, "local", False):
             group = draft.key.rsplit("/", 1)[0]
             try:
                 source = source.with_prefetch(info.name, tail=footers.tail_for(group))

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 
 NAMING = {
@@ -259,7 +260,7 @@ HISTORY = Table(
     Column("audit_id", Integer, ForeignKey("audits.id"), nullable=False),
     Column("status", String(16), nullable=False),
     Column("at", UTCDateTime, nullable=False),
-    Column("live", Boolean, default=True, nullable=False),
+    Column("live", Boolean, default=True, server_default=true(), nullable=False),  # as migration 0004 added it
     Index("ix_window_status_history_at", "window_id", "at"),
 )
 

@@ -139,6 +139,14 @@ def _load(source: Any, limit: int) -> Any:
         return source
 
 
+def _prefetched(source: ObjectSource, name: str) -> ObjectSource | StorageError:
+    """A quick check's ranges read in the worker (a store whose reads cost the parent more than the worker)."""
+    try:
+        return source.with_prefetch(name)
+    except StorageError as e:
+        return e
+
+
 def _check_one(validator: Callable[..., FileVerdict], source: Any, name: str, deep: bool) -> Outcome:
     try:
         if isinstance(source, StorageError):
@@ -202,6 +210,8 @@ def _serve(conn: Connection, reply: Connection, memory_bytes: int, board_fd: int
             if pending is not None:
                 source = pending.result()
                 pending = ahead.submit(_load, items[index + 1][0], limit) if index + 1 < len(items) else None
+            elif not deep and isinstance(source, ObjectSource) and not source.prefetched:
+                source = _prefetched(source, name)
             outcomes.append(_check_one(validator, source, name, deep))
             del source
             now = time.monotonic()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from click.testing import CliRunner
+from sqlalchemy import inspect
 
-from auditor.catalog.engine import make_engine, schema_state, upgrade
+from auditor.catalog.engine import ensure_schema, make_engine, schema_state, upgrade
 from auditor.catalog.repository import open_catalog
 from auditor.catalog.tables import metadata
 from auditor.cli import main
@@ -30,6 +33,42 @@ def test_migrations_match_the_models(catalog_url: str) -> None:
     from auditor.catalog.engine import alembic_config
 
     assert ScriptDirectory.from_config(alembic_config(engine)).get_current_head() == head  # HEAD names the newest migration
+
+
+def _schema(url: str) -> dict[str, dict[str, Any]]:
+    """Everything a catalog's schema holds, table by table, as SQLAlchemy's inspector reads it back."""
+    engine = make_engine(url)
+    found = inspect(engine)
+
+    def options(index: Mapping[str, Any]) -> dict[str, str]:
+        return {name: str(value) for name, value in (index.get("dialect_options") or {}).items()}  # a partial index's WHERE as text
+
+    try:
+        return {
+            table: {
+                "columns": sorted((c["name"], str(c["type"]), c["nullable"], str(c.get("default")), c.get("primary_key", 0)) for c in found.get_columns(table)),
+                "primary key": found.get_pk_constraint(table)["constrained_columns"],
+                "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]), sorted(options(i).items())) for i in found.get_indexes(table)),
+                "unique": sorted((u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)),
+                "foreign keys": sorted((f["name"], tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"])) for f in found.get_foreign_keys(table)),
+                "checks": sorted((c["name"], c["sqltext"]) for c in found.get_check_constraints(table)),
+            }
+            for table in sorted(found.get_table_names())
+        }
+    finally:
+        engine.dispose()
+
+
+def test_a_new_sqlite_catalog_is_created_with_the_schema_the_migrations_build(tmp_path: Path) -> None:
+    """A new SQLite catalog is created from the table definitions and stamped (not migrated step by step):
+    it must be the very schema an upgrade through every migration builds, down to server defaults and
+    partial indexes, or a catalog would depend on how it was born."""
+    created, migrated = f"sqlite:///{tmp_path / 'created.db'}", f"sqlite:///{tmp_path / 'migrated.db'}"
+    ensure_schema(make_engine(created))
+    upgrade(make_engine(migrated))
+    assert schema_state(make_engine(created)) == schema_state(make_engine(migrated)) == ("0009", "0009")
+    assert _schema(created) == _schema(migrated)
+    assert "alembic_version" in _schema(created) and len(_schema(created)) > 10
 
 
 def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
