@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,14 @@ def test_the_validate_bench_runs() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "RATIO deep audit (isolated) / pyarrow decode-with-CRC throughput:" in done.stdout
+
+
+def test_the_cluster_bench_runs_and_the_files_do_not_cross_dask() -> None:
+    """A small run of bench/cluster_bench.py: a real scheduler and two workers behind counting proxies."""
+    bench = BENCH.parent / "cluster_bench.py"
+    done = subprocess.run([sys.executable, str(bench), "--files", "4", "--rows", "20000", "--repeat", "1"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "RATIO cluster / local deep throughput:" in done.stdout
+    data = int(re.search(r"the files themselves: ([\d,]+) bytes", done.stdout).group(1).replace(",", ""))  # type: ignore[union-attr]
+    crossed = int(re.search(r"all connections\s+([\d,]+) bytes", done.stdout).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert 0 < crossed < data / 4, done.stdout  # the workers read the files from the store: only tasks and verdicts cross
