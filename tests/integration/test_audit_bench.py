@@ -19,6 +19,7 @@ def test_the_audit_bench_runs_and_a_re_audit_reads_nothing(tmp_path: Path) -> No
     assert "RATIO re-audit / floor:" in done.stdout
     assert "read 0 files, 0 data bytes" in done.stdout
     assert "RATIO first audit / floor with reads:" in done.stdout
+    assert "RATIO first audit / floor with footers parsed:" in done.stdout
     assert "RATIO peak memory first audit / listing:" in done.stdout
 
 
