@@ -5,6 +5,7 @@ Flow Service commands live in auditor.cli_flows; what commands share in auditor.
 
 from __future__ import annotations
 
+import socket
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -168,23 +169,50 @@ def demo(workspace: str | None, serve_after: bool) -> None:
 @CONFIG_OPTION
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
+@click.option(
+    "--reuse-port", is_flag=True,
+    help="share the port with other `auditor serve` processes on this machine (SO_REUSEPORT: the kernel spreads connections over them); "
+    "each runs its own worker, and the catalog's locks keep two from auditing one destination at once",
+)
 @guarded
-def serve(config_path: str | None, host: str, port: int) -> None:
+def serve(config_path: str | None, host: str, port: int, reuse_port: bool) -> None:
     """Audit on each destination's interval, alert, and serve the HTTP API and /metrics."""
     import uvicorn
 
     from auditor.service.app import create_app
     from auditor.service.worker import Worker
 
+    listening = shared_socket(host, port) if reuse_port else None  # bound before the worker starts: a port that cannot be shared stops it here
     with runtime(config_path) as rt:
         rt.catalog  # noqa: B018 - refuse to start without a catalog
         worker = Worker(rt)
         worker.start()
-        err.print(f"auditor serving on http://{host}:{port} (API under /api, /healthz, /metrics); worker {rt.holder}")
+        shared = " (port shared with other processes)" if reuse_port else ""
+        err.print(f"auditor serving on http://{host}:{port}{shared} (API under /api, /healthz, /metrics); worker {rt.holder}")
         try:
-            uvicorn.run(create_app(rt, worker), host=host, port=port, log_level="warning")
+            if listening is None:
+                uvicorn.run(create_app(rt, worker), host=host, port=port, log_level="warning")
+            else:
+                uvicorn.Server(uvicorn.Config(create_app(rt, worker), log_level="warning")).run(sockets=[listening])
         finally:
             worker.stop()
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port) that other processes may bind too (SO_REUSEPORT)."""
+    option = getattr(socket, "SO_REUSEPORT", None)
+    if option is None:
+        raise click.UsageError("--reuse-port needs SO_REUSEPORT, which this platform does not have")
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listening = socket.socket(family, kind, proto)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.setsockopt(socket.SOL_SOCKET, option, 1)
+        listening.bind(address)
+        listening.listen(2048)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return listening
 
 
 from auditor.cli_evidence import evidence

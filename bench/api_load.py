@@ -1,10 +1,11 @@
 """Load: restore lookups from 20 concurrent clients against `auditor serve`'s API on loopback.
 
-Run: .venv/bin/python bench/api_load.py [--clients 20] [--requests 50]
+Run: .venv/bin/python bench/api_load.py [--clients 20] [--requests 50] [--processes 1]
 
 Builds the demo's week of exports, audits it into a SQLite catalog, serves the API with uvicorn on
-127.0.0.1 in a process of its own (so the clients do not share its interpreter lock) and prints
-requests per second, latency percentiles and the server process's CPU time per request for
+127.0.0.1 in a process of its own (so the clients do not share its interpreter lock), or in
+`--processes` processes sharing one port as `auditor serve --reuse-port` does, and prints
+requests per second, latency percentiles and the server processes' CPU time per request for
 /api/restore, against /healthz (the cheapest route) measured the same way in the same run. The
 clients are autocannon's (Node, `npm ci` installs it: 20 keep-alive connections in one process that
 costs the machine little); without it, Python threads, which share one interpreter lock and so time
@@ -120,18 +121,20 @@ def report(label: str, load: Load, cpu: float) -> float:
     return rps
 
 
-_SERVERS: dict[str, subprocess.Popen[str]] = {}
+_SERVERS: dict[str, list[subprocess.Popen[str]]] = {}
 
 
 def server_cpu(base: str) -> float:
-    """CPU seconds (user + system, all threads) the server process behind `base` (from serve_app) has used so far."""
-    server = _SERVERS[base]
-    assert server.stdout is not None
-    server.send_signal(signal.SIGUSR1)
-    line = server.stdout.readline()
-    if not line.startswith("CPU "):
-        raise SystemExit(f"the API server did not say its CPU time ({line!r})")
-    return float(line.split()[1])
+    """CPU seconds (user + system, all threads) the server processes behind `base` (from serve_app) have used so far."""
+    total = 0.0
+    for server in _SERVERS[base]:
+        assert server.stdout is not None
+        server.send_signal(signal.SIGUSR1)
+        line = server.stdout.readline()
+        if not line.startswith("CPU "):
+            raise SystemExit(f"the API server did not say its CPU time ({line!r})")
+        total += float(line.split()[1])
+    return total
 
 
 def hammer_cpu(base: str, url: str | Callable[[int, int], str], clients: int, requests: int, headers: dict[str, str]) -> tuple[Load, float]:
@@ -142,40 +145,50 @@ def hammer_cpu(base: str, url: str | Callable[[int, int], str], clients: int, re
 
 
 @contextmanager
-def serve_app(config: Path, token: str, *, clock: datetime, environ: dict[str, str] | None = None) -> Iterator[str]:
+def serve_app(config: Path, token: str, *, clock: datetime, environ: dict[str, str] | None = None, processes: int = 1) -> Iterator[str]:
     """The service's app (`create_app`, as `auditor serve` builds it, without its audit worker) in uvicorn
-    on a free loopback port, in a process of its own; yields its base URL."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(config), "--clock", clock.isoformat()]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environ)
-    base = ""
+    on a free loopback port, in `processes` processes of its own sharing that port (as `auditor serve
+    --reuse-port` does); yields its base URL."""
+    servers: list[subprocess.Popen[str]] = []
+    base, port = "", 0
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line.startswith("PORT "):
-            raise SystemExit(f"the API server did not start (exit {server.wait()})")
-        base = f"http://127.0.0.1:{int(line.split()[1])}"
+        for _ in range(processes):
+            command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(config), "--clock", clock.isoformat(), "--port", str(port)]
+            server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environ)
+            servers.append(server)
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            if not line.startswith("PORT "):
+                raise SystemExit(f"the API server did not start (exit {server.wait()})")
+            port = int(line.split()[1])
+        base = f"http://127.0.0.1:{port}"
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as client:
             client.get(f"{base}/healthz").raise_for_status()
-        _SERVERS[base] = server
+        _SERVERS[base] = servers
         yield base
     finally:
         _SERVERS.pop(base, None)
-        server.terminate()
-        server.wait(10)
+        for server in servers:
+            server.terminate()
+            server.wait(10)
 
 
-def _serve(config: Path, clock: datetime) -> None:
-    """The server side of serve_app: prints "PORT n" once listening, then serves until terminated; on SIGUSR1
-    prints "CPU s", the CPU seconds this process has used."""
+def _serve(config: Path, clock: datetime, port: int) -> None:
+    """The server side of serve_app: listens on `port` (0: a free one) shared with other processes, prints
+    "PORT n" once listening, then serves until terminated; on SIGUSR1 prints "CPU s", the CPU seconds this
+    process has used."""
+    from auditor.cli import shared_socket
+
     signal.signal(signal.SIGUSR1, lambda _signal, _frame: print(f"CPU {time.process_time()}", flush=True))
     runtime = Runtime(load_settings(config, dict(os.environ)))
     runtime.catalog  # noqa: B018 - refuse to start without a catalog
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime, clock=lambda: clock), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    listening = shared_socket("127.0.0.1", port)
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime, clock=lambda: clock), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.02)
-    print(f"PORT {server.servers[0].sockets[0].getsockname()[1]}", flush=True)
+    print(f"PORT {listening.getsockname()[1]}", flush=True)
     thread.join()
 
 
@@ -183,11 +196,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=1, help="API server processes sharing the port (as `auditor serve --reuse-port`)")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # serve_app's server process
     parser.add_argument("--clock", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        _serve(args.serve, datetime.fromisoformat(args.clock))
+        _serve(args.serve, datetime.fromisoformat(args.clock), args.port)
         return
     with tempfile.TemporaryDirectory() as tmp, webhook_receiver() as (hook, _), demo_world(Path(tmp), datetime.now(UTC), hook) as world:
         environ = {**os.environ, "DEMO_FLOW_SERVICE_SECRET": CLIENT_SECRET}
@@ -202,8 +217,8 @@ def main() -> None:
         with Runtime(load_settings(world.config, environ)) as runtime:
             runtime.audit(now=world.as_of, options=AuditOptions())
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        with serve_app(world.config, TOKEN, clock=world.as_of, environ=environ) as base:
-            print(f"{args.clients} clients x {args.requests} requests each, loopback, one uvicorn worker in its own process")
+        with serve_app(world.config, TOKEN, clock=world.as_of, environ=environ, processes=args.processes) as base:
+            print(f"{args.clients} clients x {args.requests} requests each, loopback, {args.processes} uvicorn process(es) of their own on one port")
             health = report("GET /healthz (baseline)", *hammer_cpu(base, f"{base}/healthz", args.clients, args.requests, headers))
             at = (world.start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")  # a complete chain of 9 windows, 27 files
             restore = report("GET /api/restore", *hammer_cpu(base, f"{base}/api/restore?dataset={WEB_EVENTS}&at={at}", args.clients, args.requests, headers))

@@ -364,6 +364,8 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         ok, reason = worker.health() if worker else (True, "no worker in this process")
         last = max(worker.last_audit.values()) if worker and worker.last_audit else None
         body = {"status": "ok" if ok else "failing", "reason": reason, "last_audit": iso(last), "worker_errors": dict(worker.errors) if worker else {}}
+        if worker is not None and caller(request) is not None:  # which process answered (replicas may share a port): not for anonymous probes
+            body["worker"] = runtime.holder
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")

@@ -89,13 +89,15 @@ class Replica:
     port: int = 0
     incarnation: int = 0
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    shared_port: int = 0  # listen on this port with --reuse-port (else a free port of its own)
 
     def start(self) -> None:
         self.incarnation += 1
-        self.port = free_port()
+        self.port = self.shared_port or free_port()
         log = (self.logs / f"{self.name}-{self.incarnation}.log").open("wb")
+        shared = ["--reuse-port"] if self.shared_port else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "auditor", "serve", "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "auditor", "serve", "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port), *shared],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -396,6 +398,56 @@ def test_two_serve_processes_on_one_sqlite_file_announce_every_missing_window_ex
     url = f"sqlite:///{tmp_path / 'catalog' / 'auditor.db'}"  # both replicas start on a file that does not exist yet
     observed = run_replicas(tmp_path, receiver, url, upgrade=False)
     print("observed:", observed)
+
+
+def test_serve_processes_share_one_port_with_reuse_port(tmp_path: Path, receiver: Receiver) -> None:
+    """`auditor serve --reuse-port`: a second process listens on the port the first holds (each with its own
+    worker on the one catalog); with the first killed, every new connection to the port is still answered;
+    a process without the flag cannot take the port."""
+    scenario = build_scenario(tmp_path)
+    config = write_config(tmp_path, scenario, receiver)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPS_TOKEN": TOKEN, "HOOK_KEY": KEY, "CATALOG_URL": f"sqlite:///{tmp_path / 'auditor.db'}"}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    port = free_port()
+    a, b = Replica("a", config, env, logs, shared_port=port), Replica("b", config, env, logs, shared_port=port)
+
+    def answered() -> str:
+        """Which process answered /healthz over a new connection (a kept-alive one would stay with one process)."""
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert response.status_code == 200, response.text
+        return str(response.json()["worker"])
+
+    try:
+        a.start()
+        wait_for(lambda: a.health() is not None, 30, lambda: f"replica a did not start:\n{a.log_tail()}")
+        b.start()
+
+        def b_serving() -> bool:
+            assert b.process is not None and b.process.poll() is None, f"replica b exited:\n{b.log_tail()}"  # e.g. on a port it could not bind
+            return "port shared with other processes" in b.log_tail()  # printed once it listens and its worker runs
+
+        wait_for(b_serving, 30, lambda: f"replica b did not start serving:\n{b.log_tail()}")
+        workers: set[str] = set()
+
+        def both_answer() -> bool:  # the kernel spreads new connections over the processes that share the port
+            workers.add(answered())
+            return len(workers) == 2
+
+        wait_for(both_answer, 30, lambda: f"one port, but only {workers} answered")
+        a.kill()
+        assert b.process is not None and b.process.poll() is None, b.log_tail()
+        by_b = {answered() for _ in range(20)}  # every new connection, on the same port
+        assert len(by_b) == 1 and by_b < workers, (by_b, workers)
+        solo = subprocess.run(
+            [sys.executable, "-m", "auditor", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert solo.returncode != 0, solo.stderr[-2000:]
+        assert {answered()} == by_b
+    finally:
+        a.stop_all()
+        b.stop_all()
 
 
 def _open_at(url: str, start: float, results: Any) -> None:

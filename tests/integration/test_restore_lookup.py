@@ -98,6 +98,9 @@ def test_the_restore_route_answers_the_plan_as_json(bench: ModuleType, estate: t
 
 
 def test_the_api_load_bench_runs() -> None:
-    done = subprocess.run([sys.executable, str(CATALOG_BENCH.parent / "api_load.py"), "--clients", "2", "--requests", "3"], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, str(CATALOG_BENCH.parent / "api_load.py"), "--clients", "2", "--requests", "3", "--processes", "2"], capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("server CPU") == 2 and "RATIO restore lookups / healthz throughput:" in done.stdout
+    assert "2 uvicorn process(es) of their own on one port" in done.stdout
