@@ -1075,7 +1075,10 @@ _AUDIT_COLUMNS = tuple(c for c in AUDITS.c if c.name != "report")
 _AUDIT_BY_ID = select(*_AUDIT_COLUMNS).where(AUDITS.c.id == bindparam("id"))
 # a restore lookup's reads, built once (each is a lookup on an index: see migrations 0007)
 _RESTORE_WINDOWS = (
-    select(WINDOWS, EXPORTS.c.name)
+    select(  # the columns a restore plan reads, not the schema text or deep-check counts every window row also holds
+        EXPORTS.c.name, WINDOWS.c.dataset_id, WINDOWS.c.scheduled, WINDOWS.c.status, WINDOWS.c.folder_key, WINDOWS.c.files, WINDOWS.c.bytes,
+        WINDOWS.c.records, WINDOWS.c.status_since, WINDOWS.c.last_audit_id, WINDOWS.c.known_status,
+    )
     .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
     .where(EXPORTS.c.name == bindparam("export"), WINDOWS.c.dataset_id == bindparam("dataset"), WINDOWS.c.scheduled <= bindparam("end", type_=UTCDateTime))
     .order_by(WINDOWS.c.scheduled)
