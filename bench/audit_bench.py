@@ -140,34 +140,25 @@ def run(cmd: list[str]) -> tuple[float, str]:
     return float(answer["elapsed"]), str(answer["stdout"])
 
 
+# The floor's reads: every Parquet file's last 64 KiB and every manifest; with "parse" (a++) each footer
+# is also parsed by pyarrow and each manifest by json, the least work that looks inside every file.
 FOOTERS = """
-import sys, fsspec
+import io, json, sys, fsspec
+parse = sys.argv[3] == "parse"
+if parse:
+    import pyarrow.parquet as pq
 fs = fsspec.filesystem("file")
 found = fs.find(sys.argv[1], detail=True)
-read = 0
+total = 0
 for path, entry in found.items():
     if path.endswith(".parquet"):
-        read += len(fs.cat_file(path, start=max(0, entry["size"] - 65536)))
+        tail = fs.cat_file(path, start=max(0, entry["size"] - 65536))
+        total += pq.read_metadata(io.BytesIO(tail)).num_rows if parse else len(tail)
     elif path.endswith(".json"):
-        read += len(fs.cat_file(path))
+        body = fs.cat_file(path)
+        total += len(json.loads(body)["exportResults"]) if parse else len(body)
 assert len(found) == int(sys.argv[2]), len(found)
-print(read)
-"""
-
-# The same reads, and each footer parsed by pyarrow and each manifest by json: the least work that
-# looks inside every file (the floor above reads the bytes but does not parse them).
-PARSED = """
-import io, json, sys, fsspec, pyarrow.parquet as pq
-fs = fsspec.filesystem("file")
-found = fs.find(sys.argv[1], detail=True)
-rows = 0
-for path, entry in found.items():
-    if path.endswith(".parquet"):
-        rows += pq.read_metadata(io.BytesIO(fs.cat_file(path, start=max(0, entry["size"] - 65536)))).num_rows
-    elif path.endswith(".json"):
-        rows += len(json.loads(fs.cat_file(path))["exportResults"])
-assert len(found) == int(sys.argv[2]), len(found)
-print(rows)
+print(total)
 """
 
 
@@ -208,10 +199,10 @@ def main() -> None:
         floor, floor_cpu, floors, _ = timed([python, "-c", floor_code], args.repeat)
         listing_peak = PEAK[-1]
         print(f"(a) floor: one raw fsspec find(detail=True) listing, whole process: {floor:.2f} s, CPU {floor_cpu:.2f} s, peak memory {listing_peak / 2**20:.0f} MiB  (median of {args.repeat}: {', '.join(f'{f:.2f}' for f in floors)})")
-        run([python, "-c", FOOTERS, str(root), str(files)])
-        reads, reads_cpu, read_runs, read_bytes = timed([python, "-c", FOOTERS, str(root), str(files)], args.repeat)
+        run([python, "-c", FOOTERS, str(root), str(files), "read"])
+        reads, reads_cpu, read_runs, read_bytes = timed([python, "-c", FOOTERS, str(root), str(files), "read"], args.repeat)
         print(f"(a+) floor: the listing plus every footer and manifest read, one plain process: {reads:.2f} s, CPU {reads_cpu:.2f} s, {int(read_bytes)} bytes read  (median of {args.repeat}: {', '.join(f'{f:.2f}' for f in read_runs)})")
-        parsed, parsed_cpu, parsed_runs, _ = timed([python, "-c", PARSED, str(root), str(files)], args.repeat)
+        parsed, parsed_cpu, parsed_runs, _ = timed([python, "-c", FOOTERS, str(root), str(files), "parse"], args.repeat)
         print(f"(a++) the same with every footer parsed (pyarrow) and every manifest parsed (json), one plain process: {parsed:.2f} s, CPU {parsed_cpu:.2f} s  (median of {args.repeat}: {', '.join(f'{f:.2f}' for f in parsed_runs)})")
         first, out = run(auditor)
         first_cpu, first_peak = CPU[-1], PEAK[-1]
