@@ -37,7 +37,7 @@ from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Une
 from auditor.runs import join_runs
 from auditor.schedule import floor_minute, parse_schedule
 from auditor.storage.base import ObjectInfo, Store
-from auditor.validate import FileVerdict, Level, Source, data_suffix, file_format, footer_length, validate_data_file
+from auditor.validate import FileVerdict, Level, Source, data_suffix, file_format, validate_data_file
 from auditor.validate.manifest import MAX_MANIFEST, Manifest, manifest_from_json, parse_manifest
 from auditor.validate.plan import plan_batches
 from auditor.validate.sandbox import RETRY_CODES, ObjectSource
@@ -653,12 +653,9 @@ class _FooterSizes:
         return self._tails.get(group)
 
     def learn(self, group: str, source: ObjectSource) -> None:
-        if not source.prefetched:
-            return
-        start, tail = source.prefetched[-1]
-        length = footer_length(tail) if start + len(tail) == source.size else None
-        if length is not None and length + 8 <= source.size:
-            self._tails[group] = length + 8 + length // 8 + 256  # room for the next file's footer to be a little larger
+        tail = source.footer_tail()
+        if tail is not None:
+            self._tails[group] = tail
 
 
 def _check_data(

@@ -5,6 +5,7 @@ Flow Service commands live in auditor.cli_flows; what commands share in auditor.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from datetime import UTC, datetime, timedelta
@@ -182,24 +183,30 @@ def serve(config_path: str | None, host: str, port: int, reuse_port: bool) -> No
     from auditor.service.app import create_app
     from auditor.service.worker import Worker
 
-    listening = shared_socket(host, port) if reuse_port else None  # bound before the worker starts: a port that cannot be shared stops it here
-    with runtime(config_path) as rt:
+    if reuse_port and port == 0:
+        raise click.UsageError("--reuse-port shares a port the processes name: give it with --port")
+    # bound (not yet listening: no connection is queued here before the app can answer it) before the worker
+    # starts, so that a port that cannot be shared stops the process at once
+    bound = shared_socket(host, port) if reuse_port else None
+    with contextlib.closing(bound) if bound is not None else contextlib.nullcontext(), runtime(config_path) as rt:
         rt.catalog  # noqa: B018 - refuse to start without a catalog
         worker = Worker(rt)
         worker.start()
         shared = " (port shared with other processes)" if reuse_port else ""
         err.print(f"auditor serving on http://{host}:{port}{shared} (API under /api, /healthz, /metrics); worker {rt.holder}")
         try:
-            if listening is None:
+            if bound is None:
                 uvicorn.run(create_app(rt, worker), host=host, port=port, log_level="warning")
             else:
-                uvicorn.Server(uvicorn.Config(create_app(rt, worker), log_level="warning")).run(sockets=[listening])
+                with contextlib.suppress(KeyboardInterrupt):  # uvicorn.run's own way with Ctrl-C: a clean stop
+                    uvicorn.Server(uvicorn.Config(create_app(rt, worker), log_level="warning")).run(sockets=[bound])
         finally:
             worker.stop()
 
 
 def shared_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on (host, port) that other processes may bind too (SO_REUSEPORT)."""
+    """A TCP socket bound to (host, port) that other processes may bind too (SO_REUSEPORT); the server
+    that serves on it makes it listen."""
     option = getattr(socket, "SO_REUSEPORT", None)
     if option is None:
         raise click.UsageError("--reuse-port needs SO_REUSEPORT, which this platform does not have")
@@ -208,8 +215,11 @@ def shared_socket(host: str, port: int) -> socket.socket:
         listening = socket.socket(family, kind, proto)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.setsockopt(socket.SOL_SOCKET, option, 1)
-        listening.bind(address)
-        listening.listen(2048)
+        try:
+            listening.bind(address)
+        except OSError:
+            listening.close()
+            raise
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     return listening

@@ -7,6 +7,8 @@ Alembic is imported only to migrate: a catalog already at `HEAD` is recognised b
 from __future__ import annotations
 
 import fcntl
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -27,6 +29,7 @@ MIGRATIONS = Path(str(resources.files("auditor.migrations")))  # top-level migra
 SUPPORTED = ("sqlite", "postgresql")
 POOL_THREADS = 40  # anyio's default thread limiter: how many requests can be in a thread at once
 HEAD = "0009"  # the newest migration in MIGRATIONS (a test holds the two together)
+WAL_ATTEMPTS = 200  # tries (50 ms apart) to switch a SQLite catalog to write-ahead logging
 
 
 DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}  # what `pip install 'export-auditor[postgres]'` brings
@@ -83,10 +86,21 @@ def _driver_problem(backend: str, driver: str, error: BaseException) -> str:
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor = connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # readers (the API, the dashboard) go on while an audit writes: write-ahead logging
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # readers (the API, the dashboard) go on while an audit writes: write-ahead logging. Switching a new file to it
+        # answers "database is locked" at once, without the busy timeout, while another process switches it too
+        # (replicas starting together): that is waited out here
+        for attempt in range(WAL_ATTEMPTS):
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == WAL_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05)
+    finally:
+        cursor.close()
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -146,7 +160,13 @@ def ensure_schema(engine: Engine) -> None:
     if engine.dialect.name == "sqlite":
         with _upgrade_lock(engine):  # two processes opening one old catalog: one upgrades, the other finds it done
             current = schema_state(engine)[0]
-            if current is None and _empty(engine):
+            if current is None:
+                foreign = _tables(engine) - {"alembic_version"}
+                if foreign:  # someone else's database, or a creation that was cut short: never altered
+                    raise CatalogError(
+                        f"the SQLite file at catalog.url holds tables ({', '.join(sorted(foreign)[:5])}) but no auditor catalog version: "
+                        "it is not an auditor catalog; name a new file"
+                    )
                 _create(engine)
             elif current != head:
                 upgrade(engine)
@@ -154,11 +174,11 @@ def ensure_schema(engine: Engine) -> None:
     raise CatalogError(f"the catalog schema is at {current or 'nothing'}, the code needs {head}: run `auditor db upgrade`")
 
 
-def _empty(engine: Engine) -> bool:
-    """Whether the database holds no table at all (a new SQLite file)."""
+def _tables(engine: Engine) -> set[str]:
+    """The tables the database holds."""
     try:
         with engine.connect() as connection:
-            return not inspect(connection).get_table_names()
+            return set(inspect(connection).get_table_names())
     except SQLAlchemyError as e:
         raise CatalogError(f"cannot reach the catalog: {scrub(str(getattr(e, 'orig', e)))[:300]}") from e
 
@@ -166,13 +186,38 @@ def _empty(engine: Engine) -> bool:
 def _create(engine: Engine) -> None:
     """A new catalog: the schema the migrations build, created from the table definitions at once and
     stamped with HEAD (what `alembic stamp` writes), instead of running every migration in turn (half a
-    second of a first audit). A test holds the two schemas equal, indexes and their conditions included."""
+    second of a first audit). A test holds the two schemas equal, indexes and their conditions included.
+
+    One transaction, begun here: the driver would run each CREATE on its own, and a creation cut short
+    would leave tables without a version (which the next start refuses to touch)."""
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
     from auditor.catalog.tables import metadata
 
+    statements = []
+    for table in metadata.sorted_tables:
+        statements.append(str(CreateTable(table).compile(dialect=engine.dialect)))
+        statements += [str(CreateIndex(index).compile(dialect=engine.dialect)) for index in sorted(table.indexes, key=lambda i: str(i.name))]
+    statements.append("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+    raw = engine.raw_connection()
     try:
-        with engine.begin() as connection:
-            metadata.create_all(connection)
-            connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
-            connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": HEAD})
-    except SQLAlchemyError as e:
-        raise CatalogError(f"cannot create the catalog: {scrub(str(getattr(e, 'orig', e)))[:300]}") from e
+        driver = raw.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        level = driver.isolation_level
+        driver.isolation_level = None  # the driver's own transaction handling off: BEGIN and COMMIT are these
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    driver.execute(statement)
+                driver.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD,))
+                driver.execute("COMMIT")
+            except BaseException:
+                driver.execute("ROLLBACK")
+                raise
+        finally:
+            driver.isolation_level = level
+    except sqlite3.Error as e:
+        raise CatalogError(f"cannot create the catalog: {scrub(str(e))[:300]}") from e
+    finally:
+        raw.close()

@@ -36,7 +36,7 @@ from typing import IO, Any, Self
 from auditor.errors import StorageError
 from auditor.findings import error
 from auditor.storage.base import ObjectInfo, Store
-from auditor.validate import FileVerdict, Level, Source, quick_ranges
+from auditor.validate import FileVerdict, Level, Source, footer_length, quick_ranges
 
 DEFAULT_VALIDATOR = "auditor.validate:validate_data_file"
 # Findings that say "could not finish checking" rather than "the bytes are bad": retried next audit.
@@ -100,6 +100,17 @@ class ObjectSource:
         chunks = tuple((start, self.store.read_range(self.info.key, start, end)) for start, end in quick_ranges(name, self.size, tail=tail))
         return ObjectSource(self.store, self.info, chunks)
 
+    def footer_tail(self) -> int | None:
+        """How much of the end a quick check of the next Parquet file of this dataset should fetch: this
+        file's footer, as its prefetched tail announces it, with room for the next to be a little larger."""
+        if not self.prefetched:
+            return None
+        start, tail = self.prefetched[-1]
+        length = footer_length(tail) if start + len(tail) == self.size else None
+        if length is None or length + 8 > self.size:
+            return None
+        return length + 8 + length // 8 + 256
+
 
 @dataclass(frozen=True)
 class BytesSource:
@@ -139,12 +150,24 @@ def _load(source: Any, limit: int) -> Any:
         return source
 
 
+_TAILS: dict[str, int] = {}  # dataset prefix -> how much of a Parquet file's end a quick check there fetches (what this worker learned)
+_TAILS_KEPT = 4096
+
+
 def _prefetched(source: ObjectSource, name: str) -> ObjectSource | StorageError:
-    """A quick check's ranges read in the worker (a store whose reads cost the parent more than the worker)."""
+    """A quick check's ranges read in the worker (a store whose reads cost the parent more than the worker),
+    as much of the end as the dataset's footers have needed so far (a blind 64 KiB for its first file)."""
+    group = source.info.key.rsplit("/", 2)[0]  # the dataset's prefix: the files of a dataset have footers alike
     try:
-        return source.with_prefetch(name)
+        fetched = source.with_prefetch(name, tail=_TAILS.get(group))
     except StorageError as e:
         return e
+    learned = fetched.footer_tail()
+    if learned is not None:
+        if len(_TAILS) >= _TAILS_KEPT:
+            _TAILS.clear()
+        _TAILS[group] = learned
+    return fetched
 
 
 def _check_one(validator: Callable[..., FileVerdict], source: Any, name: str, deep: bool) -> Outcome:

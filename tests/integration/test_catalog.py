@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from click.testing import CliRunner
@@ -16,6 +17,7 @@ from auditor.catalog.engine import ensure_schema, make_engine, schema_state, upg
 from auditor.catalog.repository import open_catalog
 from auditor.catalog.tables import metadata
 from auditor.cli import main
+from auditor.errors import CatalogError
 from tests.conftest import Tree, t
 from tests.integration.test_audit_tree import WEB, audit_json, build_defect_tree
 
@@ -69,6 +71,21 @@ def test_a_new_sqlite_catalog_is_created_with_the_schema_the_migrations_build(tm
     assert schema_state(make_engine(created)) == schema_state(make_engine(migrated)) == ("0009", "0009")
     assert _schema(created) == _schema(migrated)
     assert "alembic_version" in _schema(created) and len(_schema(created)) > 10
+
+
+def test_a_sqlite_file_that_is_not_a_catalog_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """Someone else's database (or a creation cut short) named as catalog.url: no table is added to it."""
+    import sqlite3
+
+    path = tmp_path / "theirs.db"
+    with sqlite3.connect(path) as theirs:
+        theirs.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        theirs.execute("INSERT INTO customers (name) VALUES ('ada')")
+    with pytest.raises(CatalogError, match="customers.*not an auditor catalog"):
+        open_catalog(f"sqlite:///{path}")
+    with sqlite3.connect(path) as theirs:
+        assert [row[0] for row in theirs.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["customers"]
+        assert list(theirs.execute("SELECT name FROM customers")) == [("ada",)]
 
 
 def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:

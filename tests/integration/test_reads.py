@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import io
 import struct
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from auditor.audit import InProcessChecker, run_audit
 from auditor.config import settings_from_mapping
 from auditor.storage import open_store
+from auditor.validate.sandbox import Sandbox
 from tests.conftest import Tree, t
 
 
-def test_quick_checks_read_little_more_than_each_footer(tree: Tree) -> None:
+@pytest.mark.parametrize("isolated", [False, True], ids=["in process", "validation workers"])
+def test_quick_checks_read_little_more_than_each_footer(tree: Tree, isolated: bool) -> None:
+    """In process, the check reads exactly the footer; a validation worker reading a local file learns
+    the dataset's footer size from its first file, as the audit does for remote stores."""
     files = 40
     sizes = []
     for variant in range(4):  # four footer sizes, as files of one dataset differ a little
@@ -36,7 +42,8 @@ def test_quick_checks_read_little_more_than_each_footer(tree: Tree) -> None:
     store = open_store(tree.url)
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
-    report = run_audit(settings, stores={"d": store}, catalog=None, now=now, started=now, checker=InProcessChecker())
+    with Sandbox(workers=1) if isolated else nullcontext(InProcessChecker()) as checker:
+        report = run_audit(settings, stores={"d": store}, catalog=None, now=now, started=now, checker=checker)
 
     assert report.exports[0].windows[0].status.value == "ok"
     footers = sum(struct.unpack("<I", sizes[i % 4][-8:-4])[0] + 8 for i in range(files))
