@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import io
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -170,9 +173,7 @@ class FsspecStore:
         """Bytes [start, end) of one object, in one ranged request."""
         try:
             if self.local:  # what LocalFileSystem.cat_file does, without its file object's layers (a quick check reads thousands of small files)
-                with open(self._path(key), "rb") as handle:
-                    handle.seek(start)
-                    data = handle.read(max(0, end - start))
+                data = _read_local(self._path(key), start, end)
             else:
                 with self._serial:
                     data = bytes(self._fs.cat_file(self._path(key), start=start, end=end))
@@ -300,3 +301,22 @@ def _etag(info: dict[str, Any]) -> str | None:
 def _describe(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return scrub(text)[:500]
+
+
+def _read_local(path: str, start: int, end: int) -> bytes:
+    """Bytes [start, end) of a local regular file. Opened without blocking and checked to be a regular file:
+    a FIFO or device put where a listed file was would otherwise hold the read (and the audit) forever."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (it was one when listed)")
+        chunks, position = [], start
+        while position < end:
+            chunk = os.pread(handle, end - position, position)
+            if not chunk:
+                break  # the end of the file
+            chunks.append(chunk)
+            position += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(handle)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 from contextlib import nullcontext
@@ -14,6 +15,7 @@ import pytest
 from auditor.audit import InProcessChecker, run_audit
 from auditor.config import settings_from_mapping
 from auditor.storage import open_store
+from auditor.storage.base import ObjectInfo
 from auditor.validate.sandbox import Sandbox
 from tests.conftest import Tree, t
 
@@ -50,3 +52,41 @@ def test_quick_checks_read_little_more_than_each_footer(tree: Tree, isolated: bo
     whole = sum(len(sizes[i % 4]) for i in range(files))
     assert store.bytes_read < 64 * 1024 + 1.25 * footers + files * 300  # one blind 64 KiB read, then learned sizes
     assert store.bytes_read < whole / 10  # footers here are about 5 % of each file
+
+
+def test_a_data_file_turned_into_a_fifo_after_the_listing_is_unknown_at_once(tree: Tree) -> None:
+    """A reader blocks on a FIFO until someone writes to it: put where a listed file was (a concurrent
+    writer, a hostile tree), it must cost a read error (the window unknown), not the validation deadline."""
+    import os
+    import time
+
+    paths = tree.export("ds", t("2026-11-27T00:00"), count=20)
+    victim = next(p for p in paths if p.name.endswith(".parquet"))
+    settings = settings_from_mapping(
+        {
+            "destinations": [{"name": "d", "url": tree.url}],
+            "exports": [{"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "schedule": {"timeUnit": "day", "interval": 1, "startTime": "2026-11-27T00:00:00Z"}}],
+        },
+        {},
+    )
+    store = open_store(tree.url)
+    listed = store.list
+
+    def list_then_swap() -> list[ObjectInfo]:
+        found = listed()
+        victim.unlink()
+        os.mkfifo(victim)
+        return found
+
+    store.list = list_then_swap  # type: ignore[method-assign]
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    started = time.monotonic()
+    try:
+        with Sandbox(workers=1) as checker:
+            report = run_audit(settings, stores={"d": store}, catalog=None, now=now, started=now, checker=checker)
+    finally:
+        with contextlib.suppress(OSError):  # a reader stuck on the FIFO (the defect) gets its end of file
+            os.close(os.open(victim, os.O_WRONLY | os.O_NONBLOCK))
+    assert time.monotonic() - started < 30  # the validation deadline is 60 s and more
+    assert report.exports[0].windows[0].status.value == "unknown"
+    assert any("not a regular file" in e.message for e in report.errors), report.errors
