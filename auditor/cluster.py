@@ -29,6 +29,7 @@ import atexit
 import os
 import pickle
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
@@ -45,6 +46,9 @@ BATCH_BYTES = 256 << 20  # a work unit: a few seconds of decoding for one worker
 MIN_BATCH_BYTES = plan.MIN_BATCH_BYTES
 BATCH_FILES = 500
 TASK_PREFIX = "auditor-deep"
+WORKER_WAIT = 120.0  # seconds the cluster may have no worker at all before the files still out are answered "could not be deep-checked"
+POLL = 1.0  # how often, while no batch finishes, the audit asks the scheduler how many workers it has
+WAIT_STEP = 0.02  # seconds between looks at the batches that finished
 
 Answer = tuple[str, FileVerdict | str]  # (object key, its verdict or why it could not be checked)
 
@@ -165,6 +169,7 @@ class ClusterChecker:
         batch_bytes: int = BATCH_BYTES,
         batch_files: int = BATCH_FILES,
         connect_timeout: float | None = None,
+        worker_wait: float = WORKER_WAIT,
     ) -> None:
         self.address = address
         self.local = local
@@ -173,6 +178,10 @@ class ClusterChecker:
         self.validator = validator
         self.batch_bytes, self.batch_files = batch_bytes, batch_files
         self.connect_timeout = connect_timeout  # None: Dask's distributed.comm.timeouts.connect
+        # Dask keeps work for a worker that may yet come; an audit does not wait for ever: with no worker for this long,
+        # what is still out is answered "could not be deep-checked" (its windows unknown). A batch that is merely slow is
+        # bounded on its worker by each file's validation deadline.
+        self.worker_wait = worker_wait
         self.tasks = 0  # work units submitted so far
         self._client: Any = None
         self._lock = threading.Lock()
@@ -224,21 +233,48 @@ class ClusterChecker:
         from distributed import as_completed
 
         yield from lost
+        finished = as_completed(list(pending), loop=client.loop)
+        workerless_since: float | None = None
+        asked = time.monotonic()
         try:
-            for future in as_completed(list(pending), loop=client.loop):
-                files = pending.pop(future)
-                try:
-                    answers, read = future.result()
-                except Exception as e:  # noqa: BLE001 - the connection was lost, or the task died on every worker it tried
-                    reason = self._reason(e)
-                    yield from ((f.key, reason) for f in files)
+            while pending:
+                if not finished.has_ready():
+                    time.sleep(WAIT_STEP)
+                    if time.monotonic() - asked >= POLL:  # nothing finished for a while: is there a worker to finish it?
+                        asked = time.monotonic()
+                        workerless_since = self._workerless_since(client, workerless_since)
+                        if workerless_since is not None and asked - workerless_since >= self.worker_wait:
+                            reason = f"could not be deep-checked: the Dask cluster at {self.address} had no worker for {self.worker_wait:.0f} s"
+                            yield from ((f.key, reason) for files in pending.values() for f in files)
+                            return  # what is still out is cancelled below
                     continue
-                store.count(read)
-                yield from answers
+                workerless_since, asked = None, time.monotonic()
+                for future in finished.next_batch(block=False):
+                    files = pending.pop(future)
+                    try:
+                        answers, read = future.result()
+                    except Exception as e:  # noqa: BLE001 - the connection was lost, or the task died on every worker it tried
+                        reason = self._reason(e)
+                        yield from ((f.key, reason) for f in files)
+                        continue
+                    store.count(read)
+                    yield from answers
         finally:
             if pending:  # an audit that stopped early leaves nothing running on the cluster
                 with suppress(Exception):
                     client.cancel(list(pending))
+
+    @staticmethod
+    def _workerless_since(client: Any, since: float | None) -> float | None:
+        """Since when the cluster has had no worker (None: it has one now, or the scheduler cannot say: a lost
+        connection ends the work's futures on its own)."""
+        try:
+            workers = len(client.nthreads())
+        except Exception:  # noqa: BLE001
+            return None
+        if workers:
+            return None
+        return since if since is not None else time.monotonic()
 
     def _reason(self, e: BaseException) -> str:
         from distributed.client import FutureCancelledError

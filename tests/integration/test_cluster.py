@@ -251,6 +251,35 @@ def test_a_worker_killed_mid_audit_changes_no_verdict(tree: Tree, tmp_path: Path
     assert len(list(marks.iterdir())) > 18  # what the victim was checking when it died was checked again
 
 
+def test_a_cluster_whose_workers_all_die_mid_audit_leaves_the_rest_unknown_not_waiting_for_ever(tree: Tree, tmp_path: Path) -> None:
+    """Dask keeps work for a worker that may yet come; the audit gives up once the cluster has had none for
+    `worker_wait`: what was checked keeps its verdict, the rest is unknown, and the audit ends."""
+    from auditor.cluster import ClusterChecker
+
+    settings = small_settings(tree, 6)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with dask_cluster(tmp_path / "dask", workers=1, threads=1, env={MARKS: str(marks)}) as running, Sandbox(workers=1) as local:
+        checker = ClusterChecker(running.address, local=local, validator="tests.cluster_validators:slow", batch_files=1, worker_wait=3)
+        outcome: dict[str, Any] = {}
+        audit = threading.Thread(target=lambda: outcome.update(report=run_audit(settings, stores={"d": open_store(tree.url)}, catalog=None, now=NOW, started=NOW, options=AuditOptions(deep=True), checker=checker)))
+        started = time.monotonic()
+        audit.start()
+        deadline = time.monotonic() + 30
+        while not any(marks.iterdir()):
+            assert time.monotonic() < deadline, "no check started"
+            time.sleep(0.02)
+        running.workers[0].send_signal(signal.SIGKILL)  # the only worker: nothing is left to take the work
+        audit.join(90)
+        assert not audit.is_alive(), "the audit still waits for a worker"
+        checker.close()
+
+    report = outcome["report"]
+    assert time.monotonic() - started < 60
+    assert "unknown" in statuses(report) and "missing" not in statuses(report)
+    assert any("had no worker for 3 s" in e.message for e in report.errors), report.errors
+
+
 def test_the_scheduler_gone_mid_audit_leaves_windows_unknown_and_as_they_were(tree: Tree, tmp_path: Path) -> None:
     from auditor.catalog.repository import open_catalog
     from auditor.cluster import ClusterChecker
