@@ -198,8 +198,13 @@ def serve(config_path: str | None, host: str, port: int, reuse_port: bool) -> No
             if bound is None:
                 uvicorn.run(create_app(rt, worker), host=host, port=port, log_level="warning")
             else:
+                app = create_app(rt, worker)
+                try:  # now, not when bound: a connection waits for a process that can answer it; and here, not in the event
+                    bound.listen(2048)  # loop, whose server would take a refusal quietly and serve nothing
+                except OSError as e:
+                    raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
                 with contextlib.suppress(KeyboardInterrupt):  # uvicorn.run's own way with Ctrl-C: a clean stop
-                    uvicorn.Server(uvicorn.Config(create_app(rt, worker), log_level="warning")).run(sockets=[bound])
+                    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[bound])
         finally:
             worker.stop()
 

@@ -86,21 +86,23 @@ def _driver_problem(backend: str, driver: str, error: BaseException) -> str:
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor = connection.cursor()  # type: ignore[attr-defined]
-    try:
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # readers (the API, the dashboard) go on while an audit writes: write-ahead logging. Switching a new file to it
-        # answers "database is locked" at once, without the busy timeout, while another process switches it too
-        # (replicas starting together): that is waited out here
-        for attempt in range(WAL_ATTEMPTS):
-            try:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or attempt == WAL_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.05)
-    finally:
-        cursor.close()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _write_ahead_logging(engine: Engine) -> None:
+    """Readers (the API, the dashboard) go on while an audit writes: a SQLite catalog, once known to be one, is
+    switched to write-ahead logging (kept in the file). Switching answers "database is locked" at once, without
+    the busy timeout, while another process switches it too (replicas starting together): that is waited out."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            return
+        except SQLAlchemyError as e:
+            if "locked" not in str(e) or attempt == WAL_ATTEMPTS - 1:
+                raise CatalogError(f"cannot reach the catalog: {scrub(str(getattr(e, 'orig', e)))[:300]}") from e
+            time.sleep(0.05)
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -155,23 +157,35 @@ def _upgrade_lock(engine: Engine) -> Iterator[None]:
 def ensure_schema(engine: Engine) -> None:
     """SQLite upgrades itself; a shared database must be upgraded on purpose (`auditor db upgrade`)."""
     current, head = schema_state(engine)
+    sqlite = engine.dialect.name == "sqlite"
     if current == head:
+        if sqlite:
+            _write_ahead_logging(engine)
         return
-    if engine.dialect.name == "sqlite":
+    if sqlite:
+        if current is None:
+            _refuse_foreign(engine)  # before the lock file is made beside it
         with _upgrade_lock(engine):  # two processes opening one old catalog: one upgrades, the other finds it done
             current = schema_state(engine)[0]
             if current is None:
-                foreign = _tables(engine) - {"alembic_version"}
-                if foreign:  # someone else's database, or a creation that was cut short: never altered
-                    raise CatalogError(
-                        f"the SQLite file at catalog.url holds tables ({', '.join(sorted(foreign)[:5])}) but no auditor catalog version: "
-                        "it is not an auditor catalog; name a new file"
-                    )
+                _refuse_foreign(engine)
                 _create(engine)
             elif current != head:
                 upgrade(engine)
+        _write_ahead_logging(engine)
         return
     raise CatalogError(f"the catalog schema is at {current or 'nothing'}, the code needs {head}: run `auditor db upgrade`")
+
+
+def _refuse_foreign(engine: Engine) -> None:
+    """A SQLite file with tables but no catalog version is never altered: someone else's database, or a
+    creation cut short by an older release (which made its tables one by one)."""
+    foreign = _tables(engine) - {"alembic_version"}
+    if foreign:
+        raise CatalogError(
+            f"the SQLite file at catalog.url holds tables ({', '.join(sorted(foreign)[:5])}) but no auditor catalog version: it is someone "
+            "else's database, or a catalog whose creation was cut short; move it aside or name a new file"
+        )
 
 
 def _tables(engine: Engine) -> set[str]:

@@ -16,6 +16,7 @@ from auditor.findings import Finding, error
 DATA_SUFFIXES = (".gz.parquet", ".parquet", ".json.gz", ".json")
 MERGE_GAP = 8 * 1024  # a quick check reads a head and a tail this close together as one range
 PARQUET_MAGIC = b"PAR1"
+MAX_FOOTER = 64 * 1024 * 1024  # a Parquet footer announcing more than this is not believed
 TAIL_READ = 64 * 1024  # what to fetch from the end of a Parquet file when nothing is known about its footer yet
 
 

@@ -12,12 +12,11 @@ import pyarrow.parquet as pq
 
 from auditor.errors import StorageError
 from auditor.findings import Finding, error, warning
-from auditor.validate import FileVerdict, Level, Source
+from auditor.validate import MAX_FOOTER, FileVerdict, Level, Source
 from auditor.validate.schema import parquet_schema
 
 MAGIC = b"PAR1"
 ENCRYPTED_MAGIC = b"PARE"
-MAX_FOOTER = 64 * 1024 * 1024
 
 
 def check(source: Source, *, gzip_expected: bool, deep: bool) -> FileVerdict:

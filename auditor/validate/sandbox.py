@@ -36,7 +36,7 @@ from typing import IO, Any, Self
 from auditor.errors import StorageError
 from auditor.findings import error
 from auditor.storage.base import ObjectInfo, Store
-from auditor.validate import FileVerdict, Level, Source, footer_length, quick_ranges
+from auditor.validate import MAX_FOOTER, FileVerdict, Level, Source, footer_length, quick_ranges
 
 DEFAULT_VALIDATOR = "auditor.validate:validate_data_file"
 # Findings that say "could not finish checking" rather than "the bytes are bad": retried next audit.
@@ -107,7 +107,7 @@ class ObjectSource:
             return None
         start, tail = self.prefetched[-1]
         length = footer_length(tail) if start + len(tail) == self.size else None
-        if length is None or length + 8 > self.size:
+        if length is None or length > MAX_FOOTER or length + 8 > self.size:  # a hostile file teaches nothing
             return None
         return length + 8 + length // 8 + 256
 
@@ -157,10 +157,11 @@ _TAILS_KEPT = 4096
 def _prefetched(source: ObjectSource, name: str) -> ObjectSource | StorageError:
     """A quick check's ranges read in the worker (a store whose reads cost the parent more than the worker),
     as much of the end as the dataset's footers have needed so far (a blind 64 KiB for its first file)."""
-    group = source.info.key.rsplit("/", 2)[0]  # the dataset's prefix: the files of a dataset have footers alike
+    group = source.info.url.rsplit("/", 2)[0]  # the dataset's prefix (in its store): the files of a dataset have footers alike
     try:
         fetched = source.with_prefetch(name, tail=_TAILS.get(group))
     except StorageError as e:
+        _TAILS.pop(group, None)  # learn again from the next file
         return e
     learned = fetched.footer_tail()
     if learned is not None:

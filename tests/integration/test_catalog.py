@@ -81,9 +81,11 @@ def test_a_sqlite_file_that_is_not_a_catalog_is_refused_and_left_as_it_was(tmp_p
     with sqlite3.connect(path) as theirs:
         theirs.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
         theirs.execute("INSERT INTO customers (name) VALUES ('ada')")
-    with pytest.raises(CatalogError, match="customers.*not an auditor catalog"):
+    with pytest.raises(CatalogError, match="customers.*someone else's database"):
         open_catalog(f"sqlite:///{path}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.db"]  # no lock file, no write-ahead log beside it
     with sqlite3.connect(path) as theirs:
+        assert theirs.execute("PRAGMA journal_mode").fetchone() == ("delete",)
         assert [row[0] for row in theirs.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["customers"]
         assert list(theirs.execute("SELECT name FROM customers")) == [("ada",)]
 

@@ -7,6 +7,7 @@ import io
 import struct
 from contextlib import nullcontext
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,7 +17,8 @@ from auditor.audit import InProcessChecker, run_audit
 from auditor.config import settings_from_mapping
 from auditor.storage import open_store
 from auditor.storage.base import ObjectInfo
-from auditor.validate.sandbox import Sandbox
+from auditor.validate import MAX_FOOTER
+from auditor.validate.sandbox import ObjectSource, Sandbox
 from tests.conftest import Tree, t
 
 
@@ -90,3 +92,20 @@ def test_a_data_file_turned_into_a_fifo_after_the_listing_is_unknown_at_once(tre
     assert time.monotonic() - started < 30  # the validation deadline is 60 s and more
     assert report.exports[0].windows[0].status.value == "unknown"
     assert any("not a regular file" in e.message for e in report.errors), report.errors
+
+
+def test_a_footer_length_past_the_limit_teaches_no_read_size(tmp_path: Path) -> None:
+    """What a quick check fetches of the next file is learned from this one's footer: a file that announces
+    a footer larger than any real one (a hostile tail) must not make the next read that large."""
+    store = open_store(tmp_path.as_uri())
+    size = 8 << 30  # a sparse or huge file: the announced footer fits inside it
+
+    def tail_after(announced: int) -> int | None:
+        trailer = struct.pack("<I", announced) + b"PAR1"
+        source = ObjectSource(store, ObjectInfo("ds/exportTime=202611270000/part-0.parquet", "file:///x", size, None, None), ((size - 8, trailer),))
+        return source.footer_tail()
+
+    assert tail_after(40_000) == 40_000 + 8 + 40_000 // 8 + 256
+    assert tail_after(MAX_FOOTER) is not None
+    assert tail_after(MAX_FOOTER + 1) is None
+    assert tail_after(0xFFFFFF00) is None

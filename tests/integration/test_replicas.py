@@ -450,6 +450,42 @@ def test_serve_processes_share_one_port_with_reuse_port(tmp_path: Path, receiver
         b.stop_all()
 
 
+def test_a_reuse_port_process_whose_port_was_taken_while_it_started_stops_with_the_reason(tmp_path: Path, receiver: Receiver) -> None:
+    """`--reuse-port` binds at once but listens only when it can answer: if a process without the flag took the
+    port meanwhile, listening fails, and the process must say so and stop, not run on without serving."""
+    import fcntl
+
+    scenario = build_scenario(tmp_path)
+    config = write_config(tmp_path, scenario, receiver)
+    catalog = tmp_path / "shared-port.db"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPS_TOKEN": TOKEN, "HOOK_KEY": KEY, "CATALOG_URL": f"sqlite:///{catalog}"}
+    port = free_port()
+    serve = [sys.executable, "-m", "auditor", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    with open(tmp_path / f".{catalog.name}.upgrade.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the new catalog cannot be created yet: the first process is held in its start
+        first = subprocess.Popen([*serve, "--reuse-port"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(3)  # it has bound the port by now, and waits for the lock
+        other = subprocess.Popen(serve, env={**env, "CATALOG_URL": f"sqlite:///{tmp_path / 'other.db'}"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: _answers(port), 30, "the process without --reuse-port did not take the port")
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            output, _ = first.communicate(timeout=60)
+            assert first.returncode != 0 and "cannot listen" in output, output
+            assert _answers(port)
+        finally:
+            for process in (first, other):
+                if process.poll() is None:
+                    process.kill()
+                process.wait(10)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).status_code in (200, 503)
+    except httpx.TransportError:
+        return False
+
+
 def _open_at(url: str, start: float, results: Any) -> None:
     from auditor.catalog.repository import open_catalog
 
