@@ -90,6 +90,11 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor.close()
 
 
+def _reason(error: Exception) -> str:
+    """A database error as the catalog's messages quote it: the driver's own words, no secret, 300 characters at most."""
+    return scrub(str(getattr(error, "orig", None) or error))[:300]
+
+
 def _write_ahead_logging(engine: Engine) -> None:
     """Readers (the API, the dashboard) go on while an audit writes: a SQLite catalog, once known to be one, is
     switched to write-ahead logging (kept in the file). Switching answers "database is locked" at once, without
@@ -101,7 +106,7 @@ def _write_ahead_logging(engine: Engine) -> None:
             return
         except SQLAlchemyError as e:
             if "locked" not in str(e) or attempt == WAL_ATTEMPTS - 1:
-                raise CatalogError(f"cannot reach the catalog: {scrub(str(getattr(e, 'orig', e)))[:300]}") from e
+                raise CatalogError(f"cannot reach the catalog: {_reason(e)}") from e
             time.sleep(0.05)
 
 
@@ -121,7 +126,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
         command.upgrade(alembic_config(engine), revision)
     except SQLAlchemyError as e:
-        raise CatalogError(f"cannot upgrade the catalog: {scrub(str(e.orig if hasattr(e, 'orig') else e))[:300]}") from e
+        raise CatalogError(f"cannot upgrade the catalog: {_reason(e)}") from e
 
 
 def schema_state(engine: Engine) -> tuple[str | None, str]:
@@ -132,7 +137,7 @@ def schema_state(engine: Engine) -> tuple[str | None, str]:
                 return None, HEAD
             versions = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
     except SQLAlchemyError as e:
-        raise CatalogError(f"cannot reach the catalog: {scrub(str(getattr(e, 'orig', e)))[:300]}") from e
+        raise CatalogError(f"cannot reach the catalog: {_reason(e)}") from e
     if len(versions) > 1:
         raise CatalogError(f"the catalog's schema has several heads ({', '.join(sorted(versions))}): it was not migrated by this auditor")
     return (versions[0] if versions else None), HEAD
@@ -194,7 +199,7 @@ def _tables(engine: Engine) -> set[str]:
         with engine.connect() as connection:
             return set(inspect(connection).get_table_names())
     except SQLAlchemyError as e:
-        raise CatalogError(f"cannot reach the catalog: {scrub(str(getattr(e, 'orig', e)))[:300]}") from e
+        raise CatalogError(f"cannot reach the catalog: {_reason(e)}") from e
 
 
 def _create(engine: Engine) -> None:
@@ -232,6 +237,6 @@ def _create(engine: Engine) -> None:
         finally:
             driver.isolation_level = level
     except sqlite3.Error as e:
-        raise CatalogError(f"cannot create the catalog: {scrub(str(e))[:300]}") from e
+        raise CatalogError(f"cannot create the catalog: {_reason(e)}") from e
     finally:
         raw.close()
