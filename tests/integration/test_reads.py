@@ -14,12 +14,23 @@ import pyarrow.parquet as pq
 import pytest
 
 from auditor.audit import InProcessChecker, run_audit
-from auditor.config import settings_from_mapping
+from auditor.config import Settings, settings_from_mapping
 from auditor.storage import open_store
 from auditor.storage.base import ObjectInfo
 from auditor.validate import MAX_FOOTER
 from auditor.validate.sandbox import ObjectSource, Sandbox
 from tests.conftest import Tree, t
+
+
+def daily_parquet(tree: Tree) -> Settings:
+    """One daily gzip-Parquet export of dataset `ds` in `tree`."""
+    return settings_from_mapping(
+        {
+            "destinations": [{"name": "d", "url": tree.url}],
+            "exports": [{"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "schedule": {"timeUnit": "day", "interval": 1, "startTime": "2026-11-27T00:00:00Z"}}],
+        },
+        {},
+    )
 
 
 @pytest.mark.parametrize("isolated", [False, True], ids=["in process", "validation workers"])
@@ -36,13 +47,7 @@ def test_quick_checks_read_little_more_than_each_footer(tree: Tree, isolated: bo
     for index in range(files):
         data = sizes[index % 4]
         tree.put(f"ds/exportTime=202611270000/part-{index:05d}-c000.gz.parquet", data, t("2026-11-27T00:10"))
-    settings = settings_from_mapping(
-        {
-            "destinations": [{"name": "d", "url": tree.url}],
-            "exports": [{"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "schedule": {"timeUnit": "day", "interval": 1, "startTime": "2026-11-27T00:00:00Z"}}],
-        },
-        {},
-    )
+    settings = daily_parquet(tree)
     store = open_store(tree.url)
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
@@ -64,13 +69,7 @@ def test_a_data_file_turned_into_a_fifo_after_the_listing_is_unknown_at_once(tre
 
     paths = tree.export("ds", t("2026-11-27T00:00"), count=20)
     victim = next(p for p in paths if p.name.endswith(".parquet"))
-    settings = settings_from_mapping(
-        {
-            "destinations": [{"name": "d", "url": tree.url}],
-            "exports": [{"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "schedule": {"timeUnit": "day", "interval": 1, "startTime": "2026-11-27T00:00:00Z"}}],
-        },
-        {},
-    )
+    settings = daily_parquet(tree)
     store = open_store(tree.url)
     listed = store.list
 

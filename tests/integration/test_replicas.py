@@ -272,6 +272,11 @@ schedule = {schedule}
     return config
 
 
+def replica_env(catalog_url: str) -> dict[str, str]:
+    """The environment of a replica: what write_config's configuration refers to."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPS_TOKEN": TOKEN, "HOOK_KEY": KEY, "CATALOG_URL": catalog_url}
+
+
 def land_late(scenario: Scenario) -> None:
     """The late export appears in one step (written aside, then renamed into the tree)."""
     _, dataset, slot = scenario.late
@@ -289,7 +294,7 @@ def run_replicas(tmp_path: Path, receiver: Receiver, catalog_url: str, *, upgrad
 
     scenario = build_scenario(tmp_path)
     config = write_config(tmp_path, scenario, receiver)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPS_TOKEN": TOKEN, "HOOK_KEY": KEY, "CATALOG_URL": catalog_url}
+    env = replica_env(catalog_url)
     if upgrade:  # what `auditor db upgrade` runs: a shared catalog is upgraded on purpose
         from auditor.catalog import engine as schema
 
@@ -406,7 +411,7 @@ def test_serve_processes_share_one_port_with_reuse_port(tmp_path: Path, receiver
     a process without the flag cannot take the port."""
     scenario = build_scenario(tmp_path)
     config = write_config(tmp_path, scenario, receiver)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPS_TOKEN": TOKEN, "HOOK_KEY": KEY, "CATALOG_URL": f"sqlite:///{tmp_path / 'auditor.db'}"}
+    env = replica_env(f"sqlite:///{tmp_path / 'auditor.db'}")
     logs = tmp_path / "logs"
     logs.mkdir()
     port = free_port()
@@ -414,8 +419,8 @@ def test_serve_processes_share_one_port_with_reuse_port(tmp_path: Path, receiver
 
     def answered() -> str:
         """Which process answered /healthz over a new connection (a kept-alive one would stay with one process)."""
-        response = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-        assert response.status_code == 200, response.text
+        response = fresh_healthz(port)
+        assert response is not None and response.status_code == 200, response
         return str(response.json()["worker"])
 
     try:
@@ -458,14 +463,14 @@ def test_a_reuse_port_process_whose_port_was_taken_while_it_started_stops_with_t
     scenario = build_scenario(tmp_path)
     config = write_config(tmp_path, scenario, receiver)
     catalog = tmp_path / "shared-port.db"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPS_TOKEN": TOKEN, "HOOK_KEY": KEY, "CATALOG_URL": f"sqlite:///{catalog}"}
+    env = replica_env(f"sqlite:///{catalog}")
     port = free_port()
     serve = [sys.executable, "-m", "auditor", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     with open(tmp_path / f".{catalog.name}.upgrade.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the new catalog cannot be created yet: the first process is held in its start
         first = subprocess.Popen([*serve, "--reuse-port"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(3)  # it has bound the port by now, and waits for the lock
-        other = subprocess.Popen(serve, env={**env, "CATALOG_URL": f"sqlite:///{tmp_path / 'other.db'}"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        other = subprocess.Popen(serve, env=replica_env(f"sqlite:///{tmp_path / 'other.db'}"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(lambda: _answers(port), 30, "the process without --reuse-port did not take the port")
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -479,11 +484,17 @@ def test_a_reuse_port_process_whose_port_was_taken_while_it_started_stops_with_t
                 process.wait(10)
 
 
-def _answers(port: int) -> bool:
+def fresh_healthz(port: int) -> httpx.Response | None:
+    """/healthz on `port` over a new connection (None when nothing answers)."""
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).status_code in (200, 503)
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     except httpx.TransportError:
-        return False
+        return None
+
+
+def _answers(port: int) -> bool:
+    response = fresh_healthz(port)
+    return response is not None and response.status_code in (200, 503)
 
 
 def _open_at(url: str, start: float, results: Any) -> None:
