@@ -184,9 +184,11 @@ def ensure_schema(engine: Engine) -> None:
 
 def _refuse_foreign(engine: Engine) -> None:
     """A SQLite file with tables but no catalog version is never altered: someone else's database, or a
-    creation cut short by an older release (which made its tables one by one)."""
+    creation cut short by an older release (which made its tables one by one). Read after the tables: another
+    process may have created the catalog since this one found no version, and a creation commits its tables and
+    its version together, so tables seen here mean the version is there to be seen now."""
     foreign = _tables(engine) - {"alembic_version"}
-    if foreign:
+    if foreign and schema_state(engine)[0] is None:
         raise CatalogError(
             f"the SQLite file at catalog.url holds tables ({', '.join(sorted(foreign)[:5])}) but no auditor catalog version: it is someone "
             "else's database, or a catalog whose creation was cut short; move it aside or name a new file"

@@ -90,6 +90,29 @@ def test_a_sqlite_file_that_is_not_a_catalog_is_refused_and_left_as_it_was(tmp_p
         assert list(theirs.execute("SELECT name FROM customers")) == [("ada",)]
 
 
+def test_a_catalog_created_by_another_process_after_this_one_looked_is_opened_not_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replicas starting together on a new file: this one finds no version, another creates the catalog, then
+    this one checks for foreign tables. It must see a catalog (tables and version), not someone else's file."""
+    import auditor.catalog.engine as engine_module
+
+    url = f"sqlite:///{tmp_path / 'auditor.db'}"
+    real_state = engine_module.schema_state
+    looked: list[str | None] = []
+
+    def state_then_another_process_creates(engine: Any) -> tuple[str | None, str]:
+        state = real_state(engine)
+        if not looked:
+            engine_module._create(make_engine(url))  # the other replica wins the race just after this read
+        looked.append(state[0])
+        return state
+
+    monkeypatch.setattr(engine_module, "schema_state", state_then_another_process_creates)
+    ensure_schema(make_engine(url))
+    assert looked[0] is None  # the race was staged: this process had seen no catalog
+    monkeypatch.undo()
+    assert schema_state(make_engine(url)) == ("0009", "0009")
+
+
 def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
     engine = make_engine(catalog_url)
     upgrade(engine)
