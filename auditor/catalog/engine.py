@@ -58,7 +58,7 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": 30}, pool_size=POOL_THREADS, max_overflow=8)
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=30)
+        return create_engine(parsed, pool_pre_ping=True, pool_size=POOL_THREADS, max_overflow=8)
     except (ImportError, NoSuchModuleError) as e:
         raise CatalogError(_driver_problem(backend, _driver_name(parsed, backend), e)) from None
     except OSError as e:

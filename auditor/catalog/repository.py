@@ -872,6 +872,11 @@ class Catalog:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
             yield _OnOneConnection(self.engine, conn)
 
+    def on(self, conn: Connection) -> Catalog:
+        """This catalog's reads on a connection the caller holds and closes (LoopReads: an asyncio engine's
+        connection seen through run_sync)."""
+        return _OnOneConnection(self.engine, conn)
+
     # -- dashboard sessions: only the SHA-256 of a session id is stored ------------------
 
     def create_session(self, id_sha256: str, *, token_name: str, token_binding: str, role: str, now: datetime, expires_at: datetime) -> None:
@@ -926,6 +931,10 @@ class _OnOneConnection(Catalog):
 
     def _connect(self) -> AbstractContextManager[Connection]:
         return _Borrowed(self._conn)
+
+    @contextmanager
+    def reading(self) -> Iterator[Catalog]:
+        yield self  # already on one connection
 
 
 class _Borrowed:

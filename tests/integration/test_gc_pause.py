@@ -52,3 +52,23 @@ def test_overlapping_audits_in_threads_turn_it_back_on_once_the_last_ends_and_ne
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_service_puts_what_it_was_built_with_out_of_the_collectors_sight_when_it_starts(tree: Tree, tmp_path: Path) -> None:
+    """A full collection rescanned the imports and the app on every pass (54 ms under 20 clients: the lookups' p99)."""
+    from fastapi.testclient import TestClient
+
+    from auditor.service.app import create_app
+
+    settings = write_config(tmp_path / "auditor.toml", f"sqlite:///{tmp_path / 'c.db'}", destinations=[{"name": "d", "url": tree.url}], exports=[])
+    gc.unfreeze()
+    try:
+        with Runtime(settings) as runtime:
+            app = create_app(runtime)
+            assert gc.get_freeze_count() == 0
+            with TestClient(app) as client:
+                frozen = gc.get_freeze_count()
+                assert client.get("/healthz").status_code in (200, 401)
+        assert frozen > 10_000  # the imports, the app, the catalog's engine
+    finally:
+        gc.unfreeze()
