@@ -731,7 +731,7 @@ def _check_manifest(store: Store, info: ObjectInfo, folder_key: str, now: dateti
     else:
         manifest, found = parse_manifest(store.read_range(info.key, 0, info.size) if info.size else b"", info.url)
         findings = tuple(found)
-    content = manifest.as_dict() if manifest else None
+    content = json.dumps(manifest.as_dict(), separators=(",", ":")) if manifest else None  # text: a fifth of the memory of the parsed document
     return FileRecord(info.key, folder_key, "manifest", info.size, info.etag, info.modified, int(Level.DEEP), now, now, None, findings, content)
 
 

@@ -67,6 +67,7 @@ def manifest_from_json(document: Any, url: str) -> tuple[Manifest | None, list[F
         return bad("exportResults is missing or not a list")
     entries: list[ManifestEntry] = []
     findings: list[Finding] = []
+    sinks: dict[str, str] = {}
     for index, item in enumerate(results):
         if not isinstance(item, dict):
             return bad(f"exportResults[{index}] is not an object")
@@ -80,7 +81,7 @@ def manifest_from_json(document: Any, url: str) -> tuple[Manifest | None, list[F
         if "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
             findings.append(error("manifest.bad_name", url, f"exportResults[{index}].name {name!r} leaves the export folder"))
             continue
-        entries.append(ManifestEntry(sink, name, size))
+        entries.append(ManifestEntry(sinks.setdefault(sink, sink), name, size))  # a folder's entries share one sinkPath
     return Manifest(run_id, when, tuple(entries)), findings
 
 
