@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditor.catalog.engine import POOL_THREADS
+from auditor.catalog.engine import PG_POOL
 from auditor.catalog.repository import Catalog, _reason
 from auditor.errors import CatalogError
 
@@ -44,7 +44,7 @@ class LoopReads:
         if self._engine is None:
             from sqlalchemy.ext.asyncio import create_async_engine
 
-            self._engine = create_async_engine(self._catalog.engine.url, pool_pre_ping=True, pool_size=POOL_THREADS, max_overflow=8)
+            self._engine = create_async_engine(self._catalog.engine.url, pool_pre_ping=True, pool_size=PG_POOL, max_overflow=8)  # lookups only: 28 at once at most
         try:
             async with self._engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(str(resources.files("auditor.migrations")))  # top-level migrations/, installed as auditor.migrations
 SUPPORTED = ("sqlite", "postgresql")
 POOL_THREADS = 40  # anyio's default thread limiter: how many requests can be in a thread at once
+# PostgreSQL connections a pool keeps: each new one is a backend forked by the server, so a pool smaller than
+# the API's concurrency closed its overflow after every burst and opened it again (under 20 clients that churn
+# set the lookups' p99); bursts beyond it open up to PG_OVERFLOW more, closed when given back
+PG_POOL = 20
+PG_OVERFLOW = 28
 HEAD = "0009"  # the newest migration in MIGRATIONS (a test holds the two together)
 WAL_ATTEMPTS = 200  # tries (50 ms apart) to switch a SQLite catalog to write-ahead logging
 
@@ -58,7 +63,7 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": 30}, pool_size=POOL_THREADS, max_overflow=8)
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(parsed, pool_pre_ping=True, pool_size=POOL_THREADS, max_overflow=8)
+        return create_engine(parsed, pool_pre_ping=True, pool_size=PG_POOL, max_overflow=PG_OVERFLOW)
     except (ImportError, NoSuchModuleError) as e:
         raise CatalogError(_driver_problem(backend, _driver_name(parsed, backend), e)) from None
     except OSError as e:
