@@ -7,6 +7,7 @@ import http.cookiejar
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,18 @@ def built_estate(bench: Any, estate: Any, catalog_url: str, tmp_path: Path) -> t
     settings = load_settings(config, dict(os.environ))
     bench.build(settings, estate, say=lambda _line: None)
     return settings, Catalog(make_engine(catalog_url)), config
+
+
+@contextmanager
+def small_estate(bench: Any, catalog_url: str, tmp_path: Path) -> Iterator[tuple[Any, Any, Any, Path]]:
+    """(settings, catalog, estate, config path): 2 datasets × 12 windows × 2 files of catalog_bench's audited into
+    the catalog (built_estate); the catalog is closed afterwards."""
+    estate = bench.Estate(datasets=2, exports=2, windows=12, per_window=2)
+    settings, catalog, config = built_estate(bench, estate, catalog_url, tmp_path)
+    try:
+        yield settings, catalog, estate, config
+    finally:
+        catalog.close()
 
 
 def write_config(path: Path, catalog: str, *, destinations: list[dict[str, Any]], exports: list[dict[str, Any]], isolate: bool = False) -> Any:

@@ -23,7 +23,7 @@ from auditor.config import load_settings
 from auditor.restore import plan_restore
 from auditor.runtime import Runtime
 from auditor.service.app import create_app
-from tests.conftest import built_estate
+from tests.conftest import small_estate
 
 pytestmark = pytest.mark.postgres
 
@@ -31,12 +31,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def estate(catalog_bench: ModuleType, postgres_url: str, tmp_path: Path) -> Iterator[tuple[Any, Catalog, Any, Path]]:
     """2 datasets × 12 windows × 2 files audited into a scratch PostgreSQL catalog."""
-    estate = catalog_bench.Estate(datasets=2, exports=2, windows=12, per_window=2)
-    settings, catalog, config = built_estate(catalog_bench, estate, postgres_url, tmp_path)
-    try:
-        yield settings, catalog, estate, config
-    finally:
-        catalog.close()
+    with small_estate(catalog_bench, postgres_url, tmp_path) as built:
+        yield built
 
 
 def _on_loop() -> bool:

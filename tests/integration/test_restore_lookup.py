@@ -21,7 +21,7 @@ from auditor.errors import CatalogError
 from auditor.restore import plan_restore
 from auditor.runtime import Runtime
 from auditor.service.app import create_app
-from tests.conftest import CATALOG_BENCH, built_estate
+from tests.conftest import CATALOG_BENCH, small_estate
 
 
 @pytest.fixture
@@ -31,13 +31,9 @@ def bench(catalog_bench: ModuleType) -> ModuleType:
 
 @pytest.fixture
 def estate(bench: ModuleType, catalog_url: str, tmp_path: Path) -> Iterator[tuple[Any, Catalog, Any, Path]]:
-    """2 datasets × 12 windows × 3 files, audited through Runtime.audit into the catalog."""
-    estate = bench.Estate(datasets=2, exports=2, windows=12, per_window=2)
-    settings, catalog, config = built_estate(bench, estate, catalog_url, tmp_path)
-    try:
-        yield settings, catalog, estate, config
-    finally:
-        catalog.close()
+    """2 datasets × 12 windows × 2 files audited into the catalog."""
+    with small_estate(bench, catalog_url, tmp_path) as built:
+        yield built
 
 
 def _checkouts(catalog: Catalog) -> tuple[list[int], list[str]]:
