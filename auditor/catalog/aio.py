@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditor.catalog.engine import PG_POOL
+from auditor.catalog.engine import LOOP_POOL
 from auditor.catalog.repository import Catalog, _reason
 from auditor.errors import CatalogError
 
@@ -41,11 +41,11 @@ class LoopReads:
 
     async def run(self, read: Callable[[Catalog], T]) -> T:
         """`read` on one pooled connection (autocommit: reads only, no BEGIN or ROLLBACK travels)."""
-        if self._engine is None:
-            from sqlalchemy.ext.asyncio import create_async_engine
-
-            self._engine = create_async_engine(self._catalog.engine.url, pool_pre_ping=True, pool_size=PG_POOL, max_overflow=8)  # lookups only: 28 at once at most
         try:
+            if self._engine is None:
+                from sqlalchemy.ext.asyncio import create_async_engine
+
+                self._engine = create_async_engine(self._catalog.engine.url, pool_pre_ping=True, pool_size=LOOP_POOL, max_overflow=0)
             async with self._engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 return await conn.run_sync(lambda sync: read(self._catalog.on(sync)))

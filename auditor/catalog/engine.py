@@ -28,11 +28,15 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(str(resources.files("auditor.migrations")))  # top-level migrations/, installed as auditor.migrations
 SUPPORTED = ("sqlite", "postgresql")
 POOL_THREADS = 40  # anyio's default thread limiter: how many requests can be in a thread at once
-# PostgreSQL connections a pool keeps: each new one is a backend forked by the server, so a pool smaller than
-# the API's concurrency closed its overflow after every burst and opened it again (under 20 clients that churn
-# set the lookups' p99); bursts beyond it open up to PG_OVERFLOW more, closed when given back
-PG_POOL = 20
-PG_OVERFLOW = 28
+# A process's PostgreSQL connections, 40 at most (two replicas fit PostgreSQL's default max_connections of 100,
+# with room for the CLI): the threads' pool keeps PG_POOL and opens PG_OVERFLOW more in a burst (closed when given
+# back); the API's restore lookups read on the event loop through a pool of LOOP_POOL kept connections and no more
+# (auditor.catalog.aio): each new connection is a backend forked by the server, and a pool smaller than the lookups'
+# concurrency closed its overflow after every burst and opened it again (under 20 clients that churn set their p99).
+# Readers beyond a pool's limit wait for a connection (30 s), never open one past the budget.
+PG_POOL = 10
+PG_OVERFLOW = 10
+LOOP_POOL = 20
 HEAD = "0009"  # the newest migration in MIGRATIONS (a test holds the two together)
 WAL_ATTEMPTS = 200  # tries (50 ms apart) to switch a SQLite catalog to write-ahead logging
 

@@ -49,7 +49,7 @@ from auditor.errors import AuditorError, CatalogError, ScheduleError
 from auditor.ledger import DatasetState, to_json
 from auditor.reconcile import Status, overall_status
 from auditor.report import iso
-from auditor.restore import RestoreLookupError, plan_restore
+from auditor.restore import RestoreLookupError, choose_export, plan_restore
 from auditor.runtime import Runtime
 from auditor.schedule import parse_time
 from auditor.service.metrics import render_metrics
@@ -329,8 +329,9 @@ class SecurityHeaders:
 def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:
     """The service; `clock` is its now: RPOs, audits started through the API, and session expiry."""
     settings = runtime.settings
-    loops: list[LoopReads] = []  # the catalog's reads on the serving loop, made at the first lookup there
-    serving: list[asyncio.AbstractEventLoop] = []
+    # the catalog's reads on each loop serving the app (one under uvicorn), made at the first lookup there: an asyncio
+    # engine's connections belong to the loop that opened them
+    loops: dict[asyncio.AbstractEventLoop, LoopReads | None] = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -338,13 +339,14 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         # collection scans the few objects made since (under 20 clients one took 54 ms and set the lookups' p99)
         gc.collect()
         gc.freeze()
-        serving.append(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        loops[loop] = None
         try:
             yield
         finally:
-            serving.clear()
-            if loops:
-                await loops.pop().close()
+            reads = loops.pop(loop, None)
+            if reads is not None:
+                await reads.close()
 
     app = FastAPI(title="export-auditor", version="1", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     access = Access(runtime, clock)
@@ -450,11 +452,13 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
     def loop_reads() -> LoopReads | None:
         """PostgreSQL lookups' reads on the serving loop, made at the first lookup (the catalog may be unreachable at
         start); None off that loop (an app served without its lifespan: each request may have a loop of its own)."""
-        if not serving or asyncio.get_running_loop() is not serving[0]:
+        loop = asyncio.get_running_loop()
+        if loop not in loops:
             return None
-        if not loops:
-            loops.append(LoopReads(runtime.catalog))
-        return loops[0] if loops[0].available else None
+        reads = loops[loop]
+        if reads is None:
+            reads = loops[loop] = LoopReads(runtime.catalog)
+        return reads if reads.available else None
 
     @app.get("/api/restore")
     async def restore(dataset: str, at: str, export: str | None = None, _: Caller = restore_read) -> JSONResponse:
@@ -471,7 +475,8 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
             if inline_lookups:
                 body = lookup()
             elif (reads := loop_reads()) is not None:
-                body = await reads.run(lambda catalog: plan_restore(settings, catalog, dataset, when, export=export, option="export=").to_json())
+                name = choose_export(settings, dataset, export, option="export=")  # from the settings: no connection for a 404 or 409
+                body = await reads.run(lambda catalog: plan_restore(settings, catalog, dataset, when, export=name, option="export=").to_json())
             else:
                 body = await run_in_threadpool(lookup)
         except RestoreLookupError as e:

@@ -43,8 +43,11 @@ def _on_loop() -> bool:
     return True
 
 
-def test_the_restore_route_reads_postgresql_on_the_event_loop(catalog_bench: ModuleType, estate: tuple[Any, Catalog, Any, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_restore_route_reads_postgresql_on_the_event_loop(
+    catalog_bench: ModuleType, estate: tuple[Any, Catalog, Any, Path], monkeypatch: pytest.MonkeyPatch, postgres_server: str, postgres_url: str
+) -> None:
     settings, catalog, built, config = estate
+    catalog.engine.dispose()  # the fixture's connections: what is open afterwards is the service's
     at = catalog_bench.START + (catalog_bench.CHAIN - 1) * catalog_bench.STEP
     seen: list[tuple[bool, int]] = []
     read = Catalog.restore_windows
@@ -58,12 +61,14 @@ def test_the_restore_route_reads_postgresql_on_the_event_loop(catalog_bench: Mod
     params = {"dataset": f"{1:024x}", "at": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
     with Runtime(load_settings(config, dict(os.environ))) as runtime, TestClient(create_app(runtime, clock=lambda: built.as_of)) as client:
         answers = [client.get("/api/restore", params=params, headers=headers) for _ in range(3)]
+    left_open = _backends(postgres_server, postgres_url.rsplit("/", 1)[1])
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert all(a.json() == answers[0].json() for a in answers)
     monkeypatch.undo()
     assert answers[0].json() == plan_restore(settings, catalog, f"{1:024x}", at).to_json()  # the same plan the thread-free path gave
     assert len(seen) == 3 and all(on_loop for on_loop, _ in seen)  # on the serving loop, not in a worker thread
     assert len({ident for _, ident in seen}) == 1
+    assert left_open == 0  # the service closed its connections when it stopped (the loop's pool with its loop)
 
 
 def test_the_restore_route_answers_503_while_postgresql_refuses_connections_and_recovers(
@@ -92,20 +97,32 @@ def test_the_restore_route_answers_503_while_postgresql_refuses_connections_and_
     assert back.status_code == 200 and back.json()["complete"] and back.json()["chain"]
 
 
-def test_twenty_concurrent_reads_keep_their_connections_for_the_next_burst(postgres_url: str) -> None:
-    """A pool smaller than the concurrency closed the overflow after every burst, and each new connection is a
-    new PostgreSQL backend (forked): under 20 clients that churn set the API's p99. Both pools keep 20."""
-    catalog = Catalog(make_engine(postgres_url))
-    sleeping = "SELECT pg_backend_pid() FROM pg_sleep(0.2)"
+def _backends(admin_url: str, database: str) -> int:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = :d"), {"d": database}).scalar_one())
+    finally:
+        admin.dispose()
 
-    def backend(reader: Catalog) -> int:
-        with reader.reading() as reads, reads._connect() as conn:
-            return int(conn.execute(text(sleeping)).scalar_one())
+
+SLEEPING = "SELECT pg_backend_pid() FROM pg_sleep(0.3)"
+
+
+def _backend(reader: Catalog) -> int:
+    with reader.reading() as reads, reads._connect() as conn:
+        return int(conn.execute(text(SLEEPING)).scalar_one())
+
+
+def test_twenty_concurrent_lookups_keep_their_connections_for_the_next_burst(postgres_url: str) -> None:
+    """Each new connection is a new PostgreSQL backend (forked): a pool smaller than the lookups' concurrency closed
+    its overflow after every burst and opened it again, and under 20 clients that churn set the API's p99."""
+    catalog = Catalog(make_engine(postgres_url))
 
     async def bursts(reads: LoopReads) -> tuple[set[int], set[int]]:
         try:
-            first = set(await asyncio.gather(*(reads.run(backend) for _ in range(20))))
-            second = set(await asyncio.gather(*(reads.run(backend) for _ in range(20))))
+            first = set(await asyncio.gather(*(reads.run(_backend) for _ in range(20))))
+            second = set(await asyncio.gather(*(reads.run(_backend) for _ in range(20))))
         finally:
             await reads.close()
         return first, second
@@ -114,18 +131,38 @@ def test_twenty_concurrent_reads_keep_their_connections_for_the_next_burst(postg
         reads = LoopReads(catalog)
         assert reads.available
         first, second = asyncio.run(bursts(reads))
-        assert len(first) == 20  # twenty connections at once: the reads waited together on the loop
-        assert second <= first  # no new backend for the second burst
-
-        barrier = threading.Barrier(20)
-
-        def threaded(_: int) -> int:
-            barrier.wait(10)
-            return backend(catalog)
-
-        with ThreadPoolExecutor(20) as pool:
-            first = set(pool.map(threaded, range(20)))
-            second = set(pool.map(threaded, range(20)))
-        assert len(first) == 20 and second <= first
     finally:
         catalog.close()
+    assert len(first) == 20  # twenty connections at once: the reads waited together on the loop, not in turn
+    assert second <= first  # no new backend for the second burst
+
+
+def test_a_process_never_holds_more_than_40_connections_however_many_read_at_once(postgres_url: str, postgres_server: str) -> None:
+    """80 reads at once, half in threads and half on the event loop: they share 40 connections and wait their turn
+    (two replicas must fit PostgreSQL's default max_connections of 100), and none fails; afterwards 30 stay open."""
+    catalog = Catalog(make_engine(postgres_url))
+    database = postgres_url.rsplit("/", 1)[1]
+    barrier = threading.Barrier(40)
+
+    def threaded(_: int) -> int:
+        barrier.wait(10)
+        return _backend(catalog)
+
+    async def on_the_loop() -> set[int]:
+        return set(await asyncio.gather(*(reads.run(_backend) for _ in range(40))))
+
+    reads = LoopReads(catalog)
+    loop = asyncio.new_event_loop()
+    try:
+        with ThreadPoolExecutor(40) as pool:
+            in_threads = pool.map(threaded, range(40))
+            on_loop = loop.run_until_complete(on_the_loop())
+            in_threads_seen = set(in_threads)
+        after = _backends(postgres_server, database)
+    finally:
+        loop.run_until_complete(reads.close())
+        loop.close()
+        catalog.close()
+    assert len(on_loop) == 20 and len(in_threads_seen) <= 20  # the loop's 20, the threads' 10 kept plus 10 in a burst
+    assert len(on_loop | in_threads_seen) <= 40
+    assert after <= 30  # the threads' burst connections were closed when given back; the loop's stay for the next burst
