@@ -154,7 +154,9 @@ def built_estate(bench: Any, estate: Any, catalog_url: str, tmp_path: Path) -> t
 
     config = tmp_path / "estate.toml"
     bench.write_config(config, estate, catalog_url)
-    upgrade(make_engine(catalog_url))
+    engine = make_engine(catalog_url)
+    upgrade(engine)
+    engine.dispose()  # its connection closed now, not whenever the collector finds the engine
     settings = load_settings(config, dict(os.environ))
     bench.build(settings, estate, say=lambda _line: None)
     return settings, Catalog(make_engine(catalog_url)), config

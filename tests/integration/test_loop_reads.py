@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -24,6 +29,7 @@ from auditor.restore import plan_restore
 from auditor.runtime import Runtime
 from auditor.service.app import create_app
 from tests.conftest import small_estate
+from tests.servers import free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -166,3 +172,62 @@ def test_a_process_never_holds_more_than_40_connections_however_many_read_at_onc
     assert len(on_loop) == 20 and len(in_threads_seen) <= 20  # the loop's 20, the threads' 10 kept plus 10 in a burst
     assert len(on_loop | in_threads_seen) <= 40
     assert after <= 30  # the threads' burst connections were closed when given back; the loop's stay for the next burst
+
+
+def test_auditor_serve_waits_for_a_stalled_postgresql_on_its_event_loop_not_in_a_thread_per_lookup(
+    catalog_bench: ModuleType, estate: tuple[Any, Catalog, Any, Path], postgres_server: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """The real `auditor serve` process: while another session holds every catalog table, 30 lookups wait on the
+    event loop (the process does not grow a thread per lookup), within the 40-connection budget; once the tables
+    are free every lookup answers, and a stopped service leaves no connection behind."""
+    _, catalog, built, config = estate
+    catalog.engine.dispose()
+    database = postgres_url.rsplit("/", 1)[1]
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    serve = subprocess.Popen([sys.executable, "-m", "auditor", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
+    base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {catalog_bench.TOKEN}"}
+    locker = create_engine(postgres_url)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", headers=headers, timeout=5).status_code in (200, 503):
+                    break
+            except httpx.HTTPError:
+                pass
+            assert serve.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.2)
+        at = built.as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
+        with locker.connect() as lock:
+            lock.execute(text("LOCK TABLE windows, files, datasets, exports, audits IN ACCESS EXCLUSIVE MODE"))  # until the commit below
+
+            async def burst() -> tuple[list[httpx.Response], int, int]:
+                async with httpx.AsyncClient(headers=headers, timeout=120, limits=httpx.Limits(max_connections=100)) as client:
+                    asks = [asyncio.create_task(client.get(f"{base}/api/restore", params={"dataset": f"{i % 2:024x}", "at": at})) for i in range(30)]
+                    await asyncio.sleep(3)  # every lookup is in, waiting for the tables
+                    threads = len(os.listdir(f"/proc/{serve.pid}/task"))
+                    waiting = _backends(postgres_server, database)
+                    await asyncio.to_thread(lock.commit)
+                    return list(await asyncio.gather(*asks)), threads, waiting
+
+            answers, threads, waiting = asyncio.run(burst())
+        locker.dispose()
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(30) == 0, (tmp_path / "serve.log").read_text()[-2000:]  # a clean stop: its worker stopped, its runtime closed
+        left = _backends(postgres_server, database)
+        for _ in range(50):  # a backend leaves pg_stat_activity a moment after its client hung up
+            if left == 0:
+                break
+            time.sleep(0.1)
+            left = _backends(postgres_server, database)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        locker.dispose()
+        log.close()
+    assert [a.status_code for a in answers] == [200] * 30
+    assert threads < 20  # 30 lookups in the thread pool were 30 threads more
+    assert waiting <= 40 + 1  # the lock's own session besides
+    assert left == 0
+
