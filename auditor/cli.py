@@ -6,7 +6,6 @@ Flow Service commands live in auditor.cli_flows; what commands share in auditor.
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import sys
 from datetime import UTC, datetime, timedelta
@@ -179,35 +178,16 @@ def demo(workspace: str | None, serve_after: bool) -> None:
 @guarded
 def serve(config_path: str | None, host: str, port: int, reuse_port: bool) -> None:
     """Audit on each destination's interval, alert, and serve the HTTP API and /metrics."""
-    if reuse_port and port == 0:
-        raise click.UsageError("--reuse-port shares a port the processes name: give it with --port")
-    # bound (not yet listening: no connection is queued here before the app can answer it) before the worker
-    # starts, so that a port that cannot be shared stops the process at once
-    bound = shared_socket(host, port) if reuse_port else None
-    # uvicorn stops gracefully on SIGTERM, then raises the signal again under the handler it found: with the default
-    # one the process died there, before its worker stopped and its runtime closed. This one unwinds instead.
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    with contextlib.ExitStack() as stack:
-        stack.callback(signal.signal, signal.SIGTERM, previous)
-        stack.enter_context(contextlib.suppress(Terminated))
-        _serve(config_path, host, port, bound)
-
-
-class Terminated(Exception):
-    """SIGTERM reached `auditor serve`: a clean stop."""
-
-
-def _terminated(_signal: int, _frame: object) -> None:
-    raise Terminated
-
-
-def _serve(config_path: str | None, host: str, port: int, bound: socket.socket | None) -> None:
     import uvicorn
 
     from auditor.service.app import create_app
     from auditor.service.worker import Worker
 
-    reuse_port = bound is not None
+    if reuse_port and port == 0:
+        raise click.UsageError("--reuse-port shares a port the processes name: give it with --port")
+    # bound (not yet listening: no connection is queued here before the app can answer it) before the worker
+    # starts, so that a port that cannot be shared stops the process at once
+    bound = shared_socket(host, port) if reuse_port else None
     with contextlib.closing(bound) if bound is not None else contextlib.nullcontext(), runtime(config_path) as rt:
         rt.catalog  # noqa: B018 - refuse to start without a catalog
         worker = Worker(rt)

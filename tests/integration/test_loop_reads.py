@@ -179,7 +179,7 @@ def test_auditor_serve_waits_for_a_stalled_postgresql_on_its_event_loop_not_in_a
 ) -> None:
     """The real `auditor serve` process: while another session holds every catalog table, 30 lookups wait on the
     event loop (the process does not grow a thread per lookup), within the 40-connection budget; once the tables
-    are free every lookup answers, and a stopped service leaves no connection behind."""
+    are free every lookup answers, and a service stopped by SIGTERM leaves no connection behind."""
     _, catalog, built, config = estate
     catalog.engine.dispose()
     database = postgres_url.rsplit("/", 1)[1]
@@ -214,7 +214,8 @@ def test_auditor_serve_waits_for_a_stalled_postgresql_on_its_event_loop_not_in_a
             answers, threads, waiting = asyncio.run(burst())
         locker.dispose()
         serve.send_signal(signal.SIGTERM)
-        assert serve.wait(30) == 0, (tmp_path / "serve.log").read_text()[-2000:]  # a clean stop: its worker stopped, its runtime closed
+        # uvicorn shuts down gracefully (the app's lifespan closes the loop's pool), then raises SIGTERM again
+        assert serve.wait(30) in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()[-2000:]
         left = _backends(postgres_server, database)
         for _ in range(50):  # a backend leaves pg_stat_activity a moment after its client hung up
             if left == 0:
