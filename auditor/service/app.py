@@ -49,7 +49,7 @@ from auditor.errors import AuditorError, CatalogError, ScheduleError
 from auditor.ledger import DatasetState, to_json
 from auditor.reconcile import Status, overall_status
 from auditor.report import iso
-from auditor.restore import RestoreLookupError, choose_export, plan_restore
+from auditor.restore import RestoreCatalog, RestoreLookupError, choose_export, plan_restore
 from auditor.runtime import Runtime
 from auditor.schedule import parse_time
 from auditor.service.metrics import render_metrics
@@ -465,20 +465,21 @@ def create_app(runtime: Runtime, worker: Worker | None = None, *, clock: Callabl
         when = _time(at, "at")
         assert when is not None
 
-        def lookup() -> dict[str, Any]:
-            return plan_restore(settings, runtime.catalog, dataset, when, export=export, option="export=").to_json()
-
         try:
+            name = choose_export(settings, dataset, export, option="export=")  # from the settings: no connection for a 404 or 409
+
+            def lookup(catalog: RestoreCatalog) -> dict[str, Any]:
+                return plan_restore(settings, catalog, dataset, when, export=name, option="export=").to_json()
+
             # SQLite answers from a local file in about a millisecond of CPU: handing that to a thread and back costs the
             # process more (measured under 20 clients: 7.2 against 2.2 ms of CPU a request); PostgreSQL waits on the network,
-            # on the event loop where it can (LoopReads), else in a thread
+            # on the event loop where it can (LoopReads), else in a thread (which also opens the catalog on first use)
             if inline_lookups:
-                body = lookup()
+                body = lookup(runtime.catalog)
             elif (reads := loop_reads()) is not None:
-                name = choose_export(settings, dataset, export, option="export=")  # from the settings: no connection for a 404 or 409
-                body = await reads.run(lambda catalog: plan_restore(settings, catalog, dataset, when, export=name, option="export=").to_json())
+                body = await reads.run(lookup)
             else:
-                body = await run_in_threadpool(lookup)
+                body = await run_in_threadpool(lambda: lookup(runtime.catalog))
         except RestoreLookupError as e:
             if e.candidates:
                 raise HTTPException(409, {"message": str(e), "candidates": list(e.candidates)}) from None
