@@ -94,7 +94,10 @@ def test_an_audit_gives_the_same_verdicts_on_every_backend_and_writes_nothing(ba
     before = backend.digest()
     settings = _settings(backend, tmp_path, day)
 
-    report = audit_once(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions(deep=True))  # type: ignore[arg-type]
+    def now() -> datetime:  # past today's slot's 1 h deadline even when the test runs between 00:00 and 01:00 UTC
+        return max(datetime.now(UTC), day + timedelta(hours=1)) + timedelta(minutes=1)
+
+    report = audit_once(settings, now=now(), options=AuditOptions(deep=True))  # type: ignore[arg-type]
 
     windows = report.exports[0].windows
     # objects were written just now, after each slot's 1 h deadline: landed means "late" here
@@ -105,7 +108,7 @@ def test_an_audit_gives_the_same_verdicts_on_every_backend_and_writes_nothing(ba
     assert report.errors == ()
     assert backend.digest() == before
 
-    second = audit_once(settings, now=datetime.now(UTC) + timedelta(minutes=1), options=AuditOptions(deep=True))  # type: ignore[arg-type]
+    second = audit_once(settings, now=now(), options=AuditOptions(deep=True))  # type: ignore[arg-type]
     assert second.assurance.bytes_read == 0 and second.assurance.read_files == 0
     assert [w.status for w in second.exports[0].windows] == [w.status for w in windows]
     assert open_catalog(settings.catalog.url).table_counts()["files"] == 9  # type: ignore[attr-defined]
