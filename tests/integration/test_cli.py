@@ -183,3 +183,16 @@ def test_the_demo_runs_end_to_end_from_the_installed_command(tmp_path: Path) -> 
         assert evidence in out.replace("│", "|"), evidence
     assert "Alerts that fired (3," in out and "Chain broken" in out
     assert (tmp_path / "demo" / "evidence.html").exists() and (tmp_path / "demo" / "flows.toml").read_text().count("[[exports]]") == 3
+
+
+def test_the_flows_and_evidence_commands_are_imported_only_when_used() -> None:
+    """`auditor audit` does not pay for the Flow Service client or the evidence page's templates; every command is
+    still listed and runs."""
+    probe = "import sys, auditor.cli; print(sorted(m for m in ('auditor.cli_flows', 'auditor.cli_evidence', 'jinja2') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    code, listing = run("--help")
+    assert code == 0 and all(f"  {name} " in listing for name in ("audit", "emulator", "evidence", "flows", "restore", "serve"))
+    code, text = run("flows", "--help")
+    assert code == 0 and "sync" in text and "create" in text
+    code, text = run("evidence", "--help")
+    assert code == 0 and "verify" in text
