@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from auditor.config import DestinationSettings, ExportSettings, Settings
 from auditor.errors import CatalogError, ScheduleError, StorageError
 from auditor.findings import Finding, error, warning
 from auditor.flows.models import Flow, Run
 from auditor.layout import Layout, LayoutMatch, unsafe_key
-from auditor.listing import ListingPlan, ListingSweep, StoredWindow, SweepState, WindowKey, plan_listing
+from auditor.listing import ListingPlan, StoredWindow, SweepState, WindowKey, plan_listing, starts_with
 from auditor.reconcile import (
     Folder,
     ObservedFile,
@@ -42,7 +43,11 @@ from auditor.validate.manifest import MAX_MANIFEST, Manifest, manifest_from_json
 from auditor.validate.plan import plan_batches
 from auditor.validate.sandbox import RETRY_CODES, ObjectSource
 
+if TYPE_CHECKING:
+    from auditor.inventory import Inventory
+
 Progress = Callable[[str, int, int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ def run_audit(
         if not mine:
             continue
         store = stores[destination.name]
-        state, plan = _plan(destination, mine, catalog, now, options, errors, store, runs)
+        state, plan, inventory = _plan(destination, mine, catalog, now, options, errors, store, runs)
         known: Mapping[str, FileRecord] = {}
         if catalog is not None:
             try:
@@ -178,11 +183,11 @@ def run_audit(
             except CatalogError as e:
                 errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
                 known = {}
-                if not plan.full:  # nothing to compare the listed prefixes with: list (and check) everything
+                if not plan.full or plan.inventory is not None:  # nothing to compare the listed prefixes with: list (and check) everything
                     plan = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep)
         carried = {key: state.good[key] for key in plan.carried} if state is not None else {}
         try:
-            objects = _list(store, plan)
+            objects = _list(store, plan, inventory, known)
             listed[destination.name] = {o.key for o in objects}
             folders_carried = {w.folder_key: w.files for w in carried.values() if w.folder_key is not None}  # two exports can share a folder
             listings[destination.name] = plan.to_json(listed=len(objects), carried=sum(folders_carried.values()))
@@ -249,8 +254,9 @@ def _plan(
     errors: list[AuditError],
     store: Store,
     runs: Mapping[str, Sequence[Run]] | None,
-) -> tuple[SweepState | None, ListingPlan]:
-    """How to list this destination now: in full, or only the prefixes that can still change."""
+) -> tuple[SweepState | None, ListingPlan, Inventory | None]:
+    """How to list this destination now: in full (from its inventory report, when it has one and the sweep
+    is the scheduled one), or only the prefixes that can still change."""
     requested = (
         "requested (--full-sweep)"
         if options.full_sweep
@@ -266,14 +272,43 @@ def _plan(
             state = catalog.sweep_state(destination, exports, runs)
         except CatalogError as e:
             errors.append(AuditError("catalog", f"cannot read which windows are settled, listing {destination.name} in full: {e}"))
-    return state, plan_listing(destination, exports, state, now, full_requested=requested, walks=bool(getattr(store, "walks", False)))
+    walks = bool(getattr(store, "walks", False))
+    plan = plan_listing(destination, exports, state, now, full_requested=requested, walks=walks)
+    if not (plan.scheduled and destination.inventory is not None):
+        return state, plan, None
+    from auditor.inventory import InventoryError, read_inventory
+
+    try:
+        inventory = read_inventory(destination, store, now)
+    except InventoryError as e:
+        log.warning("destination %s: the inventory cannot stand in for a listing: %s", destination.name, e)
+        return state, replace(plan, reason=f"{plan.reason}; the inventory could not be used ({e}): listed instead"), None
+    plan = plan_listing(destination, exports, state, now, full_requested=requested, walks=walks, inventory_as_of=inventory.as_of)
+    return state, plan, inventory if plan.inventory is not None else None
 
 
-def _list(store: Store, plan: ListingPlan) -> list[ObjectInfo]:
-    """What the audit lists: everything (a full sweep), or only the prefixes that can still change."""
-    if plan.full:
-        return ListingSweep().objects(store)
-    return store.list_prefixes(plan.prefixes)
+def _list(store: Store, plan: ListingPlan, inventory: Inventory | None, known: Mapping[str, FileRecord]) -> list[ObjectInfo]:
+    """What the audit lists: everything (a full sweep), or only the prefixes that can still change.
+
+    A sweep from an inventory report takes the report's objects outside the listed prefixes; where the
+    catalog knows a file newer than the report (written after its scan), the catalog's record stands."""
+    if inventory is None or plan.inventory is None:
+        return store.list() if plan.full else store.list_prefixes(plan.prefixes)
+    objects = store.list_prefixes(plan.prefixes) if plan.prefixes else []
+    under = starts_with(plan.prefixes)
+    seen = {o.key for o in objects}
+    for info in inventory.objects:
+        if info.key in seen or under(info.key):
+            continue
+        record = known.get(info.key)
+        if record is not None and record.modified is not None and info.modified is not None and record.modified > info.modified:
+            info = ObjectInfo(info.key, info.url, record.size, record.modified, record.etag)
+        objects.append(info)
+        seen.add(info.key)
+    for key, record in known.items():
+        if key not in seen and record.modified is not None and record.modified > inventory.as_of and not under(key):
+            objects.append(ObjectInfo(key, f"{store.url}/{key}", record.size, record.modified, record.etag))
+    return objects
 
 
 def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_url: str, now: datetime) -> Scan:

@@ -119,6 +119,26 @@ def _duration(value: Any) -> timedelta:
         raise ValueError(str(e).removeprefix("grace: ")) from None
 
 
+class InventorySettings(_Model):
+    """An S3 Inventory report of the destination's bucket: the source of its scheduled full sweeps instead of a listing."""
+
+    url: str = Field(description="s3:// URL of the folder S3 writes the reports to: destination-prefix/source-bucket/config-ID")
+    options: dict[str, Any] | None = Field(None, description="fsspec storage_options for the inventory's bucket (default: the destination's)")
+    max_age: timedelta = Field(timedelta(days=2), description="an older newest report is not used: the sweep lists the destination instead")
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _age(cls, value: Any) -> timedelta:
+        return _duration(value)
+
+    @field_validator("url")
+    @classmethod
+    def _s3(cls, value: str) -> str:
+        if not value.lower().startswith("s3://") or not value[5:].strip("/"):
+            raise ValueError("an S3 Inventory lives in an S3 bucket: s3://bucket/destination-prefix/source-bucket/config-ID")
+        return value
+
+
 class DestinationSettings(_Model):
     """One storage location: an fsspec URL and the storage options passed to fsspec unchanged."""
 
@@ -133,10 +153,18 @@ class DestinationSettings(_Model):
         timedelta(days=1), description="between full sweeps, audits list only windows that are not settled: not ok/late/empty, or within this long after their deadline"
     )
 
+    inventory: InventorySettings | None = Field(None, description="an S3 Inventory of this (s3://) destination's bucket, read by its scheduled full sweeps")
+
     @field_validator("audit_every", "full_sweep_every", "listing_horizon", mode="before")
     @classmethod
     def _every(cls, value: Any) -> timedelta:
         return _duration(value)
+
+    @model_validator(mode="after")
+    def _inventory_of_s3(self) -> DestinationSettings:
+        if self.inventory is not None and not self.url.lower().startswith("s3://"):
+            raise ValueError("inventory: only an s3:// destination has an S3 Inventory")
+        return self
 
     @field_validator("options")
     @classmethod

@@ -12,8 +12,9 @@ size of the estate. A *full sweep* lists everything: it runs when the last one i
 audit, and whenever it would cost no more listing requests than the incremental plan. Only a
 full sweep notices a file deleted or overwritten in a settled window, or a stray object beside one.
 
-The sweep's source is a seam (`FullSweep`): today the store's own recursive listing; a cloud
-inventory report (S3 Inventory, Azure Blob inventory) can stand in for it behind the same call.
+A scheduled sweep of an s3:// destination with an `inventory` reads the bucket's newest S3 Inventory
+report instead of listing it (auditor.inventory): the report stands for every window settled by its
+time, and the windows that were not are listed as between sweeps.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from auditor.config import DestinationSettings, ExportSettings
 from auditor.findings import Finding
 from auditor.layout import Layout
-from auditor.storage.base import ObjectInfo, Store
 
 GOOD = frozenset({"ok", "late", "empty"})
 # a good window with one of these findings is never settled: the run evidence it was judged with can still change
@@ -74,12 +74,16 @@ class ListingPlan:
     last_full_sweep: datetime | None = None
     open_windows: int = 0
     carried: frozenset[WindowKey] = frozenset()  # settled windows outside the prefixes: taken from the catalog
+    scheduled: bool = False  # a full sweep because the last one is full_sweep_every old (what an inventory can stand in for)
+    inventory: datetime | None = None  # a full sweep from the inventory report of this time, the prefixes listed besides
 
     def to_json(self, *, listed: int | None = None, carried: int | None = None) -> dict[str, Any]:
         from auditor.report import iso
 
         return {
             "mode": "full" if self.full else "incremental",
+            "source": "inventory" if self.inventory is not None else "listing",
+            "inventory_as_of": iso(self.inventory) if self.inventory is not None else None,
             "reason": self.reason,
             "prefixes": len(self.prefixes),
             "open_windows": self.open_windows,
@@ -90,19 +94,6 @@ class ListingPlan:
         }
 
 
-class FullSweep(Protocol):
-    """Where a full sweep's object list comes from: the store's listing, or an inventory report."""
-
-    def objects(self, store: Store) -> list[ObjectInfo]: ...
-
-
-class ListingSweep:
-    """The store's own recursive listing (every object, now)."""
-
-    def objects(self, store: Store) -> list[ObjectInfo]:
-        return store.list()
-
-
 def plan_listing(
     destination: DestinationSettings,
     exports: Sequence[ExportSettings],
@@ -111,8 +102,13 @@ def plan_listing(
     *,
     full_requested: str | None = None,
     walks: bool = False,
+    inventory_as_of: datetime | None = None,
 ) -> ListingPlan:
-    """Decide how an audit as of `now` lists `destination` for `exports` (those in its scope there)."""
+    """Decide how an audit as of `now` lists `destination` for `exports` (those in its scope there).
+
+    With `inventory_as_of` (the time of an inventory report read for a scheduled sweep), a sweep that is due
+    comes from that report: the plan is full and nothing is carried, but every window not settled by the
+    report's time is listed (`prefixes`), as the report cannot speak for what changed after it."""
     last = state.last_full_sweep if state is not None else None
 
     def full(reason: str) -> ListingPlan:
@@ -126,11 +122,15 @@ def plan_listing(
         return full("no full sweep of this destination yet")
     if now < last:
         return full("back-dated audit: the present state does not describe the past")
+    due = None
     if now - last >= destination.full_sweep_every:
-        return full(f"the last full sweep is {_age(now - last)} old (full_sweep_every = {_age(destination.full_sweep_every)})")
+        due = f"the last full sweep is {_age(now - last)} old (full_sweep_every = {_age(destination.full_sweep_every)})"
+        if inventory_as_of is None:
+            return ListingPlan(True, due, last_full_sweep=last, scheduled=True)
     changed = sorted(state.changed & {e.name for e in exports})
     if changed:  # what a settled window's row says was judged against the old configuration
         return full(f"export {changed[0]!r} is configured otherwise than at its last audit")
+    cutoff = now if due is None or inventory_as_of is None else min(now, inventory_as_of)  # settled by then
     open_windows: dict[str, list[datetime]] = {}  # whole-day prefix -> slots not settled
     exact: dict[tuple[str, datetime], str] = {}
     settled: list[tuple[WindowKey, Layout, str]] = []  # with the window's whole-day prefix
@@ -155,7 +155,7 @@ def plan_listing(
                 if day is None:
                     day = days[day_key] = layout.listing_prefix(dataset, slot, whole_day=True)
                 stored = state.good.get(key)
-                good = stored is not None and slot <= since and slot + settle <= now  # judged good by a live audit, deadline beyond the horizon
+                good = stored is not None and slot <= since and slot + settle <= cutoff  # judged good by a live audit, deadline beyond the horizon
                 if good and not after_open:
                     settled.append((key, layout, day))
                     continue
@@ -169,6 +169,10 @@ def plan_listing(
     if len(prefixes) >= cost:
         return ListingPlan(
             True, f"a full listing costs no more requests ({cost}) than listing {len(prefixes)} prefixes", last_full_sweep=last, open_windows=count
+        )
+    if due is not None:  # from the inventory, the windows not settled by its time listed besides
+        return ListingPlan(
+            True, f"{due}: from the inventory of {inventory_as_of:%Y-%m-%dT%H:%MZ}", tuple(prefixes), last, count, scheduled=True, inventory=inventory_as_of
         )
     under = starts_with(prefixes)
     covered: dict[str, bool] = {}  # whole-day prefix -> listed in full

@@ -78,6 +78,12 @@ def backend_options(protocol: str, options: dict[str, Any]) -> tuple[dict[str, A
     )
     attributes: dict[str, Any] = {}
     hook: Callable[[Any], None] | None = None
+    if protocol in S3:
+        # fsspec keeps one filesystem per set of options for the life of the process, and s3fs's listings cache never
+        # refreshes a folder it has cached (a later find lists afresh but leaves the cached folder as it was): a file
+        # that lands in a folder an earlier audit listed could not be opened by `auditor serve` until it restarted
+        # (gcsfs and adlfs open such a file: tests/storage/test_contract.py)
+        options.setdefault("use_listings_cache", False)
     if protocol in AZURE:
         if "sas_url" in options:
             options["connection_string"] = _sas_connection_string(str(options.pop("sas_url")))

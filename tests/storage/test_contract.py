@@ -112,3 +112,19 @@ def test_an_audit_gives_the_same_verdicts_on_every_backend_and_writes_nothing(ba
     assert second.assurance.bytes_read == 0 and second.assurance.read_files == 0
     assert [w.status for w in second.exports[0].windows] == [w.status for w in windows]
     assert open_catalog(settings.catalog.url).table_counts()["files"] == 9  # type: ignore[attr-defined]
+
+
+def test_a_file_that_lands_in_a_folder_listed_earlier_in_the_process_can_be_opened(backend: Backend) -> None:
+    """`auditor serve` audits again and again in one process, and fsspec keeps one filesystem per set of options:
+    a file that lands in a folder an earlier audit listed is listed and opened by the next audit's store."""
+    folder = "ds/exportTime=202611270000"
+    backend.put(f"{folder}/part-00000.gz.parquet", b"first")
+    earlier = open_store(backend.url, backend.options)
+    assert [o.key for o in earlier.list()] == [f"{folder}/part-00000.gz.parquet"]
+    with earlier.open(f"{folder}/part-00000.gz.parquet") as handle:
+        assert handle.read() == b"first"
+    backend.put(f"{folder}/part-00001.gz.parquet", b"second")
+    later = open_store(backend.url, backend.options)  # the next audit's store, as the runtime builds one per audit
+    assert [o.key for o in later.list()] == [f"{folder}/part-00000.gz.parquet", f"{folder}/part-00001.gz.parquet"]
+    with later.open(f"{folder}/part-00001.gz.parquet") as handle:
+        assert handle.read() == b"second"

@@ -119,6 +119,7 @@ def test_the_example_config_documents_every_setting() -> None:
         DestinationSettings,
         ExportSettings,
         FlowServiceSettings,
+        InventorySettings,
         ServiceSettings,
         Settings,
         TokenSettings,
@@ -128,7 +129,7 @@ def test_the_example_config_documents_every_setting() -> None:
     example = (Path(__file__).parents[2] / "config" / "auditor.example.toml").read_text()
     undocumented = [
         f"{model.__name__}.{name}"
-        for model in (Settings, CatalogSettings, ValidationSettings, FlowServiceSettings, ServiceSettings, TokenSettings, ChannelSettings, AlertRuleSettings, DestinationSettings, ExportSettings)
+        for model in (Settings, CatalogSettings, ValidationSettings, FlowServiceSettings, ServiceSettings, TokenSettings, ChannelSettings, AlertRuleSettings, DestinationSettings, InventorySettings, ExportSettings)
         for name in model.model_fields
         if f"{name} =" not in example and f"[{name}]" not in example and f"[[{name}]]" not in example
     ]

@@ -1,0 +1,199 @@
+"""An S3 Inventory report as the source of a destination's scheduled full sweep.
+
+S3 writes a bucket's inventory daily (or weekly) to another location: under
+`destination-prefix/source-bucket/config-ID/` a folder `YYYY-MM-DDTHH-MMZ/` (when the scan began)
+holds `manifest.json` (the report's data files, their sizes and MD5s, the CSV's columns) and
+`manifest.checksum` (the MD5 of `manifest.json`); the data files are gzip CSV with URL-encoded keys.
+Reading the newest report costs a handful of GETs where listing a bucket of a million objects costs
+a thousand LIST requests.
+
+A report describes the bucket as of its scan, so it speaks only for what has not changed since:
+auditor.listing lists every window that was not settled by then, and the audit keeps the catalog's
+record of a file newer than the report (the report cannot know of it). A file deleted after the
+scan shows at the next report's sweep.
+
+The report is untrusted input like the exports: every check failing (checksum, size, gzip, CSV,
+columns, a bucket or key it should not name, more rows than any real report) raises
+InventoryError, and the audit then lists the destination instead, saying why.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+from urllib.parse import unquote_plus
+
+from auditor.config import DestinationSettings
+from auditor.errors import StorageError
+from auditor.storage import Store, open_store
+from auditor.storage.base import ObjectInfo
+
+REPORT_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})Z/manifest\.json$")
+MAX_MANIFEST_BYTES = 16 << 20  # a report of billions of objects lists a few thousand data files
+MAX_DATA_FILE_BYTES = 8 << 30
+MAX_ROWS = 100_000_000  # per data file: a gzip bomb of tiny rows stops here
+REQUIRED = ("Bucket", "Key", "Size", "LastModifiedDate")
+CHUNK = 1 << 20
+
+
+class InventoryError(Exception):
+    """The inventory cannot stand in for a listing (missing, stale, malformed, or not of this bucket)."""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    as_of: datetime  # when S3 began the scan the report describes
+    report: str  # the report's folder (redacted URL)
+    objects: list[ObjectInfo]  # the destination's objects in the report: keys relative to its root, latest versions only
+    rows: int  # current objects the report lists, the bucket's others included
+
+
+def _bucket_and_path(url: str) -> tuple[str, str]:
+    bucket, _, path = url.split("://", 1)[1].partition("/")
+    return bucket, path.strip("/")
+
+
+def read_inventory(destination: DestinationSettings, store: Store, now: datetime) -> Inventory:
+    """The newest report of `destination`'s inventory, checked and read into the destination's objects."""
+    settings = destination.inventory
+    if settings is None:
+        raise InventoryError("no inventory is configured")
+    options = settings.options if settings.options is not None else destination.options
+    try:
+        reports = open_store(settings.url, options)
+        listing = {o.key: o for o in reports.list()}
+        newest = max((m for m in map(REPORT_FOLDER.match, listing) if m), key=lambda m: m.group(0), default=None)
+        if newest is None:
+            raise InventoryError(f"no report (YYYY-MM-DDTHH-MMZ/manifest.json) under {reports.url}")
+        year, month, day, hour, minute = (int(g) for g in newest.groups())
+        try:
+            as_of = datetime(year, month, day, hour, minute, tzinfo=UTC)
+        except ValueError:
+            raise InventoryError(f"the newest report's folder {newest.group(0)!r} is not a time") from None
+        folder = newest.group(0).rsplit("/", 1)[0]
+        if now - as_of > settings.max_age:
+            raise InventoryError(f"the newest report ({folder}) is older than max_age ({settings.max_age})")
+        manifest = _manifest(reports, listing, folder)
+        source, root = _bucket_and_path(destination.url)
+        if manifest.get("sourceBucket") != source:
+            raise InventoryError(f"the report is of bucket {manifest.get('sourceBucket')!r}, not of the destination's bucket {source!r}")
+        home, base = _bucket_and_path(settings.url)
+        if manifest.get("destinationBucket") not in (f"arn:aws:s3:::{home}", home):
+            raise InventoryError(f"the report's files are in {manifest.get('destinationBucket')!r}, not in bucket {home!r}")
+        if str(manifest.get("fileFormat", "")).upper() != "CSV":
+            raise InventoryError(f"the report is {manifest.get('fileFormat')!r}: the auditor reads CSV inventories")
+        columns = [c.strip() for c in str(manifest.get("fileSchema", "")).split(",")]
+        absent = [c for c in REQUIRED if c not in columns]
+        if absent:
+            raise InventoryError(f"the report has no {', '.join(absent)} column (fileSchema: {manifest.get('fileSchema')!r})")
+        files = manifest.get("files")
+        if not isinstance(files, list) or not files:
+            raise InventoryError("the report's manifest lists no data files")
+        objects: list[ObjectInfo] = []
+        rows = 0
+        prefix = f"{root}/" if root else ""
+        for entry in files:
+            if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or not isinstance(entry.get("size"), int):
+                raise InventoryError(f"a data file entry of the manifest is malformed: {str(entry)[:200]}")
+            key = entry["key"]
+            if base and not key.startswith(f"{base}/"):
+                raise InventoryError(f"data file {key!r} is not under the report's folder {base!r}")
+            relative = key[len(base) + 1 :] if base else key
+            for bucket, name, size, modified, etag in _rows(reports, relative, entry, columns):
+                rows += 1
+                if bucket != source:
+                    raise InventoryError(f"a row names bucket {bucket!r}, not {source!r}")
+                if name.startswith(prefix) and name != prefix:
+                    inside = name[len(prefix) :]
+                    objects.append(ObjectInfo(inside, f"{store.url}/{inside}", size, modified, etag))
+    except StorageError as e:
+        raise InventoryError(f"cannot read the inventory: {e}") from None
+    return Inventory(as_of, f"{reports.url}/{folder}", objects, rows)
+
+
+def _manifest(reports: Store, listing: dict[str, ObjectInfo], folder: str) -> dict[str, Any]:
+    body = _read(reports, listing, f"{folder}/manifest.json", MAX_MANIFEST_BYTES)
+    checksum = _read(reports, listing, f"{folder}/manifest.checksum", 1024).decode("ascii", "replace").strip().lower()
+    if hashlib.md5(body, usedforsecurity=False).hexdigest() != checksum:
+        raise InventoryError(f"{folder}/manifest.json does not match its manifest.checksum")
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise InventoryError(f"{folder}/manifest.json is not JSON: {e}") from None
+    if not isinstance(document, dict):
+        raise InventoryError(f"{folder}/manifest.json is not a JSON object")
+    return document
+
+
+def _read(reports: Store, listing: dict[str, ObjectInfo], key: str, limit: int) -> bytes:
+    info = listing.get(key)
+    if info is None:
+        raise InventoryError(f"{key} is missing")
+    if info.size > limit:
+        raise InventoryError(f"{key} is {info.size} bytes: larger than any real one")
+    return reports.read_range(key, 0, info.size) if info.size else b""
+
+
+class _Counted(io.RawIOBase):
+    """The raw bytes of a data file as they are read: counted and hashed, and cut off past the size the manifest gave."""
+
+    def __init__(self, handle: IO[bytes], limit: int) -> None:
+        self._handle, self._limit = handle, limit
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(min(len(buffer), CHUNK))
+        self.size += len(data)
+        if self.size > self._limit:
+            raise InventoryError("a data file is longer than the manifest says")
+        self.md5.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _rows(reports: Store, key: str, entry: dict[str, Any], columns: list[str]) -> Iterator[tuple[str, str, int, datetime | None, str | None]]:
+    """(bucket, key, size, last modified, etag) of each current object in one gzip CSV data file."""
+    expected = entry["size"]
+    if not 0 < expected <= MAX_DATA_FILE_BYTES:
+        raise InventoryError(f"data file {key} has an impossible size ({expected})")
+    at = {name: columns.index(name) for name in columns}
+    width = len(columns)
+    latest, marker, tag = at.get("IsLatest"), at.get("IsDeleteMarker"), at.get("ETag")
+    try:
+        with reports.open(key) as handle:
+            counted = _Counted(handle, expected)
+            text = io.TextIOWrapper(gzip.GzipFile(fileobj=io.BufferedReader(counted, CHUNK)), encoding="utf-8", newline="")
+            for line, row in enumerate(csv.reader(text), 1):
+                if line > MAX_ROWS:
+                    raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
+                if len(row) != width:
+                    raise InventoryError(f"data file {key} line {line}: {len(row)} fields, the schema has {width}")
+                if (latest is not None and row[latest] != "true") or (marker is not None and row[marker] == "true"):
+                    continue  # an older version, or a deletion: not what the bucket holds now
+                try:
+                    size = int(row[at["Size"]] or 0)
+                    modified = datetime.fromisoformat(row[at["LastModifiedDate"]]).astimezone(UTC) if row[at["LastModifiedDate"]] else None
+                except ValueError as e:
+                    raise InventoryError(f"data file {key} line {line}: {e}") from None
+                if size < 0:
+                    raise InventoryError(f"data file {key} line {line}: negative size")
+                yield row[at["Bucket"]], unquote_plus(row[at["Key"]]), size, modified, (row[tag].strip('"') or None) if tag is not None else None
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as e:  # gzip.BadGzipFile is an OSError
+        raise InventoryError(f"data file {key} cannot be read: {type(e).__name__}: {e}") from None
+    if counted.size != expected:
+        raise InventoryError(f"data file {key} is {counted.size} bytes, the manifest says {expected}")
+    if entry.get("MD5checksum") is not None and counted.md5.hexdigest() != str(entry["MD5checksum"]).lower():
+        raise InventoryError(f"data file {key} does not match its MD5 in the manifest")

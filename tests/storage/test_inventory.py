@@ -1,0 +1,303 @@
+"""An S3 Inventory report as the source of a scheduled full sweep, on the moto S3 server: the sweep reads the
+report instead of listing the bucket, catches a file deleted from an old window (and breaks the restore chain
+that needs it), lists what the report cannot speak for, and falls back to a listing, saying why, when the report
+is stale, corrupt or of another bucket."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote_plus, urlsplit
+
+import pytest
+
+from auditor.audit import AuditOptions
+from auditor.config import Settings, settings_from_mapping
+from auditor.errors import ConfigError
+from auditor.exporter import encode_records, spark_name
+from auditor.inventory import InventoryError, read_inventory
+from auditor.restore import plan_restore
+from auditor.runtime import Runtime
+from auditor.storage import open_store
+from tests import servers
+from tests.storage.conftest import Backend, s3_backend, unique
+
+pytestmark = pytest.mark.s3
+
+STEP = timedelta(hours=3)
+WINDOWS = 48  # six days of 3-hourly windows
+PARTS = 24  # 48 × (24 + 1) = 1,200 objects: a full listing is two pages, more than the open windows' prefixes
+SCHEMA = "Bucket, Key, Size, LastModifiedDate, ETag"
+
+
+class Estate:
+    """One dataset's six days of exports in an S3 bucket (seeded straight into moto), and an inventory bucket."""
+
+    def __init__(self, moto: servers.Moto, tmp_path: Path) -> None:
+        self.moto = moto
+        self.backend: Backend = s3_backend(moto)
+        self.bucket = self.backend.write_root.split("/", 1)[0]
+        self.reports = unique("inventory")
+        self.backend.writer.mkdir(self.reports)
+        self.base = f"reports/{self.bucket}/daily"  # destination-prefix/source-bucket/config-ID
+        written = datetime.now(UTC)  # S3 stamps objects with the time they were put: every window below has landed (late)
+        self.first = written.replace(hour=written.hour - written.hour % 3, minute=0, second=0, microsecond=0) - WINDOWS * STEP
+        self.slots = [self.first + i * STEP for i in range(WINDOWS)]
+        parts = [encode_records([{"id": i * 10 + j} for j in range(5)], file_format="parquet", compression="gzip") for i in range(PARTS)]
+        objects: dict[str, bytes] = {}
+        for slot in self.slots:
+            folder = f"exports/ds/exportTime={slot:%Y%m%d%H%M}"
+            rng = random.Random(slot.isoformat())
+            results = []
+            for index, data in enumerate(parts):
+                name = spark_name(index, ".gz.parquet", rng)
+                objects[f"{folder}/{name}"] = data
+                results.append({"sinkPath": f"/{self.bucket}/{folder}", "name": name, "size": len(data)})
+            run = f"{rng.getrandbits(64):016x}"
+            manifest = {"flowRunId": run, "scheduledTime": f"{slot:%Y-%m-%dT%H:%M:%SZ}", "exportResults": results}
+            objects[f"{folder}/manifest-d0420d72-756c-4159-9e7f-7d3e2f8b501e-{run}.json"] = json.dumps(manifest).encode()
+        moto.seed(self.bucket, objects)
+        self.now = datetime.now(UTC) + timedelta(minutes=1)  # the simulated clock starts after the last put
+        self.settings = self._settings(tmp_path)
+
+    def _settings(self, tmp_path: Path, **inventory: Any) -> Settings:
+        destination = {
+            "name": "d",
+            "url": self.backend.url,
+            "options": self.backend.options,
+            "full_sweep_every": "1d",
+            "listing_horizon": "12h",
+            "inventory": {"url": f"s3://{self.reports}/{self.base}", **inventory},
+        }
+        schedule = {"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "timeUnit": "hour", "interval": 3, "startTime": self.first.isoformat(), "endTime": (self.slots[-1] + STEP).isoformat()}
+        export = {"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "manifest": True, "grace": "1h", "schedule": schedule}
+        return settings_from_mapping({"catalog": {"url": f"sqlite:///{tmp_path / 'catalog.db'}"}, "validation": {"isolate": False}, "destinations": [destination], "exports": [export]}, {})
+
+    def window_files(self, slot: datetime) -> list[str]:
+        return sorted(p for p in self.backend.writer.find(f"{self.backend.write_root}/ds/exportTime={slot:%Y%m%d%H%M}") if p.endswith(".parquet"))
+
+    def write_report(self, as_of: datetime, *, rows: list[list[str]] | None = None, tamper: Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]] | None = None) -> str:
+        """An S3 Inventory report of the bucket as it is now (or of `rows`), filed under `as_of` as S3 files it."""
+        if rows is None:
+            rows = [
+                [self.bucket, quote_plus(path.split("/", 1)[1], safe="/"), str(info["size"]), f"{info['LastModified']:%Y-%m-%dT%H:%M:%S.000Z}", info["ETag"].strip('"')]
+                for path, info in sorted(self.backend.writer.find(self.bucket, detail=True).items())
+            ]
+        data = gzip.compress("".join(",".join(f'"{v}"' for v in row) + "\n" for row in rows).encode())
+        key = f"{self.base}/data/{hashlib.sha256(data).hexdigest()[:16]}.csv.gz"
+        manifest = {
+            "sourceBucket": self.bucket,
+            "destinationBucket": f"arn:aws:s3:::{self.reports}",
+            "version": "2016-11-30",
+            "creationTimestamp": str(int(as_of.timestamp() * 1000)),
+            "fileFormat": "CSV",
+            "fileSchema": SCHEMA,
+            "files": [{"key": key, "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()}],
+        }
+        if tamper is not None:
+            manifest, data = tamper(manifest, data)
+        body = json.dumps(manifest).encode()
+        folder = f"{self.reports}/{self.base}/{as_of:%Y-%m-%dT%H-%MZ}"
+        writer = self.backend.writer
+        writer.pipe_file(f"{self.reports}/{key}", data)
+        writer.pipe_file(f"{folder}/manifest.json", body)
+        writer.pipe_file(f"{folder}/manifest.checksum", (hashlib.md5(body).hexdigest() + "\n").encode())
+        return folder
+
+
+@pytest.fixture
+def estate(moto: servers.Moto, tmp_path: Path) -> Estate:
+    return Estate(moto, tmp_path)
+
+
+class ListRequests:
+    """LIST requests moto served on one bucket, from moto's own request recorder."""
+
+    def __init__(self, folder: Path, bucket: str) -> None:
+        from moto.moto_api import recorder
+
+        self._recorder, self._file, self._bucket = recorder, folder / "requests.jsonl", bucket
+        recorder._location = str(self._file)
+        recorder.reset_recording()
+        recorder.start_recording()
+
+    def take(self) -> list[str]:
+        """The prefix of each listing request on the bucket since the last call."""
+        lines = [json.loads(line) for line in self._file.read_text().splitlines()] if self._file.exists() else []
+        self._recorder.reset_recording()
+        asked = [urlsplit(r["url"]) for r in lines if r["method"] == "GET" and f"/{self._bucket}" in r["url"]]
+        return [parse_qs(url.query).get("prefix", [""])[0] for url in asked if "list-type=" in url.query]
+
+    def stop(self) -> None:
+        self._recorder.stop_recording()
+        self._recorder.reset_recording()
+
+
+def _statuses(report: Any) -> dict[datetime, str]:
+    return {w.window.scheduled: w.status.value for e in report.exports for w in e.windows}
+
+
+def test_a_scheduled_sweep_reads_the_inventory_catches_a_deleted_file_and_breaks_the_restore_chain(estate: Estate, tmp_path: Path) -> None:
+    requests = ListRequests(tmp_path, estate.bucket)
+    try:
+        with Runtime(estate.settings) as runtime:
+            first = runtime.audit(now=estate.now)
+            assert first is not None and first.method["listing"]["d"]["source"] == "listing"  # no sweep yet: a listing
+            assert set(_statuses(first).values()) == {"late"}
+            assert requests.take() == ["exports/", "exports/"]  # 1,200 objects: the root listed in two pages
+
+            # a file of an old, settled window goes; S3's next daily report (its scan an hour later) no longer lists it
+            doomed = estate.slots[5]
+            estate.backend.writer.rm_file(estate.window_files(doomed)[0])
+            report_time = (estate.now + timedelta(hours=1)).replace(second=0, microsecond=0)
+            estate.write_report(report_time)
+
+            # between sweeps nothing is listed but the open windows, and the old window is taken as it was
+            second = runtime.audit(now=estate.now + timedelta(hours=6))
+            assert second is not None and second.method["listing"]["d"]["mode"] == "incremental"
+            assert _statuses(second)[doomed] == "late"
+            requests.take()
+
+            # a day after the last sweep, the sweep comes from the report: the deleted file is caught
+            at = estate.now + timedelta(days=1, hours=1)
+            swept = runtime.audit(now=at)
+            assert swept is not None
+            listing = swept.method["listing"]["d"]
+            assert (listing["mode"], listing["source"]) == ("full", "inventory")
+            assert listing["inventory_as_of"] == f"{report_time:%Y-%m-%dT%H:%M:%SZ}" and "from the inventory of" in listing["reason"]
+            statuses = _statuses(swept)
+            assert statuses[doomed] == "invalid"  # its manifest lists a file that is gone
+            assert {s for slot, s in statuses.items() if slot != doomed} == {"late"}
+            assert swept.assurance.read_files == 0  # every other file unchanged: nothing read again
+            # the destination's root is not listed: only the days of the windows not settled when the report's scan began
+            by_day: dict[str, list[datetime]] = {}
+            for slot in estate.slots:
+                if slot + timedelta(hours=13) > report_time:  # grace 1 h + horizon 12 h: not settled by the scan
+                    by_day.setdefault(f"{slot:%Y%m%d}", []).append(slot)
+            open_prefixes = {f"exports/ds/exportTime={day if len(slots) > 1 else f'{slots[0]:%Y%m%d%H%M}'}" for day, slots in by_day.items()}
+            assert sorted(set(requests.take())) == sorted(open_prefixes)
+            restore = plan_restore(estate.settings, runtime.catalog, "ds", estate.slots[-1])
+            assert not restore.complete and restore.broken is not None and restore.broken.scheduled == doomed
+            assert runtime.catalog.destinations()[0].last_full_sweep == at
+
+            # the same verdicts as a live listing of the bucket
+            live = runtime.audit(now=at + timedelta(minutes=5), options=AuditOptions(full_sweep=True))
+            assert live is not None and live.method["listing"]["d"]["source"] == "listing"
+            assert _statuses(live) == statuses
+    finally:
+        requests.stop()
+
+
+def test_a_file_newer_than_the_report_keeps_the_catalogs_record(estate: Estate) -> None:
+    """A report whose scan began before the files were written lists none of them: the sweep lists the windows
+    that were not settled by then, takes the settled windows' files from the catalog (the report cannot speak for
+    them), declares nothing gone, and still brings in what the report does list."""
+    with Runtime(estate.settings) as runtime:
+        assert runtime.audit(now=estate.now) is not None
+        scan = (estate.now - timedelta(minutes=15)).replace(second=0, microsecond=0)  # before the last put
+        stray = "exports/ds/exportTime=190001010000/stray.gz.parquet"
+        estate.write_report(scan, rows=[[estate.bucket, stray, "7", f"{scan:%Y-%m-%dT%H:%M:%S.000Z}", "abc"]])
+        swept = runtime.audit(now=estate.now + timedelta(days=1, hours=1))
+        assert swept is not None
+    listing = swept.method["listing"]["d"]
+    assert (listing["mode"], listing["source"]) == ("full", "inventory"), listing["reason"]
+    assert listing["prefixes"] >= 1  # the windows not settled when the report's scan began: listed
+    assert set(_statuses(swept).values()) == {"late"}  # nothing declared gone
+    assert [u.path.rsplit("/", 1)[1] for u in swept.unexpected] == ["exportTime=190001010000"], [(u.path[-26:], u.reason) for u in swept.unexpected]  # the row the report lists
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]], str]] = {
+    "md5": (lambda m, d: ({**m, "files": [{**m["files"][0], "MD5checksum": "0" * 32}]}, d), "does not match its MD5"),
+    "size": (lambda m, d: ({**m, "files": [{**m["files"][0], "size": m["files"][0]["size"] - 1}]}, d), "longer than the manifest says"),
+    "not gzip": (lambda m, d: ({**m, "files": [{**m["files"][0], "size": 9, "MD5checksum": hashlib.md5(b"not gzip!").hexdigest()}]}, b"not gzip!"), "cannot be read"),
+    "truncated": (
+        lambda m, d: ({**m, "files": [{**m["files"][0], "size": len(d) // 2, "MD5checksum": hashlib.md5(d[: len(d) // 2]).hexdigest()}]}, d[: len(d) // 2]),
+        "cannot be read",
+    ),
+    "orc": (lambda m, d: ({**m, "fileFormat": "ORC"}, d), "reads CSV inventories"),
+    "no key column": (lambda m, d: ({**m, "fileSchema": "Bucket, Size, LastModifiedDate"}, d), "no Key column"),
+    "other bucket": (lambda m, d: ({**m, "sourceBucket": "someone-else"}, d), "not of the destination's bucket"),
+    "wrong width": (lambda m, d: ({**m, "fileSchema": SCHEMA + ", StorageClass"}, d), "fields, the schema has 6"),
+    "no files": (lambda m, d: ({**m, "files": []}, d), "lists no data files"),
+    "file elsewhere": (lambda m, d: ({**m, "files": [{**m["files"][0], "key": "elsewhere/x.csv.gz"}]}, d), "not under the report's folder"),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_a_corrupt_or_foreign_report_is_refused_with_its_reason(estate: Estate, corruption: str) -> None:
+    tamper, reason = CORRUPTIONS[corruption]
+    estate.write_report(estate.now.replace(second=0, microsecond=0), tamper=tamper)
+    destination = estate.settings.destinations[0]
+    with pytest.raises(InventoryError, match=reason):
+        read_inventory(destination, open_store(destination.url, destination.options), estate.now)
+
+
+def test_hostile_rows_are_refused_not_crashed_on(estate: Estate) -> None:
+    destination = estate.settings.destinations[0]
+    store = open_store(destination.url, destination.options)
+    when = estate.now.replace(second=0, microsecond=0)
+    for rows, reason in (
+        ([[estate.bucket, "exports/a", "-5", "2026-01-01T00:00:00.000Z", "e"]], "negative size"),
+        ([[estate.bucket, "exports/a", "many", "2026-01-01T00:00:00.000Z", "e"]], "line 1"),
+        ([[estate.bucket, "exports/a", "1", "yesterday", "e"]], "line 1"),
+        ([["another-bucket", "exports/a", "1", "2026-01-01T00:00:00.000Z", "e"]], "names bucket"),
+        ([[estate.bucket, "x" * 200_000, "1", "2026-01-01T00:00:00.000Z", "e"]], "cannot be read"),  # a field past csv's limit
+    ):
+        estate.write_report(when, rows=rows)
+        with pytest.raises(InventoryError, match=reason):
+            read_inventory(destination, store, estate.now)
+    # a checksum file that does not match its manifest
+    folder = estate.write_report(when)
+    estate.backend.writer.pipe_file(f"{folder}/manifest.checksum", b"0" * 32)
+    with pytest.raises(InventoryError, match="does not match its manifest.checksum"):
+        read_inventory(destination, store, estate.now)
+
+
+def test_a_stale_or_broken_report_falls_back_to_a_listing_and_says_why(estate: Estate, tmp_path: Path) -> None:
+    with Runtime(estate.settings) as runtime:
+        assert runtime.audit(now=estate.now) is not None
+        estate.write_report((estate.now - timedelta(days=3)).replace(second=0, microsecond=0))  # older than max_age (2d)
+        stale = runtime.audit(now=estate.now + timedelta(days=1, hours=1))
+        assert stale is not None
+        listing = stale.method["listing"]["d"]
+        assert (listing["mode"], listing["source"]) == ("full", "listing") and "older than max_age" in listing["reason"]
+        assert stale.errors == ()  # the audit itself is complete: the listing stood in
+        estate.write_report((estate.now + timedelta(days=2)).replace(second=0, microsecond=0), tamper=CORRUPTIONS["not gzip"][0])
+        broken = runtime.audit(now=estate.now + timedelta(days=2, hours=2))
+        assert broken is not None
+        listing = broken.method["listing"]["d"]
+        assert listing["source"] == "listing" and "the inventory could not be used" in listing["reason"] and "cannot be read" in listing["reason"]
+        assert set(_statuses(broken).values()) == {"late"}
+
+
+def test_an_inventory_is_for_an_s3_destination_and_lives_in_s3() -> None:
+    base = {"catalog": {"url": "sqlite://"}, "exports": []}
+    with pytest.raises(ConfigError, match="only an s3:// destination"):
+        settings_from_mapping({**base, "destinations": [{"name": "d", "url": "gs://b/x", "inventory": {"url": "s3://r/p"}}]}, {})
+    with pytest.raises(ConfigError, match="lives in an S3 bucket"):
+        settings_from_mapping({**base, "destinations": [{"name": "d", "url": "s3://b/x", "inventory": {"url": "gs://r/p"}}]}, {})
+
+
+def test_a_versioned_report_gives_only_the_current_objects_of_the_destination(estate: Estate) -> None:
+    destination = estate.settings.destinations[0]
+    when = estate.now.replace(second=0, microsecond=0)
+    stamp = "2026-11-30T10:00:00.000Z"
+    b = estate.bucket
+    rows = [
+        [b, "exports/ds/a+b%2Bc.gz.parquet", "v1", "true", "false", "10", stamp, "e1"],  # URL-encoded: "a b+c"
+        [b, "exports/ds/old.gz.parquet", "v1", "false", "false", "11", stamp, "e2"],  # an older version
+        [b, "exports/ds/gone.gz.parquet", "v2", "true", "true", "0", stamp, ""],  # deleted: its latest version is a marker
+        [b, "elsewhere/x.gz.parquet", "v1", "true", "false", "12", stamp, "e3"],  # outside the destination's folder
+        [b, "exports", "v1", "true", "false", "13", stamp, "e4"],  # the folder's own name is not below it
+    ]
+    estate.write_report(when, rows=rows, tamper=lambda m, d: ({**m, "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag"}, d))
+    inventory = read_inventory(destination, open_store(destination.url, destination.options), estate.now)
+    assert [(o.key, o.size, o.etag) for o in inventory.objects] == [("ds/a b+c.gz.parquet", 10, "e1")]
+    assert inventory.objects[0].url == f"{destination.url}/ds/a b+c.gz.parquet" and inventory.rows == 3  # current objects: the bucket's others counted too
+    assert inventory.as_of == when and inventory.objects[0].modified == datetime(2026, 11, 30, 10, tzinfo=UTC)
