@@ -7,11 +7,12 @@ which only reads.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,3 +105,32 @@ def sample_records(dataset_id: str, scheduled: datetime, count: int) -> list[dic
         }
         for _ in range(count)
     ]
+
+
+INVENTORY_SCHEMA = "Bucket, Key, Size, LastModifiedDate, ETag"
+Tamper = Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]]
+
+
+def s3_inventory_report(
+    source_bucket: str, report_bucket: str, base: str, as_of: datetime, rows: Iterable[Sequence[str]], *, schema: str = INVENTORY_SCHEMA, tamper: Tamper | None = None
+) -> dict[str, bytes]:
+    """The objects S3 Inventory delivers for one CSV report of `source_bucket` under `base`
+    (destination-prefix/source-bucket/config-ID) in `report_bucket`: {key: bytes}. `rows` hold the
+    schema's columns, keys URL-encoded as S3 writes them; `tamper` may change the manifest and data file
+    before they are written (tests of reports that fail a check)."""
+    data = gzip.compress("".join(",".join(f'"{value}"' for value in row) + "\n" for row in rows).encode(), mtime=0)
+    key = f"{base}/data/{hashlib.sha256(data).hexdigest()[:32]}.csv.gz"
+    manifest: dict[str, Any] = {
+        "sourceBucket": source_bucket,
+        "destinationBucket": f"arn:aws:s3:::{report_bucket}",
+        "version": "2016-11-30",
+        "creationTimestamp": str(int(as_of.timestamp() * 1000)),
+        "fileFormat": "CSV",
+        "fileSchema": schema,
+        "files": [{"key": key, "size": len(data), "MD5checksum": hashlib.md5(data, usedforsecurity=False).hexdigest()}],
+    }
+    if tamper is not None:
+        manifest, data = tamper(manifest, data)
+    body = json.dumps(manifest).encode()
+    folder = f"{base}/{as_of:%Y-%m-%dT%H-%MZ}"
+    return {key: data, f"{folder}/manifest.json": body, f"{folder}/manifest.checksum": (hashlib.md5(body, usedforsecurity=False).hexdigest() + "\n").encode()}

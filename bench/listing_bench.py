@@ -8,7 +8,9 @@ Then, with moto's request recorder on, it counts the listing requests (GET on th
 - (a) the floor: one raw recursive listing of the tree (`FsspecStore.list`, s3fs `find`);
 - (b) the first audit (a full sweep: nothing is settled yet);
 - (c) a re-audit of the unchanged tree an hour later (incremental: only windows that can still change);
-- (d) the same re-audit forced to sweep in full (`--full-sweep`).
+- (d) the same re-audit forced to sweep in full (`--full-sweep`);
+- (e) a day later, the scheduled full sweep of the same destination with an S3 Inventory report of the
+  bucket (delivered an hour after (c)): the report's reads, and listings of the windows it cannot speak for.
 Goal (issue 10): (c) proportional to the open windows, not to the tree: across tree sizes, (a) and
 (d) grow with the tree while (c) stays flat. It prints each count, (c)/(a), the open windows and
 prefixes of (c), and the data bytes (c) read (0: nothing changed).
@@ -25,6 +27,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 STEP = timedelta(hours=3)
 DESTINATION_ID = "d0420d72-756c-4159-9e7f-7d3e2f8b501e"
@@ -87,6 +90,24 @@ schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", int
     return load_settings(path, {})
 
 
+INVENTORY_BUCKET = "bench-inventory"
+INVENTORY_BASE = f"reports/{BUCKET}/daily"
+
+
+def write_inventory(endpoint: str, as_of: datetime) -> None:
+    """An S3 Inventory report of the whole bucket as it is now, delivered (straight into moto) under `as_of`."""
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    from auditor.exporter import s3_inventory_report
+
+    s3 = get_backend("s3")[DEFAULT_ACCOUNT_ID]["global"]
+    keys = sorted(s3.get_bucket(BUCKET).keys.values(), key=lambda k: k.name)  # the current version of each
+    rows = [[BUCKET, quote_plus(k.name, safe="/"), str(k.size), f"{k.last_modified:%Y-%m-%dT%H:%M:%S.000Z}", k.etag.strip('"')] for k in keys]
+    for key, data in s3_inventory_report(BUCKET, INVENTORY_BUCKET, INVENTORY_BASE, as_of, rows).items():
+        s3.put_object(INVENTORY_BUCKET, key, data)
+
+
 class Requests:
     """Counts the requests moto serves, from its own recorder (every request, as the server saw it)."""
 
@@ -108,6 +129,7 @@ class Requests:
 
 def measure(endpoint: str, folder: Path, requests: Requests, *, datasets: int, windows: int, per_window: int) -> dict[str, Any]:
     from auditor.audit import AuditOptions
+    from auditor.config import InventorySettings
     from auditor.runtime import Runtime
     from auditor.storage import open_store
 
@@ -134,6 +156,24 @@ def measure(endpoint: str, folder: Path, requests: Requests, *, datasets: int, w
         swept = runtime.audit(now=now + timedelta(minutes=40), options=AuditOptions(full_sweep=True))  # the same as-of: the verdicts must agree
         figures["swept"] = requests.count()
     assert first is not None and again is not None and swept is not None
+    # (e) a day later the scheduled sweep reads the bucket's S3 Inventory report (its scan an hour after the audits above)
+    report_time = (now + timedelta(hours=1)).replace(second=0, microsecond=0)
+    write_inventory(endpoint, report_time)
+    inventoried = settings.model_copy(
+        update={"destinations": [settings.destinations[0].model_copy(update={"inventory": InventorySettings(url=f"s3://{INVENTORY_BUCKET}/{INVENTORY_BASE}")})]}
+    )
+    later = now + timedelta(days=1, hours=1)
+    requests.count()
+    with Runtime(inventoried) as runtime:
+        started = time.perf_counter()
+        from_report = runtime.audit(now=later)
+        figures["inventory_seconds"] = time.perf_counter() - started
+        figures["inventory"] = requests.count()
+        listed_live = runtime.audit(now=later, options=AuditOptions(full_sweep=True))
+        requests.count()
+    assert from_report is not None and listed_live is not None
+    figures["inventory_listing"] = from_report.method["listing"]["s3"]
+    figures["inventory_same_verdicts"] = from_report.counts() == listed_live.counts()
     figures["listing"] = again.method["listing"]["s3"]
     figures["bytes_read"] = again.assurance.bytes_read
     figures["same_verdicts"] = again.counts() == swept.counts()
@@ -158,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         import boto3
 
         boto3.client("s3", endpoint_url=moto.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        boto3.client("s3", endpoint_url=moto.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=INVENTORY_BUCKET)
         requests = Requests(Path(tmp))
         for windows in (int(w) for w in args.windows.split(",")):
             rows.append(measure(moto.endpoint, Path(tmp), requests, datasets=args.datasets, windows=windows, per_window=args.per_window))
@@ -168,6 +209,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             f"{r['windows']:>8} {r['objects']:>8} | {r['floor'][0]:>15} {r['first'][0]:>15} {r['incremental'][0]:>12} {r['swept'][0]:>14} | {ratio:7.2f} |"
             f" {listing['open_windows']}, {listing['prefixes']} ({listing['mode']}) | {r['bytes_read']}"
+        )
+    print("(e) a day later, the scheduled full sweep from an S3 Inventory report of the bucket (its scan 1 h after the audits):")
+    for r in rows:
+        listing = r["inventory_listing"]
+        print(
+            f"  {r['windows']} windows: {listing['source']}: LIST requests {r['inventory'][0]} (all requests {r['inventory'][1]}) in {r['inventory_seconds']:.2f} s,"
+            f" against {r['swept'][0]} for the full listing (d); {listing['prefixes']} prefixes listed live; same verdicts as a live sweep: {r['inventory_same_verdicts']}"
         )
     print("LIST requests per step (all requests to moto in brackets):")
     for r in rows:

@@ -5,7 +5,6 @@ is stale, corrupt or of another bucket."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import random
@@ -20,7 +19,7 @@ import pytest
 from auditor.audit import AuditOptions
 from auditor.config import Settings, settings_from_mapping
 from auditor.errors import ConfigError
-from auditor.exporter import encode_records, spark_name
+from auditor.exporter import INVENTORY_SCHEMA, encode_records, s3_inventory_report, spark_name
 from auditor.inventory import InventoryError, read_inventory
 from auditor.restore import plan_restore
 from auditor.runtime import Runtime
@@ -33,7 +32,7 @@ pytestmark = pytest.mark.s3
 STEP = timedelta(hours=3)
 WINDOWS = 48  # six days of 3-hourly windows
 PARTS = 24  # 48 × (24 + 1) = 1,200 objects: a full listing is two pages, more than the open windows' prefixes
-SCHEMA = "Bucket, Key, Size, LastModifiedDate, ETag"
+SCHEMA = INVENTORY_SCHEMA
 
 
 class Estate:
@@ -89,26 +88,10 @@ class Estate:
                 [self.bucket, quote_plus(path.split("/", 1)[1], safe="/"), str(info["size"]), f"{info['LastModified']:%Y-%m-%dT%H:%M:%S.000Z}", info["ETag"].strip('"')]
                 for path, info in sorted(self.backend.writer.find(self.bucket, detail=True).items())
             ]
-        data = gzip.compress("".join(",".join(f'"{v}"' for v in row) + "\n" for row in rows).encode())
-        key = f"{self.base}/data/{hashlib.sha256(data).hexdigest()[:16]}.csv.gz"
-        manifest = {
-            "sourceBucket": self.bucket,
-            "destinationBucket": f"arn:aws:s3:::{self.reports}",
-            "version": "2016-11-30",
-            "creationTimestamp": str(int(as_of.timestamp() * 1000)),
-            "fileFormat": "CSV",
-            "fileSchema": SCHEMA,
-            "files": [{"key": key, "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()}],
-        }
-        if tamper is not None:
-            manifest, data = tamper(manifest, data)
-        body = json.dumps(manifest).encode()
-        folder = f"{self.reports}/{self.base}/{as_of:%Y-%m-%dT%H-%MZ}"
-        writer = self.backend.writer
-        writer.pipe_file(f"{self.reports}/{key}", data)
-        writer.pipe_file(f"{folder}/manifest.json", body)
-        writer.pipe_file(f"{folder}/manifest.checksum", (hashlib.md5(body).hexdigest() + "\n").encode())
-        return folder
+        report = s3_inventory_report(self.bucket, self.reports, self.base, as_of, rows, tamper=tamper)
+        for key, data in report.items():
+            self.backend.writer.pipe_file(f"{self.reports}/{key}", data)
+        return f"{self.reports}/{self.base}/{as_of:%Y-%m-%dT%H-%MZ}"
 
 
 @pytest.fixture
