@@ -308,6 +308,7 @@ def _list(store: Store, plan: ListingPlan, inventory: Inventory | None, known: M
     for key, record in known.items():
         if key not in seen and record.modified is not None and record.modified > inventory.as_of and not under(key):
             objects.append(ObjectInfo(key, f"{store.url}/{key}", record.size, record.modified, record.etag))
+    objects.sort(key=lambda o: o.key)  # in key order, as a listing gives them
     return objects
 
 

@@ -112,7 +112,7 @@ def read_inventory(destination: DestinationSettings, store: Store, now: datetime
                 rows += 1
                 if bucket != source:
                     raise InventoryError(f"a row names bucket {bucket!r}, not {source!r}")
-                if name.startswith(prefix) and name != prefix:
+                if name.startswith(prefix) and name != prefix and not name.endswith("/"):  # a "folder/" placeholder is no file
                     inside = name[len(prefix) :]
                     objects.append(ObjectInfo(inside, f"{store.url}/{inside}", size, modified, etag))
     except StorageError as e:

@@ -278,9 +278,10 @@ def test_a_versioned_report_gives_only_the_current_objects_of_the_destination(es
         [b, "exports/ds/gone.gz.parquet", "v2", "true", "true", "0", stamp, ""],  # deleted: its latest version is a marker
         [b, "elsewhere/x.gz.parquet", "v1", "true", "false", "12", stamp, "e3"],  # outside the destination's folder
         [b, "exports", "v1", "true", "false", "13", stamp, "e4"],  # the folder's own name is not below it
+        [b, "exports/ds/", "v1", "true", "false", "0", stamp, "e5"],  # a folder placeholder (the S3 console makes them)
     ]
     estate.write_report(when, rows=rows, tamper=lambda m, d: ({**m, "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag"}, d))
     inventory = read_inventory(destination, open_store(destination.url, destination.options), estate.now)
     assert [(o.key, o.size, o.etag) for o in inventory.objects] == [("ds/a b+c.gz.parquet", 10, "e1")]
-    assert inventory.objects[0].url == f"{destination.url}/ds/a b+c.gz.parquet" and inventory.rows == 3  # current objects: the bucket's others counted too
+    assert inventory.objects[0].url == f"{destination.url}/ds/a b+c.gz.parquet" and inventory.rows == 4  # current objects: the bucket's others counted too
     assert inventory.as_of == when and inventory.objects[0].modified == datetime(2026, 11, 30, 10, tzinfo=UTC)
