@@ -41,6 +41,8 @@ REPORT_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})Z/manifest\
 MAX_MANIFEST_BYTES = 16 << 20  # a report of billions of objects lists a few thousand data files
 MAX_DATA_FILE_BYTES = 8 << 30
 MAX_ROWS = 100_000_000  # per data file: a gzip bomb of tiny rows stops here
+MAX_LINE = 1 << 20  # characters in one CSV line (a row of an S3 key of at most 1,024 bytes and its columns is far shorter)
+MAX_EXPANSION = 256  # characters of CSV per compressed byte (real reports, keys and hex ETags, expand about 5 to 20 times)
 REQUIRED = ("Bucket", "Key", "Size", "LastModifiedDate")
 CHUNK = 1 << 20
 
@@ -143,6 +145,18 @@ def _read(reports: Store, listing: dict[str, ObjectInfo], key: str, limit: int) 
     return reports.read_range(key, 0, info.size) if info.size else b""
 
 
+def _lines(text: IO[str], key: str, budget: int) -> Iterator[str]:
+    """The lines of a data file, each read with a bound (a bomb of one endless line is not read into memory whole),
+    and no more characters in all than `budget`."""
+    while line := text.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE:
+            raise InventoryError(f"data file {key} has a line longer than {MAX_LINE} characters: not a real report")
+        budget -= len(line)
+        if budget < 0:
+            raise InventoryError(f"data file {key} expands to more than {MAX_EXPANSION} times its size: not a real report")
+        yield line
+
+
 class _Counted(io.RawIOBase):
     """The raw bytes of a data file as they are read: counted and hashed, and cut off past the size the manifest gave."""
 
@@ -176,7 +190,7 @@ def _rows(reports: Store, key: str, entry: dict[str, Any], columns: list[str]) -
         with reports.open(key) as handle:
             counted = _Counted(handle, expected)
             text = io.TextIOWrapper(gzip.GzipFile(fileobj=io.BufferedReader(counted, CHUNK)), encoding="utf-8", newline="")
-            for line, row in enumerate(csv.reader(text), 1):
+            for line, row in enumerate(csv.reader(_lines(text, key, MAX_EXPANSION * expected + MAX_LINE)), 1):
                 if line > MAX_ROWS:
                     raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
                 if len(row) != width:

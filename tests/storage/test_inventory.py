@@ -230,7 +230,9 @@ def test_hostile_rows_are_refused_not_crashed_on(estate: Estate) -> None:
         ([[estate.bucket, "exports/a", "many", "2026-01-01T00:00:00.000Z", "e"]], "line 1"),
         ([[estate.bucket, "exports/a", "1", "yesterday", "e"]], "line 1"),
         ([["another-bucket", "exports/a", "1", "2026-01-01T00:00:00.000Z", "e"]], "names bucket"),
-        ([[estate.bucket, "x" * 200_000, "1", "2026-01-01T00:00:00.000Z", "e"]], "cannot be read"),  # a field past csv's limit
+        ([[estate.bucket, "".join(random.Random(7).choices("abcdefghij/", k=200_000)), "1", "2026-01-01T00:00:00.000Z", "e"]], "cannot be read"),  # past csv's field limit
+        ([[estate.bucket, "x" * 3_000_000, "1", "2026-01-01T00:00:00.000Z", "e"]], "line longer than"),  # one endless line
+        ([[estate.bucket, "exports/a", "1", "2026-01-01T00:00:00.000Z", "e"]] * 300_000, "expands to more than"),  # a bomb of rows
     ):
         estate.write_report(when, rows=rows)
         with pytest.raises(InventoryError, match=reason):
