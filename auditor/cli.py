@@ -25,7 +25,7 @@ class _LazyGroup(click.Group):
     not pay for the Flow Service client, the evidence page's templates and their imports."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *_LAZY])
+        return sorted({*super().list_commands(ctx), *_LAZY})  # a lazy command once loaded is among the others
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _LAZY and cmd_name not in self.commands:

@@ -196,3 +196,5 @@ def test_the_flows_and_evidence_commands_are_imported_only_when_used() -> None:
     assert code == 0 and "sync" in text and "create" in text
     code, text = run("evidence", "--help")
     assert code == 0 and "verify" in text
+    code, again = run("--help")  # flows and evidence are loaded now: each still listed once
+    assert code == 0 and again == listing
