@@ -97,6 +97,8 @@ class Recording(Protocol):
 class CatalogPort(Protocol):
     def known_files(self, destination: str, prefixes: Sequence[str] | None = None) -> Mapping[str, FileRecord]: ...
 
+    def gone_since(self, destination: str, since: datetime) -> set[str]: ...
+
     def audit_count(self) -> int: ...
 
     def sweep_state(self, destination: DestinationSettings, exports: Sequence[ExportSettings], runs: Mapping[str, Sequence[Run]] | None = None) -> SweepState: ...
@@ -186,8 +188,18 @@ def run_audit(
                 if not plan.full or plan.inventory is not None:  # nothing to compare the listed prefixes with: list (and check) everything
                     plan = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep)
         carried = {key: state.good[key] for key in plan.carried} if state is not None else {}
+        gone: set[str] = set()
+        if inventory is not None and plan.inventory is not None and catalog is not None:
+            try:  # a file an audit after the report found gone is not brought back by the report's older row
+                gone = catalog.gone_since(destination.name, inventory.as_of)
+            except CatalogError as e:
+                errors.append(AuditError("catalog", f"cannot read which files are gone, listing {destination.name} in full: {e}"))
+                plan, inventory = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep), None
+            if inventory is not None and not inventory.objects and known:  # nothing of a destination the catalog knows files in
+                reason = f"{plan.reason}; the inventory could not be used (its report lists none of the {len(known)} files the catalog knows here): listed instead"
+                plan, inventory = ListingPlan(True, reason, last_full_sweep=plan.last_full_sweep, scheduled=True), None
         try:
-            objects = _list(store, plan, inventory, known)
+            objects = _list(store, plan, inventory, known, gone)
             listed[destination.name] = {o.key for o in objects}
             folders_carried = {w.folder_key: w.files for w in carried.values() if w.folder_key is not None}  # two exports can share a folder
             listings[destination.name] = plan.to_json(listed=len(objects), carried=sum(folders_carried.values()))
@@ -287,26 +299,28 @@ def _plan(
     return state, plan, inventory if plan.inventory is not None else None
 
 
-def _list(store: Store, plan: ListingPlan, inventory: Inventory | None, known: Mapping[str, FileRecord]) -> list[ObjectInfo]:
+def _list(store: Store, plan: ListingPlan, inventory: Inventory | None, known: Mapping[str, FileRecord], gone: set[str]) -> list[ObjectInfo]:
     """What the audit lists: everything (a full sweep), or only the prefixes that can still change.
 
     A sweep from an inventory report takes the report's objects outside the listed prefixes; where the
-    catalog knows a file newer than the report (written after its scan), the catalog's record stands."""
+    catalog has seen more recently than the report (a file written after its scan, or found gone by a
+    later audit: `gone`), the catalog's record stands."""
     if inventory is None or plan.inventory is None:
         return store.list() if plan.full else store.list_prefixes(plan.prefixes)
     objects = store.list_prefixes(plan.prefixes) if plan.prefixes else []
     under = starts_with(plan.prefixes)
     seen = {o.key for o in objects}
     for info in inventory.objects:
-        if info.key in seen or under(info.key):
+        if info.key in seen or info.key in gone or under(info.key):
             continue
         record = known.get(info.key)
         if record is not None and record.modified is not None and info.modified is not None and record.modified > info.modified:
             info = ObjectInfo(info.key, info.url, record.size, record.modified, record.etag)
         objects.append(info)
         seen.add(info.key)
+    recent = inventory.as_of - INVENTORY_MARGIN  # a report may miss what was written just before its scan
     for key, record in known.items():
-        if key not in seen and record.modified is not None and record.modified > inventory.as_of and not under(key):
+        if key not in seen and record.modified is not None and record.modified > recent and not under(key):
             objects.append(ObjectInfo(key, f"{store.url}/{key}", record.size, record.modified, record.etag))
     objects.sort(key=lambda o: o.key)  # in key order, as a listing gives them
     return objects
@@ -493,6 +507,9 @@ DEEP_BATCH_BYTES = 64 << 20  # about this much per message for deep checks (cut 
 DEEP_BATCH_FILES = 64
 DEEP_MIN_BATCH_BYTES = 1 << 20  # a message to a local worker costs little: small audits are still spread over every worker
 MANIFEST_BATCH = 64
+# a file the catalog knows, written this long before an inventory report's scan or later, is not taken for gone when
+# the report does not list it (S3 documents that a report may miss objects written just before its scan)
+INVENTORY_MARGIN = timedelta(hours=1)
 
 
 def _validate(

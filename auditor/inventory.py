@@ -28,16 +28,17 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from urllib.parse import unquote_plus
 
 from auditor.config import DestinationSettings
 from auditor.errors import StorageError
 from auditor.storage import Store, open_store
-from auditor.storage.base import ObjectInfo
+from auditor.storage.base import ObjectInfo, scrub
 
-REPORT_FOLDER = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})Z/manifest\.json$")
+REPORT_FOLDER = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2})-([0-9]{2})Z/manifest\.json$")
+CLOCK_SKEW = timedelta(hours=1)  # a report's scan may begin this far after the audit's as-of time, not more
 MAX_MANIFEST_BYTES = 16 << 20  # a report of billions of objects lists a few thousand data files
 MAX_DATA_FILE_BYTES = 8 << 30
 MAX_ROWS = 100_000_000  # per data file: a gzip bomb of tiny rows stops here
@@ -60,8 +61,8 @@ class Inventory:
 
 
 def _bucket_and_path(url: str) -> tuple[str, str]:
-    bucket, _, path = url.split("://", 1)[1].partition("/")
-    return bucket, path.strip("/")
+    netloc, _, path = url.split("://", 1)[1].partition("/")
+    return netloc.rsplit("@", 1)[-1], path.strip("/")  # s3://KEY:SECRET@bucket/…: the bucket, never the credentials
 
 
 def read_inventory(destination: DestinationSettings, store: Store, now: datetime) -> Inventory:
@@ -73,15 +74,11 @@ def read_inventory(destination: DestinationSettings, store: Store, now: datetime
     try:
         reports = open_store(settings.url, options)
         listing = {o.key: o for o in reports.list()}
-        newest = max((m for m in map(REPORT_FOLDER.match, listing) if m), key=lambda m: m.group(0), default=None)
-        if newest is None:
+        found = [(_scan_time(m), m.group(0).rsplit("/", 1)[0]) for m in map(REPORT_FOLDER.match, listing) if m]
+        usable = sorted(((when, name) for when, name in found if when is not None and when <= now + CLOCK_SKEW), reverse=True)  # not a date, or the future: no report
+        if not usable:
             raise InventoryError(f"no report (YYYY-MM-DDTHH-MMZ/manifest.json) under {reports.url}")
-        year, month, day, hour, minute = (int(g) for g in newest.groups())
-        try:
-            as_of = datetime(year, month, day, hour, minute, tzinfo=UTC)
-        except ValueError:
-            raise InventoryError(f"the newest report's folder {newest.group(0)!r} is not a time") from None
-        folder = newest.group(0).rsplit("/", 1)[0]
+        as_of, folder = usable[0]
         if now - as_of > settings.max_age:
             raise InventoryError(f"the newest report ({folder}) is older than max_age ({settings.max_age})")
         manifest = _manifest(reports, listing, folder)
@@ -103,6 +100,8 @@ def read_inventory(destination: DestinationSettings, store: Store, now: datetime
         objects: list[ObjectInfo] = []
         rows = 0
         prefix = f"{root}/" if root else ""
+        if len({str(entry.get("key")) if isinstance(entry, dict) else "" for entry in files}) != len(files):
+            raise InventoryError("the manifest lists a data file twice")
         for entry in files:
             if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or not isinstance(entry.get("size"), int):
                 raise InventoryError(f"a data file entry of the manifest is malformed: {str(entry)[:200]}")
@@ -112,14 +111,36 @@ def read_inventory(destination: DestinationSettings, store: Store, now: datetime
             relative = key[len(base) + 1 :] if base else key
             for bucket, name, size, modified, etag in _rows(reports, relative, entry, columns):
                 rows += 1
+                if rows > MAX_ROWS:
+                    raise InventoryError(f"more than {MAX_ROWS} rows: not a real report")
                 if bucket != source:
                     raise InventoryError(f"a row names bucket {bucket!r}, not {source!r}")
-                if name.startswith(prefix) and name != prefix and not name.endswith("/"):  # a "folder/" placeholder is no file
+                name = name.rstrip("/")  # a "folder/" placeholder: a listing gives it as an object of that name
+                if name.startswith(prefix) and name != prefix.rstrip("/"):
                     inside = name[len(prefix) :]
                     objects.append(ObjectInfo(inside, f"{store.url}/{inside}", size, modified, etag))
     except StorageError as e:
         raise InventoryError(f"cannot read the inventory: {e}") from None
+    except InventoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever else a hostile report trips: it is not used, the bucket is listed
+        raise InventoryError(f"the report could not be read: {type(e).__name__}: {scrub(str(e))[:300]}") from None
     return Inventory(as_of, f"{reports.url}/{folder}", objects, rows)
+
+
+def _scan_time(match: re.Match[str]) -> datetime | None:
+    year, month, day, hour, minute = (int(g) for g in match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _utc(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return value.astimezone(UTC)
 
 
 def _manifest(reports: Store, listing: dict[str, ObjectInfo], folder: str) -> dict[str, Any]:
@@ -199,8 +220,8 @@ def _rows(reports: Store, key: str, entry: dict[str, Any], columns: list[str]) -
                     continue  # an older version, or a deletion: not what the bucket holds now
                 try:
                     size = int(row[at["Size"]] or 0)
-                    modified = datetime.fromisoformat(row[at["LastModifiedDate"]]).astimezone(UTC) if row[at["LastModifiedDate"]] else None
-                except ValueError as e:
+                    modified = _utc(row[at["LastModifiedDate"]]) if row[at["LastModifiedDate"]] else None
+                except (ValueError, OverflowError) as e:
                     raise InventoryError(f"data file {key} line {line}: {e}") from None
                 if size < 0:
                     raise InventoryError(f"data file {key} line {line}: negative size")

@@ -104,6 +104,13 @@ class Catalog:
                 rows = [row for chunk in _chunks(folders) for row in conn.execute(query.where(FILES.c.folder_key.in_(chunk)))]
         return {row[0]: _file_record(row) for row in rows}
 
+    def gone_since(self, destination: str, since: datetime) -> set[str]:
+        """The files an audit as of a time after `since` found gone from `destination` (and not back since)."""
+        destination_id = select(DESTINATIONS.c.id).where(DESTINATIONS.c.name == destination).scalar_subquery()
+        query = select(FILES.c.key).where(FILES.c.destination_id == destination_id, FILES.c.gone_at > since)
+        with self._connect() as conn:
+            return {key for (key,) in conn.execute(query)}
+
     def sweep_state(self, destination: DestinationSettings, exports: Sequence[ExportSettings], runs: Mapping[str, Sequence[Run]] | None = None) -> SweepState:
         """What planning `destination`'s listing needs: its last full sweep, each dataset's latest live
         as-of time, the exports configured otherwise than when their windows were last judged (`runs`: the

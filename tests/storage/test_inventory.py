@@ -138,7 +138,7 @@ def test_a_scheduled_sweep_reads_the_inventory_catches_a_deleted_file_and_breaks
             # a file of an old, settled window goes; S3's next daily report (its scan an hour later) no longer lists it
             doomed = estate.slots[5]
             estate.backend.writer.rm_file(estate.window_files(doomed)[0])
-            report_time = (estate.now + timedelta(hours=1)).replace(second=0, microsecond=0)
+            report_time = (estate.now + timedelta(hours=2)).replace(second=0, microsecond=0)  # files written an hour before a scan may be missing from it
             estate.write_report(report_time)
 
             # between sweeps nothing is listed but the open windows, and the old window is taken as it was
@@ -208,6 +208,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any], bytes], tuple[dict[str, A
     "other bucket": (lambda m, d: ({**m, "sourceBucket": "someone-else"}, d), "not of the destination's bucket"),
     "wrong width": (lambda m, d: ({**m, "fileSchema": SCHEMA + ", StorageClass"}, d), "fields, the schema has 6"),
     "no files": (lambda m, d: ({**m, "files": []}, d), "lists no data files"),
+    "a file twice": (lambda m, d: ({**m, "files": m["files"] * 2}, d), "lists a data file twice"),  # memory: one file read N times
     "file elsewhere": (lambda m, d: ({**m, "files": [{**m["files"][0], "key": "elsewhere/x.csv.gz"}]}, d), "not under the report's folder"),
 }
 
@@ -229,6 +230,8 @@ def test_hostile_rows_are_refused_not_crashed_on(estate: Estate) -> None:
         ([[estate.bucket, "exports/a", "-5", "2026-01-01T00:00:00.000Z", "e"]], "negative size"),
         ([[estate.bucket, "exports/a", "many", "2026-01-01T00:00:00.000Z", "e"]], "line 1"),
         ([[estate.bucket, "exports/a", "1", "yesterday", "e"]], "line 1"),
+        ([[estate.bucket, "exports/a", "1", "0001-01-01T00:00:00+14:00", "e"]], "line 1"),  # before year 1 in UTC: OverflowError
+        ([[estate.bucket, "exports/a", "1", "2026-01-01T00:00:00", "e"]], "no time zone"),  # not read as the machine's local time
         ([["another-bucket", "exports/a", "1", "2026-01-01T00:00:00.000Z", "e"]], "names bucket"),
         ([[estate.bucket, "".join(random.Random(7).choices("abcdefghij/", k=200_000)), "1", "2026-01-01T00:00:00.000Z", "e"]], "cannot be read"),  # past csv's field limit
         ([[estate.bucket, "x" * 3_000_000, "1", "2026-01-01T00:00:00.000Z", "e"]], "line longer than"),  # one endless line
@@ -280,10 +283,75 @@ def test_a_versioned_report_gives_only_the_current_objects_of_the_destination(es
         [b, "exports/ds/gone.gz.parquet", "v2", "true", "true", "0", stamp, ""],  # deleted: its latest version is a marker
         [b, "elsewhere/x.gz.parquet", "v1", "true", "false", "12", stamp, "e3"],  # outside the destination's folder
         [b, "exports", "v1", "true", "false", "13", stamp, "e4"],  # the folder's own name is not below it
-        [b, "exports/ds/", "v1", "true", "false", "0", stamp, "e5"],  # a folder placeholder (the S3 console makes them)
+        [b, "exports/ds/", "v1", "true", "false", "0", stamp, "e5"],  # a folder placeholder: an object "ds", as a listing gives it
     ]
     estate.write_report(when, rows=rows, tamper=lambda m, d: ({**m, "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag"}, d))
     inventory = read_inventory(destination, open_store(destination.url, destination.options), estate.now)
-    assert [(o.key, o.size, o.etag) for o in inventory.objects] == [("ds/a b+c.gz.parquet", 10, "e1")]
+    assert [(o.key, o.size, o.etag) for o in inventory.objects] == [("ds/a b+c.gz.parquet", 10, "e1"), ("ds", 0, "e5")]
     assert inventory.objects[0].url == f"{destination.url}/ds/a b+c.gz.parquet" and inventory.rows == 4  # current objects: the bucket's others counted too
     assert inventory.as_of == when and inventory.objects[0].modified == datetime(2026, 11, 30, 10, tzinfo=UTC)
+
+
+def test_a_report_folder_that_is_no_date_or_in_the_future_is_not_the_newest_report(estate: Estate) -> None:
+    destination = estate.settings.destinations[0]
+    real = estate.now.replace(second=0, microsecond=0) - timedelta(hours=2)
+    estate.write_report(real)
+    writer, base = estate.backend.writer, f"{estate.reports}/{estate.base}"
+    for folder in ("2099-01-01T00-00Z", "2026-13-01T00-00Z", "\uff12\uff10\uff12\uff16-01-01T00-00Z"):  # the future, no date, full-width digits
+        writer.pipe_file(f"{base}/{folder}/manifest.json", b"{}")
+    inventory = read_inventory(destination, open_store(destination.url, destination.options), estate.now)
+    assert inventory.as_of == real and len(inventory.objects) == WINDOWS * (PARTS + 1)
+
+
+def test_a_window_repaired_after_the_report_keeps_its_repair(estate: Estate) -> None:
+    """A window is bad when the report's scan runs; then its producer replaces the bad part under a new name and an
+    audit sees the repair (the old part gone, the window late). The sweep from the older report brings back neither
+    the old part (a later audit found it gone) nor drops the new one (newer than the report): the live verdicts."""
+    window = estate.slots[5]
+    writer = estate.backend.writer
+    bad = estate.window_files(window)[0]
+    good = writer.cat_file(bad)
+    writer.pipe_file(bad, b"garbage, not parquet")
+    with Runtime(estate.settings) as runtime:
+        first = runtime.audit(now=estate.now)
+        assert first is not None and _statuses(first)[window] == "invalid"
+        estate.write_report(datetime.now(UTC).replace(second=0, microsecond=0))  # lists the bad part
+        folder, name = bad.rsplit("/", 1)
+        writer.rm_file(bad)
+        writer.pipe_file(f"{folder}/part-99999-repaired.gz.parquet", good)
+        [manifest] = [p for p in writer.find(folder) if "/manifest-" in p]
+        document = json.loads(writer.cat_file(manifest))
+        for entry in document["exportResults"]:
+            if entry["name"] == name:
+                entry["name"] = "part-99999-repaired.gz.parquet"
+        writer.pipe_file(manifest, json.dumps(document).encode())
+        repaired = runtime.audit(now=estate.now + timedelta(hours=6))
+        assert repaired is not None and repaired.method["listing"]["d"]["mode"] == "incremental" and _statuses(repaired)[window] == "late"
+        at = estate.now + timedelta(days=1, hours=1)
+        swept = runtime.audit(now=at)
+        assert swept is not None
+        assert swept.method["listing"]["d"]["source"] == "inventory"
+        assert swept.errors == () and _statuses(swept)[window] == "late"  # not unknown from re-reading a part that is gone
+        live = runtime.audit(now=at, options=AuditOptions(full_sweep=True))
+        assert live is not None and _statuses(live) == _statuses(swept)
+
+
+def test_a_report_that_lists_nothing_the_catalog_knows_is_not_used(estate: Estate) -> None:
+    """An empty report of a destination whose files the catalog knows would call every window missing: it is not
+    used, the sweep lists the bucket, and every window stays as it is."""
+    with Runtime(estate.settings) as runtime:
+        assert runtime.audit(now=estate.now) is not None
+        estate.write_report((estate.now + timedelta(hours=2)).replace(second=0, microsecond=0), rows=[])
+        swept = runtime.audit(now=estate.now + timedelta(days=1, hours=3))
+        assert swept is not None
+    listing = swept.method["listing"]["d"]
+    assert listing["source"] == "listing" and "lists none of the" in listing["reason"]
+    assert set(_statuses(swept).values()) == {"late"}
+
+
+def test_a_refused_report_never_shows_the_destinations_credentials(estate: Estate) -> None:
+    destination = estate.settings.destinations[0].model_copy(update={"url": estate.backend.url.replace("s3://", "s3://AKIAEXAMPLE:TOPSECRET123@")})
+    estate.write_report(estate.now.replace(second=0, microsecond=0), tamper=CORRUPTIONS["other bucket"][0])
+    with pytest.raises(InventoryError) as refused:
+        read_inventory(destination, open_store(estate.backend.url, estate.backend.options), estate.now)
+    assert "TOPSECRET123" not in str(refused.value) and "AKIAEXAMPLE" not in str(refused.value)
