@@ -219,12 +219,13 @@ def _rows(reports: Store, key: str, entry: dict[str, Any], columns: list[str]) -
                 if (latest is not None and row[latest] != "true") or (marker is not None and row[marker] == "true"):
                     continue  # an older version, or a deletion: not what the bucket holds now
                 try:
-                    size = int(row[at["Size"]] or 0)
+                    text_size = row[at["Size"]] or "0"
+                    if not (text_size.isascii() and text_size.isdigit()):
+                        raise ValueError(f"size {text_size[:40]!r} is not a number of bytes")
+                    size = int(text_size)
                     modified = _utc(row[at["LastModifiedDate"]]) if row[at["LastModifiedDate"]] else None
                 except (ValueError, OverflowError) as e:
                     raise InventoryError(f"data file {key} line {line}: {e}") from None
-                if size < 0:
-                    raise InventoryError(f"data file {key} line {line}: negative size")
                 yield row[at["Bucket"]], unquote_plus(row[at["Key"]]), size, modified, (row[tag].strip('"') or None) if tag is not None else None
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as e:  # gzip.BadGzipFile is an OSError
         raise InventoryError(f"data file {key} cannot be read: {type(e).__name__}: {e}") from None

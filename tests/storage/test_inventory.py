@@ -227,7 +227,9 @@ def test_hostile_rows_are_refused_not_crashed_on(estate: Estate) -> None:
     store = open_store(destination.url, destination.options)
     when = estate.now.replace(second=0, microsecond=0)
     for rows, reason in (
-        ([[estate.bucket, "exports/a", "-5", "2026-01-01T00:00:00.000Z", "e"]], "negative size"),
+        ([[estate.bucket, "exports/a", "-5", "2026-01-01T00:00:00.000Z", "e"]], "not a number of bytes"),
+        ([[estate.bucket, "exports/a", " 1_000 ", "2026-01-01T00:00:00.000Z", "e"]], "not a number of bytes"),  # int() would take it
+        ([[estate.bucket, "exports/a", "\u0661\u0662", "2026-01-01T00:00:00.000Z", "e"]], "not a number of bytes"),  # Arabic-Indic digits
         ([[estate.bucket, "exports/a", "many", "2026-01-01T00:00:00.000Z", "e"]], "line 1"),
         ([[estate.bucket, "exports/a", "1", "yesterday", "e"]], "line 1"),
         ([[estate.bucket, "exports/a", "1", "0001-01-01T00:00:00+14:00", "e"]], "line 1"),  # before year 1 in UTC: OverflowError
