@@ -288,15 +288,18 @@ def _plan(
     plan = plan_listing(destination, exports, state, now, full_requested=requested, walks=walks)
     if not (plan.scheduled and destination.inventory is not None):
         return state, plan, None
-    from auditor.inventory import InventoryError, read_inventory
+    from auditor.inventory import InventoryError, newest_report, read_report
 
-    try:
-        inventory = read_inventory(destination, store, now)
+    try:  # the report's time first (its folder's name): only a sweep that will use the report reads it
+        report = newest_report(destination, now)
+        planned = plan_listing(destination, exports, state, now, full_requested=requested, walks=walks, inventory_as_of=report.as_of)
+        if planned.inventory is None:
+            return state, planned, None
+        inventory = read_report(destination, report, store)
     except InventoryError as e:
         log.warning("destination %s: the inventory cannot stand in for a listing: %s", destination.name, e)
         return state, replace(plan, reason=f"{plan.reason}; the inventory could not be used ({e}): listed instead"), None
-    plan = plan_listing(destination, exports, state, now, full_requested=requested, walks=walks, inventory_as_of=inventory.as_of)
-    return state, plan, inventory if plan.inventory is not None else None
+    return state, planned, inventory
 
 
 def _list(store: Store, plan: ListingPlan, inventory: Inventory | None, known: Mapping[str, FileRecord], gone: set[str]) -> list[ObjectInfo]:

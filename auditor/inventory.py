@@ -27,6 +27,7 @@ import json
 import re
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -65,14 +66,36 @@ def _bucket_and_path(url: str) -> tuple[str, str]:
     return netloc.rsplit("@", 1)[-1], path.strip("/")  # s3://KEY:SECRET@bucket/…: the bucket, never the credentials
 
 
-def read_inventory(destination: DestinationSettings, store: Store, now: datetime) -> Inventory:
-    """The newest report of `destination`'s inventory, checked and read into the destination's objects."""
+@dataclass(frozen=True)
+class Report:
+    """The newest report of an inventory, found from its folder's name (one listing), not yet read."""
+
+    as_of: datetime
+    folder: str
+    store: Store
+    listing: dict[str, ObjectInfo]
+
+
+@contextmanager
+def _refusal() -> Iterator[None]:
+    """Whatever reading a report trips refuses it (an InventoryError): the bucket is then listed instead."""
+    try:
+        yield
+    except InventoryError:
+        raise
+    except StorageError as e:
+        raise InventoryError(f"cannot read the inventory: {e}") from None
+    except Exception as e:  # noqa: BLE001 - whatever else a hostile report trips: it is not used, the bucket is listed
+        raise InventoryError(f"the report could not be read: {type(e).__name__}: {scrub(str(e))[:300]}") from None
+
+
+def newest_report(destination: DestinationSettings, now: datetime) -> Report:
+    """The newest report of `destination`'s inventory no older than max_age: its time, from its folder's name."""
     settings = destination.inventory
     if settings is None:
         raise InventoryError("no inventory is configured")
-    options = settings.options if settings.options is not None else destination.options
-    try:
-        reports = open_store(settings.url, options)
+    with _refusal():
+        reports = open_store(settings.url, settings.options if settings.options is not None else destination.options)
         listing = {o.key: o for o in reports.list()}
         found = [(_scan_time(m), m.group(0).rsplit("/", 1)[0]) for m in map(REPORT_FOLDER.match, listing) if m]
         usable = sorted(((when, name) for when, name in found if when is not None and when <= now + CLOCK_SKEW), reverse=True)  # not a date, or the future: no report
@@ -81,11 +104,24 @@ def read_inventory(destination: DestinationSettings, store: Store, now: datetime
         as_of, folder = usable[0]
         if now - as_of > settings.max_age:
             raise InventoryError(f"the newest report ({folder}) is older than max_age ({settings.max_age})")
+    return Report(as_of, folder, reports, listing)
+
+
+def read_inventory(destination: DestinationSettings, store: Store, now: datetime) -> Inventory:
+    """The newest report of `destination`'s inventory, checked and read into the destination's objects."""
+    return read_report(destination, newest_report(destination, now), store)
+
+
+def read_report(destination: DestinationSettings, report: Report, store: Store) -> Inventory:
+    """`report`, checked and read into the objects of `destination` (whose store is `store`)."""
+    assert destination.inventory is not None
+    reports, listing, folder = report.store, report.listing, report.folder
+    with _refusal():
         manifest = _manifest(reports, listing, folder)
         source, root = _bucket_and_path(destination.url)
         if manifest.get("sourceBucket") != source:
             raise InventoryError(f"the report is of bucket {manifest.get('sourceBucket')!r}, not of the destination's bucket {source!r}")
-        home, base = _bucket_and_path(settings.url)
+        home, base = _bucket_and_path(destination.inventory.url)
         if manifest.get("destinationBucket") not in (f"arn:aws:s3:::{home}", home):
             raise InventoryError(f"the report's files are in {manifest.get('destinationBucket')!r}, not in bucket {home!r}")
         if str(manifest.get("fileFormat", "")).upper() != "CSV":
@@ -119,13 +155,7 @@ def read_inventory(destination: DestinationSettings, store: Store, now: datetime
                 if name.startswith(prefix) and name != prefix.rstrip("/"):
                     inside = name[len(prefix) :]
                     objects.append(ObjectInfo(inside, f"{store.url}/{inside}", size, modified, etag))
-    except StorageError as e:
-        raise InventoryError(f"cannot read the inventory: {e}") from None
-    except InventoryError:
-        raise
-    except Exception as e:  # noqa: BLE001 - whatever else a hostile report trips: it is not used, the bucket is listed
-        raise InventoryError(f"the report could not be read: {type(e).__name__}: {scrub(str(e))[:300]}") from None
-    return Inventory(as_of, f"{reports.url}/{folder}", objects, rows)
+    return Inventory(report.as_of, f"{reports.url}/{folder}", objects, rows)
 
 
 def _scan_time(match: re.Match[str]) -> datetime | None:
