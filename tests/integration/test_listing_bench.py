@@ -20,5 +20,7 @@ def test_the_listing_bench_counts_list_requests_and_the_re_audit_agrees_with_a_f
         assert int(first_all) > int(first_lists)  # the first audit also read every file
         assert int(again_all) == int(again_lists)  # the unchanged tree: the re-audit only lists, it reads nothing
         assert same == "True"
-    sweeps = re.findall(r"^\s+24 windows: (inventory|listing): LIST requests (\d+) .* same verdicts as a live sweep: (\w+)$", done.stdout, re.MULTILINE)
-    assert len(sweeps) == 1 and sweeps[0][2] == "True", done.stdout  # (e): the scheduled sweep with an inventory report agrees
+    sweeps = re.findall(r"^\s+24 windows: (inventory|listing): LIST requests (\d+) \(all requests (\d+)\) .* same verdicts as a live sweep: (\w+)$", done.stdout, re.MULTILINE)
+    assert len(sweeps) == 1 and sweeps[0][3] == "True", done.stdout  # (e): the scheduled sweep with an inventory report agrees
+    if sweeps[0][0] == "listing":  # a tree this small lists for less than its open windows' prefixes: the report is not even read
+        assert sweeps[0][1] == sweeps[0][2], done.stdout
