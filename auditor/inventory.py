@@ -42,7 +42,7 @@ REPORT_FOLDER = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2})-([0-9]
 CLOCK_SKEW = timedelta(hours=1)  # a report's scan may begin this far after the audit's as-of time, not more
 MAX_MANIFEST_BYTES = 16 << 20  # a report of billions of objects lists a few thousand data files
 MAX_DATA_FILE_BYTES = 8 << 30
-MAX_ROWS = 100_000_000  # per data file: a gzip bomb of tiny rows stops here
+MAX_ROWS = 100_000_000  # lines in a data file, and current objects in all: a gzip bomb of tiny rows stops here
 MAX_LINE = 1 << 20  # characters in one CSV line (a row of an S3 key of at most 1,024 bytes and its columns is far shorter)
 MAX_EXPANSION = 256  # characters of CSV per compressed byte (real reports, keys and hex ETags, expand about 5 to 20 times)
 REQUIRED = ("Bucket", "Key", "Size", "LastModifiedDate")
@@ -56,7 +56,6 @@ class InventoryError(Exception):
 @dataclass(frozen=True)
 class Inventory:
     as_of: datetime  # when S3 began the scan the report describes
-    report: str  # the report's folder (redacted URL)
     objects: list[ObjectInfo]  # the destination's objects in the report: keys relative to its root, latest versions only
     rows: int  # current objects the report lists, the bucket's others included
 
@@ -136,12 +135,14 @@ def read_report(destination: DestinationSettings, report: Report, store: Store) 
         objects: list[ObjectInfo] = []
         rows = 0
         prefix = f"{root}/" if root else ""
-        if len({str(entry.get("key")) if isinstance(entry, dict) else "" for entry in files}) != len(files):
-            raise InventoryError("the manifest lists a data file twice")
+        read: set[str] = set()
         for entry in files:
             if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or not isinstance(entry.get("size"), int):
                 raise InventoryError(f"a data file entry of the manifest is malformed: {str(entry)[:200]}")
             key = entry["key"]
+            if key in read:
+                raise InventoryError("the manifest lists a data file twice")
+            read.add(key)
             if base and not key.startswith(f"{base}/"):
                 raise InventoryError(f"data file {key!r} is not under the report's folder {base!r}")
             relative = key[len(base) + 1 :] if base else key
@@ -155,7 +156,7 @@ def read_report(destination: DestinationSettings, report: Report, store: Store) 
                 if name.startswith(prefix) and name != prefix.rstrip("/"):
                     inside = name[len(prefix) :]
                     objects.append(ObjectInfo(inside, f"{store.url}/{inside}", size, modified, etag))
-    return Inventory(report.as_of, f"{reports.url}/{folder}", objects, rows)
+    return Inventory(report.as_of, objects, rows)
 
 
 def _scan_time(match: re.Match[str]) -> datetime | None:

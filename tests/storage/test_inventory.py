@@ -32,7 +32,6 @@ pytestmark = pytest.mark.s3
 STEP = timedelta(hours=3)
 WINDOWS = 48  # six days of 3-hourly windows
 PARTS = 24  # 48 × (24 + 1) = 1,200 objects: a full listing is two pages, more than the open windows' prefixes
-SCHEMA = INVENTORY_SCHEMA
 
 
 class Estate:
@@ -206,7 +205,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any], bytes], tuple[dict[str, A
     "orc": (lambda m, d: ({**m, "fileFormat": "ORC"}, d), "reads CSV inventories"),
     "no key column": (lambda m, d: ({**m, "fileSchema": "Bucket, Size, LastModifiedDate"}, d), "no Key column"),
     "other bucket": (lambda m, d: ({**m, "sourceBucket": "someone-else"}, d), "not of the destination's bucket"),
-    "wrong width": (lambda m, d: ({**m, "fileSchema": SCHEMA + ", StorageClass"}, d), "fields, the schema has 6"),
+    "wrong width": (lambda m, d: ({**m, "fileSchema": INVENTORY_SCHEMA + ", StorageClass"}, d), "fields, the schema has 6"),
     "no files": (lambda m, d: ({**m, "files": []}, d), "lists no data files"),
     "a file twice": (lambda m, d: ({**m, "files": m["files"] * 2}, d), "lists a data file twice"),  # memory: one file read N times
     "file elsewhere": (lambda m, d: ({**m, "files": [{**m["files"][0], "key": "elsewhere/x.csv.gz"}]}, d), "not under the report's folder"),
