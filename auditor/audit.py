@@ -33,6 +33,7 @@ from auditor.reconcile import (
     flag_schema_drift,
     reconcile_window,
     restore_point,
+    summarised,
 )
 from auditor.report import Assurance, AuditError, AuditReport, ExportResult, Unexpected
 from auditor.runs import join_runs
@@ -175,52 +176,21 @@ def run_audit(
         mine = [e for e in exports if e.destination == destination.name]
         if not mine:
             continue
-        store = stores[destination.name]
-        state, plan, inventory = _plan(destination, mine, catalog, now, options, errors, store, runs)
-        known: Mapping[str, FileRecord] = {}
-        if catalog is not None:
-            try:
-                known = catalog.known_files(destination.name, None if plan.full else plan.prefixes)
-                knew[destination.name] = known
-            except CatalogError as e:
-                errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
-                known = {}
-                if not plan.full or plan.inventory is not None:  # nothing to compare the listed prefixes with: list (and check) everything
-                    plan = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep)
-        carried = {key: state.good[key] for key in plan.carried} if state is not None else {}
-        gone: set[str] = set()
-        if inventory is not None and plan.inventory is not None and catalog is not None:
-            try:  # a file an audit after the report found gone is not brought back by the report's older row
-                gone = catalog.gone_since(destination.name, inventory.as_of)
-            except CatalogError as e:
-                errors.append(AuditError("catalog", f"cannot read which files are gone, listing {destination.name} in full: {e}"))
-                plan, inventory = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep), None
-            if inventory is not None and not inventory.objects and known:  # nothing of a destination the catalog knows files in
-                reason = f"{plan.reason}; the inventory could not be used (its report lists none of the {len(known)} files the catalog knows here): listed instead"
-                plan, inventory = ListingPlan(True, reason, last_full_sweep=plan.last_full_sweep, scheduled=True), None
-        try:
-            objects = _list(store, plan, inventory, known, gone)
-            listed[destination.name] = {o.key for o in objects}
-            folders_carried = {w.folder_key: w.files for w in carried.values() if w.folder_key is not None}  # two exports can share a folder
-            listings[destination.name] = plan.to_json(listed=len(objects), carried=sum(folders_carried.values()))
-            if plan.full:
-                swept.append(destination.name)
-        except StorageError as e:
-            errors.append(AuditError(destination.name, str(e)))
-            objects = None
-            carried = {}  # a destination that cannot be listed now is unknown, settled windows included
-            listings[destination.name] = replace(plan, carried=frozenset()).to_json(carried=0)
-        folders: dict[tuple[str, str, datetime], Folder] = {}
-        if objects is not None:
-            scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})
-            unexpected += [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
-            folders, records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
-            file_records[destination.name] = records
-            errors += [AuditError(destination.name, message) for message in read_errors]
-        for export in mine:
-            flow_runs = (runs or {}).get(export.flow_id or "")
-            flow = (flows or {}).get(export.flow_id or "")
-            results += _reconcile_export(export, folders, listing_failed=objects is None, now=now, runs=flow_runs, flow=flow, carried=carried, root_url=store.url)
+        # one destination at a time: its listing, scan and observed files are let go before the next (and before
+        # the catalog write), and what the report keeps of each listed folder is its summary
+        audited = _audit_destination(settings, destination, mine, stores[destination.name], catalog, now, started, options, runs, flows, rotation, counters, progress, checker)
+        results += audited.results
+        unexpected += audited.unexpected
+        errors += audited.errors
+        listings[destination.name] = audited.listing
+        if audited.records is not None:
+            file_records[destination.name] = audited.records
+        if audited.listed is not None:
+            listed[destination.name] = audited.listed
+        if audited.known is not None:
+            knew[destination.name] = audited.known
+        if audited.swept:
+            swept.append(destination.name)
     assurance = _assurance(file_records, counters, stores, [(e.destination, w) for e in results for w in e.windows if w.carried])
     method = {
         "checks": "deep" if options.deep else ("quick with a rotating deep sample" if options.sample_percent else "quick"),
@@ -241,6 +211,102 @@ def run_audit(
         except CatalogError as e:
             report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))
     return report
+
+
+@dataclass
+class _Audited:
+    """What the audit of one destination adds to the audit: its results, and what the catalog is to record of it."""
+
+    results: list[ExportResult]
+    unexpected: list[Unexpected]
+    errors: list[AuditError]
+    listing: dict[str, Any]
+    records: list[FileRecord] | None = None  # None: not listed
+    listed: set[str] | None = None  # every key its listing returned
+    known: Mapping[str, FileRecord] | None = None  # the catalog's present files under the listed prefixes, as read under its lock
+    swept: bool = False
+
+
+def _audit_destination(
+    settings: Settings,
+    destination: DestinationSettings,
+    mine: list[ExportSettings],
+    store: Store,
+    catalog: CatalogPort | None,
+    now: datetime,
+    started: datetime,
+    options: AuditOptions,
+    runs: Mapping[str, Sequence[Run]] | None,
+    flows: Mapping[str, Flow] | None,
+    rotation: tuple[int, int] | None,
+    counters: dict[str, int],
+    progress: Progress | None,
+    checker: Checker,
+) -> _Audited:
+    """List one destination, validate what changed, reconcile its exports in scope (`mine`)."""
+    errors: list[AuditError] = []
+    state, plan, inventory = _plan(destination, mine, catalog, now, options, errors, store, runs)
+    known: Mapping[str, FileRecord] = {}
+    knew: Mapping[str, FileRecord] | None = None
+    if catalog is not None:
+        try:
+            known = knew = catalog.known_files(destination.name, None if plan.full else plan.prefixes)
+        except CatalogError as e:
+            errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
+            if not plan.full or plan.inventory is not None:  # nothing to compare the listed prefixes with: list (and check) everything
+                plan = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep)
+    carried = {key: state.good[key] for key in plan.carried} if state is not None else {}
+    gone: set[str] = set()
+    if inventory is not None and plan.inventory is not None and catalog is not None:
+        try:  # a file an audit after the report found gone is not brought back by the report's older row
+            gone = catalog.gone_since(destination.name, inventory.as_of)
+        except CatalogError as e:
+            errors.append(AuditError("catalog", f"cannot read which files are gone, listing {destination.name} in full: {e}"))
+            plan, inventory = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep), None
+        if inventory is not None and not inventory.objects and known:  # nothing of a destination the catalog knows files in
+            reason = f"{plan.reason}; the inventory could not be used (its report lists none of the {len(known)} files the catalog knows here): listed instead"
+            plan, inventory = ListingPlan(True, reason, last_full_sweep=plan.last_full_sweep, scheduled=True), None
+    try:
+        objects = _list(store, plan, inventory, known, gone)
+    except StorageError as e:
+        errors.append(AuditError(destination.name, str(e)))
+        listing = replace(plan, carried=frozenset()).to_json(carried=0)
+        # a destination that cannot be listed now is unknown, settled windows included
+        results = [r for export in mine for r in _reconcile_export(export, {}, listing_failed=True, now=now, runs=_runs_of(runs, export), flow=_flow_of(flows, export), root_url=store.url)]
+        return _Audited(results, [], errors, listing, known=knew)
+    del inventory
+    folders_carried = {w.folder_key: w.files for w in carried.values() if w.folder_key is not None}  # two exports can share a folder
+    audited = _Audited([], [], errors, plan.to_json(listed=len(objects), carried=sum(folders_carried.values())), listed={o.key for o in objects}, known=knew, swept=plan.full)
+    scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})
+    del objects  # the scan holds what is checked
+    audited.unexpected = [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
+    outcomes, audited.records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
+    errors += [AuditError(destination.name, message) for message in read_errors]
+    judged = _judge(_observed(scan, outcomes), mine, now)
+    del scan, outcomes
+    for export in mine:
+        audited.results += _reconcile_export(export, judged, listing_failed=False, now=now, runs=_runs_of(runs, export), flow=_flow_of(flows, export), carried=carried, root_url=store.url)
+    return audited
+
+
+def _judge(folders: Iterable[tuple[tuple[str, str, datetime], Folder]], exports: Sequence[ExportSettings], now: datetime) -> dict[tuple[str, str, datetime], WindowResult]:
+    """Each listed folder's window reconciled as the folder is built, and summarised: one folder's observed files
+    and parsed manifests are held at a time, not the whole destination's."""
+    by_name = {e.name: e for e in exports}
+    judged: dict[tuple[str, str, datetime], WindowResult] = {}
+    for (name, dataset, slot), folder in folders:
+        export = by_name[name]
+        window = Window(name, dataset, slot, slot + export.grace)
+        judged[(name, dataset, slot)] = summarised(reconcile_window(window, folder, manifest_expected=export.manifest, listing_failed=False, now=now))
+    return judged
+
+
+def _runs_of(runs: Mapping[str, Sequence[Run]] | None, export: ExportSettings) -> Sequence[Run] | None:
+    return (runs or {}).get(export.flow_id or "")
+
+
+def _flow_of(flows: Mapping[str, Flow] | None, export: ExportSettings) -> Flow | None:
+    return (flows or {}).get(export.flow_id or "")
 
 
 def _rotation(catalog: CatalogPort | None, options: AuditOptions, errors: list[AuditError]) -> tuple[int, int] | None:
@@ -525,7 +591,8 @@ def _validate(
     counters: dict[str, int],
     progress: Progress | None,
     checker: Checker,
-) -> tuple[dict[tuple[str, str, datetime], Folder], list[FileRecord], list[str]]:
+) -> tuple[dict[str, FileRecord | str], list[FileRecord], list[str]]:
+    """Check what the scan found: each file's record (reused or new) or the I/O error that stopped it, by key."""
     jobs: list[tuple[_FolderDraft, ObjectInfo, str]] = []
     for draft in scan.folders.values():
         jobs += [(draft, info, "data") for info in draft.data]
@@ -589,14 +656,18 @@ def _validate(
             remote = checker.deep_check(store, [unique_jobs[key][1] for key in elsewhere])
     sent_away = set(elsewhere)
     here = [key for key in unique_jobs if key not in sent_away]
-    # one data file per dataset folder first: its footer size tells the others how much to fetch
-    firsts: dict[str, str] = {}
-    for key in here:
-        draft, _info, role = unique_jobs[key]
-        if role == "data":
-            firsts.setdefault(draft.key.rsplit("/", 1)[0], key)
-    first_keys = set(firsts.values())
-    waves = [list(firsts.values()), [k for k in here if k not in first_keys]]
+    # where this process fetches the footers (quick checks of a remote store), one data file per dataset folder
+    # first: its footer size tells the others how much to fetch. Manifests go with them (they teach nothing and
+    # wait for nothing), so they are read while the validation workers start.
+    waves = [here]
+    if not getattr(store, "local", False) and not options.deep:
+        firsts: dict[str, str] = {}
+        for key in here:
+            draft, _info, role = unique_jobs[key]
+            if role == "data":
+                firsts.setdefault(draft.key.rsplit("/", 1)[0], key)
+        first_keys = set(firsts.values())
+        waves = [[k for k in here if k in first_keys or unique_jobs[k][2] != "data"], [k for k in here if k not in first_keys and unique_jobs[k][2] == "data"]]
     threads = max(1, options.workers)
     deep_total = sum(unique_jobs[k][1].size for k in here if unique_jobs[k][2] == "data" and needed(unique_jobs[k]) is Level.DEEP)
     deep_done = 0
@@ -629,7 +700,13 @@ def _validate(
         if key not in outcomes:  # never dropped silently: a file without an answer is unknown
             outcomes[key] = "could not be deep-checked: no verdict came back for some files"
             counters["read"] += 1
-    folders: dict[tuple[str, str, datetime], Folder] = {}
+    records = [o for o in outcomes.values() if isinstance(o, FileRecord)]
+    read_errors = sorted({o for o in outcomes.values() if isinstance(o, str)})
+    return outcomes, records, read_errors
+
+
+def _observed(scan: Scan, outcomes: Mapping[str, FileRecord | str]) -> Iterator[tuple[tuple[str, str, datetime], Folder]]:
+    """Each export folder of the scan with what checking its files found, built one at a time."""
     for ident, draft in scan.folders.items():
         data, manifests, failures = [], [], []
         for info in draft.data:
@@ -655,10 +732,7 @@ def _validate(
             data[0] = replace(data[0], findings=(*data[0].findings, *draft.findings))
         elif draft.findings and manifests:
             manifests[0] = replace(manifests[0], findings=(*manifests[0].findings, *draft.findings))
-        folders[ident] = Folder(draft.key, draft.url, draft.export_time, tuple(data), tuple(manifests), tuple(failures))
-    records = [o for o in outcomes.values() if isinstance(o, FileRecord)]
-    read_errors = sorted({o for o in outcomes.values() if isinstance(o, str)})
-    return folders, records, read_errors
+        yield ident, Folder(draft.key, draft.url, draft.export_time, tuple(data), tuple(manifests), tuple(failures))
 
 
 def _units(
@@ -801,7 +875,7 @@ def _manifest_of(record: FileRecord, url: str) -> Manifest | None:
 
 def _reconcile_export(
     export: ExportSettings,
-    folders: Mapping[tuple[str, str, datetime], Folder],
+    judged: Mapping[tuple[str, str, datetime], WindowResult],
     *,
     listing_failed: bool,
     now: datetime,
@@ -822,8 +896,8 @@ def _reconcile_export(
             if stored is not None:
                 windows.append(_carry(window, stored, root_url))
                 continue
-            folder = folders.get((export.name, dataset, slot))
-            windows.append(reconcile_window(window, folder, manifest_expected=export.manifest, listing_failed=listing_failed, now=now))
+            result = judged.get((export.name, dataset, slot))  # a folder landed for it (_judge)
+            windows.append(result if result is not None else reconcile_window(window, None, manifest_expected=export.manifest, listing_failed=listing_failed, now=now))
         windows = flag_schema_drift(windows)
         if runs is not None:
             step = schedule.step if not schedule.one_time else timedelta(days=1)

@@ -74,6 +74,10 @@ class Summary:
     schema: str | None  # the last of its files' Parquet schemas, in sorted order (what drift compares)
     deep_files: int = 0  # how many of its data files were deep-checked, and the oldest of those checks
     oldest_deep_at: datetime | None = None
+    # a folder this audit listed and judged (summarised): the distinct schemas of its files, in sorted order, and
+    # the dataflow runs its manifests name, what schema drift and the join with runs read of it
+    schemas: tuple[str, ...] = ()
+    run_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,34 @@ class WindowResult:
         counts = [f.records for f in self.folder.data]
         return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
 
+    @property
+    def schemas(self) -> list[str]:
+        """The distinct schemas of its files, in sorted order."""
+        if self.folder is None:
+            return []
+        if self.folder.summary is not None:
+            return list(self.folder.summary.schemas)
+        return sorted({f.schema for f in self.folder.data if f.schema})
+
+    @property
+    def run_ids(self) -> set[str]:
+        """The dataflow runs its manifests name."""
+        if self.folder is None:
+            return set()
+        if self.folder.summary is not None:
+            return set(self.folder.summary.run_ids)
+        return {m.manifest.flow_run_id for m in self.folder.manifests if m.manifest}
+
+
+def summarised(result: WindowResult) -> WindowResult:
+    """A judged window with its folder's counts in place of its files and parsed manifests: all that schema drift,
+    the join with runs, the report and the catalog read of it, so an audit keeps one folder's files at a time."""
+    folder = result.folder
+    if folder is None or folder.summary is not None or not folder.landed:
+        return result
+    summary = Summary(result.files, result.bytes, result.records, result.schema, schemas=tuple(result.schemas), run_ids=tuple(sorted(result.run_ids)))
+    return replace(result, folder=Folder(folder.key, folder.url, folder.export_time, read_errors=folder.read_errors, summary=summary))
+
 
 def reconcile_window(window: Window, folder: Folder | None, *, manifest_expected: bool, listing_failed: bool, now: datetime) -> WindowResult:
     """The status of one window as of `now` (see DESIGN.md, "Precise semantics")."""
@@ -196,7 +228,7 @@ def flag_schema_drift(results: Sequence[WindowResult]) -> list[WindowResult]:
                 previous = (result.window.scheduled, result.schema)
             flagged.append(result)
             continue
-        schemas = sorted({f.schema for f in result.folder.data if f.schema} if result.folder else set())
+        schemas = result.schemas
         extra: list[Finding] = []
         detail = next((d for d in (describe_drift(schemas[0], other) for other in schemas[1:]) if d), None) if len(schemas) > 1 else None
         if detail and result.folder is not None:  # texts may differ in spelling only (recorded before and after the Parquet-schema change)

@@ -20,7 +20,7 @@ LANDED = frozenset({Status.OK, Status.LATE, Status.INVALID})
 
 def runs_for_window(result: WindowResult, runs: Sequence[Run], step: timedelta) -> list[Run]:
     """The runs that belong to a window: named by its manifests, else started within its slot."""
-    named = {m.manifest.flow_run_id for m in (result.folder.manifests if result.folder else ()) if m.manifest}
+    named = result.run_ids
     by_name = [r for r in runs if r.id in named]
     if by_name:
         return by_name
