@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from auditor.findings import error
-from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Status, Window, WindowResult, overall_status, reconcile_window, restore_point
+from auditor.reconcile import Folder, ObservedFile, ObservedManifest, Status, Window, WindowResult, overall_status, reconcile_window, restore_point, summarised
 from auditor.validate.manifest import Manifest, ManifestEntry
 from tests.conftest import t
 
@@ -132,8 +132,33 @@ def test_schema_drift_between_windows_is_a_warning() -> None:
         files = tuple(ObservedFile(f"k{hours}/{i}", f"u{hours}/{i}", 1, when, None, (), 1, s) for i, s in enumerate(schemas))
         return WindowResult(Window("web", "ds1", when, when), Status.OK, Folder(f"k{hours}", f"u{hours}", when, files))
 
-    flagged = flag_schema_drift([result(0, a), result(3, a, a), result(6, b), result(9, a, b)])
+    windows = [result(0, a), result(3, a, a), result(6, b), result(9, a, b)]
+    flagged = flag_schema_drift(windows)
 
     assert [[f.code for f in r.findings] for r in flagged] == [[], [], ["parquet.schema_drift"], ["parquet.schema_mixed"]]
+    # the audit judges a folder as it is built and keeps its summary (auditor.audit._judge): drift reads the same from it
+    kept = [summarised(w) for w in windows]
+    assert all(w.folder is not None and w.folder.summary is not None and not w.folder.data for w in kept)
+    assert flag_schema_drift(kept) == [summarised(w) for w in flagged]
     assert "added zip" in flagged[2].findings[0].message and "changed id int64 -> string" in flagged[2].findings[0].message
     assert all(r.status is Status.OK and f.severity.value == "warning" for r in flagged for f in r.findings)
+
+
+def test_a_summarised_window_keeps_what_the_join_with_runs_reads() -> None:
+    """The runs a window's manifests name, its counts and its URL: the join gives the same verdicts from the summary."""
+    from auditor.flows.models import Run
+    from auditor.runs import join_runs
+
+    named = Run("run-1", "flow", "success", SLOT, SLOT, SLOT + timedelta(minutes=9), 10, 2)  # reports more files than landed
+    other = Run("run-2", "flow", "failed", SLOT, SLOT + timedelta(minutes=1), SLOT + timedelta(minutes=2), None, None, errors=(("E1", "boom"),))
+    judged = reconcile_window(WINDOW, folder(data("part-0.parquet"), manifests=(manifest(("part-0.parquet", 100)),)), manifest_expected=True, listing_failed=False, now=AFTER)
+    kept = summarised(judged)
+
+    assert kept.folder is not None and kept.folder.summary is not None and not kept.folder.manifests
+    assert (kept.files, kept.bytes, kept.records, kept.run_ids) == (judged.files, judged.bytes, judged.records, {"run-1"})
+    full = join_runs([judged], [named, other], step=timedelta(hours=3), dataset="ds1", single_dataset=True, now=AFTER)
+    short = join_runs([kept], [named, other], step=timedelta(hours=3), dataset="ds1", single_dataset=True, now=AFTER)
+    assert [(w.status, w.findings) for w in short] == [(w.status, w.findings) for w in full]
+    # judged against run-1, which the manifest names (not run-2, the failed run that started in the slot)
+    assert short[0].status is Status.INVALID
+    assert [(f.code, f.message) for f in short[0].findings] == [("run.silent_loss", "dataflow run run-1 reported success, but 2 files reported, 1 landed; 10 records reported, 5 landed")]
