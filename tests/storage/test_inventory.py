@@ -64,7 +64,7 @@ class Estate:
         self.now = datetime.now(UTC) + timedelta(minutes=1)  # the simulated clock starts after the last put
         self.settings = self._settings(tmp_path)
 
-    def _settings(self, tmp_path: Path, **inventory: Any) -> Settings:
+    def _settings(self, tmp_path: Path, *, catalog: str | None = None, more_exports: tuple[dict[str, Any], ...] = (), **inventory: Any) -> Settings:
         destination = {
             "name": "d",
             "url": self.backend.url,
@@ -75,7 +75,9 @@ class Estate:
         }
         schedule = {"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "timeUnit": "hour", "interval": 3, "startTime": self.first.isoformat(), "endTime": (self.slots[-1] + STEP).isoformat()}
         export = {"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "manifest": True, "grace": "1h", "schedule": schedule}
-        return settings_from_mapping({"catalog": {"url": f"sqlite:///{tmp_path / 'catalog.db'}"}, "validation": {"isolate": False}, "destinations": [destination], "exports": [export]}, {})
+        exports = [export, *({**export, **more} for more in more_exports)]
+        catalog = catalog or f"sqlite:///{tmp_path / 'catalog.db'}"
+        return settings_from_mapping({"catalog": {"url": catalog}, "validation": {"isolate": False}, "destinations": [destination], "exports": exports}, {})
 
     def window_files(self, slot: datetime) -> list[str]:
         return sorted(p for p in self.backend.writer.find(f"{self.backend.write_root}/ds/exportTime={slot:%Y%m%d%H%M}") if p.endswith(".parquet"))
@@ -356,3 +358,72 @@ def test_a_refused_report_never_shows_the_destinations_credentials(estate: Estat
     with pytest.raises(InventoryError) as refused:
         read_inventory(destination, open_store(estate.backend.url, estate.backend.options), estate.now)
     assert "TOPSECRET123" not in str(refused.value) and "AKIAEXAMPLE" not in str(refused.value)
+
+
+def _audit_in_a_process(settings: Settings, now: datetime, only: frozenset[str] | None) -> dict[str, Any]:
+    """One audit in a process of its own (spawned: its own engine, fsspec instances and caches), as a restarted
+    service or a second replica runs it; what the test reads of its report."""
+    with Runtime(settings) as runtime:
+        report = runtime.audit(now=now, options=AuditOptions(only_exports=only))
+        assert report is not None
+        last = {d.name: d.last_full_sweep for d in runtime.catalog.destinations()}
+    return {
+        "statuses": {(w.window.export, w.window.scheduled): w.status.value for e in report.exports for w in e.windows},
+        "listing": report.method["listing"]["d"],
+        "errors": [e.message for e in report.errors],
+        "last_full_sweep": last["d"],
+    }
+
+
+@pytest.mark.postgres
+def test_sweeps_from_the_inventory_over_time_in_separate_processes_on_postgresql_with_a_partial_scope(estate: Estate, postgres_url: str, tmp_path: Path) -> None:
+    """Two exports of the dataset on one destination, a PostgreSQL catalog, every audit in a process of its own. An
+    audit of one export sweeps from the report when the sweep is due and catches the deleted file for that export,
+    but is no sweep of the destination (the other export's windows were not judged), so the next process's audit of
+    both sweeps again, from the report, and records it; the one after that lists only the open windows and still
+    finds the file gone. The restore chain breaks where the file went."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from auditor.catalog.engine import make_engine, upgrade
+
+    settings = estate._settings(tmp_path, catalog=postgres_url, more_exports=({"name": "f", "manifest": False},))
+    engine = make_engine(postgres_url)
+    upgrade(engine)  # what `auditor db upgrade` runs: a shared catalog is upgraded on purpose
+    engine.dispose()
+    doomed = estate.slots[5]
+    every = {(name, slot) for name in ("e", "f") for slot in estate.slots}
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as processes:
+
+        def audit(now: datetime, only: frozenset[str] | None = None) -> dict[str, Any]:
+            return processes.submit(_audit_in_a_process, settings, now, only).result(timeout=120)
+
+        first = audit(estate.now)
+        assert first["listing"]["source"] == "listing" and set(first["statuses"].values()) == {"late"} and first["last_full_sweep"] == estate.now
+        estate.backend.writer.rm_file(estate.window_files(doomed)[0])
+        report_time = (estate.now + timedelta(hours=2)).replace(second=0, microsecond=0)
+        estate.write_report(report_time)
+
+        # a day later, an audit of export e alone: the sweep is due, and comes from the report
+        partial_at = estate.now + timedelta(days=1, hours=1)
+        partial = audit(partial_at, frozenset({"e"}))
+        assert (partial["listing"]["mode"], partial["listing"]["source"]) == ("full", "inventory") and partial["errors"] == []
+        assert {key for key, status in partial["statuses"].items() if status != "late"} == {("e", doomed)}
+        assert partial["statuses"][("e", doomed)] == "invalid" and {name for name, _slot in partial["statuses"]} == {"e"}
+        assert partial["last_full_sweep"] == estate.now  # export f's windows were not judged: no sweep of the destination
+
+        # the next process audits both: still due, from the report again; f's window is caught too, and the sweep recorded
+        whole_at = partial_at + timedelta(hours=1)
+        whole = audit(whole_at)
+        assert (whole["listing"]["mode"], whole["listing"]["source"]) == ("full", "inventory") and whole["errors"] == []
+        assert set(whole["statuses"]) == every
+        assert {key for key, status in whole["statuses"].items() if status != "late"} == {("e", doomed), ("f", doomed)}
+        assert whole["statuses"][("f", doomed)] == "invalid" and whole["last_full_sweep"] == whole_at
+
+        # then only the open windows are listed, and the window that lost a file is no settled good window to carry
+        after = audit(whole_at + timedelta(hours=3))
+        assert after["listing"]["mode"] == "incremental" and after["last_full_sweep"] == whole_at
+        assert {key for key, status in after["statuses"].items() if status != "late"} == {("e", doomed), ("f", doomed)}
+    with Runtime(settings) as runtime:
+        restore = plan_restore(settings, runtime.catalog, "ds", estate.slots[-1], export="e")
+    assert not restore.complete and restore.broken is not None and restore.broken.scheduled == doomed
