@@ -95,14 +95,18 @@ class Catalog:
         converted here, not per value by SQLAlchemy; identical findings are decoded once)."""
         destination_id = select(DESTINATIONS.c.id).where(DESTINATIONS.c.name == destination).scalar_subquery()
         query = select(*_KNOWN_COLUMNS).where(FILES.c.destination_id == destination_id, FILES.c.gone_at.is_(None))
+        known: dict[str, FileRecord] = {}
         with self._connect() as conn:
+            # each row becomes its record as it comes (a server-side cursor on PostgreSQL): the rows of an estate's
+            # million files are never all held beside their records (204,400 files: 243 MiB, streamed 122 MiB)
             if prefixes is None:
-                rows = conn.execute(query).all()
+                known.update((row[0], _file_record(row)) for row in conn.execute(_streamed(conn, query)))
             else:  # by folder (ix_files_folder): a key prefix is not an index range under every collation
                 under = starts_with(prefixes)
                 folders = [key for (key,) in conn.execute(select(FOLDERS.c.key).where(FOLDERS.c.destination_id == destination_id)) if under(key)]
-                rows = [row for chunk in _chunks(folders) for row in conn.execute(query.where(FILES.c.folder_key.in_(chunk)))]
-        return {row[0]: _file_record(row) for row in rows}
+                for chunk in _chunks(folders):
+                    known.update((row[0], _file_record(row)) for row in conn.execute(_streamed(conn, query.where(FILES.c.folder_key.in_(chunk)))))
+        return known
 
     def gone_since(self, destination: str, since: datetime) -> set[str]:
         """The files an audit as of a time after `since` found gone from `destination` (and not back since)."""
@@ -498,7 +502,7 @@ class Catalog:
         else:
             stored: dict[str, tuple[bool, tuple[Any, ...]]] = {}  # key -> (present, what a check or a move sets)
             state = select(FILES.c.gone_at.is_(None), *_STATE_COLUMNS).where(FILES.c.destination_id == destination_id)
-            for here, key, *values in conn.execute(state).all():
+            for here, key, *values in conn.execute(_streamed(conn, state)):
                 stored[key] = (bool(here), _stored_state(values))
 
             def unchanged(r: FileRecord) -> bool:
@@ -1021,6 +1025,7 @@ def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], k
         conn.exec_driver_sql(bulk.sql, params)
 
 
+_STREAM_ROWS = 5000  # rows fetched at a time where an estate's files are read
 _BATCH = 5000  # rows converted and sent per executemany (bounds the converted copy held at once)
 _FILE_BATCH = 1000  # file rows built at once (about 1.7 KiB each as dicts: 5,000 were 8.5 MiB of a first audit's peak)
 
@@ -1148,6 +1153,14 @@ _STATE_COLUMNS = (
     type_coerce(FILES.c.validated_at, String), type_coerce(FILES.c.deep_at, String), FILES.c.records, FILES.c.schema,
 )
 _FINDINGS: dict[Any, tuple[Finding, ...]] = {}  # stored findings -> decoded (Finding is immutable); bounded
+
+
+def _streamed(conn: Connection, query: Select[Any]) -> Select[Any]:
+    """`query` fetching its rows _STREAM_ROWS at a time on `conn` (PostgreSQL: a server-side cursor, which needs a
+    transaction; on a connection in autocommit, as `Catalog.reading` lends, the whole result comes at once)."""
+    if conn.dialect.name == "postgresql" and conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return query
+    return query.execution_options(yield_per=_STREAM_ROWS)
 
 
 def _live_as_of(conn: Connection, exports: Sequence[str], *, lock: bool = False) -> dict[tuple[str, str], datetime | None]:

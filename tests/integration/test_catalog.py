@@ -140,6 +140,23 @@ def test_repeated_audits_add_only_an_audit_row(tree: Tree, tmp_path: Path, catal
     assert first["window_status_history"] == first["windows"]
 
 
+def test_known_files_reads_the_same_rows_streamed_in_a_transaction_and_on_a_reading_connection(tree: Tree, tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog's files are streamed a few rows at a time (PostgreSQL: a server-side cursor, which needs a
+    transaction); a connection `reading` lends autocommits, and reads them whole: both give every row, by folder too."""
+    from auditor.catalog import repository
+
+    monkeypatch.setattr(repository, "_STREAM_ROWS", 3)  # many fetches for a small tree
+    config = build_defect_tree(tree, tmp_path, catalog_url)
+    audit_json(config)
+    catalog = open_catalog(catalog_url)
+    streamed = catalog.known_files("backups")
+    assert len(streamed) == catalog.table_counts()["files"] > 3 * 3
+    folders = sorted({r.folder_key for r in streamed.values() if r.folder_key})
+    with catalog.reading() as reads:
+        assert reads.known_files("backups") == streamed
+        assert reads.known_files("backups", folders[:2]) == catalog.known_files("backups", folders[:2]) == {k: r for k, r in streamed.items() if r.folder_key in folders[:2]}
+
+
 def test_status_history_records_each_change(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
     config = build_defect_tree(tree, tmp_path, catalog_url)
     runner = CliRunner()
