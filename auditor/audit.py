@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import math
+import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -120,7 +121,7 @@ class CatalogPort(Protocol):
     ) -> Recording: ...
 
 
-@dataclass
+@dataclass(slots=True)  # one per export folder: an estate's listing makes a hundred thousand
 class _FolderDraft:
     key: str
     url: str
@@ -384,13 +385,13 @@ def _list(store: Store, plan: ListingPlan, inventory: Inventory | None, known: M
             continue
         record = known.get(info.key)
         if record is not None and record.modified is not None and info.modified is not None and record.modified > info.modified:
-            info = ObjectInfo(info.key, info.url, record.size, record.modified, record.etag)
+            info = ObjectInfo(info.key, info.root, record.size, record.modified, record.etag)
         objects.append(info)
         seen.add(info.key)
     recent = inventory.as_of - INVENTORY_MARGIN  # a report may miss what was written just before its scan
     for key, record in known.items():
         if key not in seen and record.modified is not None and record.modified > recent and not under(key):
-            objects.append(ObjectInfo(key, f"{store.url}/{key}", record.size, record.modified, record.etag))
+            objects.append(ObjectInfo(key, store.url, record.size, record.modified, record.etag))
     objects.sort(key=lambda o: o.key)  # in key order, as a listing gives them
     return objects
 
@@ -843,7 +844,7 @@ def _data_record(info: ObjectInfo, folder_key: str, verdict: FileVerdict, now: d
         verdict.records,
         verdict.findings,
         None,
-        verdict.schema,
+        None if verdict.schema is None else sys.intern(verdict.schema),  # a dataset's files share one schema text (each verdict brings its own copy)
     )
 
 

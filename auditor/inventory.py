@@ -155,7 +155,7 @@ def read_report(destination: DestinationSettings, report: Report, store: Store) 
                 name = name.rstrip("/")  # a "folder/" placeholder: a listing gives it as an object of that name
                 if name.startswith(prefix) and name != prefix.rstrip("/"):
                     inside = name[len(prefix) :]
-                    objects.append(ObjectInfo(inside, f"{store.url}/{inside}", size, modified, etag))
+                    objects.append(ObjectInfo(inside, store.url, size, modified, etag))
     return Inventory(report.as_of, objects, rows)
 
 

@@ -165,7 +165,7 @@ class FsspecStore:
             key = self._key(name)
             if key is None:
                 continue
-            objects.append(ObjectInfo(key, f"{self.url}/{key}", int(info.get("size") or 0), _modified(info), _etag(info)))
+            objects.append(ObjectInfo(key, self.url, int(info.get("size") or 0), _modified(info), _etag(info)))
         objects.sort(key=lambda o: o.key)
         return objects
 

@@ -16,7 +16,7 @@ MB = 1 << 20
 
 
 def files(*sizes: int) -> list[ObjectInfo]:
-    return [ObjectInfo(f"ds/exportTime=202611270000/part-{i:05d}.gz.parquet", f"memory://x/part-{i:05d}", size, None, None) for i, size in enumerate(sizes)]
+    return [ObjectInfo(f"ds/exportTime=202611270000/part-{i:05d}.gz.parquet", "memory://x", size, None, None) for i, size in enumerate(sizes)]
 
 
 def sizes(batches: list[tuple[ObjectInfo, ...]]) -> list[list[int]]:

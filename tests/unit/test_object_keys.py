@@ -28,7 +28,7 @@ def export(template: str | None = None, *, path: str = "aep") -> ExportSettings:
 
 
 def objects(*keys: str) -> list[ObjectInfo]:
-    return [ObjectInfo(key, f"{ROOT}/{key}", 100, t("2026-11-27T03:10"), "etag") for key in keys]
+    return [ObjectInfo(key, ROOT, 100, t("2026-11-27T03:10"), "etag") for key in keys]
 
 
 def joined(scan: Scan) -> dict[datetime, list[str]]:
@@ -115,6 +115,6 @@ def test_one_folder_seen_through_many_files_is_one_claim() -> None:
 
 
 def test_files_written_after_the_as_of_time_neither_claim_nor_contest_a_window() -> None:
-    late = ObjectInfo(f"aep/attacker/{DS}/{SLOT}/part-1.gz.parquet", f"{ROOT}/aep/attacker/{DS}/{SLOT}/part-1.gz.parquet", 1, NOW + timedelta(minutes=1), None)
+    late = ObjectInfo(f"aep/attacker/{DS}/{SLOT}/part-1.gz.parquet", ROOT, 1, NOW + timedelta(minutes=1), None)
     scan = sort_objects([*objects(f"aep/prod/{DS}/{SLOT}/part-0.gz.parquet"), late], [export("%SANDBOX_NAME%/%DATASET_ID%/exportTime=%EXPORT_TIME%")], ROOT, NOW)
     assert joined(scan) == {t("2026-11-27T03:00"): [f"aep/prod/{DS}/{SLOT}/part-0.gz.parquet"]}

@@ -143,7 +143,7 @@ def test_deep_checks_are_spread_over_every_worker_by_size() -> None:
     from auditor.validate.plan import plan_batches
 
     def files(*sizes: int) -> list[ObjectInfo]:
-        return [ObjectInfo(f"ds/f{i}", f"memory://x/f{i}", size, None, None) for i, size in enumerate(sizes)]
+        return [ObjectInfo(f"ds/f{i}", "memory://x", size, None, None) for i, size in enumerate(sizes)]
 
     small = plan_batches(files(*[2 << 20] * 4), threads=8, batch_bytes=DEEP_BATCH_BYTES, batch_files=DEEP_BATCH_FILES, min_batch_bytes=DEEP_MIN_BATCH_BYTES)
     assert len(small) == 4  # a small deep audit still gives every worker a file
