@@ -134,9 +134,9 @@ class WindowResult:
 
     @property
     def records(self) -> int | None:
-        if self.folder is not None and self.folder.summary is not None:
+        if self.folder is not None and self.folder.summary is not None and self.folder.summary.files:
             return self.folder.summary.records
-        if not self.folder or not self.folder.data:
+        if not self.folder or not self.folder.data:  # no data file: what the status says (a summary is made before the join with runs)
             return 0 if self.status is Status.EMPTY else None
         counts = [f.records for f in self.folder.data]
         return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)

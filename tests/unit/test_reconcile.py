@@ -162,3 +162,18 @@ def test_a_summarised_window_keeps_what_the_join_with_runs_reads() -> None:
     # judged against run-1, which the manifest names (not run-2, the failed run that started in the slot)
     assert short[0].status is Status.INVALID
     assert [(f.code, f.message) for f in short[0].findings] == [("run.silent_loss", "dataflow run run-1 reported success, but 2 files reported, 1 landed; 10 records reported, 5 landed")]
+
+
+def test_a_summarised_folder_with_no_data_file_that_the_run_turns_empty_holds_no_records() -> None:
+    """Only the manifest landed, inside grace: the window is pending when its folder is summarised; the run the
+    manifest names succeeded with nothing to export, so the join makes it empty, with 0 records, as unsummarised."""
+    from auditor.flows.models import Run
+    from auditor.runs import join_runs
+
+    run = Run("run-1", "flow", "success", SLOT, SLOT, SLOT + timedelta(minutes=5), 0, 0)
+    judged = reconcile_window(WINDOW, folder(manifests=(manifest(("part-0.parquet", 100)),)), manifest_expected=True, listing_failed=False, now=BEFORE)
+    assert judged.status is Status.PENDING and judged.records is None
+
+    full = join_runs([judged], [run], step=timedelta(hours=3), dataset="ds1", single_dataset=True, now=BEFORE)
+    short = join_runs([summarised(judged)], [run], step=timedelta(hours=3), dataset="ds1", single_dataset=True, now=BEFORE)
+    assert [(w.status, w.files, w.records) for w in short] == [(w.status, w.files, w.records) for w in full] == [(Status.EMPTY, 0, 0)]
