@@ -660,8 +660,8 @@ def _validate(
     sent_away = set(elsewhere)
     here = [key for key in unique_jobs if key not in sent_away]
     # where this process fetches the footers (quick checks of a remote store), one data file per dataset folder
-    # first: its footer size tells the others how much to fetch. Manifests go with them (they teach nothing and
-    # wait for nothing), so they are read while the validation workers start.
+    # first: its footer size tells the others how much to fetch. Otherwise one wave: manifests are read while
+    # the validation workers start.
     waves = [here]
     if not getattr(store, "local", False) and not options.deep:
         firsts: dict[str, str] = {}
@@ -670,7 +670,7 @@ def _validate(
             if role == "data":
                 firsts.setdefault(draft.key.rsplit("/", 1)[0], key)
         first_keys = set(firsts.values())
-        waves = [[k for k in here if k in first_keys or unique_jobs[k][2] != "data"], [k for k in here if k not in first_keys and unique_jobs[k][2] == "data"]]
+        waves = [list(firsts.values()), [k for k in here if k not in first_keys]]  # manifests with the rest, interleaved (_units)
     threads = max(1, options.workers)
     deep_total = sum(unique_jobs[k][1].size for k in here if unique_jobs[k][2] == "data" and needed(unique_jobs[k]) is Level.DEEP)
     deep_done = 0
