@@ -78,11 +78,27 @@ class FileRecord:
     deep_at: datetime | None
     records: int | None
     findings: tuple[Finding, ...]
-    content: dict[str, Any] | str | None = None  # a manifest's content; as read from the catalog, its JSON text (decoded when used)
+    # a manifest's content: held as its JSON text compressed (`packed`: a fifth of the text, which was a tenth of a
+    # full sweep's memory), decoded when used (`document`); a dict or text is taken as well
+    content: dict[str, Any] | str | bytes | None = None
     schema: str | None = None
 
     def unchanged(self, info: ObjectInfo) -> bool:
         return self.size == info.size and self.etag == info.etag and _same_time(self.modified, info.modified)
+
+    def document(self) -> Any:
+        """The manifest's content as JSON values (None: none was parsed)."""
+        content = self.content
+        if isinstance(content, bytes):
+            content = zlib.decompress(content).decode()
+        return json.loads(content) if isinstance(content, str) else content
+
+
+def packed(text: str) -> bytes:
+    """A manifest's JSON text as a FileRecord holds it: 1 KiB of text becomes about 210 bytes, in about 10 µs (zlib's
+    fastest level with a 4 KiB window: its default 32 KiB window cost 50-60 µs a manifest to set up)."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, 12, 4)
+    return packer.compress(text.encode()) + packer.flush()
 
 
 class Recording(Protocol):
@@ -864,14 +880,14 @@ def _check_manifest(store: Store, info: ObjectInfo, folder_key: str, now: dateti
     else:
         manifest, found = parse_manifest(store.read_range(info.key, 0, info.size) if info.size else b"", info.url)
         findings = tuple(found)
-    content = json.dumps(manifest.as_dict(), separators=(",", ":")) if manifest else None  # text: a fifth of the memory of the parsed document
+    content = packed(json.dumps(manifest.as_dict(), separators=(",", ":"))) if manifest else None
     return FileRecord(info.key, folder_key, "manifest", info.size, info.etag, info.modified, int(Level.DEEP), now, now, None, findings, content)
 
 
 def _manifest_of(record: FileRecord, url: str) -> Manifest | None:
-    if record.content is None:
+    content = record.document()
+    if content is None:
         return None
-    content = json.loads(record.content) if isinstance(record.content, str) else record.content
     manifest, _ = manifest_from_json(content, url)
     return manifest
 

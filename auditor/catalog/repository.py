@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, Select, String, Table, Text, and_, bi
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditor.audit import AuditOptions, FileRecord
+from auditor.audit import AuditOptions, FileRecord, packed
 from auditor.catalog.engine import ensure_schema, make_engine
 from auditor.catalog.tables import (
     ATTEMPTS,
@@ -524,7 +524,7 @@ class Catalog:
                 "deep_at": r.deep_at,
                 "records": r.records,
                 "findings": [f.as_dict() for f in r.findings],
-                "content": json.loads(r.content) if isinstance(r.content, str) else r.content,
+                "content": r.document(),
                 "schema": r.schema,
                 "first_seen": now,
                 "last_seen": now,
@@ -1203,7 +1203,7 @@ def _file_record(row: Any) -> FileRecord:
     """A FileRecord from a row of _KNOWN_COLUMNS (plain values: SQLite gives times and JSON as text).
 
     For an estate's million rows: a folder's files share one folder-key string and files of one schema one
-    schema text (sys.intern), and a manifest's content stays the JSON text it is stored as until it is used.
+    schema text (sys.intern), and a manifest's content is held compressed (audit.packed) until it is used.
     """
     key, folder_key, role, size, etag, modified, level, validated_at, deep_at, records, findings, content, schema = row
     return FileRecord(
@@ -1218,7 +1218,7 @@ def _file_record(row: Any) -> FileRecord:
         _time(deep_at),
         records,
         _findings(findings),
-        None if content is None or content == "null" else content,
+        None if content is None or content == "null" else packed(content),
         None if schema is None else sys.intern(schema),
     )
 
