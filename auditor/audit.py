@@ -495,8 +495,6 @@ def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_
             scan.unexpected.setdefault(f"{root_url}/{first.dataset_folder}", f"unknown dataset {first.dataset_id!r}: no configured export covers it")
     for window, drafts in claims.items():
         scan.folders[window] = drafts.popitem()[1] if len(drafts) == 1 else _duplicate_slot(scan, window, list(drafts.values()))
-    for layout, _owners in layouts.values():
-        layout.forget()
     return scan
 
 

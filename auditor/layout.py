@@ -81,10 +81,6 @@ class Layout:
                 return LayoutMatch(parsed.dataset_id, parsed.time_text, parsed.export_time, folder, file, parsed.dataset_folder)
         return self._match_key(key)
 
-    def forget(self) -> None:
-        """Drop the parsed folders: they serve one listing (kept on, a service held an estate's folders for its life)."""
-        self._folders.clear()
-
     def _match_key(self, key: str) -> LayoutMatch | None:
         m = self.pattern.match(key)
         if m is None:
