@@ -177,3 +177,21 @@ def test_a_summarised_folder_with_no_data_file_that_the_run_turns_empty_holds_no
     full = join_runs([judged], [run], step=timedelta(hours=3), dataset="ds1", single_dataset=True, now=BEFORE)
     short = join_runs([summarised(judged)], [run], step=timedelta(hours=3), dataset="ds1", single_dataset=True, now=BEFORE)
     assert [(w.status, w.files, w.records) for w in short] == [(w.status, w.files, w.records) for w in full] == [(Status.EMPTY, 0, 0)]
+
+
+def test_a_folder_whose_manifest_lists_no_file_holds_no_records_so_a_run_that_reports_some_is_a_silent_loss() -> None:
+    """The manifest says the export wrote nothing; the run says it exported 30 records of this dataset (an export of
+    several datasets, so the files the run counts are not this dataset's alone): the records did not land."""
+    from auditor.flows.models import Run
+    from auditor.runs import join_runs
+
+    run = Run("run-1", "flow", "success", SLOT, SLOT, SLOT + timedelta(minutes=9), 60, 4, {"ds1": 30, "ds2": 30})
+    judged = reconcile_window(WINDOW, folder(manifests=(manifest(),)), manifest_expected=True, listing_failed=False, now=AFTER)
+    assert judged.status is Status.OK and judged.records == 0 == summarised(judged).records
+    for window in (judged, summarised(judged)):
+        [joined] = join_runs([window], [run], step=timedelta(hours=3), dataset="ds1", single_dataset=False, now=AFTER)
+        assert joined.status is Status.INVALID
+        assert [(f.code, f.message) for f in joined.findings] == [("run.silent_loss", "dataflow run run-1 reported success, but 30 records reported, 0 landed")]
+    quiet = Run("run-1", "flow", "success", SLOT, SLOT, SLOT + timedelta(minutes=9), 0, 0, {"ds1": 0, "ds2": 0})
+    [joined] = join_runs([summarised(judged)], [quiet], step=timedelta(hours=3), dataset="ds1", single_dataset=False, now=AFTER)
+    assert joined.status is Status.OK and joined.records == 0 and joined.findings == ()
