@@ -113,7 +113,7 @@ class Recording(Protocol):
 
 
 class CatalogPort(Protocol):
-    def known_files(self, destination: str, prefixes: Sequence[str] | None = None) -> Mapping[str, FileRecord]: ...
+    def known_files(self, destination: str, prefixes: Sequence[str] | None = None, *, keys: Mapping[str, str] | None = None) -> Mapping[str, FileRecord]: ...
 
     def gone_since(self, destination: str, since: datetime) -> set[str]: ...
 
@@ -265,14 +265,22 @@ def _audit_destination(
     state, plan, inventory = _plan(destination, mine, catalog, now, options, errors, store, runs)
     known: Mapping[str, FileRecord] = {}
     knew: Mapping[str, FileRecord] | None = None
-    if catalog is not None:
+    # a plain full listing is read before the catalog's view of the files, so that each record shares its key
+    # string with the listed object (an estate's million keys held once, not twice)
+    list_first = catalog is not None and plan.full and plan.inventory is None
+    if catalog is not None and not list_first:
         try:
             known = knew = catalog.known_files(destination.name, None if plan.full else plan.prefixes)
         except CatalogError as e:
             errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
             if not plan.full or plan.inventory is not None:  # nothing to compare the listed prefixes with: list (and check) everything
                 plan = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep)
+    if plan.full and (options.deep or state is None or not state.files):  # every file listed will be read: the workers start while it lists
+        warm = getattr(checker, "warm", None)
+        if warm is not None:
+            warm()
     carried = {key: state.good[key] for key in plan.carried} if state is not None else {}
+    del state  # what the catalog said of every good window: only the carried ones are needed from here
     gone: set[str] = set()
     if inventory is not None and plan.inventory is not None and catalog is not None:
         try:  # a file an audit after the report found gone is not brought back by the report's older row
@@ -292,6 +300,11 @@ def _audit_destination(
         results = [r for export in mine for r in _reconcile_export(export, {}, listing_failed=True, now=now, runs=_runs_of(runs, export), flow=_flow_of(flows, export), root_url=store.url)]
         return _Audited(results, [], errors, listing, known=knew)
     del inventory
+    if list_first and catalog is not None:
+        try:
+            known = knew = catalog.known_files(destination.name, keys={o.key: o.key for o in objects})
+        except CatalogError as e:
+            errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
     folders_carried = {w.folder_key: w.files for w in carried.values() if w.folder_key is not None}  # two exports can share a folder
     audited = _Audited([], [], errors, plan.to_json(listed=len(objects), carried=sum(folders_carried.values())), listed={o.key for o in objects}, known=knew, swept=plan.full)
     scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})

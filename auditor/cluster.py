@@ -198,6 +198,11 @@ class ClusterChecker:
     def check_many(self, items: Sequence[tuple[Source, str]], *, deep: bool) -> list[FileVerdict | StorageError]:
         return self.local.check_many(items, deep=deep)
 
+    def warm(self) -> None:
+        warm = getattr(self.local, "warm", None)
+        if warm is not None:
+            warm()
+
     def deep_check(self, store: Store, files: Sequence[ObjectInfo]) -> Iterator[Answer]:
         """Submit deep checks of `files` (objects of `store`) now; yield (key, verdict or reason) as they finish."""
         if not files:

@@ -39,7 +39,7 @@ PAGE = 1000  # objects per listing request on S3 and GCS (Azure: 5,000), for the
 WindowKey = tuple[str, str, datetime]  # (export, dataset, slot)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per good window of an estate (146,000 in a year of 50 datasets)
 class StoredWindow:
     """A window as the catalog last judged it: what an audit carries instead of listing it again."""
 

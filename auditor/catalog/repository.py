@@ -89,10 +89,11 @@ class Catalog:
 
     # -- what the audit needs ---------------------------------------------------
 
-    def known_files(self, destination: str, prefixes: Sequence[str] | None = None) -> dict[str, FileRecord]:
+    def known_files(self, destination: str, prefixes: Sequence[str] | None = None, *, keys: Mapping[str, str] | None = None) -> dict[str, FileRecord]:
         """What the catalog knows about the files present at `destination` (with `prefixes`: only those in the
         export folders whose keys start with one of them): narrow queries read as plain tuples (times and JSON
-        converted here, not per value by SQLAlchemy; identical findings are decoded once)."""
+        converted here, not per value by SQLAlchemy; identical findings are decoded once). `keys`: the keys a
+        listing holds, by themselves: a record of one of them shares that string rather than holding its own copy."""
         destination_id = select(DESTINATIONS.c.id).where(DESTINATIONS.c.name == destination).scalar_subquery()
         query = select(*_KNOWN_COLUMNS).where(FILES.c.destination_id == destination_id, FILES.c.gone_at.is_(None))
         known: dict[str, FileRecord] = {}
@@ -100,12 +101,12 @@ class Catalog:
             # each row becomes its record as it comes (a server-side cursor on PostgreSQL): the rows of an estate's
             # million files are never all held beside their records (204,400 files: 243 MiB, streamed 122 MiB)
             if prefixes is None:
-                known.update((row[0], _file_record(row)) for row in conn.execute(_streamed(conn, query)))
+                known.update((r.key, r) for r in (_file_record(row, keys) for row in conn.execute(_streamed(conn, query))))
             else:  # by folder (ix_files_folder): a key prefix is not an index range under every collation
                 under = starts_with(prefixes)
                 folders = [key for (key,) in conn.execute(select(FOLDERS.c.key).where(FOLDERS.c.destination_id == destination_id)) if under(key)]
                 for chunk in _chunks(folders):
-                    known.update((row[0], _file_record(row)) for row in conn.execute(_streamed(conn, query.where(FILES.c.folder_key.in_(chunk)))))
+                    known.update((r.key, r) for r in (_file_record(row, keys) for row in conn.execute(_streamed(conn, query.where(FILES.c.folder_key.in_(chunk))))))
         return known
 
     def gone_since(self, destination: str, since: datetime) -> set[str]:
@@ -150,6 +151,7 @@ class Catalog:
             ):
                 found.setdefault(window_id, []).append(Finding(code, Severity(severity), path, message))
             stored: dict[tuple[str, str, datetime], StoredWindow] = {}
+            shared: dict[str, str] = {}
             for window_id, name, dataset, at, status, folder_key, files_, bytes_, records, schema, deep_files, oldest_deep_at in conn.execute(
                 select(WINDOWS.c.id, EXPORTS.c.name, WINDOWS.c.dataset_id, type_coerce(WINDOWS.c.scheduled, String), *_CARRIED_COLUMNS)
                 .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
@@ -158,8 +160,11 @@ class Catalog:
                 findings = tuple(found.get(window_id, ()))
                 if any(f.code in UNSETTLED_FINDINGS for f in findings):
                     continue  # its run evidence can still change: judged again at each audit
-                key = (name, dataset, cast(datetime, _time(at)))
-                stored[key] = StoredWindow(status, folder_key, files_, bytes_, records, schema, deep_files or 0, _time(oldest_deep_at), findings)
+                # each row brings its own copies of texts that a destination's windows share (its exports' names, a
+                # dataset's id, its schema): one copy of each is kept
+                key = (shared.setdefault(name, name), shared.setdefault(dataset, dataset), cast(datetime, _time(at)))
+                schema = None if schema is None else shared.setdefault(schema, schema)
+                stored[key] = StoredWindow(shared.setdefault(status, status), folder_key, files_, bytes_, records, schema, deep_files or 0, _time(oldest_deep_at), findings)
         # files: data files plus a manifest per landed folder, near enough for the cost of a full listing
         return SweepState(_utc(last), live, stored, files=int(files) + int(folders), folders=int(folders), changed=changed)
 
@@ -1199,17 +1204,18 @@ def _dialect_insert(dialect: Any, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-def _file_record(row: Any) -> FileRecord:
+def _file_record(row: Any, keys: Mapping[str, str] | None = None) -> FileRecord:
     """A FileRecord from a row of _KNOWN_COLUMNS (plain values: SQLite gives times and JSON as text).
 
-    For an estate's million rows: a folder's files share one folder-key string and files of one schema one
-    schema text (sys.intern), and a manifest's content is held compressed (audit.packed) until it is used.
+    For an estate's million rows: a folder's files share one folder-key string, files of one schema one
+    schema text and every row one role text (sys.intern), a listed file its key with the listing (`keys`),
+    and a manifest's content is held compressed (audit.packed) until it is used.
     """
     key, folder_key, role, size, etag, modified, level, validated_at, deep_at, records, findings, content, schema = row
     return FileRecord(
-        key,
+        key if keys is None else keys.get(key, key),
         None if folder_key is None else sys.intern(folder_key),
-        role,
+        sys.intern(role),
         size,
         etag,
         _time(modified),

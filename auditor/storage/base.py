@@ -25,6 +25,10 @@ class ObjectInfo:
     modified: datetime | None
     etag: str | None
 
+    def __reduce__(self) -> tuple[type[ObjectInfo], tuple[str, str, int, datetime | None, str | None]]:
+        # pickled as its fields (validation workers receive thousands): the generated slots state is built in Python
+        return ObjectInfo, (self.key, self.root, self.size, self.modified, self.etag)
+
     @property
     def url(self) -> str:
         return f"{self.root}/{self.key}"

@@ -446,6 +446,16 @@ class Sandbox:
             return FileVerdict(level, (error("validate.memory_limit", source.url, f"reading it needs more than the {limit} MiB a worker may use (validation.memory_mb) {detail}".rstrip()),))
         return FileVerdict(level, (error("validate.failed", source.url, f"validation failed unexpectedly: {detail}"),))
 
+    def warm(self) -> None:
+        """Start every worker now, so that they load their readers while the audit lists, not at its first check."""
+        while True:
+            with self._lock:
+                if self._closed or self._live >= self.size:
+                    return
+                self._live += 1
+                self.started += 1
+            self._idle.put(self._spawn())
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

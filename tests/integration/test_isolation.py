@@ -73,3 +73,35 @@ def test_files_compressed_otherwise_than_configured_are_a_warning(tree: Tree) ->
     window = report.exports[0].windows[0]
     assert window.status.value == "ok"
     assert [(f.code, f.severity.value) for f in window.findings] == [("file.compression_mismatch", "warning")]
+
+
+def test_a_first_audit_starts_its_workers_while_it_lists_and_an_unchanged_sweep_starts_none(tree: Tree, tmp_path: Path) -> None:
+    """Workers load their readers while a first audit lists (every listed file will be read); an audit with
+    nothing new to read, a full sweep included, starts no worker at all."""
+    for hour in (0, 3):
+        tree.export("ds", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=False, parts=2)
+    settings = settings_from_mapping(
+        {
+            "destinations": [{"name": "d", "url": tree.url}],
+            "exports": [{"name": "e", "destination": "d", "datasets": ["ds"], "format": "json", "schedule": {"timeUnit": "hour", "interval": 3, "startTime": "2026-11-27T00:00:00Z", "endTime": "2026-11-27T06:00:00Z"}}],
+        },
+        {},
+    )
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    listed_with: list[int] = []
+
+    class Watched(Sandbox):
+        def check_many(self, items, *, deep):  # type: ignore[no-untyped-def]
+            listed_with.append(self.started)
+            return super().check_many(items, deep=deep)
+
+    with Watched(workers=2) as sandbox:
+        first = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=catalog, now=now, started=now, checker=sandbox)
+    assert [w.status.value for w in first.exports[0].windows] == ["ok", "ok"]
+    assert listed_with and listed_with[0] == 2  # both workers were started before the first check asked for one
+    for options in (AuditOptions(), AuditOptions(full_sweep=True)):
+        with Sandbox(workers=2) as idle:
+            again = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=catalog, now=now, started=now, options=options, checker=idle)
+        assert [w.status.value for w in again.exports[0].windows] == ["ok", "ok"]
+        assert again.assurance.read_files == 0 and idle.started == 0

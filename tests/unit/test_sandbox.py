@@ -151,3 +151,19 @@ def test_deep_checks_are_spread_over_every_worker_by_size() -> None:
     sizes = [sum(f.size for f in unit) for unit in estate]
     assert len(estate) == 16 and sizes == sorted(sizes, reverse=True) and max(sizes) == 40 << 20  # largest first, even units
     assert sorted(f.key for unit in estate for f in unit) == sorted(f.key for f in files(*[10 << 20] * 32, 40 << 20))
+
+
+def test_warm_starts_every_worker_before_the_first_check_and_the_checks_use_them() -> None:
+    with Sandbox(workers=2) as sandbox:
+        sandbox.warm()
+        assert sandbox.started == 2
+        warmed = [sandbox._idle.get(), sandbox._idle.get()]
+        assert all(w.alive for w in warmed)
+        for worker in warmed:
+            sandbox._idle.put(worker)
+        sandbox.warm()  # a pool already full starts nothing
+        with ThreadPoolExecutor(2) as pool:
+            verdicts = list(pool.map(lambda _: sandbox.check(BytesSource(b'{"a":1}\n'), "p.json", deep=True), range(4)))
+        assert all(v.ok and v.records == 1 for v in verdicts)
+        assert sandbox.started == 2  # the checks ran in the warmed workers
+    assert all(not w.alive for w in warmed)
