@@ -113,7 +113,7 @@ class Recording(Protocol):
 
 
 class CatalogPort(Protocol):
-    def known_files(self, destination: str, prefixes: Sequence[str] | None = None, *, keys: Mapping[str, str] | None = None) -> Mapping[str, FileRecord]: ...
+    def known_files(self, destination: str, prefixes: Sequence[str] | None = None) -> Mapping[str, FileRecord]: ...
 
     def gone_since(self, destination: str, since: datetime) -> set[str]: ...
 
@@ -265,20 +265,15 @@ def _audit_destination(
     state, plan, inventory = _plan(destination, mine, catalog, now, options, errors, store, runs)
     known: Mapping[str, FileRecord] = {}
     knew: Mapping[str, FileRecord] | None = None
-    # a plain full listing is read before the catalog's view of the files, so that each record shares its key
-    # string with the listed object (an estate's million keys held once, not twice)
-    list_first = catalog is not None and plan.full and plan.inventory is None
-    if catalog is not None and not list_first:
+    if catalog is not None:
         try:
             known = knew = catalog.known_files(destination.name, None if plan.full else plan.prefixes)
         except CatalogError as e:
             errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
             if not plan.full or plan.inventory is not None:  # nothing to compare the listed prefixes with: list (and check) everything
                 plan = ListingPlan(True, "the catalog's files could not be read", last_full_sweep=plan.last_full_sweep)
-    if plan.full and (options.deep or state is None or not state.files):  # every file listed will be read: the workers start while it lists
-        warm = getattr(checker, "warm", None)
-        if warm is not None:
-            warm()
+    if plan.full and not options.deep and (state is None or not state.files):
+        _warm(checker)  # a first audit reads every file it lists: the workers start while it lists
     carried = {key: state.good[key] for key in plan.carried} if state is not None else {}
     del state  # what the catalog said of every good window: only the carried ones are needed from here
     gone: set[str] = set()
@@ -300,11 +295,6 @@ def _audit_destination(
         results = [r for export in mine for r in _reconcile_export(export, {}, listing_failed=True, now=now, runs=_runs_of(runs, export), flow=_flow_of(flows, export), root_url=store.url)]
         return _Audited(results, [], errors, listing, known=knew)
     del inventory
-    if list_first and catalog is not None:
-        try:
-            known = knew = catalog.known_files(destination.name, keys={o.key: o.key for o in objects})
-        except CatalogError as e:
-            errors.append(AuditError("catalog", f"cannot read what the catalog knows, checking every file: {e}"))
     folders_carried = {w.folder_key: w.files for w in carried.values() if w.folder_key is not None}  # two exports can share a folder
     audited = _Audited([], [], errors, plan.to_json(listed=len(objects), carried=sum(folders_carried.values())), listed={o.key for o in objects}, known=knew, swept=plan.full)
     scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})
@@ -317,6 +307,17 @@ def _audit_destination(
     for export in mine:
         audited.results += _reconcile_export(export, judged, listing_failed=False, now=now, runs=_runs_of(runs, export), flow=_flow_of(flows, export), carried=carried, root_url=store.url)
     return audited
+
+
+def _warm(checker: Checker) -> None:
+    """Start the checker's workers now, where it has any; one that cannot start now is started (or reported) at the first check."""
+    warm = getattr(checker, "warm", None)
+    if warm is None:
+        return
+    try:
+        warm()
+    except Exception as e:  # noqa: BLE001 - an early start is an optimisation: never a reason to fail the audit
+        log.warning("validation workers could not be started ahead of the checks: %s", e)
 
 
 def _judge(folders: Iterable[tuple[tuple[str, str, datetime], Folder]], exports: Sequence[ExportSettings], now: datetime) -> dict[tuple[str, str, datetime], WindowResult]:
@@ -405,7 +406,11 @@ def _list(store: Store, plan: ListingPlan, inventory: Inventory | None, known: M
     catalog has seen more recently than the report (a file written after its scan, or found gone by a
     later audit: `gone`), the catalog's record stands."""
     if inventory is None or plan.inventory is None:
-        return store.list() if plan.full else store.list_prefixes(plan.prefixes)
+        if not plan.full:
+            return store.list_prefixes(plan.prefixes)
+        # a file the catalog knows is listed with the key string its record holds: an estate's keys are held once,
+        # not twice (the catalog's view was read before the listing, so it holds nothing recorded after it began)
+        return store.list(intern=_held_key(known)) if known else store.list()
     objects = store.list_prefixes(plan.prefixes) if plan.prefixes else []
     under = starts_with(plan.prefixes)
     seen = {o.key for o in objects}
@@ -423,6 +428,14 @@ def _list(store: Store, plan: ListingPlan, inventory: Inventory | None, known: M
             objects.append(ObjectInfo(key, store.url, record.size, record.modified, record.etag))
     objects.sort(key=lambda o: o.key)  # in key order, as a listing gives them
     return objects
+
+
+def _held_key(known: Mapping[str, FileRecord]) -> Callable[[str], str]:
+    def held(key: str) -> str:
+        record = known.get(key)
+        return key if record is None else record.key
+
+    return held
 
 
 def sort_objects(objects: list[ObjectInfo], exports: list[ExportSettings], root_url: str, now: datetime) -> Scan:

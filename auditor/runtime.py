@@ -75,7 +75,7 @@ class Unavailable:
     def count(self, size: int) -> None:
         pass
 
-    def list(self, prefix: str = "") -> list[Any]:
+    def list(self, prefix: str = "", *, intern: Any = None) -> list[Any]:
         raise self._error
 
     def list_prefixes(self, prefixes: Any) -> Any:

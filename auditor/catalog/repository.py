@@ -89,11 +89,10 @@ class Catalog:
 
     # -- what the audit needs ---------------------------------------------------
 
-    def known_files(self, destination: str, prefixes: Sequence[str] | None = None, *, keys: Mapping[str, str] | None = None) -> dict[str, FileRecord]:
+    def known_files(self, destination: str, prefixes: Sequence[str] | None = None) -> dict[str, FileRecord]:
         """What the catalog knows about the files present at `destination` (with `prefixes`: only those in the
         export folders whose keys start with one of them): narrow queries read as plain tuples (times and JSON
-        converted here, not per value by SQLAlchemy; identical findings are decoded once). `keys`: the keys a
-        listing holds, by themselves: a record of one of them shares that string rather than holding its own copy."""
+        converted here, not per value by SQLAlchemy; identical findings are decoded once)."""
         destination_id = select(DESTINATIONS.c.id).where(DESTINATIONS.c.name == destination).scalar_subquery()
         query = select(*_KNOWN_COLUMNS).where(FILES.c.destination_id == destination_id, FILES.c.gone_at.is_(None))
         known: dict[str, FileRecord] = {}
@@ -101,12 +100,12 @@ class Catalog:
             # each row becomes its record as it comes (a server-side cursor on PostgreSQL): the rows of an estate's
             # million files are never all held beside their records (204,400 files: 243 MiB, streamed 122 MiB)
             if prefixes is None:
-                known.update((r.key, r) for r in (_file_record(row, keys) for row in conn.execute(_streamed(conn, query))))
+                known.update((row[0], _file_record(row)) for row in conn.execute(_streamed(conn, query)))
             else:  # by folder (ix_files_folder): a key prefix is not an index range under every collation
                 under = starts_with(prefixes)
                 folders = [key for (key,) in conn.execute(select(FOLDERS.c.key).where(FOLDERS.c.destination_id == destination_id)) if under(key)]
                 for chunk in _chunks(folders):
-                    known.update((r.key, r) for r in (_file_record(row, keys) for row in conn.execute(_streamed(conn, query.where(FILES.c.folder_key.in_(chunk))))))
+                    known.update((row[0], _file_record(row)) for row in conn.execute(_streamed(conn, query.where(FILES.c.folder_key.in_(chunk)))))
         return known
 
     def gone_since(self, destination: str, since: datetime) -> set[str]:
@@ -138,9 +137,15 @@ class Catalog:
             changed = frozenset(
                 e.name for e in exports if e.name in recorded and (moved or recorded[e.name] != (e.destination, _export_config(e, runs_joined=_runs_joined(e, runs))))
             )
-            files, folders = conn.execute(
-                select(func.coalesce(func.sum(WINDOWS.c.files), 0), func.count(WINDOWS.c.folder_key)).join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(names))
-            ).one()
+            # each folder once: exports of one dataset to one destination share its folders (a window of each)
+            per_folder = (
+                select(WINDOWS.c.folder_key, func.max(WINDOWS.c.files).label("files"))
+                .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
+                .where(EXPORTS.c.name.in_(names), WINDOWS.c.folder_key.is_not(None))
+                .group_by(WINDOWS.c.folder_key)
+                .subquery()
+            )
+            files, folders = conn.execute(select(func.coalesce(func.sum(per_folder.c.files), 0), func.count())).one()
             found: dict[int, list[Finding]] = {}
             for window_id, code, severity, path, message in conn.execute(
                 select(FINDINGS.c.window_id, FINDINGS.c.code, FINDINGS.c.severity, FINDINGS.c.path, FINDINGS.c.message)
@@ -1204,16 +1209,16 @@ def _dialect_insert(dialect: Any, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-def _file_record(row: Any, keys: Mapping[str, str] | None = None) -> FileRecord:
+def _file_record(row: Any) -> FileRecord:
     """A FileRecord from a row of _KNOWN_COLUMNS (plain values: SQLite gives times and JSON as text).
 
     For an estate's million rows: a folder's files share one folder-key string, files of one schema one
-    schema text and every row one role text (sys.intern), a listed file its key with the listing (`keys`),
-    and a manifest's content is held compressed (audit.packed) until it is used.
+    schema text and every row one role text (sys.intern), and a manifest's content is held compressed
+    (audit.packed) until it is used.
     """
     key, folder_key, role, size, etag, modified, level, validated_at, deep_at, records, findings, content, schema = row
     return FileRecord(
-        key if keys is None else keys.get(key, key),
+        key,
         None if folder_key is None else sys.intern(folder_key),
         sys.intern(role),
         size,

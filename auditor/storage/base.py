@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Protocol
@@ -51,7 +51,7 @@ class Store(Protocol):
 
     def count(self, size: int) -> None: ...
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]: ...
+    def list(self, prefix: str = "", *, intern: Callable[[str], str] | None = None) -> list[ObjectInfo]: ...
 
     def list_prefixes(self, prefixes: Sequence[str]) -> builtins.list[ObjectInfo]: ...
 

@@ -71,8 +71,9 @@ class FsspecStore:
         with self._lock:
             self._bytes_read += size
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        """Every object below the root (or below `prefix` under it), from one recursive listing."""
+    def list(self, prefix: str = "", *, intern: Callable[[str], str] | None = None) -> list[ObjectInfo]:
+        """Every object below the root (or below `prefix` under it), from one recursive listing. `intern`: the
+        string each listed key is held as (an equal string the caller already holds, to share it)."""
         base = f"{self._root}/{prefix.strip('/')}" if prefix.strip("/") else self._root
 
         def find() -> Iterable[tuple[str, dict[str, Any]]]:
@@ -81,7 +82,7 @@ class FsspecStore:
             flat: dict[str, dict[str, Any]] = self._fs.find(base, detail=True)  # object stores: one flat, paged listing
             return flat.items()
 
-        return self._listing(find)
+        return self._listing(find, intern)
 
     def list_prefixes(self, prefixes: Sequence[str]) -> builtins.list[ObjectInfo]:
         """Every object whose key starts with one of `prefixes` (name prefixes: `ds/exportTime=20261130`
@@ -105,13 +106,13 @@ class FsspecStore:
 
         return self._listing(find)
 
-    def _listing(self, find: Callable[[], Iterable[tuple[str, dict[str, Any]]]]) -> builtins.list[ObjectInfo]:
+    def _listing(self, find: Callable[[], Iterable[tuple[str, dict[str, Any]]]], intern: Callable[[str], str] | None = None) -> builtins.list[ObjectInfo]:
         """Run one listing: serialised where the connection needs it, checked for a dropped SFTP connection
         and a root that is not there, every failure a StorageError. The entries are turned into objects as
         they come (a walk's folder by folder), so fsspec's description of every file is never all held at once."""
         try:
             with self._serial:
-                objects = self._objects(find())
+                objects = self._objects(find(), intern)
                 if self._walks:
                     self._check_connection()
                 missing = not objects and not self._root_exists()
@@ -157,7 +158,7 @@ class FsspecStore:
                 found[entry["name"]] = entry
         return found
 
-    def _objects(self, found: Iterable[tuple[str, dict[str, Any]]]) -> builtins.list[ObjectInfo]:
+    def _objects(self, found: Iterable[tuple[str, dict[str, Any]]], intern: Callable[[str], str] | None = None) -> builtins.list[ObjectInfo]:
         objects = []
         for name, info in found:
             if info.get("type", "file") != "file":
@@ -165,6 +166,8 @@ class FsspecStore:
             key = self._key(name)
             if key is None:
                 continue
+            if intern is not None:
+                key = intern(key)
             objects.append(ObjectInfo(key, self.url, int(info.get("size") or 0), _modified(info), _etag(info)))
         objects.sort(key=lambda o: o.key)
         return objects

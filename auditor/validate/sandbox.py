@@ -454,7 +454,16 @@ class Sandbox:
                     return
                 self._live += 1
                 self.started += 1
-            self._idle.put(self._spawn())
+            worker = self._spawn()
+            with self._lock:  # a pool closed meanwhile has drained its idle workers: this one is stopped here
+                kept = not self._closed
+                if kept:
+                    self._idle.put(worker)
+                else:
+                    self._live -= 1
+            if not kept:
+                worker.stop()
+                return
 
     def close(self) -> None:
         with self._lock:

@@ -214,17 +214,3 @@ def test_deep_verification_is_remembered_and_rotates_with_sample(tree: Tree, tmp
     assert shares == sorted(shares) and shares[0] < shares[-1]
     assert shares[-1] == total - 2  # every file but the two that cannot be read past their first bytes
 
-
-def test_known_files_shares_the_listed_keys_rather_than_holding_copies(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
-    """A full listing's keys are read before the catalog's view of the files: each record then holds the
-    listed key string itself (an estate's million keys once, not twice), and says the same as without."""
-    config = build_defect_tree(tree, tmp_path, catalog_url)
-    audit_json(config)
-    catalog = open_catalog(catalog_url)
-    plain = catalog.known_files("backups")
-    listed = {"".join(list(key)): None for key in plain}  # equal strings, other objects
-    keys = {key: key for key in listed}
-    shared = catalog.known_files("backups", keys=keys)
-    assert shared == plain
-    assert all(record.key is keys[key] and key is keys[key] for key, record in shared.items())
-    assert not any(record.key is keys[record.key] for record in plain.values())

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from auditor.audit import AuditOptions, run_audit
-from auditor.config import Settings, TokenSettings, load_settings
+from auditor.catalog.repository import open_catalog
+from auditor.config import Settings, TokenSettings, load_settings, settings_from_mapping
 from auditor.restore import plan_restore
 from auditor.runtime import Runtime
 from auditor.storage import open_store
@@ -469,3 +470,88 @@ def test_an_audit_of_some_exports_counts_only_their_files_and_a_leading_macro_li
     full = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=None, now=t("2026-11-29T21:00"), started=t("2026-11-29T21:00"), options=only_b)
     assert second.assurance.files == full.assurance.files
     assert _windows_json(second) == _windows_json(full)
+
+
+def test_a_full_sweep_lists_each_known_file_under_the_key_its_record_holds(tree: Tree, tmp_path: Path) -> None:
+    """The catalog's view of the files is read before a full listing, and the listing holds each known key as the
+    record's own string: an estate's keys are held once, not twice."""
+    for hour in (0, 3):
+        tree.export("ds", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=False, parts=3)
+    settings = _sweep_settings(tree)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    run_audit(settings, stores={"d": open_store(tree.url)}, catalog=open_catalog(url), now=now, started=now)
+    catalog = open_catalog(url)
+    seen: dict[str, Any] = {}
+    known_files = catalog.known_files
+
+    def remembered(destination: str, prefixes: Any = None) -> Any:
+        seen["known"] = known_files(destination, prefixes)
+        return seen["known"]
+
+    catalog.known_files = remembered  # type: ignore[method-assign]
+    store = open_store(tree.url)
+    listing = store.list
+
+    def listed(prefix: str = "", **kwargs: Any) -> Any:
+        seen["listed"] = listing(prefix, **kwargs)
+        return seen["listed"]
+
+    store.list = listed  # type: ignore[method-assign]
+    report = run_audit(settings, stores={"d": store}, catalog=catalog, now=now, started=now, options=AuditOptions(full_sweep=True))
+    assert [w.status.value for w in report.exports[0].windows] == ["ok", "ok"]
+    assert len(seen["listed"]) == len(seen["known"]) == 6
+    assert all(o.key is seen["known"][o.key].key for o in seen["listed"])
+
+
+def test_a_file_another_audit_records_while_a_full_sweep_lists_is_not_taken_for_gone(tree: Tree, tmp_path: Path) -> None:
+    """Without the destination lock (run_audit called directly): what this audit takes for the catalog's present
+    files was read before it listed, so a file recorded meanwhile by another audit is not marked gone by it."""
+    tree.export("ds", t("2026-11-27T00:00"), file_format="json", manifest=False, parts=1)
+    settings = _sweep_settings(tree)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    store = open_store(tree.url)
+    real_list = store.list
+
+    def list_then_another_audit(prefix: str = "", **kwargs: Any) -> Any:
+        listed = real_list(prefix, **kwargs)
+        tree.export("ds", t("2026-11-27T03:00"), file_format="json", manifest=False, parts=1)  # lands, and another process records it
+        run_audit(settings, stores={"d": open_store(tree.url)}, catalog=open_catalog(url), now=now, started=now, options=AuditOptions(full_sweep=True))
+        return listed
+
+    store.list = list_then_another_audit  # type: ignore[method-assign]
+    run_audit(settings, stores={"d": store}, catalog=open_catalog(url), now=now, started=now, options=AuditOptions(full_sweep=True))
+    on_disk = sorted(str(p.relative_to(tree.root)) for p in tree.root.rglob("*") if p.is_file())
+    assert sorted(open_catalog(url).known_files("d")) == on_disk and len(on_disk) == 2
+
+
+def _sweep_settings(tree: Tree) -> Any:
+    return settings_from_mapping(
+        {
+            "destinations": [{"name": "d", "url": tree.url}],
+            "exports": [{"name": "e", "destination": "d", "datasets": ["ds"], "format": "json", "schedule": {"timeUnit": "hour", "interval": 3, "startTime": "2026-11-27T00:00:00Z", "endTime": "2026-11-27T06:00:00Z"}}],
+        },
+        {},
+    )
+
+
+def test_the_cost_of_a_full_listing_counts_a_folder_shared_by_two_exports_once(tree: Tree, tmp_path: Path) -> None:
+    """Two exports of one dataset to one destination judge the same folders (a window each): what the catalog
+    says a full listing would cost counts each folder's files once, not once per export."""
+    for hour in (0, 3):
+        tree.export("ds", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=False, parts=3)
+    schedule = {"timeUnit": "hour", "interval": 3, "startTime": "2026-11-27T00:00:00Z", "endTime": "2026-11-27T06:00:00Z"}
+    settings = settings_from_mapping(
+        {
+            "destinations": [{"name": "d", "url": tree.url}],
+            "exports": [{"name": name, "destination": "d", "datasets": ["ds"], "format": "json", "schedule": schedule} for name in ("e", "f")],
+        },
+        {},
+    )
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    report = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=catalog, now=now, started=now)
+    assert [w.status.value for e in report.exports for w in e.windows] == ["ok"] * 4
+    state = catalog.sweep_state(settings.destinations[0], settings.exports)
+    assert (state.files, state.folders) == (6 + 2, 2)  # 6 data files, a manifest's worth per folder

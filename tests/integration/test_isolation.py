@@ -77,7 +77,7 @@ def test_files_compressed_otherwise_than_configured_are_a_warning(tree: Tree) ->
 
 def test_a_first_audit_starts_its_workers_while_it_lists_and_an_unchanged_sweep_starts_none(tree: Tree, tmp_path: Path) -> None:
     """Workers load their readers while a first audit lists (every listed file will be read); an audit with
-    nothing new to read, a full sweep included, starts no worker at all."""
+    nothing new to read, a full sweep or a deep audit included, starts no worker at all."""
     for hour in (0, 3):
         tree.export("ds", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=False, parts=2)
     settings = settings_from_mapping(
@@ -100,8 +100,11 @@ def test_a_first_audit_starts_its_workers_while_it_lists_and_an_unchanged_sweep_
         first = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=catalog, now=now, started=now, checker=sandbox)
     assert [w.status.value for w in first.exports[0].windows] == ["ok", "ok"]
     assert listed_with and listed_with[0] == 2  # both workers were started before the first check asked for one
-    for options in (AuditOptions(), AuditOptions(full_sweep=True)):
+    # the first deep audit reads every data file again, the second none (their deep verdicts stand)
+    for options, reads in ((AuditOptions(), 0), (AuditOptions(full_sweep=True), 0), (AuditOptions(deep=True), 4), (AuditOptions(deep=True), 0)):
         with Sandbox(workers=2) as idle:
             again = run_audit(settings, stores={"d": open_store(tree.url)}, catalog=catalog, now=now, started=now, options=options, checker=idle)
         assert [w.status.value for w in again.exports[0].windows] == ["ok", "ok"]
-        assert again.assurance.read_files == 0 and idle.started == 0
+        assert again.assurance.read_files == reads
+        if not reads:
+            assert idle.started == 0

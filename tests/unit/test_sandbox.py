@@ -157,7 +157,7 @@ def test_warm_starts_every_worker_before_the_first_check_and_the_checks_use_them
     with Sandbox(workers=2) as sandbox:
         sandbox.warm()
         assert sandbox.started == 2
-        warmed = [sandbox._idle.get(), sandbox._idle.get()]
+        warmed = [sandbox._idle.get(timeout=10), sandbox._idle.get(timeout=10)]
         assert all(w.alive for w in warmed)
         for worker in warmed:
             sandbox._idle.put(worker)
@@ -167,3 +167,20 @@ def test_warm_starts_every_worker_before_the_first_check_and_the_checks_use_them
         assert all(v.ok and v.records == 1 for v in verdicts)
         assert sandbox.started == 2  # the checks ran in the warmed workers
     assert all(not w.alive for w in warmed)
+
+
+def test_a_worker_warmed_while_the_pool_closes_is_stopped_not_left_running() -> None:
+    sandbox = Sandbox(workers=1)
+    spawn = sandbox._spawn
+    started: list[object] = []
+
+    def spawn_then_close():  # type: ignore[no-untyped-def]
+        worker = spawn()
+        started.append(worker)
+        sandbox.close()  # close() runs between the start of the worker and its joining the pool
+        return worker
+
+    sandbox._spawn = spawn_then_close  # type: ignore[method-assign]
+    sandbox.warm()
+    assert len(started) == 1 and not started[0].alive  # type: ignore[attr-defined]
+    assert sandbox._idle.empty() and sandbox._live == 0
