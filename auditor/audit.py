@@ -304,7 +304,7 @@ def _audit_destination(
     audited.unexpected = [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
     outcomes, audited.records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
     errors += [AuditError(destination.name, message) for message in read_errors]
-    kept = _unchanged(settled, scan, outcomes, known, mine, now)
+    kept = _unchanged(settled, scan, outcomes, known, [e for e in mine if _runs_of(runs, e) is None], now)
     audited.listing["settled_unchanged"] = len(kept)
     judged = _judge(_observed(scan, outcomes, skip=kept), mine, now)
     del scan, outcomes
@@ -763,21 +763,34 @@ def _unchanged(
 ) -> dict[WindowKey, StoredWindow]:
     """The settled windows of a full listing that are kept as the catalog last judged them, not judged again: each
     window whose folder was listed with the very files the catalog knows there, every one unchanged (its stored
-    record stands), and the folder with no finding of its own. A Parquet window right after one judged again is
-    judged again too (its schema drift is measured against that one, through windows without a schema), as the
-    listing plan does after an open window. A file deleted, overwritten or added anywhere is so judged again."""
+    record stands) and as it was when the window was judged (checked no later, no error found, the window's count,
+    bytes and deep checks those of its files), and the folder with no finding of its own. A Parquet window right
+    after one judged again is judged again too (its schema drift is measured against that one, through windows
+    without a schema), as the listing plan does after an open window. A file deleted, overwritten or added anywhere,
+    or checked again by an audit that did not judge the window (of other exports of the folder, back-dated), so has
+    its window judged again; and so is every window of an export whose dataflow runs are joined (a run's status can
+    change after its window settled)."""
     if not settled:
         return {}
     per_folder = Counter(r.folder_key for r in known.values())
 
     def listed_as_known(draft: _FolderDraft, stored: StoredWindow) -> bool:
-        if draft.findings or draft.key != stored.folder_key or len(draft.data) + len(draft.manifests) != per_folder[draft.key]:
+        if draft.findings or draft.key != stored.folder_key or stored.judged_at is None or len(draft.data) + len(draft.manifests) != per_folder[draft.key]:
             return False
+        size = deep = 0
+        oldest: datetime | None = None
         for info in itertools.chain(draft.data, draft.manifests):
             record = known.get(info.key)
-            if record is None or outcomes.get(info.key) is not record:
+            if record is None or outcomes.get(info.key) is not record or record.validated_at is None or record.validated_at > stored.judged_at:
                 return False
-        return True
+            if any(f.is_error for f in record.findings):
+                return False
+            if record.role == "data":
+                size += record.size
+                if record.deep_at is not None:
+                    deep += 1
+                    oldest = record.deep_at if oldest is None else min(oldest, record.deep_at)
+        return (len(draft.data), size, deep, oldest) == (stored.files, stored.bytes, stored.deep_files, stored.oldest_deep_at)
 
     kept: dict[WindowKey, StoredWindow] = {}
     for export in exports:

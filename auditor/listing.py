@@ -52,6 +52,7 @@ class StoredWindow:
     deep_files: int = 0  # of its data files, how many were deep-checked, and the oldest of those checks
     oldest_deep_at: datetime | None = None
     findings: tuple[Finding, ...] = ()
+    judged_at: datetime | None = None  # when the audit that last judged it began (wall clock): what its files were then
 
 
 @dataclass(frozen=True)
