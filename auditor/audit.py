@@ -11,12 +11,11 @@ import logging
 import math
 import sys
 import zlib
-from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from auditor.config import DestinationSettings, ExportSettings, Settings
 from auditor.errors import CatalogError, ScheduleError, StorageError
@@ -276,8 +275,7 @@ def _audit_destination(
     if plan.full and not options.deep and (state is None or not state.files):
         _warm(checker)  # a first audit reads every file it lists: the workers start while it lists
     carried = {key: state.good[key] for key in plan.carried} if state is not None else {}
-    settled = {key: state.good[key] for key in plan.settled} if state is not None else {}
-    del state  # what the catalog said of every good window: only the carried and settled ones are needed from here
+    del state  # what the catalog said of every good window: only the carried ones are needed from here
     gone: set[str] = set()
     if inventory is not None and plan.inventory is not None and catalog is not None:
         try:  # a file an audit after the report found gone is not brought back by the report's older row
@@ -304,11 +302,8 @@ def _audit_destination(
     audited.unexpected = [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
     outcomes, audited.records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
     errors += [AuditError(destination.name, message) for message in read_errors]
-    kept = _unchanged(settled, scan, outcomes, known, [e for e in mine if _runs_of(runs, e) is None], now)
-    audited.listing["settled_unchanged"] = len(kept)
-    judged = _judge(_observed(scan, outcomes, skip=kept), mine, now)
+    judged = _judge(_observed(scan, outcomes), mine, now)
     del scan, outcomes
-    carried |= kept
     for export in mine:
         audited.results += _reconcile_export(export, judged, listing_failed=False, now=now, runs=_runs_of(runs, export), flow=_flow_of(flows, export), carried=carried, root_url=store.url)
     return audited
@@ -753,67 +748,9 @@ def _validate(
     return outcomes, records, read_errors
 
 
-def _unchanged(
-    settled: Mapping[WindowKey, StoredWindow],
-    scan: Scan,
-    outcomes: Mapping[str, FileRecord | str],
-    known: Mapping[str, FileRecord],
-    exports: Sequence[ExportSettings],
-    now: datetime,
-) -> dict[WindowKey, StoredWindow]:
-    """The settled windows of a full listing that are kept as the catalog last judged them, not judged again: each
-    window whose folder was listed with the very files the catalog knows there, every one unchanged (its stored
-    record stands) and as it was when the window was judged (checked no later, no error found, the window's count,
-    bytes and deep checks those of its files), and the folder with no finding of its own. A Parquet window right
-    after one judged again is judged again too (its schema drift is measured against that one, through windows
-    without a schema), as the listing plan does after an open window. A file deleted, overwritten or added anywhere,
-    or checked again by an audit that did not judge the window (of other exports of the folder, back-dated), so has
-    its window judged again; and so is every window of an export whose dataflow runs are joined (a run's status can
-    change after its window settled)."""
-    if not settled:
-        return {}
-    per_folder = Counter(r.folder_key for r in known.values())
-
-    def listed_as_known(draft: _FolderDraft, stored: StoredWindow) -> bool:
-        if draft.findings or draft.key != stored.folder_key or stored.judged_at is None or len(draft.data) + len(draft.manifests) != per_folder[draft.key]:
-            return False
-        size = deep = 0
-        oldest: datetime | None = None
-        for info in itertools.chain(draft.data, draft.manifests):
-            record = known.get(info.key)
-            if record is None or outcomes.get(info.key) is not record or record.validated_at is None or record.validated_at > stored.judged_at:
-                return False
-            if any(f.is_error for f in record.findings):
-                return False
-            if record.role == "data":
-                size += record.size
-                if record.deep_at is not None:
-                    deep += 1
-                    oldest = record.deep_at if oldest is None else min(oldest, record.deep_at)
-        return (len(draft.data), size, deep, oldest) == (stored.files, stored.bytes, stored.deep_files, stored.oldest_deep_at)
-
-    kept: dict[WindowKey, StoredWindow] = {}
-    for export in exports:
-        parquet = export.format == "parquet"
-        for dataset in export.datasets:
-            after = False  # the window before was judged again
-            for slot in export.schedule.slots(end=now):
-                key = (export.name, dataset, slot)
-                stored = settled.get(key)
-                draft = scan.folders.get(key)
-                same = stored is not None and draft is not None and listed_as_known(draft, stored)
-                if same and not after:
-                    kept[key] = cast(StoredWindow, stored)
-                    continue
-                after = parquet and not (same and cast(StoredWindow, stored).schema is not None)
-    return kept
-
-
-def _observed(scan: Scan, outcomes: Mapping[str, FileRecord | str], *, skip: Container[WindowKey] = ()) -> Iterator[tuple[tuple[str, str, datetime], Folder]]:
-    """Each export folder of the scan with what checking its files found, built one at a time (but those of `skip`)."""
+def _observed(scan: Scan, outcomes: Mapping[str, FileRecord | str]) -> Iterator[tuple[tuple[str, str, datetime], Folder]]:
+    """Each export folder of the scan with what checking its files found, built one at a time."""
     for ident, draft in scan.folders.items():
-        if ident in skip:
-            continue
         data, manifests, failures = [], [], []
         for info in draft.data:
             outcome = outcomes[info.key]

@@ -52,7 +52,6 @@ class StoredWindow:
     deep_files: int = 0  # of its data files, how many were deep-checked, and the oldest of those checks
     oldest_deep_at: datetime | None = None
     findings: tuple[Finding, ...] = ()
-    judged_at: datetime | None = None  # when the audit that last judged it began (wall clock): what its files were then
 
 
 @dataclass(frozen=True)
@@ -77,9 +76,6 @@ class ListingPlan:
     carried: frozenset[WindowKey] = frozenset()  # settled windows outside the prefixes: taken from the catalog
     scheduled: bool = False  # a full sweep because the last one is full_sweep_every old (what an inventory can stand in for)
     inventory: datetime | None = None  # a full sweep from the inventory report of this time, the prefixes listed besides
-    # a full listing's settled windows: each is kept as the catalog last judged it when its folder is listed with the
-    # very files the catalog knows there, unchanged (auditor.audit), and judged again otherwise
-    settled: frozenset[WindowKey] = frozenset()
 
     def to_json(self, *, listed: int | None = None, carried: int | None = None) -> dict[str, Any]:
         from auditor.report import iso
@@ -127,31 +123,52 @@ def plan_listing(
     if now < last:
         return full("back-dated audit: the present state does not describe the past")
     due = None
-    changed = sorted(state.changed & {e.name for e in exports})
     if now - last >= destination.full_sweep_every:
         due = f"the last full sweep is {_age(now - last)} old (full_sweep_every = {_age(destination.full_sweep_every)})"
         if inventory_as_of is None:
-            walked = None if changed else _walk(destination, exports, state, now, now)
-            if isinstance(walked, _Walk):  # the settled windows it lists unchanged are kept as last judged
-                return ListingPlan(True, due, last_full_sweep=last, open_windows=walked.count, scheduled=True, settled=frozenset(k for k, _, _ in walked.settled))
             return ListingPlan(True, due, last_full_sweep=last, scheduled=True)
+    changed = sorted(state.changed & {e.name for e in exports})
     if changed:  # what a settled window's row says was judged against the old configuration
         return full(f"export {changed[0]!r} is configured otherwise than at its last audit")
     cutoff = now if due is None or inventory_as_of is None else min(now, inventory_as_of)  # settled by then
-    walked = _walk(destination, exports, state, now, cutoff)
-    if not isinstance(walked, _Walk):
-        return full(walked)
-    settled, open_windows, exact, count = walked.settled, walked.open_windows, walked.exact, walked.count
+    open_windows: dict[str, list[datetime]] = {}  # whole-day prefix -> slots not settled
+    exact: dict[tuple[str, datetime], str] = {}
+    settled: list[tuple[WindowKey, Layout, str]] = []  # with the window's whole-day prefix
+    days: dict[tuple[str, str, date], str] = {}  # (template, dataset, day) -> whole-day prefix, worked out once per day
+    count = 0
+    for export in exports:
+        layout = export.layout
+        for dataset in export.datasets:
+            since = state.live_as_of.get((export.name, dataset))
+            if since is None:
+                return full(f"dataset {dataset} of export {export.name!r} has no live audit yet")
+            if now < since:
+                return full("back-dated audit: the present state does not describe the past")
+            settle = export.grace + destination.listing_horizon
+            # a Parquet window's schema drift is measured against the last window before it with a schema: while that
+            # one is open, so is this one
+            after_open = False
+            for slot in export.schedule.slots(end=now):
+                key = (export.name, dataset, slot)
+                day_key = (layout.template, dataset, slot.date())
+                day = days.get(day_key)
+                if day is None:
+                    day = days[day_key] = layout.listing_prefix(dataset, slot, whole_day=True)
+                stored = state.good.get(key)
+                good = stored is not None and slot <= since and slot + settle <= cutoff  # judged good by a live audit, deadline beyond the horizon
+                if good and not after_open:
+                    settled.append((key, layout, day))
+                    continue
+                after_open = export.format == "parquet" and (stored is None or not good or stored.schema is None)
+                count += 1  # open (a slot never judged is open)
+                open_windows.setdefault(day, []).append(slot)
+                exact[(day, slot)] = layout.listing_prefix(dataset, slot)
     prefixes = sorted({day if len(slots) > 1 else exact[(day, slots[0])] for day, slots in open_windows.items()})
     prefixes = _outermost(prefixes)
     cost = state.folders + 1 if walks else math.ceil(state.files / PAGE) + 1
     if len(prefixes) >= cost:
         return ListingPlan(
-            True,
-            f"a full listing costs no more requests ({cost}) than listing {len(prefixes)} prefixes",
-            last_full_sweep=last,
-            open_windows=count,
-            settled=frozenset(k for k, _, _ in settled),
+            True, f"a full listing costs no more requests ({cost}) than listing {len(prefixes)} prefixes", last_full_sweep=last, open_windows=count
         )
     if due is not None:  # from the inventory, the windows not settled by its time listed besides
         return ListingPlan(
@@ -170,52 +187,6 @@ def plan_listing(
 
     carried = frozenset(key for key, layout, day in settled if not listed(key, layout, day))
     return ListingPlan(False, f"{count} window(s) not settled", tuple(prefixes), last, count, carried)
-
-
-@dataclass
-class _Walk:
-    """The windows of a destination's exports as of an audit: the settled ones (with their whole-day prefix) and
-    the open ones, by whole-day prefix and exactly."""
-
-    settled: list[tuple[WindowKey, Layout, str]]
-    open_windows: dict[str, list[datetime]]  # whole-day prefix -> slots not settled
-    exact: dict[tuple[str, datetime], str]
-    count: int  # open windows
-
-
-def _walk(destination: DestinationSettings, exports: Sequence[ExportSettings], state: SweepState, now: datetime, cutoff: datetime) -> _Walk | str:
-    """Sort every window into settled (judged good by a live audit, its deadline beyond the listing horizon by
-    `cutoff`) and open; or the reason none can be taken as settled."""
-    walk = _Walk([], {}, {}, 0)
-    days: dict[tuple[str, str, date], str] = {}  # (template, dataset, day) -> whole-day prefix, worked out once per day
-    for export in exports:
-        layout = export.layout
-        for dataset in export.datasets:
-            since = state.live_as_of.get((export.name, dataset))
-            if since is None:
-                return f"dataset {dataset} of export {export.name!r} has no live audit yet"
-            if now < since:
-                return "back-dated audit: the present state does not describe the past"
-            settle = export.grace + destination.listing_horizon
-            # a Parquet window's schema drift is measured against the last window before it with a schema: while that
-            # one is open, so is this one
-            after_open = False
-            for slot in export.schedule.slots(end=now):
-                key = (export.name, dataset, slot)
-                day_key = (layout.template, dataset, slot.date())
-                day = days.get(day_key)
-                if day is None:
-                    day = days[day_key] = layout.listing_prefix(dataset, slot, whole_day=True)
-                stored = state.good.get(key)
-                good = stored is not None and slot <= since and slot + settle <= cutoff  # judged good by a live audit, deadline beyond the horizon
-                if good and not after_open:
-                    walk.settled.append((key, layout, day))
-                    continue
-                after_open = export.format == "parquet" and (stored is None or not good or stored.schema is None)
-                walk.count += 1  # open (a slot never judged is open)
-                walk.open_windows.setdefault(day, []).append(slot)
-                walk.exact[(day, slot)] = layout.listing_prefix(dataset, slot)
-    return walk
 
 
 def starts_with(prefixes: Sequence[str]) -> Callable[[str], object]:

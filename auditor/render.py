@@ -122,8 +122,6 @@ def _table(report: AuditReport) -> str:
     for name, listing in (report.method.get("listing") or {}).items():
         if listing["mode"] == "full":
             line = f"Listing {name}: full sweep ({listing['reason']})"
-            if listing.get("settled_unchanged"):
-                line += f"; {listing['settled_unchanged']} settled window(s) listed with every file unchanged, as the catalog last judged them"
         else:
             line = (
                 f"Listing {name}: incremental, {listing['prefixes']} prefix(es) of {listing['open_windows']} unsettled window(s); "

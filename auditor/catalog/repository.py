@@ -157,10 +157,9 @@ class Catalog:
                 found.setdefault(window_id, []).append(Finding(code, Severity(severity), path, message))
             stored: dict[tuple[str, str, datetime], StoredWindow] = {}
             shared: dict[str, str] = {}
-            for window_id, name, dataset, at, status, folder_key, files_, bytes_, records, schema, deep_files, oldest_deep_at, judged_at in conn.execute(
-                select(WINDOWS.c.id, EXPORTS.c.name, WINDOWS.c.dataset_id, type_coerce(WINDOWS.c.scheduled, String), *_CARRIED_COLUMNS, type_coerce(AUDITS.c.started_at, String))
+            for window_id, name, dataset, at, status, folder_key, files_, bytes_, records, schema, deep_files, oldest_deep_at in conn.execute(
+                select(WINDOWS.c.id, EXPORTS.c.name, WINDOWS.c.dataset_id, type_coerce(WINDOWS.c.scheduled, String), *_CARRIED_COLUMNS)
                 .join(EXPORTS, WINDOWS.c.export_id == EXPORTS.c.id)
-                .outerjoin(AUDITS, WINDOWS.c.last_audit_id == AUDITS.c.id)
                 .where(*good_windows)
             ):
                 findings = tuple(found.get(window_id, ()))
@@ -170,9 +169,7 @@ class Catalog:
                 # dataset's id, its schema): one copy of each is kept
                 key = (shared.setdefault(name, name), shared.setdefault(dataset, dataset), cast(datetime, _time(at)))
                 schema = None if schema is None else shared.setdefault(schema, schema)
-                stored[key] = StoredWindow(
-                    shared.setdefault(status, status), folder_key, files_, bytes_, records, schema, deep_files or 0, _time(oldest_deep_at), findings, _time(judged_at)
-                )
+                stored[key] = StoredWindow(shared.setdefault(status, status), folder_key, files_, bytes_, records, schema, deep_files or 0, _time(oldest_deep_at), findings)
         # files: data files plus a manifest per landed folder, near enough for the cost of a full listing
         return SweepState(_utc(last), live, stored, files=int(files) + int(folders), folders=int(folders), changed=changed)
 
