@@ -138,13 +138,12 @@ class WindowResult:
         if folder is not None and folder.summary is not None:
             if folder.summary.files or folder.summary.records is not None:
                 return folder.summary.records
-            return 0 if self.status is Status.EMPTY else None  # no data file: what the status says (a summary is made before the join with runs)
-        if not folder or not folder.data:
-            if folder is not None and folder.manifests and all(m.manifest is not None and not m.manifest.entries for m in folder.manifests):
-                return 0  # its manifests say the export wrote no file: none of the records a run reports landed
-            return 0 if self.status is Status.EMPTY else None
-        counts = [f.records for f in folder.data]
-        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+        elif folder is not None and folder.data:
+            counts = [f.records for f in folder.data]
+            return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+        elif folder is not None and folder.manifests and all(m.manifest is not None and not m.manifest.entries for m in folder.manifests):
+            return 0  # its manifests say the export wrote no file: none of the records a run reports landed
+        return 0 if self.status is Status.EMPTY else None  # no data file: what the status says (a summary is made before the join with runs)
 
     @property
     def schemas(self) -> list[str]:

@@ -454,16 +454,7 @@ class Sandbox:
                     return
                 self._live += 1
                 self.started += 1
-            worker = self._spawn()
-            with self._lock:  # a pool closed meanwhile has drained its idle workers: this one is stopped here
-                kept = not self._closed
-                if kept:
-                    self._idle.put(worker)
-                else:
-                    self._live -= 1
-            if not kept:
-                worker.stop()
-                return
+            self._shelve(self._spawn())
 
     def close(self) -> None:
         with self._lock:
@@ -497,7 +488,7 @@ class Sandbox:
 
     def _release(self, worker: _Worker) -> None:
         if worker.alive:
-            self._idle.put(worker)
+            self._shelve(worker)
             return
         worker.kill()
         with self._lock:
@@ -506,7 +497,18 @@ class Sandbox:
                 return
             self.started += 1
         # keep the pool full so that threads waiting in _acquire are served
-        self._idle.put(self._spawn())
+        self._shelve(self._spawn())
+
+    def _shelve(self, worker: _Worker) -> None:
+        """Put a live worker among the idle ones; a pool closed meanwhile has drained those, so it is stopped instead."""
+        with self._lock:
+            kept = not self._closed
+            if kept:
+                self._idle.put(worker)
+            else:
+                self._live -= 1
+        if not kept:
+            worker.stop()
 
     def _spawn(self) -> _Worker:
         """A new worker for a slot already counted in `_live`; the slot is given back if it fails."""
