@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,9 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich import filesize
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from auditor.audit import Progress as ProgressCallback
 from auditor.config import load_from_environment
@@ -22,7 +20,35 @@ from auditor.runtime import Runtime
 from auditor.schedule import parse_time
 
 CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML file (else $AUDITOR_CONFIG, else config/auditor.toml)")
-err = Console(stderr=True)
+_FORCING = ("FORCE_TERMINAL", "TTY_COMPATIBLE", "FORCE_COLOR")  # what makes rich treat a stream that is no terminal as one
+
+
+class _Stderr:
+    """rich's Console on standard error, made when first used: a scheduled audit writing its report to a pipe or a
+    file prints nothing else, and rich was 30 ms of such a process's start."""
+
+    def __init__(self) -> None:
+        self._console: Any = None
+
+    @property
+    def console(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+        return self._console
+
+    @property
+    def is_terminal(self) -> bool:
+        if self._console is None and not sys.stderr.isatty() and not any(name in os.environ for name in _FORCING):
+            return False  # what rich would answer
+        return bool(self.console.is_terminal)
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+
+err = _Stderr()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -63,8 +89,12 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback | None]:
     if not enabled or not err.is_terminal:
         yield None
         return
+    from rich import filesize
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[amount]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
+    console = err.console if isinstance(err, _Stderr) else err  # (tests put a Console of their own in its place)
+    with Progress(*columns, console=console, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def update(phase: str, done: int, total: int) -> None:

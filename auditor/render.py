@@ -10,16 +10,17 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from auditor.reconcile import Status
 from auditor.report import AuditReport, hours_minutes, iso
-from auditor.restore import RestorePlan
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from auditor.restore import RestorePlan
 
 FORMATS = ("table", "json", "csv", "junit", "html")
 # C0 and C1 control characters (ESC starts terminal escape sequences; CR, BS and NL rewrite what is
@@ -43,7 +44,18 @@ def _escaped(match: re.Match[str]) -> str:
 
 def _cell(text: object) -> str:
     """A table cell: control characters escaped, rich markup escaped."""
+    from rich.markup import escape
+
     return escape(terminal_safe(text))
+
+
+def _tables() -> tuple[type[Console], type[Table]]:
+    """rich's Console and Table, imported when a table is drawn (`--format json` of a scheduled audit draws none: rich
+    is 30 ms of such a process's start)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    return Console, Table
 
 
 COLOURS = {
@@ -79,6 +91,7 @@ def render_report(report: AuditReport, fmt: str) -> str:
 
 
 def _table(report: AuditReport) -> str:
+    Console, Table = _tables()
     console = Console(file=io.StringIO(), width=140, force_terminal=False, color_system=None)
     summary = Table(title=f"Audit as of {iso(report.as_of)}: {report.status.upper()}", title_justify="left")
     for column in ("export", "dataset", "windows", "ok", "late", "missing", "invalid", "empty", "pending", "unknown", "restorable until", "RPO"):
@@ -212,6 +225,7 @@ def _html(report: AuditReport) -> str:
 def render_plan(plan: RestorePlan, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(plan.to_json(), indent=2) + "\n"
+    Console, Table = _tables()
     console = Console(file=io.StringIO(), width=160, force_terminal=False, color_system=None)
     head = "COMPLETE" if plan.complete else "BROKEN"
     source = f"the catalog (audit {plan.audit.id} as of {iso(plan.audit.as_of)})" if plan.audit else "the catalog (never audited)"
@@ -237,8 +251,9 @@ def render_plan(plan: RestorePlan, fmt: str) -> str:
 
 
 def _table_text(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, width: int = 160) -> str:
+    Console, Table = _tables()
     console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
-    table = Table(title=escape(terminal_safe(title)), title_justify="left")
+    table = Table(title=_cell(title), title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:

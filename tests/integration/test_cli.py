@@ -198,3 +198,19 @@ def test_the_flows_and_evidence_commands_are_imported_only_when_used() -> None:
     assert code == 0 and "verify" in text
     code, again = run("--help")  # flows and evidence are loaded now: each still listed once
     assert code == 0 and again == listing
+
+
+def test_an_audit_whose_report_goes_to_a_pipe_does_not_load_the_terminal_library(config: Path) -> None:
+    """A scheduled `auditor audit --format json` (stdout and stderr pipes, as cron or CI runs it) draws no table and no
+    progress bar: rich, 30 ms of such a process's start, is not imported; the table format still draws with it."""
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['auditor', 'audit', '--config', {str(config)!r}, '--as-of', '2026-11-28T12:00:00Z', '--format', 'json']\n"
+        "try:\n    runpy.run_module('auditor', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] == 'rich'}), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(done.stdout)["status"] == "not_compliant"
+    assert done.stderr.strip().splitlines()[-1] == "1 []"
+    code, table = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z")
+    assert code == 1 and "NOT_COMPLIANT" in table
