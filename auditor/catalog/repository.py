@@ -15,7 +15,7 @@ import itertools
 import json
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -534,7 +534,7 @@ class Catalog:
                 "deep_at": r.deep_at,
                 "records": r.records,
                 "findings": [f.as_dict() for f in r.findings],
-                "content": r.document(),
+                "content": _content(r.content),
                 "schema": r.schema,
                 "first_seen": now,
                 "last_seen": now,
@@ -1069,9 +1069,14 @@ def _processor(kind: Any, dialect: Any) -> Any:
     process = kind.dialect_impl(dialect).bind_processor(dialect)
     if process is not None and isinstance(kind, JSON):
         empty = process([])
+        as_is = _json_as_is(dialect)
 
         def json_value(value: Any) -> Any:  # most files have no findings: [] serialized once
-            return empty if type(value) is list and not value else process(value)
+            if type(value) is list and not value:
+                return empty
+            if type(value) is _JSONText:  # a manifest as its record holds it: written as it is, not parsed and serialized again
+                return as_is(value) if as_is is not None else process(json.loads(value))
+            return process(value)
 
         return json_value
     if process is None or dialect.name != "sqlite" or not isinstance(kind, DateTime):
@@ -1088,6 +1093,28 @@ def _processor(kind: Any, dialect: Any) -> Any:
         return text
 
     return sqlite_time
+
+
+class _JSONText(str):
+    """A JSON document already serialized, for a JSON column (FileRecord.content: a manifest's text)."""
+
+
+def _content(content: dict[str, Any] | str | bytes | None) -> Any:
+    """A FileRecord's content for its column: its JSON text (held compressed, or as text) as it is; a dict to serialize."""
+    if isinstance(content, bytes):
+        return _JSONText(zlib.decompress(content).decode())
+    return _JSONText(content) if isinstance(content, str) else content
+
+
+def _json_as_is(dialect: Any) -> Callable[[str], Any] | None:
+    """How a JSON column's parameter takes text that is already JSON, or None where it cannot (then it is parsed)."""
+    if dialect.name == "sqlite":  # SQLite's JSON type stores the serialized text
+        return str
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":  # psycopg's JSON parameter, serialized by a no-op
+        from psycopg.types.json import Json
+
+        return lambda text: Json(text, dumps=str)
+    return None
 
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:

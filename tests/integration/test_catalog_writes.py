@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy import Engine, event, select
 
-from auditor.audit import AuditOptions, FileRecord
+from auditor.audit import AuditOptions, FileRecord, packed
 from auditor.catalog.repository import FILES, open_catalog
 from auditor.cli import main
 from auditor.config import load_settings
@@ -130,4 +131,27 @@ def test_known_files_reads_back_what_was_recorded(tree: Tree, tmp_path: Path, ca
     with writes() as written:  # the same records again: nothing to write
         catalog.record_audit(settings, report, {"backups": [crafted, manifest, data]}, listed={}, started=at, options=AuditOptions(), scope=[])
     assert written["files"] == 0
+    catalog.close()
+
+
+def test_a_manifest_is_written_as_its_json_text_and_read_back_as_the_same_document(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """A manifest's content goes to its JSON column as the text its record holds (compressed, or as text), not parsed and
+    serialized again; a dict is serialized; each reads back as the same document (a JSON object in the column, not a JSON
+    string holding one)."""
+    config = build_defect_tree(tree, tmp_path, catalog_url)
+    catalog = open_catalog(catalog_url)
+    document = {"flowRunId": "run-1", "scheduledTime": "2026-11-28T00:00:00Z", "exportResults": [{"sinkPath": "/x", "name": "part-0.json.gz", "size": 12}]}
+    text = json.dumps(document, separators=(",", ":"))
+    at = t("2026-11-28T12:34")
+    folder = "m/exportTime=202611280000"
+
+    def manifest(name: str, content: Any) -> FileRecord:
+        return FileRecord(f"{folder}/{name}", folder, "manifest", 10, None, at, 3, at, at, None, (), content)
+
+    records = [manifest("packed.json", packed(text)), manifest("text.json", text), manifest("dict.json", document), manifest("none.json", None)]
+    catalog.record_audit(load_settings(config, {}), AuditReport(t("2026-11-28T12:00"), ()), {"backups": records}, listed={}, started=at, options=AuditOptions(), scope=[])
+    back = catalog.known_files("backups")
+    assert [back[r.key].document() for r in records] == [document, document, document, None]
+    stored = file_rows(catalog_url)
+    assert all(stored[r.key]["content"] == document for r in records[:3])  # a JSON document in the column, not a JSON string of one
     catalog.close()
