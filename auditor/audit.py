@@ -68,7 +68,7 @@ class FileRecord(NamedTuple):
 
     A named tuple: the catalog's view of an estate holds a million of them, each made anew by every audit that reads
     it, and a tuple is made in a fifth of the time of a frozen dataclass (0.68 against 3.25 µs with these 13 fields:
-    a frozen dataclass sets each field through object.__setattr__), as immutable and as small.
+    a frozen dataclass sets each field through object.__setattr__), as immutable, 8 bytes larger.
     """
 
     key: str

@@ -23,6 +23,15 @@ CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay
 _FORCING = ("FORCE_TERMINAL", "TTY_COMPATIBLE", "FORCE_COLOR")  # what makes rich treat a stream that is no terminal as one
 
 
+def _a_terminal(stream: Any) -> bool:
+    """Whether `stream` is a terminal; standard error closed when the process started (None) or since is not one."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except (ValueError, OSError):
+        return False
+
+
 class _Stderr:
     """rich's Console on standard error, made when first used: a scheduled audit writing its report to a pipe or a
     file prints nothing else, and rich was 30 ms of such a process's start."""
@@ -40,7 +49,7 @@ class _Stderr:
 
     @property
     def is_terminal(self) -> bool:
-        if self._console is None and not sys.stderr.isatty() and not any(name in os.environ for name in _FORCING):
+        if self._console is None and not _a_terminal(sys.stderr) and not any(name in os.environ for name in _FORCING):
             return False  # what rich would answer
         return bool(self.console.is_terminal)
 

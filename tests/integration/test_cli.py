@@ -214,3 +214,9 @@ def test_an_audit_whose_report_goes_to_a_pipe_does_not_load_the_terminal_library
     assert done.stderr.strip().splitlines()[-1] == "1 []"
     code, table = run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z")
     assert code == 1 and "NOT_COMPLIANT" in table
+    # standard error closed, as some schedulers start a job: the report is still written (it was an AttributeError)
+    closed = subprocess.run(
+        ["sh", "-c", '"$@" 2>&-', "sh", sys.executable, "-m", "auditor", "audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "json"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert closed.returncode == 1 and json.loads(closed.stdout)["status"] == "not_compliant"
