@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from auditor.errors import LayoutError
 
@@ -46,6 +47,7 @@ class Layout:
 
     >>> layout = parse_layout("%DATASET_ID%/exportTime=%EXPORT_TIME%")
     >>> layout.match("ds1/exportTime=202611250300/part-0.parquet").export_time
+    datetime.datetime(2026, 11, 25, 3, 0, tzinfo=datetime.timezone.utc)
     """
 
     template: str
@@ -144,8 +146,7 @@ class Layout:
         return "".join(out) + self.template[pos:]
 
 
-@dataclass(frozen=True)
-class LayoutMatch:
+class LayoutMatch(NamedTuple):  # one per listed object: a named tuple is made in a third of a frozen dataclass's time
     dataset_id: str | None
     time_text: str
     export_time: datetime | None  # None when the time part is malformed
