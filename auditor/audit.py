@@ -776,9 +776,9 @@ def _observed(scan: Scan, outcomes: Mapping[str, FileRecord | str]) -> Iterator[
                 manifest = _manifest_of(outcome, info.url)
                 manifests.append(ObservedManifest(info.url, info.modified, manifest, outcome.findings))
         if draft.findings and data:  # the folder's own findings reach the window with its first file
-            data[0] = replace(data[0], findings=(*data[0].findings, *draft.findings))
+            data[0] = data[0]._replace(findings=(*data[0].findings, *draft.findings))
         elif draft.findings and manifests:
-            manifests[0] = replace(manifests[0], findings=(*manifests[0].findings, *draft.findings))
+            manifests[0] = manifests[0]._replace(findings=(*manifests[0].findings, *draft.findings))
         yield ident, Folder(draft.key, draft.url, draft.export_time, tuple(data), tuple(manifests), tuple(failures))
 
 

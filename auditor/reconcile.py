@@ -9,6 +9,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from auditor.chain import walk
 from auditor.findings import Finding, Severity, error, warning
@@ -40,9 +41,9 @@ class Window:
     deadline: datetime
 
 
-@dataclass(frozen=True)
-class ObservedFile:
-    """A data file of an export folder with what validating it found."""
+class ObservedFile(NamedTuple):
+    """A data file of an export folder with what validating it found (one per file a sweep judges: a named tuple is made
+    in a third of a frozen dataclass's time)."""
 
     key: str
     url: str
@@ -54,8 +55,7 @@ class ObservedFile:
     schema: str | None = None  # canonical schema of a Parquet file (validate.schema)
 
 
-@dataclass(frozen=True)
-class ObservedManifest:
+class ObservedManifest(NamedTuple):
     """A manifest object: parsed when it could be, with the findings of parsing it."""
 
     url: str
