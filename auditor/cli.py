@@ -6,8 +6,11 @@ Flow Service commands live in auditor.cli_flows; what commands share in auditor.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -205,7 +208,7 @@ def serve(config_path: str | None, host: str, port: int, reuse_port: bool) -> No
     # bound (not yet listening: no connection is queued here before the app can answer it) before the worker
     # starts, so that a port that cannot be shared stops the process at once
     bound = shared_socket(host, port) if reuse_port else None
-    with contextlib.closing(bound) if bound is not None else contextlib.nullcontext(), runtime(config_path) as rt:
+    with contextlib.closing(bound) if bound is not None else contextlib.nullcontext(), runtime(config_path) as rt, _sigterm_as_interrupt():
         rt.catalog  # noqa: B018 - refuse to start without a catalog
         worker = Worker(rt)
         worker.start()
@@ -224,6 +227,26 @@ def serve(config_path: str | None, host: str, port: int, reuse_port: bool) -> No
                     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[bound])
         finally:
             worker.stop()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (systemd, Kubernetes, `docker stop`) stops the service as Ctrl-C does: uvicorn shuts the server down
+    and raises the signal again with the handler it found, which is this one, so the worker stops (its audit
+    finishes, up to Worker.stop's timeout, and is recorded), the validation workers and the catalog are closed,
+    and the process exits 0. Under the default action the process died at once and lost the audit it was running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def shared_socket(host: str, port: int) -> socket.socket:

@@ -307,9 +307,12 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z"
             time.sleep(0.2)
         compliance = HTTP.get(f"http://127.0.0.1:{port}/api/compliance", headers={"Authorization": "Bearer ops-token"}, timeout=10).json()
         assert compliance["status"] == "compliant" and compliance["windows"] == {"ok": 1}
+        process.terminate()  # SIGTERM, as systemd, Kubernetes and `docker stop` send it: a clean stop, not death by the signal
+        assert process.wait(60) == 0
     finally:
-        process.terminate()
-        process.wait(15)
+        if process.poll() is None:
+            process.kill()
+            process.wait(15)
 
 
 def test_a_claim_is_exclusive_whatever_the_claimer_clock_and_a_lost_lease_is_recorded(catalog_url: str) -> None:
