@@ -82,6 +82,10 @@ def raise_alerts(settings: Settings, catalog: AlertCatalog, report: AuditReport,
         rule = rules.get(episode.rule)
         if key in current or rule is None or (episode.export, episode.dataset_id) not in scope:
             continue
+        if episode.scheduled is not None and episode.scheduled > mine.as_of:  # a window whose time has not come: opened under a clock that ran ahead
+            early = f"the window of {iso(episode.scheduled)} has not come yet: it was judged by an audit made while a clock ran ahead"
+            closed += catalog.close_episode(key, message=early, payload={}, channels=[], now=now, audit_id=audit_id)
+            continue
         message = recovered(mine, episode.rule, episode.export, episode.dataset_id, episode.scheduled, when=rule.when)
         if message is None:
             continue

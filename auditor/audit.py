@@ -61,7 +61,12 @@ class AuditOptions:
     workers: int = 8  # concurrent file checks (I/O threads)
     only_exports: frozenset[str] | None = None
     full_sweep: bool = False  # list every destination in full, whatever its sweep schedule (auditor.listing)
+    # as of now by the clock of whoever asked (serve's loop, `auditor audit` without --as-of), not a chosen time: a
+    # present recorded more than CLOCK_TOLERANCE ahead of it was recorded under a clock that ran ahead, and gives way
+    present: bool = False
 
+
+CLOCK_TOLERANCE = timedelta(minutes=5)  # how far ahead of now an as-of time may be before it is taken for a clock error
 
 class FileRecord(NamedTuple):
     """What the catalog knows about one object: enough to skip reading it again.

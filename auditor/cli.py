@@ -19,6 +19,7 @@ from auditor import __version__
 from auditor.audit import AuditOptions
 from auditor.clikit import CONFIG_OPTION, emit, err, guarded, progress_bar, runtime, when
 from auditor.render import FORMATS, render_plan, render_report, render_scan, render_windows
+from auditor.report import iso
 
 _LAZY = {"evidence": "auditor.cli_evidence", "flows": "auditor.cli_flows", "emulator": "auditor.cli_flows"}  # command -> module
 
@@ -70,12 +71,13 @@ def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float 
     from auditor.runtime import Runtime
 
     with Runtime(load_from_environment(config_path), cluster=cluster) as rt, progress_bar() as bar:
-        report = rt.audit(now=moment, options=AuditOptions(deep=deep, sample_percent=sample, full_sweep=full_sweep), progress=bar)
+        options = AuditOptions(deep=deep, sample_percent=sample, full_sweep=full_sweep, present=as_of in (None, "now"))
+        report = rt.audit(now=moment, options=options, progress=bar)
         assert report is not None  # waits for other auditors of the same destinations
         if report.live and rt.settings.channels:
             rt.deliver(moment)
     if report.audit_id is not None and not report.live:
-        err.print(f"historical audit (as of {as_of}): recorded as audit {report.audit_id}; the present state was left as it is")
+        err.print(f"historical audit (as of {iso(report.as_of)}): recorded as audit {report.audit_id}; the present state was left as it is")
     if fmt == "html":  # the evidence page: verifiable against the catalog (auditor evidence verify)
         from auditor.evidence_html import render_evidence
 

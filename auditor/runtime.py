@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
-from auditor.audit import AuditOptions, Checker, InProcessChecker, Progress, run_audit
+from auditor.audit import CLOCK_TOLERANCE, AuditOptions, Checker, InProcessChecker, Progress, run_audit
 from auditor.config import Settings
 from auditor.errors import CatalogError, FlowsError, StorageError
 from auditor.report import AuditError, AuditReport
@@ -256,7 +256,8 @@ class Runtime:
                     return None
                 if unless_live_since is not None and catalog is not None:
                     latest = catalog.live_as_of()
-                    if all((latest.get(name) or unless_live_since) > unless_live_since for name in scope):
+                    ahead = now + CLOCK_TOLERANCE  # a present from ahead of this clock is no reason to wait: this audit replaces it
+                    if all(unless_live_since < (latest.get(name) or unless_live_since) <= ahead for name in scope):
                         return None
             runs, flows, problems = self.fetch_runs(scope)
             report = run_audit(

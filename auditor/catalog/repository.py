@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import itertools
 import json
+import logging
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ from sqlalchemy import Connection, Engine, Select, String, Table, Text, and_, bi
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditor.audit import AuditOptions, FileRecord, packed
+from auditor.audit import CLOCK_TOLERANCE, AuditOptions, FileRecord, packed
 from auditor.catalog.engine import ensure_schema, make_engine
 from auditor.catalog.tables import (
     ATTEMPTS,
@@ -58,6 +59,7 @@ from auditor.reconcile import Status
 from auditor.report import AuditReport, ExportResult, iso
 from auditor.storage.base import redact, scrub
 
+log = logging.getLogger(__name__)
 CHAIN_LOCK = 0x61756469746F72  # pg_advisory_xact_lock key for extending the audit hash chain
 
 
@@ -376,10 +378,16 @@ class Catalog:
             # live is decided per export and dataset (a dataset added later is live at its first audit);
             # the rows are locked (PostgreSQL) so two writers cannot both think they are live
             latest = _live_as_of(conn, covered, lock=True)
+            # an audit of the present (by its caller's clock) also replaces a present that lies ahead of that clock: it
+            # was recorded under a clock that ran ahead and, left standing, would make every audit until then history
+            ahead = report.as_of + CLOCK_TOLERANCE if options.present else None
             live_datasets = frozenset(
-                (e.name, e.dataset_id) for e in report.exports if e.name in covered and (latest.get((e.name, e.dataset_id)) is None or report.as_of >= cast(datetime, latest[(e.name, e.dataset_id)]))
+                (e.name, e.dataset_id)
+                for e in report.exports
+                if e.name in covered and _live(latest.get((e.name, e.dataset_id)), report.as_of, ahead)
             )
             live = frozenset(name for name, _ in live_datasets)
+            ahead_of_it = sorted(k for k in live_datasets if (latest.get(k) or report.as_of) > report.as_of)  # live by replacing a present from ahead
             audit_id = int(
                 conn.execute(
                     AUDITS.insert().values(
@@ -409,12 +417,18 @@ class Catalog:
                 self._record_files(
                     conn, destination_ids[name], records, report.as_of, present=listed.get(name) if here else None, historical=not here, known=(known or {}).get(name)
                 )
+            if ahead_of_it:
+                for export, dataset in ahead_of_it:
+                    log.warning("the present of export %s, dataset %s was recorded as of %s, ahead of this audit's clock (as of %s): "
+                                "a clock ran ahead; this audit replaces it", export, dataset, latest[(export, dataset)], report.as_of)
+                self._forget_windows_after(conn, ahead_of_it, report.as_of)
             self._record_windows(conn, report, destination_ids, audit_id, live_datasets, _deep_summaries(files))
             self._record_runs(conn, runs or {}, report.as_of)
             whole = {d.name for d in settings.destinations if all(e.name in covered for e in settings.exports if e.destination == d.name)}
             full = sorted(set(swept) & set(listed) & current & whole)  # a sweep for some exports re-checked only theirs
             if full:
-                later = or_(DESTINATIONS.c.last_full_sweep_at.is_(None), DESTINATIONS.c.last_full_sweep_at <= report.as_of)
+                sweep = DESTINATIONS.c.last_full_sweep_at
+                later = or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))  # (ahead: from a clock that ran ahead)
                 conn.execute(update(DESTINATIONS).where(DESTINATIONS.c.name.in_(full), later).values(last_full_sweep_at=report.as_of, last_full_sweep_audit_id=audit_id))
             if live:
                 self._record_config(conn, settings, live, destination_ids, runs)
@@ -550,6 +564,18 @@ class Catalog:
             gone = [key for key in here_now if key not in present]
             for chunk in _chunks(gone):
                 conn.execute(update(FILES).where(FILES.c.destination_id == destination_id, FILES.c.key.in_(chunk)).values(gone_at=now))
+
+    def _forget_windows_after(self, conn: Connection, datasets: Sequence[tuple[str, str]], as_of: datetime) -> None:
+        """Take out of the present the windows of `datasets` scheduled after `as_of`, which a present recorded under a
+        clock that ran ahead judged before their time (with their findings and status history; the audit that judged
+        them stays in the ledger). Their time comes again, and the audits then judge them."""
+        export_ids = self._export_ids(conn)
+        for export, dataset in datasets:
+            after = select(WINDOWS.c.id).where(WINDOWS.c.export_id == export_ids[export], WINDOWS.c.dataset_id == dataset, WINDOWS.c.scheduled > as_of)
+            for chunk in _chunks([row[0] for row in conn.execute(after)]):
+                conn.execute(delete(FINDINGS).where(FINDINGS.c.window_id.in_(chunk)))
+                conn.execute(delete(HISTORY).where(HISTORY.c.window_id.in_(chunk)))
+                conn.execute(delete(WINDOWS).where(WINDOWS.c.id.in_(chunk)))
 
     def _record_windows(
         self,
@@ -1198,6 +1224,11 @@ def _streamed(conn: Connection, query: Select[Any]) -> Select[Any]:
     if conn.dialect.name == "postgresql" and conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         return query
     return query.execution_options(yield_per=_STREAM_ROWS)
+
+
+def _live(latest: datetime | None, as_of: datetime, ahead: datetime | None) -> bool:
+    """Whether an audit as of `as_of` brings the present up to date where the latest live audit was as of `latest`."""
+    return latest is None or as_of >= latest or (ahead is not None and latest > ahead)
 
 
 def _live_as_of(conn: Connection, exports: Sequence[str], *, lock: bool = False) -> dict[tuple[str, str], datetime | None]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from auditor.audit import AuditOptions
+from auditor.audit import CLOCK_TOLERANCE, AuditOptions
 from auditor.errors import CatalogError
 from auditor.report import AuditReport
 from auditor.runtime import Runtime
@@ -75,7 +75,7 @@ class Worker:
             mine = self.last_audit.get(destination.name)
             if mine is not None and (last is None or mine > last):
                 last = mine
-            if last is None or now - last >= destination.audit_every:
+            if last is None or now - last >= destination.audit_every or last > now + CLOCK_TOLERANCE:  # ahead: a clock that ran ahead
                 due.append(destination.name)
         return due
 
@@ -91,7 +91,7 @@ class Worker:
             with self._lock:
                 started = time.monotonic()
                 since = None if force else now - every[name]  # due was read before the lock: check again under it
-                options = AuditOptions(only_exports=exports, sample_percent=self.settings.validation.serve_sample)
+                options = AuditOptions(only_exports=exports, sample_percent=self.settings.validation.serve_sample, present=True)
                 report = self.runtime.audit(now=now, options=options, wait=force, unless_live_since=since)
                 if report is None:
                     log.info("destination %s is being (or was just) audited by another process", name)
@@ -105,7 +105,7 @@ class Worker:
     def audit_now(self, now: datetime) -> AuditReport | None:
         """Audit every export now (waiting for other processes' audits of the same destinations)."""
         with self._lock:
-            report = self.runtime.audit(now=now, options=AuditOptions(), wait=True)
+            report = self.runtime.audit(now=now, options=AuditOptions(present=True), wait=True)
             if report is not None:
                 self.latest = report
                 for destination in self.settings.destinations:

@@ -24,6 +24,7 @@ from auditor.service.app import create_app
 from auditor.service.metrics import render_metrics
 from auditor.service.worker import Worker
 from tests.conftest import Tree, t
+from tests.integration.test_alerts import upgraded
 from tests.integration.test_audit_tree import PROFILES, WEB, build_defect_tree
 
 NOW = "2026-11-28T12:00:00Z"
@@ -603,3 +604,42 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-26T00:00:00Z"
             assert worker.latest is not None and worker.latest.method["sample_percent"] == 50
             shares.append(worker.latest.assurance.deep_verified)
     assert 0 < shares[0] < 12 and shares[1] == 12  # about half, then the rest: every file deep-checked in two audits
+
+
+def test_a_present_recorded_while_the_clock_ran_ahead_gives_way_to_the_next_audit_of_now(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """serve's host clock ran a year ahead for one audit (a mis-set clock, then put right by NTP). That audit is in the
+    ledger, but the next audit of now replaces the present it left: its windows from the year ahead, their findings
+    and the episodes they opened are gone, the last full sweep is this one, and the loop keeps auditing on its interval.
+    Before, every later audit was history (as of before the present), serve never found the destination due again
+    (now - last < 0), and /healthz said ok. A back-dated audit (--as-of) still never changes the present."""
+    for ds in ("dsA", "dsB"):
+        tree.export(ds, t("2026-11-27T00:00"))
+    channel = '[[channels]]\nname = "void"\nkind = "webhook"\nurl = "http://127.0.0.1:9/hook"\n[[alerts]]\nname = "missed"\nwhen = "missing"\nchannels = ["void"]\n'
+    config = _two_exports(tmp_path, tree, upgraded(catalog_url), extra=channel)
+    clock = {"now": t("2027-11-27T04:00")}  # a year ahead
+    with Runtime(load_settings(config, {})) as runtime:
+        worker = Worker(runtime, clock=lambda: clock["now"])
+        assert worker.run_once() is True
+        catalog = runtime.catalog
+        assert catalog.live_as_of() == {"a": t("2027-11-27T04:00"), "b": t("2027-11-27T04:00")}
+        assert len(catalog.windows("a")) > 2900 and len(catalog.open_episodes()) > 5000  # a year of 3-hourly windows judged missing
+
+        clock["now"] = t("2026-11-27T04:00")  # the clock is put right
+        code, _ = run("audit", "--config", str(config), "--as-of", "2026-11-27T03:30:00Z", "--format", "json")
+        assert code == 0 and catalog.audits(1)[0].historical and catalog.live_as_of()["a"] == t("2027-11-27T04:00")  # back-dated: history
+
+        assert worker.due(clock["now"]) == ["d"]  # the present lies ahead of this clock
+        assert worker.run_once() is True
+        newest = catalog.audits(1)[0]
+        assert not newest.historical and newest.as_of == t("2026-11-27T04:00")
+        assert catalog.live_as_of() == {"a": t("2026-11-27T04:00"), "b": t("2026-11-27T04:00")}
+        assert [(w.scheduled, w.status) for w in catalog.windows("a")] == [(t("2026-11-27T00:00"), "ok"), (t("2026-11-27T03:00"), "missing")]
+        assert {(e.export, e.scheduled) for e in catalog.open_episodes().values()} == {("a", t("2026-11-27T03:00")), ("b", t("2026-11-27T03:00"))}
+        assert catalog.window_findings("a", "dsA", t("2027-01-01T00:00")) == []
+        assert {d.name: d.last_full_sweep for d in catalog.destinations()} == {"d": t("2026-11-27T04:00")}
+        assert len(catalog.audits()) == 3  # the audit from the year ahead stays in the ledger
+
+        clock["now"] = t("2026-11-27T04:10")
+        assert worker.due(clock["now"]) == []  # audited 10 minutes ago, on its 15-minute interval
+        clock["now"] = t("2026-11-27T04:20")
+        assert worker.run_once() is True and catalog.live_as_of()["a"] == t("2026-11-27T04:20")
