@@ -67,6 +67,7 @@ class AuditOptions:
 
 
 CLOCK_TOLERANCE = timedelta(minutes=5)  # how far ahead of now an as-of time may be before it is taken for a clock error
+CLOCK_AHEAD = "this host's clock runs ahead"  # how the error an audit of now from such a clock gets begins
 
 class FileRecord(NamedTuple):
     """What the catalog knows about one object: enough to skip reading it again.
@@ -119,6 +120,9 @@ class Recording(Protocol):
 
     @property
     def live_datasets(self) -> frozenset[tuple[str, str]]: ...
+
+    @property
+    def ahead(self) -> timedelta | None: ...
 
 
 class CatalogPort(Protocol):
@@ -234,6 +238,9 @@ def run_audit(
                 settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=scope, swept=swept, known=knew
             )
             report = replace(report, audit_id=recorded.audit_id, live=recorded.live, live_datasets=recorded.live_datasets)
+            if recorded.ahead is not None:
+                problem = AuditError("catalog", f"{CLOCK_AHEAD}: as of {report.as_of:%Y-%m-%dT%H:%M:%SZ}, {timedelta(seconds=round(recorded.ahead.total_seconds()))} ahead of the catalog's clock; recorded as history, the present is left as it is")
+                report = replace(report, errors=(*report.errors, problem))
         except CatalogError as e:
             report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))
     return report

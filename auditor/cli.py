@@ -104,7 +104,7 @@ def restore(dataset: str, at: str, export_name: str | None, refresh: bool, fmt: 
     with runtime(config_path) as rt:
         name = choose_export(rt.settings, dataset, export_name)
         if refresh:
-            report = rt.audit(now=datetime.now(UTC), options=AuditOptions(only_exports=frozenset({name})))
+            report = rt.audit(now=datetime.now(UTC), options=AuditOptions(only_exports=frozenset({name}), present=True))
             for problem in report.errors if report else ():
                 err.print(f"warning: {problem.destination}: {problem.message}", markup=False)
         plan = plan_restore(rt.settings, rt.catalog, dataset, moment, export=name)

@@ -70,6 +70,7 @@ class Recorded:
     audit_id: int
     live: frozenset[str]
     live_datasets: frozenset[tuple[str, str]] = frozenset()
+    ahead: timedelta | None = None  # an audit of now whose as-of lies this far ahead of the catalog's clock (it is history)
 
 
 def open_catalog(url: str) -> Catalog:
@@ -378,13 +379,16 @@ class Catalog:
             # live is decided per export and dataset (a dataset added later is live at its first audit);
             # the rows are locked (PostgreSQL) so two writers cannot both think they are live
             latest = _live_as_of(conn, covered, lock=True)
-            # an audit of the present (by its caller's clock) also replaces a present that lies ahead of that clock: it
-            # was recorded under a clock that ran ahead and, left standing, would make every audit until then history
-            ahead = report.as_of + CLOCK_TOLERANCE if options.present else None
+            # an audit of now (options.present) is held to the catalog's clock (PostgreSQL's own; on SQLite this host's):
+            # one as of later than that is made by a clock that runs ahead, and is history; a present recorded later
+            # than that was made by one that ran ahead, and gives way to it (left standing, every audit until then would
+            # be history). Audits of a chosen time (--as-of, simulations) are as before.
+            ahead = _catalog_clock(conn) + CLOCK_TOLERANCE if options.present else None
+            early = ahead is not None and report.as_of > ahead
             live_datasets = frozenset(
                 (e.name, e.dataset_id)
                 for e in report.exports
-                if e.name in covered and _live(latest.get((e.name, e.dataset_id)), report.as_of, ahead)
+                if not early and e.name in covered and _live(latest.get((e.name, e.dataset_id)), report.as_of, ahead)
             )
             live = frozenset(name for name, _ in live_datasets)
             ahead_of_it = sorted(k for k in live_datasets if (latest.get(k) or report.as_of) > report.as_of)  # live by replacing a present from ahead
@@ -421,19 +425,19 @@ class Catalog:
                 for export, dataset in ahead_of_it:
                     log.warning("the present of export %s, dataset %s was recorded as of %s, ahead of this audit's clock (as of %s): "
                                 "a clock ran ahead; this audit replaces it", export, dataset, latest[(export, dataset)], report.as_of)
-                self._forget_windows_after(conn, ahead_of_it, report.as_of)
+                self._forget_ahead(conn, ahead_of_it, report.as_of)
             self._record_windows(conn, report, destination_ids, audit_id, live_datasets, _deep_summaries(files))
             self._record_runs(conn, runs or {}, report.as_of)
             whole = {d.name for d in settings.destinations if all(e.name in covered for e in settings.exports if e.destination == d.name)}
             full = sorted(set(swept) & set(listed) & current & whole)  # a sweep for some exports re-checked only theirs
             if full:
                 sweep = DESTINATIONS.c.last_full_sweep_at
-                later = or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))  # (ahead: from a clock that ran ahead)
+                later = or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))  # (> ahead: a clock ran ahead)
                 conn.execute(update(DESTINATIONS).where(DESTINATIONS.c.name.in_(full), later).values(last_full_sweep_at=report.as_of, last_full_sweep_audit_id=audit_id))
             if live:
                 self._record_config(conn, settings, live, destination_ids, runs)
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))
-            return Recorded(audit_id, live, live_datasets)
+            return Recorded(audit_id, live, live_datasets, report.as_of - (ahead - CLOCK_TOLERANCE) if early and ahead is not None else None)
 
     def _chain(self, conn: Connection, audit_id: int) -> None:
         """Link a new audit record to the previous one (auditor.evidence)."""
@@ -565,17 +569,35 @@ class Catalog:
             for chunk in _chunks(gone):
                 conn.execute(update(FILES).where(FILES.c.destination_id == destination_id, FILES.c.key.in_(chunk)).values(gone_at=now))
 
-    def _forget_windows_after(self, conn: Connection, datasets: Sequence[tuple[str, str]], as_of: datetime) -> None:
-        """Take out of the present the windows of `datasets` scheduled after `as_of`, which a present recorded under a
-        clock that ran ahead judged before their time (with their findings and status history; the audit that judged
-        them stays in the ledger). Their time comes again, and the audits then judge them."""
+    def _forget_ahead(self, conn: Connection, datasets: Sequence[tuple[str, str]], as_of: datetime) -> None:
+        """Take out of the present of `datasets` what audits as of after `as_of` put there, which were made while a
+        clock ran ahead (they stay in the ledger): the statuses they recorded, their restore points, the windows they
+        judged before their time (with their findings) and the windows only they had judged; a window judged before
+        them gets back the status it had then, since when it had it. The audit of `as_of` then records the present."""
         export_ids = self._export_ids(conn)
         for export, dataset in datasets:
-            after = select(WINDOWS.c.id).where(WINDOWS.c.export_id == export_ids[export], WINDOWS.c.dataset_id == dataset, WINDOWS.c.scheduled > as_of)
-            for chunk in _chunks([row[0] for row in conn.execute(after)]):
+            export_id = export_ids[export]
+            mine = select(WINDOWS.c.id).where(WINDOWS.c.export_id == export_id, WINDOWS.c.dataset_id == dataset)
+            conn.execute(delete(HISTORY).where(HISTORY.c.window_id.in_(mine), HISTORY.c.at > as_of))
+            conn.execute(delete(POINTS).where(POINTS.c.export_id == export_id, POINTS.c.dataset_id == dataset, POINTS.c.as_of > as_of))
+            judged = conn.execute(
+                select(WINDOWS.c.id, WINDOWS.c.scheduled).where(WINDOWS.c.export_id == export_id, WINDOWS.c.dataset_id == dataset, or_(WINDOWS.c.scheduled > as_of, WINDOWS.c.status_since > as_of))
+            ).all()
+            last: dict[int, tuple[str, datetime]] = {}  # window -> (status, since when) by its live history up to as_of
+            for window_id, status, at in conn.execute(
+                select(HISTORY.c.window_id, HISTORY.c.status, HISTORY.c.at).where(HISTORY.c.window_id.in_([w for w, _ in judged]), HISTORY.c.live).order_by(HISTORY.c.at, HISTORY.c.id)
+            ):
+                if window_id not in last or last[window_id][0] != status:
+                    last[window_id] = (status, _utc(at))
+            gone = [w for w, scheduled in judged if _utc(scheduled) > as_of or w not in last]
+            for chunk in _chunks(gone):
                 conn.execute(delete(FINDINGS).where(FINDINGS.c.window_id.in_(chunk)))
                 conn.execute(delete(HISTORY).where(HISTORY.c.window_id.in_(chunk)))
                 conn.execute(delete(WINDOWS).where(WINDOWS.c.id.in_(chunk)))
+            for window_id, _scheduled in judged:
+                if window_id not in gone:
+                    status, since = last[window_id]
+                    conn.execute(update(WINDOWS).where(WINDOWS.c.id == window_id).values(status=status, known_status=status, status_since=since))
 
     def _record_windows(
         self,
@@ -1224,6 +1246,14 @@ def _streamed(conn: Connection, query: Select[Any]) -> Select[Any]:
     if conn.dialect.name == "postgresql" and conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         return query
     return query.execution_options(yield_per=_STREAM_ROWS)
+
+
+def _catalog_clock(conn: Connection) -> datetime:
+    """Now by the catalog's clock: PostgreSQL's own (every process on the catalog reads the same one); SQLite has none
+    but this host's, which every process on the file shares."""
+    if conn.dialect.name == "postgresql":
+        return cast(datetime, _utc(conn.execute(text("SELECT now()")).scalar_one()))
+    return datetime.now(UTC)
 
 
 def _live(latest: datetime | None, as_of: datetime, ahead: datetime | None) -> bool:

@@ -217,7 +217,7 @@ def add_wizard(app: FastAPI, runtime: Runtime, caller: Callable[[Request], Calle
         expected = ExportSettings.model_validate(export)
         scoped = settings.model_copy(update={"exports": [*(e for e in settings.exports if e.name != expected.name), expected]})
         with Runtime(scoped, checker=runtime.checker()) as rt:  # the process's validation workers; its own catalog connection
-            report = rt.audit(now=clock(), options=AuditOptions(only_exports=frozenset({expected.name})))
+            report = rt.audit(now=clock(), options=AuditOptions(only_exports=frozenset({expected.name}), present=True))
         status = report.status if report is not None else "not run"
         return RedirectResponse(f"/setup/flows/{flow_id}?{urlencode({'audited': status})}", status_code=303)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from auditor.audit import CLOCK_TOLERANCE, AuditOptions
+from auditor.audit import CLOCK_AHEAD, CLOCK_TOLERANCE, AuditOptions
 from auditor.errors import CatalogError
 from auditor.report import AuditReport
 from auditor.runtime import Runtime
@@ -25,6 +25,10 @@ from auditor.runtime import Runtime
 log = logging.getLogger("auditor.worker")
 MAX_BACKOFF = timedelta(minutes=5)
 FAILING_AFTER = 3  # consecutive failures of one step that make the service unhealthy
+
+
+class ClockError(Exception):
+    """This host's clock runs ahead of the catalog's: its audits of now are history and change nothing."""
 
 
 @dataclass
@@ -100,6 +104,9 @@ class Worker:
                 self.last_audit[name] = now
                 self.latest = report
                 did = True
+                ahead = [e.message for e in report.errors if e.message.startswith(CLOCK_AHEAD)]
+                if ahead:  # recorded as history: a failing step, so /healthz says why after a few turns
+                    raise ClockError(ahead[0])
         return did
 
     def audit_now(self, now: datetime) -> AuditReport | None:

@@ -196,7 +196,8 @@ def _serve(conn: Connection, reply: Connection, memory_bytes: int, board_fd: int
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop (and started them so: _Worker)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ahead = ThreadPoolExecutor(1)
     # files held whole (this one and the next) stay a small share of the worker's memory limit, so
     # that a file near the limit is not pushed over it by its neighbour
@@ -276,7 +277,11 @@ class _Worker:
             self._board = mmap.mmap(backing.fileno(), _BOARD.size)
             board_fd = backing.fileno()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "auditor.validate.sandbox", str(to_child_r), str(to_parent_w), str(memory_bytes), str(board_fd)],
+                # SIGTERM and SIGINT ignored from the start (an ignored signal stays ignored across exec): sent to every
+                # process of a service as it stops (systemd's default), or to a terminal's process group, they would
+                # kill a worker still starting or mid-check, and its files would be recorded as crashing their reader
+                ["/bin/sh", "-c", 'trap "" TERM INT; exec "$0" "$@"', sys.executable, "-m", "auditor.validate.sandbox",
+                 str(to_child_r), str(to_parent_w), str(memory_bytes), str(board_fd)],
                 pass_fds=(to_child_r, to_parent_w, board_fd),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -606,40 +606,79 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-26T00:00:00Z"
     assert 0 < shares[0] < 12 and shares[1] == 12  # about half, then the rest: every file deep-checked in two audits
 
 
-def test_a_present_recorded_while_the_clock_ran_ahead_gives_way_to_the_next_audit_of_now(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
-    """serve's host clock ran a year ahead for one audit (a mis-set clock, then put right by NTP). That audit is in the
-    ledger, but the next audit of now replaces the present it left: its windows from the year ahead, their findings
-    and the episodes they opened are gone, the last full sweep is this one, and the loop keeps auditing on its interval.
-    Before, every later audit was history (as of before the present), serve never found the destination due again
-    (now - last < 0), and /healthz said ok. A back-dated audit (--as-of) still never changes the present."""
+def _skew_config(tmp_path: Path, tree: Tree, catalog_url: str, start: datetime) -> Path:
+    """Two exports of 3-hourly windows from `start`, a rule on missing windows to a webhook nobody listens on."""
+    config = tmp_path / "auditor.toml"
+    exports = "".join(
+        f'[[exports]]\nname = "{name}"\ndestination = "d"\ndatasets = ["{ds}"]\nformat = "parquet"\n'
+        f'schedule = {{ timeUnit = "hour", interval = 3, startTime = "{start:%Y-%m-%dT%H:%M:%SZ}" }}\n'
+        for name, ds in (("a", "dsA"), ("b", "dsB"))
+    )
+    config.write_text(
+        f'[catalog]\nurl = "{upgraded(catalog_url)}"\n[validation]\nisolate = false\n[[destinations]]\nname = "d"\nurl = "{tree.url}"\n{exports}'
+        '[[channels]]\nname = "void"\nkind = "webhook"\nurl = "http://127.0.0.1:9/hook"\n[[alerts]]\nname = "missed"\nwhen = "missing"\nchannels = ["void"]\n'
+    )
+    return config
+
+
+def test_an_audit_of_now_from_a_clock_that_runs_ahead_of_the_catalogs_is_history_and_says_so(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """serve on a host whose clock runs a day ahead of the catalog's (PostgreSQL's own clock; on SQLite this host's): its
+    audits are recorded as history with an error saying so, the present is not moved to a time that has not come,
+    and after three such turns /healthz says why. (Before, the audit became the present, and every audit of the real
+    time after it was history: serve never audited again, with /healthz ok.)"""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
     for ds in ("dsA", "dsB"):
-        tree.export(ds, t("2026-11-27T00:00"))
-    channel = '[[channels]]\nname = "void"\nkind = "webhook"\nurl = "http://127.0.0.1:9/hook"\n[[alerts]]\nname = "missed"\nwhen = "missing"\nchannels = ["void"]\n'
-    config = _two_exports(tmp_path, tree, upgraded(catalog_url), extra=channel)
-    clock = {"now": t("2027-11-27T04:00")}  # a year ahead
+        tree.export(ds, start)
+    config = _skew_config(tmp_path, tree, catalog_url, start)
+    clock = {"now": datetime.now(UTC) + timedelta(days=1)}
     with Runtime(load_settings(config, {})) as runtime:
         worker = Worker(runtime, clock=lambda: clock["now"])
-        assert worker.run_once() is True
+        for _ in range(3):
+            worker.run_once()
+            clock["now"] += timedelta(minutes=20)  # its interval (and its backoff) later
+        audits = runtime.catalog.audits()
+        assert len(audits) == 3 and all(a.historical for a in audits)
+        assert runtime.catalog.live_as_of() == {"a": None, "b": None} and runtime.catalog.open_episodes() == {}
+        assert worker.latest is not None and any(e.message.startswith("this host's clock runs ahead") for e in worker.latest.errors)
+        healthy, reason = worker.health()
+        assert not healthy and "clock runs ahead" in reason
+
+
+def test_a_present_recorded_while_a_clock_ran_ahead_gives_way_to_the_next_audit_of_now(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """A catalog whose present was recorded while a clock ran ahead (as of ten days from now: a host's clock put right
+    since, or a release that did not hold audits to the catalog's clock). The next audit of now replaces that present:
+    the statuses, restore points and episodes from ahead leave it, a window judged before gets back the status it had
+    and since when, the windows judged before their time are gone, the last full sweep is this one, and serve audits
+    on its interval again. The audit from ahead stays in the ledger; a back-dated audit still never changes the present."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    for ds in ("dsA", "dsB"):
+        tree.export(ds, start)
+    config = _skew_config(tmp_path, tree, catalog_url, start)
+    hour = timedelta(hours=1)
+    with Runtime(load_settings(config, {})) as runtime:
         catalog = runtime.catalog
-        assert catalog.live_as_of() == {"a": t("2027-11-27T04:00"), "b": t("2027-11-27T04:00")}
-        assert len(catalog.windows("a")) > 2900 and len(catalog.open_episodes()) > 5000  # a year of 3-hourly windows judged missing
+        assert runtime.audit(now=start + hour) is not None  # before the clock ran ahead: start's window ok since then
+        assert runtime.audit(now=datetime.now(UTC) + timedelta(days=10)) is not None  # the present from ahead
+        assert len(catalog.windows("a")) > 80 and len(catalog.open_episodes()) > 160
 
-        clock["now"] = t("2026-11-27T04:00")  # the clock is put right
-        code, _ = run("audit", "--config", str(config), "--as-of", "2026-11-27T03:30:00Z", "--format", "json")
-        assert code == 0 and catalog.audits(1)[0].historical and catalog.live_as_of()["a"] == t("2027-11-27T04:00")  # back-dated: history
+        code, _ = run("audit", "--config", str(config), "--as-of", f"{start + 3 * hour:%Y-%m-%dT%H:%M:%SZ}", "--format", "json")
+        assert code == 0 and catalog.audits(1)[0].historical  # back-dated: history, whatever the present
 
+        clock = {"now": start + 4 * hour}
+        worker = Worker(runtime, clock=lambda: clock["now"])
         assert worker.due(clock["now"]) == ["d"]  # the present lies ahead of this clock
         assert worker.run_once() is True
         newest = catalog.audits(1)[0]
-        assert not newest.historical and newest.as_of == t("2026-11-27T04:00")
-        assert catalog.live_as_of() == {"a": t("2026-11-27T04:00"), "b": t("2026-11-27T04:00")}
-        assert [(w.scheduled, w.status) for w in catalog.windows("a")] == [(t("2026-11-27T00:00"), "ok"), (t("2026-11-27T03:00"), "missing")]
-        assert {(e.export, e.scheduled) for e in catalog.open_episodes().values()} == {("a", t("2026-11-27T03:00")), ("b", t("2026-11-27T03:00"))}
-        assert catalog.window_findings("a", "dsA", t("2027-01-01T00:00")) == []
-        assert {d.name: d.last_full_sweep for d in catalog.destinations()} == {"d": t("2026-11-27T04:00")}
-        assert len(catalog.audits()) == 3  # the audit from the year ahead stays in the ledger
+        assert not newest.historical and newest.as_of == start + 4 * hour and len(catalog.audits()) == 4
+        assert catalog.live_as_of() == {"a": start + 4 * hour, "b": start + 4 * hour}
+        windows = catalog.windows("a")
+        assert [(w.scheduled, w.status, w.status_since) for w in windows] == [(start, "ok", start + hour), (start + 3 * hour, "missing", start + 4 * hour)]
+        assert [(h.at, h.status) for h in catalog.window_history("a", "dsA", start + 3 * hour) if h.live] == [(start + 4 * hour, "missing")]
+        assert [at for at, _rpo in catalog.rpo_trend("a", "dsA")] == [start + hour, start + 4 * hour]
+        assert {(e.export, e.scheduled) for e in catalog.open_episodes().values()} == {("a", start + 3 * hour), ("b", start + 3 * hour)}
+        assert {d.name: d.last_full_sweep for d in catalog.destinations()} == {"d": start + 4 * hour}
 
-        clock["now"] = t("2026-11-27T04:10")
+        clock["now"] = start + 4 * hour + timedelta(minutes=10)
         assert worker.due(clock["now"]) == []  # audited 10 minutes ago, on its 15-minute interval
-        clock["now"] = t("2026-11-27T04:20")
-        assert worker.run_once() is True and catalog.live_as_of()["a"] == t("2026-11-27T04:20")
+        clock["now"] = start + 4 * hour + timedelta(minutes=20)
+        assert worker.run_once() is True and catalog.live_as_of()["a"] == start + 4 * hour + timedelta(minutes=20)

@@ -184,3 +184,22 @@ def test_a_worker_warmed_while_the_pool_closes_is_stopped_not_left_running() -> 
     sandbox.warm()
     assert len(started) == 1 and not started[0].alive  # type: ignore[attr-defined]
     assert sandbox._idle.empty() and sandbox._live == 0
+
+
+def test_sigterm_to_every_process_of_a_stopping_service_does_not_kill_a_worker_starting_or_checking() -> None:
+    """systemd stops a service by sending SIGTERM to each of its processes: the service finishes the audit in progress,
+    and its workers, still starting or mid-check, must not die of it (their files were recorded as crashing)."""
+    import os
+    import signal
+    import time
+
+    with Sandbox(workers=1) as sandbox:
+        sandbox.warm()
+        worker = sandbox._idle.get(timeout=10)
+        time.sleep(0.05)
+        os.kill(worker.process.pid, signal.SIGTERM)  # while its interpreter starts and imports the readers
+        time.sleep(0.5)
+        os.kill(worker.process.pid, signal.SIGTERM)
+        sandbox._idle.put(worker)
+        verdict = sandbox.check(BytesSource(b'{"a":1}\n'), "p.json", deep=True)
+        assert verdict.ok and verdict.records == 1 and worker.alive and sandbox.crashes == 0 and sandbox.started == 1
