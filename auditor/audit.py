@@ -69,6 +69,12 @@ class AuditOptions:
 CLOCK_TOLERANCE = timedelta(minutes=5)  # how far ahead of now an as-of time may be before it is taken for a clock error
 CLOCK_AHEAD = "this host's clock runs ahead"  # how the error an audit of now from such a clock gets begins
 
+
+def clock_ahead(as_of: datetime, by: timedelta) -> AuditError:
+    """The error of an audit of now whose as-of lies `by` ahead of the catalog's clock (it is recorded as history)."""
+    ahead = timedelta(seconds=round(by.total_seconds()))
+    return AuditError("catalog", f"{CLOCK_AHEAD}: as of {as_of:%Y-%m-%dT%H:%M:%SZ}, {ahead} ahead of the catalog's clock; recorded as history, the present is left as it is")
+
 class FileRecord(NamedTuple):
     """What the catalog knows about one object: enough to skip reading it again.
 
@@ -122,7 +128,7 @@ class Recording(Protocol):
     def live_datasets(self) -> frozenset[tuple[str, str]]: ...
 
     @property
-    def ahead(self) -> timedelta | None: ...
+    def problem(self) -> AuditError | None: ...
 
 
 class CatalogPort(Protocol):
@@ -238,9 +244,8 @@ def run_audit(
                 settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=scope, swept=swept, known=knew
             )
             report = replace(report, audit_id=recorded.audit_id, live=recorded.live, live_datasets=recorded.live_datasets)
-            if recorded.ahead is not None:
-                problem = AuditError("catalog", f"{CLOCK_AHEAD}: as of {report.as_of:%Y-%m-%dT%H:%M:%SZ}, {timedelta(seconds=round(recorded.ahead.total_seconds()))} ahead of the catalog's clock; recorded as history, the present is left as it is")
-                report = replace(report, errors=(*report.errors, problem))
+            if recorded.problem is not None:
+                report = replace(report, errors=(*report.errors, recorded.problem))
         except CatalogError as e:
             report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))
     return report

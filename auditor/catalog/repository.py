@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, Select, String, Table, Text, and_, bi
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditor.audit import CLOCK_TOLERANCE, AuditOptions, FileRecord, packed
+from auditor.audit import CLOCK_TOLERANCE, AuditOptions, FileRecord, clock_ahead, packed
 from auditor.catalog.engine import ensure_schema, make_engine
 from auditor.catalog.tables import (
     ATTEMPTS,
@@ -56,7 +56,7 @@ from auditor.flows.models import Run
 from auditor.ledger import AuditRecord, DatasetState, DestinationState, Episode, FileState, FindingState, HistoryEntry, Notice, WindowState
 from auditor.listing import GOOD, UNSETTLED_FINDINGS, StoredWindow, SweepState, starts_with
 from auditor.reconcile import Status
-from auditor.report import AuditReport, ExportResult, iso
+from auditor.report import AuditError, AuditReport, ExportResult, iso
 from auditor.storage.base import redact, scrub
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Recorded:
     audit_id: int
     live: frozenset[str]
     live_datasets: frozenset[tuple[str, str]] = frozenset()
-    ahead: timedelta | None = None  # an audit of now whose as-of lies this far ahead of the catalog's clock (it is history)
+    problem: AuditError | None = None  # why an audit of now is history: its clock runs ahead of the catalog's
 
 
 def open_catalog(url: str) -> Catalog:
@@ -371,24 +371,27 @@ class Catalog:
         destination's lock (so still current): the file rows are then not read a second time.
         """
         covered = sorted(set(scope) if scope is not None else {e.name for e in report.exports})
-        body = canonical(report.to_json())
         with self._connect() as conn, conn.begin():
             if conn.dialect.name == "postgresql":  # one writer extends the hash chain at a time (SQLite: the write lock does it)
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK})
+            # an audit of now (options.present) is held to the catalog's clock (PostgreSQL's own; on SQLite this host's):
+            # one as of later than that is made by a clock that runs ahead, and is history (its stored report says so);
+            # a present recorded later than that was made by one that ran ahead, and gives way to it (left standing,
+            # every audit until then would be history). Audits of a chosen time (--as-of, simulations) are as before.
+            clock = _catalog_clock(conn) if options.present else None
+            ahead = clock + CLOCK_TOLERANCE if clock is not None else None
+            problem = clock_ahead(report.as_of, report.as_of - clock) if clock is not None and ahead is not None and report.as_of > ahead else None
+            if problem is not None:
+                report = replace(report, errors=(*report.errors, problem))
+            body = canonical(report.to_json())
             destination_ids = self._sync_config(conn, settings)
             # live is decided per export and dataset (a dataset added later is live at its first audit);
             # the rows are locked (PostgreSQL) so two writers cannot both think they are live
             latest = _live_as_of(conn, covered, lock=True)
-            # an audit of now (options.present) is held to the catalog's clock (PostgreSQL's own; on SQLite this host's):
-            # one as of later than that is made by a clock that runs ahead, and is history; a present recorded later
-            # than that was made by one that ran ahead, and gives way to it (left standing, every audit until then would
-            # be history). Audits of a chosen time (--as-of, simulations) are as before.
-            ahead = _catalog_clock(conn) + CLOCK_TOLERANCE if options.present else None
-            early = ahead is not None and report.as_of > ahead
             live_datasets = frozenset(
                 (e.name, e.dataset_id)
                 for e in report.exports
-                if not early and e.name in covered and _live(latest.get((e.name, e.dataset_id)), report.as_of, ahead)
+                if problem is None and e.name in covered and _live(latest.get((e.name, e.dataset_id)), report.as_of, ahead)
             )
             live = frozenset(name for name, _ in live_datasets)
             ahead_of_it = sorted(k for k in live_datasets if (latest.get(k) or report.as_of) > report.as_of)  # live by replacing a present from ahead
@@ -437,7 +440,7 @@ class Catalog:
             if live:
                 self._record_config(conn, settings, live, destination_ids, runs)
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))
-            return Recorded(audit_id, live, live_datasets, report.as_of - (ahead - CLOCK_TOLERANCE) if early and ahead is not None else None)
+            return Recorded(audit_id, live, live_datasets, problem)
 
     def _chain(self, conn: Connection, audit_id: int) -> None:
         """Link a new audit record to the previous one (auditor.evidence)."""
@@ -584,11 +587,14 @@ class Catalog:
                 select(WINDOWS.c.id, WINDOWS.c.scheduled).where(WINDOWS.c.export_id == export_id, WINDOWS.c.dataset_id == dataset, or_(WINDOWS.c.scheduled > as_of, WINDOWS.c.status_since > as_of))
             ).all()
             last: dict[int, tuple[str, datetime]] = {}  # window -> (status, since when) by its live history up to as_of
+            known: dict[int, str] = {}  # window -> its last status other than unknown, by the same history
             for window_id, status, at in conn.execute(
                 select(HISTORY.c.window_id, HISTORY.c.status, HISTORY.c.at).where(HISTORY.c.window_id.in_([w for w, _ in judged]), HISTORY.c.live).order_by(HISTORY.c.at, HISTORY.c.id)
             ):
                 if window_id not in last or last[window_id][0] != status:
                     last[window_id] = (status, _utc(at))
+                if status != Status.UNKNOWN.value:
+                    known[window_id] = status
             gone = [w for w, scheduled in judged if _utc(scheduled) > as_of or w not in last]
             for chunk in _chunks(gone):
                 conn.execute(delete(FINDINGS).where(FINDINGS.c.window_id.in_(chunk)))
@@ -597,7 +603,7 @@ class Catalog:
             for window_id, _scheduled in judged:
                 if window_id not in gone:
                     status, since = last[window_id]
-                    conn.execute(update(WINDOWS).where(WINDOWS.c.id == window_id).values(status=status, known_status=status, status_since=since))
+                    conn.execute(update(WINDOWS).where(WINDOWS.c.id == window_id).values(status=status, known_status=known.get(window_id), status_since=since))
 
     def _record_windows(
         self,

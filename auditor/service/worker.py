@@ -27,10 +27,6 @@ MAX_BACKOFF = timedelta(minutes=5)
 FAILING_AFTER = 3  # consecutive failures of one step that make the service unhealthy
 
 
-class ClockError(Exception):
-    """This host's clock runs ahead of the catalog's: its audits of now are history and change nothing."""
-
-
 @dataclass
 class StepState:
     failures: int = 0
@@ -56,6 +52,7 @@ class Worker:
         self.errors: Counter[str] = Counter()  # step -> errors since start
         self.steps = {"audit": StepState(), "deliver": StepState()}
         self.last_loop: datetime | None = None
+        self.clock_problem: str | None = None  # this host's clock runs ahead of the catalog's: its audits are history
         self.started = wall_clock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -105,8 +102,12 @@ class Worker:
                 self.latest = report
                 did = True
                 ahead = [e.message for e in report.errors if e.message.startswith(CLOCK_AHEAD)]
-                if ahead:  # recorded as history: a failing step, so /healthz says why after a few turns
-                    raise ClockError(ahead[0])
+                if ahead:  # recorded as history, and every audit this process makes will be until its clock is right
+                    self.clock_problem = ahead[0]
+                    self.errors["audit"] += 1
+                    log.error("destination %s: %s", name, ahead[0])
+                elif report.live:
+                    self.clock_problem = None
         return did
 
     def audit_now(self, now: datetime) -> AuditReport | None:
@@ -158,6 +159,8 @@ class Worker:
         if now - last > self.stale_after():
             return False, f"the worker loop has not completed since {last:%Y-%m-%dT%H:%M:%SZ} (limit {self.stale_after()})"
         failing = [f"{name}: {s.failures} failures in a row, last: {s.last_error}" for name, s in self.steps.items() if s.failures >= FAILING_AFTER]
+        if self.clock_problem is not None:
+            failing.append(self.clock_problem)
         if failing:
             return False, "; ".join(failing)
         return True, "ok"

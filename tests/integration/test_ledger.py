@@ -623,9 +623,10 @@ def _skew_config(tmp_path: Path, tree: Tree, catalog_url: str, start: datetime) 
 
 def test_an_audit_of_now_from_a_clock_that_runs_ahead_of_the_catalogs_is_history_and_says_so(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
     """serve on a host whose clock runs a day ahead of the catalog's (PostgreSQL's own clock; on SQLite this host's): its
-    audits are recorded as history with an error saying so, the present is not moved to a time that has not come,
-    and after three such turns /healthz says why. (Before, the audit became the present, and every audit of the real
-    time after it was history: serve never audited again, with /healthz ok.)"""
+    audits are recorded as history, their stored reports say why, the present is not moved to a time that has not
+    come, and /healthz says why for as long as it lasts (turns with nothing due included); once the clock is right,
+    the next audit is live and /healthz ok. (Before, the audit became the present, and every audit of the real time
+    after it was history: serve never audited again, with /healthz ok.)"""
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
     for ds in ("dsA", "dsB"):
         tree.export(ds, start)
@@ -633,15 +634,21 @@ def test_an_audit_of_now_from_a_clock_that_runs_ahead_of_the_catalogs_is_history
     clock = {"now": datetime.now(UTC) + timedelta(days=1)}
     with Runtime(load_settings(config, {})) as runtime:
         worker = Worker(runtime, clock=lambda: clock["now"])
-        for _ in range(3):
+        worker.run_once()
+        for _ in range(6):  # turns of a running loop: nothing is due, and it stays unhealthy
+            clock["now"] += timedelta(seconds=10)
             worker.run_once()
-            clock["now"] += timedelta(minutes=20)  # its interval (and its backoff) later
+            healthy, reason = worker.health()
+            assert not healthy and "clock runs ahead" in reason
         audits = runtime.catalog.audits()
-        assert len(audits) == 3 and all(a.historical for a in audits)
+        assert len(audits) == 1 and audits[0].historical
         assert runtime.catalog.live_as_of() == {"a": None, "b": None} and runtime.catalog.open_episodes() == {}
-        assert worker.latest is not None and any(e.message.startswith("this host's clock runs ahead") for e in worker.latest.errors)
-        healthy, reason = worker.health()
-        assert not healthy and "clock runs ahead" in reason
+        stored = runtime.catalog.audit_report(audits[0].id)
+        assert stored is not None and any(e["message"].startswith("this host's clock runs ahead") for e in stored["errors"])
+
+        clock["now"] = datetime.now(UTC)  # the clock is put right
+        assert worker.run_once() is True
+        assert not runtime.catalog.audits(1)[0].historical and worker.health() == (True, "ok")
 
 
 def test_a_present_recorded_while_a_clock_ran_ahead_gives_way_to_the_next_audit_of_now(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
@@ -682,3 +689,27 @@ def test_a_present_recorded_while_a_clock_ran_ahead_gives_way_to_the_next_audit_
         assert worker.due(clock["now"]) == []  # audited 10 minutes ago, on its 15-minute interval
         clock["now"] = start + 4 * hour + timedelta(minutes=20)
         assert worker.run_once() is True and catalog.live_as_of()["a"] == start + 4 * hour + timedelta(minutes=20)
+
+
+def test_a_window_known_ok_before_an_outage_is_still_known_ok_when_a_present_from_ahead_gives_way_during_it(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """The storage is away when the audit of now replaces a present from ahead: the window it cannot look at is unknown,
+    and what restore planning knows of it is still the last status other than unknown (ok), not unknown."""
+    from auditor.audit import AuditOptions
+
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    for ds in ("dsA", "dsB"):
+        tree.export(ds, start)
+    config = _skew_config(tmp_path, tree, catalog_url, start)
+    hour = timedelta(hours=1)
+    with Runtime(load_settings(config, {})) as runtime:
+        assert runtime.audit(now=start + hour) is not None  # ok
+        away = tree.root.rename(tree.root.with_name("away"))
+        assert runtime.audit(now=start + 2 * hour) is not None  # unknown, known ok
+        away.rename(tree.root)
+        assert runtime.audit(now=datetime.now(UTC) + timedelta(days=10)) is not None  # a present from ahead (ok)
+        away = tree.root.rename(tree.root.with_name("away"))
+        report = runtime.audit(now=start + 4 * hour, options=AuditOptions(present=True))
+        assert report is not None and report.live
+        known = {w.scheduled: (w.status, k) for w, k in runtime.catalog.restore_windows("a", "dsA", start + 4 * hour)}
+        assert known[start] == ("unknown", "ok")
+        away.rename(tree.root)
