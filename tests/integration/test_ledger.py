@@ -606,6 +606,14 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-26T00:00:00Z"
     assert 0 < shares[0] < 12 and shares[1] == 12  # about half, then the rest: every file deep-checked in two audits
 
 
+def _skew_world(tree: Tree, tmp_path: Path, catalog_url: str) -> tuple[datetime, Path]:
+    """A day ago by the real clock (the catalog's, on SQLite), with each dataset's export of then landed, and its config."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    for ds in ("dsA", "dsB"):
+        tree.export(ds, start)
+    return start, _skew_config(tmp_path, tree, catalog_url, start)
+
+
 def _skew_config(tmp_path: Path, tree: Tree, catalog_url: str, start: datetime) -> Path:
     """Two exports of 3-hourly windows from `start`, a rule on missing windows to a webhook nobody listens on."""
     config = tmp_path / "auditor.toml"
@@ -627,10 +635,7 @@ def test_an_audit_of_now_from_a_clock_that_runs_ahead_of_the_catalogs_is_history
     come, and /healthz says why for as long as it lasts (turns with nothing due included); once the clock is right,
     the next audit is live and /healthz ok. (Before, the audit became the present, and every audit of the real time
     after it was history: serve never audited again, with /healthz ok.)"""
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
-    for ds in ("dsA", "dsB"):
-        tree.export(ds, start)
-    config = _skew_config(tmp_path, tree, catalog_url, start)
+    _start, config = _skew_world(tree, tmp_path, catalog_url)
     clock = {"now": datetime.now(UTC) + timedelta(days=1)}
     with Runtime(load_settings(config, {})) as runtime:
         worker = Worker(runtime, clock=lambda: clock["now"])
@@ -657,10 +662,7 @@ def test_a_present_recorded_while_a_clock_ran_ahead_gives_way_to_the_next_audit_
     the statuses, restore points and episodes from ahead leave it, a window judged before gets back the status it had
     and since when, the windows judged before their time are gone, the last full sweep is this one, and serve audits
     on its interval again. The audit from ahead stays in the ledger; a back-dated audit still never changes the present."""
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
-    for ds in ("dsA", "dsB"):
-        tree.export(ds, start)
-    config = _skew_config(tmp_path, tree, catalog_url, start)
+    start, config = _skew_world(tree, tmp_path, catalog_url)
     hour = timedelta(hours=1)
     with Runtime(load_settings(config, {})) as runtime:
         catalog = runtime.catalog
@@ -696,10 +698,7 @@ def test_a_window_known_ok_before_an_outage_is_still_known_ok_when_a_present_fro
     and what restore planning knows of it is still the last status other than unknown (ok), not unknown."""
     from auditor.audit import AuditOptions
 
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
-    for ds in ("dsA", "dsB"):
-        tree.export(ds, start)
-    config = _skew_config(tmp_path, tree, catalog_url, start)
+    start, config = _skew_world(tree, tmp_path, catalog_url)
     hour = timedelta(hours=1)
     with Runtime(load_settings(config, {})) as runtime:
         assert runtime.audit(now=start + hour) is not None  # ok
