@@ -106,7 +106,7 @@ class Worker:
                     self.clock_problem = ahead[0]
                     self.errors["audit"] += 1
                     log.error("destination %s: %s", name, ahead[0])
-                elif report.live:
+                elif report.audit_id is not None:  # recorded, and held to the catalog's clock without a fault
                     self.clock_problem = None
         return did
 
