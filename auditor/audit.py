@@ -75,6 +75,7 @@ def clock_ahead(as_of: datetime, by: timedelta) -> AuditError:
     ahead = timedelta(seconds=round(by.total_seconds()))
     return AuditError("catalog", f"{CLOCK_AHEAD}: as of {as_of:%Y-%m-%dT%H:%M:%SZ}, {ahead} ahead of the catalog's clock; recorded as history, the present is left as it is")
 
+
 class FileRecord(NamedTuple):
     """What the catalog knows about one object: enough to skip reading it again.
 

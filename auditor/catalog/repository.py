@@ -380,7 +380,7 @@ class Catalog:
             # every audit until then would be history). Audits of a chosen time (--as-of, simulations) are as before.
             clock = _catalog_clock(conn) if options.present else None
             ahead = clock + CLOCK_TOLERANCE if clock is not None else None
-            problem = clock_ahead(report.as_of, report.as_of - clock) if clock is not None and ahead is not None and report.as_of > ahead else None
+            problem = clock_ahead(report.as_of, report.as_of - clock) if clock is not None and report.as_of > clock + CLOCK_TOLERANCE else None
             if problem is not None:
                 report = replace(report, errors=(*report.errors, problem))
             body = canonical(report.to_json())

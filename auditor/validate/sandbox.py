@@ -196,8 +196,6 @@ def _serve(conn: Connection, reply: Connection, memory_bytes: int, board_fd: int
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop (and started them so: _Worker)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ahead = ThreadPoolExecutor(1)
     # files held whole (this one and the next) stay a small share of the worker's memory limit, so
     # that a file near the limit is not pushed over it by its neighbour
