@@ -606,16 +606,17 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-26T00:00:00Z"
     assert 0 < shares[0] < 12 and shares[1] == 12  # about half, then the rest: every file deep-checked in two audits
 
 
-def _skew_world(tree: Tree, tmp_path: Path, catalog_url: str) -> tuple[datetime, Path]:
+def _skew_world(tree: Tree, tmp_path: Path, catalog_url: str, *, every: str = "15m") -> tuple[datetime, Path]:
     """A day ago by the real clock (the catalog's, on SQLite), with each dataset's export of then landed, and its config."""
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
     for ds in ("dsA", "dsB"):
         tree.export(ds, start)
-    return start, _skew_config(tmp_path, tree, catalog_url, start)
+    return start, _skew_config(tmp_path, tree, catalog_url, start, every=every)
 
 
-def _skew_config(tmp_path: Path, tree: Tree, catalog_url: str, start: datetime) -> Path:
-    """Two exports of 3-hourly windows from `start`, a rule on missing windows to a webhook nobody listens on."""
+def _skew_config(tmp_path: Path, tree: Tree, catalog_url: str, start: datetime, *, every: str = "15m") -> Path:
+    """Two exports of 3-hourly windows from `start` on a destination audited `every`, a rule on missing windows to a
+    webhook nobody listens on."""
     config = tmp_path / "auditor.toml"
     exports = "".join(
         f'[[exports]]\nname = "{name}"\ndestination = "d"\ndatasets = ["{ds}"]\nformat = "parquet"\n'
@@ -623,7 +624,7 @@ def _skew_config(tmp_path: Path, tree: Tree, catalog_url: str, start: datetime) 
         for name, ds in (("a", "dsA"), ("b", "dsB"))
     )
     config.write_text(
-        f'[catalog]\nurl = "{upgraded(catalog_url)}"\n[validation]\nisolate = false\n[[destinations]]\nname = "d"\nurl = "{tree.url}"\n{exports}'
+        f'[catalog]\nurl = "{upgraded(catalog_url)}"\n[validation]\nisolate = false\n[[destinations]]\nname = "d"\nurl = "{tree.url}"\naudit_every = "{every}"\n{exports}'
         '[[channels]]\nname = "void"\nkind = "webhook"\nurl = "http://127.0.0.1:9/hook"\n[[alerts]]\nname = "missed"\nwhen = "missing"\nchannels = ["void"]\n'
     )
     return config
@@ -712,3 +713,37 @@ def test_a_window_known_ok_before_an_outage_is_still_known_ok_when_a_present_fro
         known = {w.scheduled: (w.status, k) for w, k in runtime.catalog.restore_windows("a", "dsA", start + 4 * hour)}
         assert known[start] == ("unknown", "ok")
         away.rename(tree.root)
+
+
+def test_two_serve_processes_one_with_a_clock_ahead_share_a_catalog_without_flapping_and_through_a_restart(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """Two serve processes on one catalog (two runtimes, two connections), one on a host a day ahead of the catalog's
+    clock, over several intervals of their simulated clocks and a restart of the right one: the present is the right
+    one's audits only, the process from ahead says so on /healthz every turn, and no episode opens twice (with a
+    present that flapped between them, each turn re-opened and re-alerted the windows from ahead)."""
+    _start, config = _skew_world(tree, tmp_path, catalog_url, every="1m")
+    settings = load_settings(config, {})
+    now = datetime.now(UTC)
+    clocks = {"right": now, "ahead": now + timedelta(days=1)}
+    right, ahead = Runtime(settings), Runtime(settings)
+    try:
+        workers = {"right": Worker(right, clock=lambda: clocks["right"]), "ahead": Worker(ahead, clock=lambda: clocks["ahead"])}
+        episodes: list[int] = []
+        for turn in range(4):
+            if turn == 2:  # the right one restarts: a new process, due-ness from the catalog
+                right.close()
+                right = Runtime(settings)
+                workers["right"] = Worker(right, clock=lambda: clocks["right"])
+            for name in ("ahead", "right"):
+                workers[name].run_once()
+            assert not workers["ahead"].health()[0] and "clock runs ahead" in workers["ahead"].health()[1]
+            assert workers["right"].health() == (True, "ok")
+            assert right.catalog.live_as_of() == {"a": clocks["right"], "b": clocks["right"]}
+            episodes.append(len(right.catalog.episodes()))
+            for name in clocks:  # one interval on (the right clock stays within the catalog's tolerance of the real one)
+                clocks[name] += timedelta(seconds=61)
+        assert len(set(episodes)) == 1  # the missing 03:00 windows of each export, opened once
+        audits = right.catalog.audits()
+        assert len(audits) == 8 and sum(not a.historical for a in audits) == 4
+    finally:
+        right.close()
+        ahead.close()
