@@ -32,6 +32,19 @@ class CatalogSettings(_Model):
     """Where the catalog lives: any SQLAlchemy URL."""
 
     url: str = Field("sqlite:///auditor.db", description="SQLAlchemy URL of the catalog database")
+    lock_lease: timedelta = Field(
+        timedelta(minutes=2),
+        description="PostgreSQL: how long a destination stays locked by an auditor process that stopped answering (frozen, cut off) before "
+        "PostgreSQL ends that process's session and another process may audit the destination; a live holder renews it three times per lease",
+    )
+
+    @field_validator("lock_lease", mode="before")
+    @classmethod
+    def _lease(cls, value: Any) -> timedelta:
+        lease = _duration(value)
+        if lease < timedelta(seconds=2):
+            raise ValueError("must be at least 2s")
+        return lease
 
 
 class ValidationSettings(_Model):

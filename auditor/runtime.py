@@ -126,7 +126,7 @@ class Runtime:
                     engine.dispose()
                     self._catalog_problem = str(e)
                     return None
-                self._catalog, self._catalog_problem = Catalog(engine), None
+                self._catalog, self._catalog_problem = Catalog(engine, lock_lease=self.settings.catalog.lock_lease), None
             return self._catalog
 
     @property

@@ -14,7 +14,10 @@ import hashlib
 import itertools
 import json
 import logging
+import os
+import socket
 import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -61,6 +64,7 @@ from auditor.storage.base import redact, scrub
 
 log = logging.getLogger(__name__)
 CHAIN_LOCK = 0x61756469746F72  # pg_advisory_xact_lock key for extending the audit hash chain
+LOCK_LEASE = timedelta(minutes=2)  # [catalog] lock_lease's default
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,10 @@ def open_catalog(url: str) -> Catalog:
 class Catalog:
     """Reads and writes the catalog; every database failure becomes a CatalogError."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, lock_lease: timedelta = LOCK_LEASE) -> None:
         self.engine = engine
+        self.lock_lease = lock_lease
+        self._leases: dict[str, _Lease] = {}  # destination -> the lease this process holds on it (PostgreSQL)
 
     def close(self) -> None:
         """Give every pooled connection back (the composition root calls this once, on exit)."""
@@ -374,6 +380,10 @@ class Catalog:
         with self._connect() as conn, conn.begin():
             if conn.dialect.name == "postgresql":  # one writer extends the hash chain at a time (SQLite: the write lock does it)
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK})
+                lost = self._lost_locks(conn, (known or {}).keys())
+                if lost:  # another process may have written them since: read them again
+                    log.warning("the audit lock on %s was lost during this audit: its file rows are read again to record it", ", ".join(sorted(lost)))
+                    known = {name: rows for name, rows in (known or {}).items() if name not in lost}
             # an audit of now (options.present) is held to the catalog's clock (PostgreSQL's own; on SQLite this host's):
             # one as of later than that is made by a clock that runs ahead, and is history (its stored report says so);
             # a present recorded later than that was made by one that ran ahead, and gives way to it (left standing,
@@ -894,22 +904,19 @@ class Catalog:
         """
         names = sorted(set(destinations))
         if self.engine.dialect.name == "postgresql":
-            keys = [int.from_bytes(hashlib.sha256(f"auditor-destination:{n}".encode()).digest()[:8], "big", signed=True) for n in names]
             with self._connect() as conn:
-                held: list[int] = []
+                lease = _Lease(conn, names, self.lock_lease)
                 try:
-                    for key in keys:
-                        if wait:
-                            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-                        elif not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one():
-                            break
-                        held.append(key)
-                    conn.commit()
-                    yield len(held) == len(keys)
+                    got = lease.take(wait=wait)
+                    if got:
+                        for name in names:
+                            self._leases[name] = lease
+                    yield got
                 finally:
-                    for key in held:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
+                    for name in names:
+                        if self._leases.get(name) is lease:
+                            del self._leases[name]
+                    lease.release()
             return
         with ExitStack() as stack:
             for name in names:
@@ -924,6 +931,15 @@ class Catalog:
                     return
                 stack.callback(fcntl.flock, handle, fcntl.LOCK_UN)
             yield True
+
+    def _lost_locks(self, conn: Connection, destinations: Iterable[str]) -> set[str]:
+        """Those of `destinations` locked by this process whose lock PostgreSQL no longer sees held (its lease ran out)."""
+        leases = {name: self._leases[name] for name in destinations if name in self._leases}
+        if not leases:
+            return set()
+        query = text("SELECT pid, (classid::bigint << 32) | objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted AND pid = ANY(:pids)")
+        held = {(int(pid), int(key)) for pid, key in conn.execute(query, {"pids": sorted({lease.pid for lease in leases.values()})})}
+        return {name for name, lease in leases.items() if lease.lost is not None or (lease.pid, _lock_key(name)) not in held}
 
     def _lock_path(self, destination: str) -> Path | None:
         database = self.engine.url.database
@@ -1024,6 +1040,89 @@ class _Borrowed:
     def __exit__(self, kind: object, value: BaseException | None, _tb: object) -> None:
         if isinstance(value, SQLAlchemyError):
             raise CatalogError(f"catalog operation failed: {_reason(value)}") from value
+
+
+def _lock_key(destination: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"auditor-destination:{destination}".encode()).digest()[:8], "big", signed=True)
+
+
+class _Lease:
+    """Session advisory locks on one connection of their own, kept only while their holder answers.
+
+    PostgreSQL (14 and later) ends a session left idle longer than its idle_session_timeout, and with
+    it the session's advisory locks. The lock connection sets that to the lease, and a thread renews it
+    (one round trip) three times per lease. A process that stops answering (frozen, its host cut off)
+    so loses its destinations one lease later to whichever process asks next, where a plain session
+    lock would keep them until its TCP connection died, which may be never. The holder learns it at
+    its next renewal; record_audit asks pg_locks whether the locks are still held before it trusts
+    what the audit read under them. The session is named after the host and process holding it
+    (pg_stat_activity.application_name), so whoever looks can see who holds a destination.
+    """
+
+    def __init__(self, conn: Connection, names: Sequence[str], lease: timedelta) -> None:
+        self._conn = conn
+        self.names = list(names)
+        self._lease = lease
+        self._held: list[int] = []
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self.pid = 0
+        self.lost: str | None = None  # why the locks were lost while held
+
+    def take(self, *, wait: bool) -> bool:
+        conn = self._conn
+        self.pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        holder = f"auditor lock {socket.gethostname()}:{os.getpid()}"[:63]
+        conn.execute(text("SELECT set_config('application_name', :holder, false)"), {"holder": holder})
+        for name in self.names:
+            key = _lock_key(name)
+            if wait:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            elif not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one():
+                break
+            self._held.append(key)
+        if len(self._held) < len(self.names):
+            conn.commit()
+            return False
+        if (conn.dialect.server_version_info or (0,)) >= (14,):
+            timeout = f"{max(1, round(self._lease.total_seconds() * 1000))}ms"
+            conn.execute(text("SELECT set_config('idle_session_timeout', :timeout, false)"), {"timeout": timeout})
+            self._renewer = threading.Thread(target=self._renew, name="auditor-lock-lease", daemon=True)
+        else:
+            log.warning("PostgreSQL %s has no idle_session_timeout: a frozen auditor process keeps the destinations it locked until its connection closes",
+                        ".".join(map(str, conn.dialect.server_version_info or ())))
+        conn.commit()  # idle from here on: no transaction left open, so the session's idle time counts
+        if self._renewer is not None:
+            self._renewer.start()
+        return True
+
+    def _renew(self) -> None:
+        every = self._lease.total_seconds() / 3
+        while not self._stop.wait(every):
+            try:
+                self._conn.exec_driver_sql("SELECT 1")
+                self._conn.commit()
+            except SQLAlchemyError as e:
+                self.lost = f"the catalog ended the session that held them ({_reason(e)})"
+                log.warning("lost the audit lock on %s: %s; this process stopped answering for longer than the lease (%s), "
+                            "so another process may audit them meanwhile", ", ".join(self.names), self.lost, self._lease)
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        if self.lost is None:
+            try:
+                for key in self._held:
+                    self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                self._conn.exec_driver_sql("RESET idle_session_timeout")
+                self._conn.exec_driver_sql("RESET application_name")
+                self._conn.commit()
+                return
+            except SQLAlchemyError as e:
+                self.lost = _reason(e)
+        self._conn.invalidate()  # its session ended, and its locks with it
 
 
 class _Guarded:

@@ -216,7 +216,7 @@ def build_scenario(tmp_path: Path) -> Scenario:
     return Scenario(trees["web"], trees["crm"], trees["staging"], slots, missing, ("web", "dsA", slots[4]))
 
 
-def write_config(tmp_path: Path, scenario: Scenario, receiver: Receiver) -> Path:
+def write_config(tmp_path: Path, scenario: Scenario, receiver: Receiver, *, lock_lease: str | None = None) -> Path:
     schedule = f'{{ timeUnit = "hour", interval = 3, startTime = "{iso(scenario.slots[0])}", endTime = "{iso(scenario.slots[-1] + timedelta(hours=3))}" }}'
     config = tmp_path / "auditor.toml"
     config.write_text(
@@ -225,6 +225,7 @@ tokens = [{{ name = "ops", token = "${{env:OPS_TOKEN}}", role = "read" }}]
 
 [catalog]
 url = "${{env:CATALOG_URL}}"
+{f'lock_lease = "{lock_lease}"' if lock_lease else ""}
 
 [validation]
 isolate = false
@@ -391,6 +392,98 @@ def run_replicas(tmp_path: Path, receiver: Receiver, catalog_url: str, *, upgrad
     assert scopes[("web",)] >= 4 and scopes[("crm",)] >= 4, scopes  # each destination audited over and over, by whichever replica got it
     historical = [(a.id, a.scope, a.as_of.isoformat(timespec="milliseconds"), a.started_at.isoformat(timespec="milliseconds")) for a in audits if not a.live_exports]
     return {"notices": len(notices), "received": len(received), "audits": len(audits), "not_live": historical, "scopes": dict(scopes), "first_health": first, "timeline": timeline}
+
+
+def held_by(db: Any, pid: int) -> set[str]:
+    """The destinations of write_config whose audit lock process `pid` holds now, as pg_locks shows them
+    (its sessions found by the ports of its TCP connections, so whatever it names them)."""
+    import hashlib
+
+    import psutil
+
+    ports = [c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp") if c.raddr]
+    names = {int.from_bytes(hashlib.sha256(f"auditor-destination:{name}".encode()).digest()[:8], "big", signed=True): name for name in ("web-store", "crm-store")}
+    rows = db.execute(
+        "SELECT (l.classid::bigint << 32) | l.objid::bigint FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND a.client_port = ANY(%s)", (ports,)
+    ).fetchall()
+    return {names[key] for (key,) in rows if key in names}
+
+
+def freeze_while_holding(replica: Replica, catalog_url: str, timeout: float) -> str:
+    """SIGSTOP the replica at a moment it holds a destination's audit lock; returns that destination."""
+    import psycopg
+
+    assert replica.process is not None
+    pid = replica.process.pid
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(catalog_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as db:
+        while time.monotonic() < deadline:
+            if held_by(db, pid):
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(0.05)
+                held = held_by(db, pid)  # stopped: what it holds now, it holds until it answers again
+                if held:
+                    return min(held)
+                os.kill(pid, signal.SIGCONT)  # it let go just before it stopped: try again
+            time.sleep(0.002)
+    raise AssertionError(f"replica {replica.name} was never seen holding a destination within {timeout} s")
+
+
+@pytest.mark.postgres
+def test_a_replica_frozen_while_it_holds_a_destination_stops_the_other_for_one_lease_only(tmp_path: Path, postgres_url: str, receiver: Receiver) -> None:
+    """A replica frozen (SIGSTOP: a stuck VM, a debugger, a host cut off) in the middle of an audit keeps its
+    destination's lock while its connection lives, which may be forever. With a lease, PostgreSQL ends its
+    session once it has not answered for lock_lease, and the other replica audits that destination; the frozen
+    one, let go on, learns that it lost the lock, records what it audited (as history: the other audited later),
+    and goes on auditing. No missing window is announced twice."""
+    from auditor.catalog import engine as schema
+    from auditor.catalog.repository import open_catalog
+
+    scenario = build_scenario(tmp_path)
+    config = write_config(tmp_path, scenario, receiver, lock_lease="2s")
+    engine = schema.make_engine(postgres_url)
+    schema.upgrade(engine)
+    engine.dispose()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = replica_env(postgres_url)
+    a, b = Replica("a", config, env, logs), Replica("b", config, env, logs)
+    catalog = open_catalog(postgres_url)
+    try:
+        a.start()
+        b.start()
+        wait_for(lambda: set(receiver.keys("alert")) >= scenario.missing, 60, lambda: f"not all announced: {receiver.snapshot()}\n{a.log_tail()}\n{b.log_tail()}")
+        a.wait_audited(20)
+        b.wait_audited(20)
+        destination = freeze_while_holding(a, postgres_url, 30)
+        frozen_at = datetime.now(UTC)
+        export = {"web-store": "web", "crm-store": "crm"}[destination]
+
+        def audited_since_the_freeze() -> list[Any]:
+            return [r for r in catalog.audits(limit=50) if export in r.scope and r.started_at > frozen_at]
+
+        began = time.monotonic()
+        wait_for(lambda: bool(audited_since_the_freeze()), 30,
+                 lambda: f"with replica a frozen holding {destination}, nobody audited it for 30 s\n--- b:\n{b.log_tail()}")
+        taken_over = time.monotonic() - began
+        assert b.health() is not None  # b did it (a is frozen), and b still answers
+        os.kill(a.process.pid if a.process else 0, signal.SIGCONT)
+        audit_rounds((a, b), 2, 40)  # the frozen replica goes on auditing, both destinations again
+        assert "lost the audit lock on " + destination in a.log_tail(400), a.log_tail()
+        audit_rounds((a, b), 1, 30)
+        assert receiver.keys("alert") == Counter(scenario.missing), receiver.snapshot()
+        for replica in (a, b):
+            health = replica.health()
+            assert health is not None and health["code"] == 200 and health["status"] == "ok", (replica.name, health)
+        assert a.worker_failures() + b.worker_failures() == []
+        print(f"frozen holding {destination}; audited by the other replica {taken_over:.1f} s later (lease 2 s, loop 1 s)")
+    finally:
+        if a.process is not None and a.process.poll() is None:
+            os.kill(a.process.pid, signal.SIGCONT)
+        a.stop_all()
+        b.stop_all()
+        catalog.close()
 
 
 @pytest.mark.postgres
@@ -588,6 +681,89 @@ schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z
         kinds = Counter(n.kind for n in a.catalog.notices())
         assert kinds == Counter(alert=1, recovery=1), [(n.id, n.kind, n.created_at) for n in a.catalog.notices()]
         assert len(a.catalog.episodes()) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.postgres
+def test_a_holder_that_answers_keeps_its_destination_past_the_lease(postgres_url: str) -> None:
+    """An audit longer than the lease keeps its lock: the holder renews it while it lives."""
+    from auditor.catalog.engine import make_engine
+    from auditor.catalog.repository import Catalog
+
+    holder, other = Catalog(make_engine(postgres_url), lock_lease=timedelta(seconds=2)), Catalog(make_engine(postgres_url), lock_lease=timedelta(seconds=2))
+    try:
+        with holder.destination_locks(["d"], wait=False) as got:
+            assert got
+            deadline = time.monotonic() + 5  # two and a half leases
+            while time.monotonic() < deadline:
+                with other.destination_locks(["d"], wait=False) as taken:
+                    assert not taken, "another process took a destination whose holder is alive"
+                time.sleep(0.25)
+        with other.destination_locks(["d"], wait=False) as taken:
+            assert taken  # released at the end
+    finally:
+        holder.close()
+        other.close()
+
+
+@pytest.mark.postgres
+def test_an_audit_whose_lock_ran_out_reads_the_file_rows_again_before_it_records(tree: Tree, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file rows an audit read under its destination's lock are trusted only while PostgreSQL still sees the
+    lock held: once the lease ran out, another process may have changed them, so they are read again."""
+    from sqlalchemy import text
+
+    from auditor.catalog import engine as schema
+    from auditor.config import load_settings
+    from auditor.runtime import Runtime
+    from tests.conftest import t
+
+    engine = schema.make_engine(postgres_url)
+    schema.upgrade(engine)
+    engine.dispose()
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "{postgres_url}"
+lock_lease = "2s"
+[validation]
+isolate = false
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+[[exports]]
+name = "web"
+destination = "d"
+datasets = ["ds"]
+format = "parquet"
+schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-27T09:00:00Z" }}
+"""
+    )
+    settings = load_settings(config, {})
+    tree.export("ds", t("2026-11-27T00:00"))
+    victim = tree.export("ds", t("2026-11-27T03:00"))[0]
+    a, b = Runtime(settings), Runtime(settings)  # two replicas; b's clock is a minute behind a's
+    try:
+        a.audit(now=t("2026-11-27T08:00"))
+        key = victim.relative_to(tree.root).as_posix()
+        assert key in a.catalog.known_files("d")
+        real = a.catalog.record_audit
+
+        def a_freezes_before_it_records(*args: Any, **kwargs: Any) -> Any:
+            lease = a.catalog._leases["d"]
+            with a.catalog.engine.connect() as conn:  # what PostgreSQL does once the frozen holder's lease runs out
+                assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lease.pid}).scalar_one()
+            victim.unlink()
+            assert b.audit(now=t("2026-11-27T08:09"), wait=False) is not None  # the lock is free: b audits, and sees the file gone
+            assert key not in b.catalog.known_files("d")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(a.catalog, "record_audit", a_freezes_before_it_records)
+        report = a.audit(now=t("2026-11-27T08:10"))
+        assert report is not None and "web" in report.live  # a's as-of is the latest: a's audit is the present
+        rows = a.catalog.known_files("d")
+        assert key in rows, "the present lost a file the live audit saw"
     finally:
         a.close()
         b.close()
