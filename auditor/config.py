@@ -42,8 +42,8 @@ class CatalogSettings(_Model):
     @classmethod
     def _lease(cls, value: Any) -> timedelta:
         lease = _duration(value)
-        if lease < timedelta(seconds=2):
-            raise ValueError("must be at least 2s")
+        if not timedelta(seconds=2) <= lease <= timedelta(days=1):
+            raise ValueError("must be at least 2s and at most 1d")
         return lease
 
 
@@ -132,11 +132,19 @@ def _duration(value: Any) -> timedelta:
         raise ValueError(str(e).removeprefix("grace: ")) from None
 
 
-class InventorySettings(_Model):
-    """An S3 Inventory report of the destination's bucket: the source of its scheduled full sweeps instead of a listing."""
+AZURE_SCHEMES = ("az://", "abfs://", "abfss://")
 
-    url: str = Field(description="s3:// URL of the folder S3 writes the reports to: destination-prefix/source-bucket/config-ID")
-    options: dict[str, Any] | None = Field(None, description="fsspec storage_options for the inventory's bucket (default: the destination's)")
+
+class InventorySettings(_Model):
+    """A cloud inventory report of the destination's bucket or storage account (S3 Inventory, Azure blob inventory):
+    the source of its scheduled full sweeps instead of a listing."""
+
+    url: str = Field(
+        description="where the reports are written: s3://bucket/destination-prefix/source-bucket/config-ID (S3 Inventory), "
+        "or az://container (an Azure blob inventory rule's destination container, abfs:// also taken)"
+    )
+    rule: str | None = Field(None, description="Azure: the name of the blob inventory rule whose reports to read")
+    options: dict[str, Any] | None = Field(None, description="fsspec storage_options for the inventory's bucket or account (default: the destination's)")
     max_age: timedelta = Field(timedelta(days=2), description="an older newest report is not used: the sweep lists the destination instead")
 
     @field_validator("max_age", mode="before")
@@ -146,10 +154,27 @@ class InventorySettings(_Model):
 
     @field_validator("url")
     @classmethod
-    def _s3(cls, value: str) -> str:
-        if not value.lower().startswith("s3://") or not value[5:].strip("/"):
-            raise ValueError("an S3 Inventory lives in an S3 bucket: s3://bucket/destination-prefix/source-bucket/config-ID")
+    def _where(cls, value: str) -> str:
+        lower = value.lower()
+        if lower.startswith(AZURE_SCHEMES):
+            netloc, _, path = value.split("://", 1)[1].partition("/")
+            if not netloc or path.strip("/"):
+                raise ValueError("an Azure blob inventory writes its reports at the root of its destination container: az://container")
+            return value
+        if not lower.startswith("s3://") or not value[5:].strip("/"):
+            raise ValueError("an S3 Inventory lives in an S3 bucket (s3://bucket/destination-prefix/source-bucket/config-ID), an Azure one in a container (az://container)")
         return value
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError("an inventory rule's name is 1 to 256 letters, digits, - or _")
+        return value
+
+    @property
+    def azure(self) -> bool:
+        return self.url.lower().startswith(AZURE_SCHEMES)
 
 
 class DestinationSettings(_Model):
@@ -166,7 +191,9 @@ class DestinationSettings(_Model):
         timedelta(days=1), description="between full sweeps, audits list only windows that are not settled: not ok/late/empty, or within this long after their deadline"
     )
 
-    inventory: InventorySettings | None = Field(None, description="an S3 Inventory of this (s3://) destination's bucket, read by its scheduled full sweeps")
+    inventory: InventorySettings | None = Field(
+        None, description="an S3 Inventory of this s3:// destination's bucket, or an Azure blob inventory of this Azure destination's account, read by its scheduled full sweeps"
+    )
 
     @field_validator("audit_every", "full_sweep_every", "listing_horizon", mode="before")
     @classmethod
@@ -174,9 +201,20 @@ class DestinationSettings(_Model):
         return _duration(value)
 
     @model_validator(mode="after")
-    def _inventory_of_s3(self) -> DestinationSettings:
-        if self.inventory is not None and not self.url.lower().startswith("s3://"):
-            raise ValueError("inventory: only an s3:// destination has an S3 Inventory")
+    def _inventory_of_s3_or_azure(self) -> DestinationSettings:
+        inventory = self.inventory
+        if inventory is None:
+            return self
+        if self.url.lower().startswith("s3://"):
+            if inventory.azure or inventory.rule is not None:
+                raise ValueError("inventory: an s3:// destination's inventory is an S3 Inventory (s3://…, no rule)")
+        elif self.url.lower().startswith(AZURE_SCHEMES):
+            if not inventory.azure:
+                raise ValueError("inventory: an Azure destination's inventory is a blob inventory in a container of its account (az://container)")
+            if inventory.rule is None:
+                raise ValueError("inventory.rule: an Azure blob inventory is read by its rule's name")
+        else:
+            raise ValueError("inventory: only an s3:// or Azure (az://, abfs://) destination has an inventory")
         return self
 
     @field_validator("options")

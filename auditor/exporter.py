@@ -6,6 +6,7 @@ which only reads.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import io
@@ -14,7 +15,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import fsspec
@@ -134,3 +135,41 @@ def s3_inventory_report(
     body = json.dumps(manifest).encode()
     folder = f"{base}/{as_of:%Y-%m-%dT%H-%MZ}"
     return {key: data, f"{folder}/manifest.json": body, f"{folder}/manifest.checksum": (hashlib.md5(body, usedforsecurity=False).hexdigest() + "\n").encode()}
+
+
+AZURE_INVENTORY_FIELDS = ["Name", "Creation-Time", "Last-Modified", "Etag", "Content-Length", "BlobType"]
+
+
+def azure_inventory_report(
+    endpoint: str, container: str, rule: str, started: datetime, rows: Iterable[Sequence[str]], *,
+    fields: Sequence[str] = tuple(AZURE_INVENTORY_FIELDS), prefixes: Sequence[str] = (), tamper: Tamper | None = None,
+) -> dict[str, bytes]:
+    """The blobs an Azure blob inventory run of `rule` writes into `container` of the account at `endpoint`,
+    begun at `started`: {blob name: bytes}. `rows` hold the fields' values, each blob's Name as
+    container/path; `tamper` may change the manifest and the CSV file before they are written."""
+    folder = f"{started:%Y/%m/%d/%H-%M-%S}/{rule}"
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    writer.writerow(fields)
+    writer.writerows(rows)
+    data = out.getvalue().encode()
+    key = f"{folder}/{rule}_1000000_0.csv"
+    manifest: dict[str, Any] = {
+        "destinationContainer": container,
+        "endpoint": endpoint,
+        "files": [{"blob": key, "size": len(data)}],
+        "inventoryCompletionTime": f"{started + timedelta(minutes=10):%Y-%m-%dT%H:%M:%SZ}",
+        "inventoryStartTime": f"{started:%Y-%m-%dT%H:%M:%SZ}",
+        "ruleDefinition": {
+            "filters": {"blobTypes": ["blockBlob"], "includeBlobVersions": False, "includeSnapshots": False, "prefixMatch": list(prefixes)},
+            "format": "csv", "objectType": "blob", "schedule": "daily", "schemaFields": list(fields),
+        },
+        "ruleName": rule,
+        "status": "Succeeded",
+        "summary": {"objectCount": out.getvalue().count("\n") - 1, "totalObjectSize": 0},
+        "version": "1.0",
+    }
+    if tamper is not None:
+        manifest, data = tamper(manifest, data)
+    body = json.dumps(manifest, indent=2).encode()
+    return {key: data, f"{folder}/{rule}-manifest.json": body, f"{folder}/{rule}-manifest.checksum": hashlib.md5(body, usedforsecurity=False).hexdigest().encode()}

@@ -12,6 +12,13 @@ auditor.listing lists every window that was not settled by then, and the audit k
 record of a file newer than the report (the report cannot know of it). A file deleted after the
 scan shows at the next report's sweep.
 
+An Azure blob inventory rule writes its reports into a container of the same storage account: under
+`YYYY/MM/DD/HH-MM-SS/<rule>/` (when the run began) `<rule>-manifest.json` (the rule's definition, its
+status and its files), `<rule>-manifest.checksum` (written last: the run is complete) and CSV files
+whose first row names the columns, with each blob's Name as `container/path`. The auditor reads the
+newest complete run of the configured rule, if it Succeeded, its rule covers the destination's folder
+(prefixMatch, excludePrefix, block blobs), and it is CSV.
+
 The report is untrusted input like the exports: every check failing (checksum, size, gzip, CSV,
 columns, a bucket or key it should not name, more rows than any real report) raises
 InventoryError, and the audit then lists the destination instead, saying why.
@@ -19,6 +26,7 @@ InventoryError, and the audit then lists the destination instead, saying why.
 
 from __future__ import annotations
 
+import base64
 import csv
 import gzip
 import hashlib
@@ -26,12 +34,13 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import IO, Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 from auditor.config import DestinationSettings
 from auditor.errors import StorageError
@@ -47,6 +56,8 @@ MAX_LINE = 1 << 20  # characters in one CSV line (a row of an S3 key of at most 
 MAX_EXPANSION = 256  # characters of CSV per compressed byte (real reports, keys and hex ETags, expand about 5 to 20 times)
 REQUIRED = ("Bucket", "Key", "Size", "LastModifiedDate")
 CHUNK = 1 << 20
+AZURE_RUN = re.compile(r"^([0-9]{4})/([0-9]{2})/([0-9]{2})/([0-9]{2})-([0-9]{2})-([0-9]{2})/([A-Za-z0-9_-]+)/\7-manifest\.json$")
+AZURE_REQUIRED = ("Name", "Content-Length", "Last-Modified")
 
 
 class InventoryError(Exception):
@@ -73,6 +84,7 @@ class Report:
     folder: str
     store: Store
     listing: dict[str, ObjectInfo]
+    rule: str | None = None  # Azure: the rule whose run it is (its files are named after it)
 
 
 @contextmanager
@@ -93,6 +105,8 @@ def newest_report(destination: DestinationSettings, now: datetime) -> Report:
     settings = destination.inventory
     if settings is None:
         raise InventoryError("no inventory is configured")
+    if settings.azure:
+        return _newest_azure_run(destination, now)
     with _refusal():
         reports = open_store(settings.url, settings.options if settings.options is not None else destination.options)
         listing = {o.key: o for o in reports.list()}
@@ -114,6 +128,8 @@ def read_inventory(destination: DestinationSettings, store: Store, now: datetime
 def read_report(destination: DestinationSettings, report: Report, store: Store) -> Inventory:
     """`report`, checked and read into the objects of `destination` (whose store is `store`)."""
     assert destination.inventory is not None
+    if report.rule is not None:
+        return _read_azure_run(destination, report, store)
     reports, listing, folder = report.store, report.listing, report.folder
     with _refusal():
         manifest = _manifest(reports, listing, folder)
@@ -174,17 +190,18 @@ def _utc(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _manifest(reports: Store, listing: dict[str, ObjectInfo], folder: str) -> dict[str, Any]:
-    body = _read(reports, listing, f"{folder}/manifest.json", MAX_MANIFEST_BYTES)
-    checksum = _read(reports, listing, f"{folder}/manifest.checksum", 1024).decode("ascii", "replace").strip().lower()
-    if hashlib.md5(body, usedforsecurity=False).hexdigest() != checksum:
-        raise InventoryError(f"{folder}/manifest.json does not match its manifest.checksum")
+def _manifest(reports: Store, listing: dict[str, ObjectInfo], folder: str, name: str = "manifest") -> dict[str, Any]:
+    body = _read(reports, listing, f"{folder}/{name}.json", MAX_MANIFEST_BYTES)
+    checksum = _read(reports, listing, f"{folder}/{name}.checksum", 1024).decode("ascii", "replace").strip().strip('"')
+    digest = hashlib.md5(body, usedforsecurity=False)
+    if checksum.lower() != digest.hexdigest() and checksum != base64.b64encode(digest.digest()).decode():  # hex (S3), or base64 as Azure gives MD5s
+        raise InventoryError(f"{folder}/{name}.json does not match its {name}.checksum")
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as e:
-        raise InventoryError(f"{folder}/manifest.json is not JSON: {e}") from None
+        raise InventoryError(f"{folder}/{name}.json is not JSON: {e}") from None
     if not isinstance(document, dict):
-        raise InventoryError(f"{folder}/manifest.json is not a JSON object")
+        raise InventoryError(f"{folder}/{name}.json is not a JSON object")
     return document
 
 
@@ -264,3 +281,201 @@ def _rows(reports: Store, key: str, entry: dict[str, Any], columns: list[str]) -
         raise InventoryError(f"data file {key} is {counted.size} bytes, the manifest says {expected}")
     if entry.get("MD5checksum") is not None and counted.md5.hexdigest() != str(entry["MD5checksum"]).lower():
         raise InventoryError(f"data file {key} does not match its MD5 in the manifest")
+
+
+# -- Azure blob inventory -------------------------------------------------------------
+
+
+def _container_and_path(url: str) -> tuple[str, str]:
+    """az://container/path or abfs://container@account.dfs.core.windows.net/path: the container and the path."""
+    netloc, _, path = url.split("://", 1)[1].partition("/")
+    return netloc.split("@", 1)[0], path.strip("/")
+
+
+def _newest_azure_run(destination: DestinationSettings, now: datetime) -> Report:
+    """The newest complete run of the rule (its checksum file, written last, is there) no older than max_age."""
+    settings = destination.inventory
+    assert settings is not None and settings.rule is not None
+    rule = settings.rule
+    with _refusal():
+        reports = open_store(settings.url, settings.options if settings.options is not None else destination.options)
+        listing = {o.key: o for o in reports.list()}
+        runs = []
+        for match in map(AZURE_RUN.match, listing):
+            if match is None or match.group(7) != rule:
+                continue
+            folder = match.group(0).rsplit("/", 1)[0]
+            when = _run_time(match)
+            if when is not None and when <= now + CLOCK_SKEW and f"{folder}/{rule}-manifest.checksum" in listing:  # not the future; complete
+                runs.append((when, folder))
+        if not runs:
+            raise InventoryError(f"no complete run of rule {rule!r} (YYYY/MM/DD/HH-MM-SS/{rule}/{rule}-manifest.checksum) in {reports.url}")
+        as_of, folder = max(runs)
+        if now - as_of > settings.max_age:
+            raise InventoryError(f"the newest complete run of rule {rule!r} ({folder}) is older than max_age ({settings.max_age})")
+    return Report(as_of, folder, reports, listing, rule)
+
+
+def _run_time(match: re.Match[str]) -> datetime | None:
+    try:
+        year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _read_azure_run(destination: DestinationSettings, report: Report, store: Store) -> Inventory:
+    """One run of an Azure blob inventory rule, checked and read into the objects of `destination`."""
+    settings, rule = destination.inventory, report.rule
+    assert settings is not None and rule is not None
+    reports, listing, folder = report.store, report.listing, report.folder
+    with _refusal():
+        manifest = _manifest(reports, listing, folder, f"{rule}-manifest")
+        container, root = _container_and_path(destination.url)
+        home, _ = _container_and_path(settings.url)
+        if manifest.get("status") != "Succeeded":
+            raise InventoryError(f"the run's status is {str(manifest.get('status'))[:40]!r}, not 'Succeeded'")
+        if manifest.get("ruleName") != rule or manifest.get("destinationContainer") != home:
+            raise InventoryError(f"the run is of rule {str(manifest.get('ruleName'))[:60]!r} into {str(manifest.get('destinationContainer'))[:70]!r}, not of rule {rule!r} into {home!r}")
+        _same_account(manifest.get("endpoint"), settings.options if settings.options is not None else destination.options, destination.options)
+        definition = manifest.get("ruleDefinition")
+        if not isinstance(definition, dict) or not isinstance(definition.get("filters", {}), dict):
+            raise InventoryError("the run's manifest has no rule definition")
+        if str(definition.get("objectType", "")).lower() != "blob":
+            raise InventoryError(f"the rule reports {str(definition.get('objectType'))[:40]!r}, not blobs")
+        if str(definition.get("format", "")).lower() != "csv":
+            raise InventoryError(f"the rule writes {str(definition.get('format'))[:40]!r}: the auditor reads CSV inventories")
+        filters = definition.get("filters") or {}
+        folder_path = f"{container}/{root}/" if root else f"{container}/"
+        _covers(filters, folder_path)
+        columns = definition.get("schemaFields")
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise InventoryError("the rule definition has no schemaFields")
+        needed = [*AZURE_REQUIRED, *(["IsCurrentVersion"] if filters.get("includeBlobVersions") else []),
+                  *(["Snapshot"] if filters.get("includeSnapshots") else []), *(["Deleted"] if filters.get("includeDeleted") else [])]
+        absent = [c for c in needed if c not in columns]
+        if absent:
+            raise InventoryError(f"the rule's schemaFields have no {', '.join(absent)} (needed to tell the current blobs)")
+        files = manifest.get("files")
+        if not isinstance(files, list) or not files:
+            raise InventoryError("the run's manifest lists no data files")
+        objects: list[ObjectInfo] = []
+        rows = 0
+        read: set[str] = set()
+        for entry in files:
+            if not isinstance(entry, dict) or not isinstance(entry.get("blob"), str) or not isinstance(entry.get("size"), int):
+                raise InventoryError(f"a data file entry of the manifest is malformed: {str(entry)[:200]}")
+            key = entry["blob"]
+            if key in read:
+                raise InventoryError("the manifest lists a data file twice")
+            read.add(key)
+            if not key.startswith(f"{folder}/") or "/../" in f"/{key}/":
+                raise InventoryError(f"data file {key[:200]!r} is not in the run's folder {folder!r}")
+            for name, size, modified, etag in _azure_rows(reports, key, entry["size"], columns):
+                rows += 1
+                if rows > MAX_ROWS:
+                    raise InventoryError(f"more than {MAX_ROWS} rows: not a real report")
+                name = name.rstrip("/")  # a directory (hierarchical namespace): a listing gives it as an object of that name
+                if name.startswith(folder_path) and name != folder_path.rstrip("/"):
+                    objects.append(ObjectInfo(name[len(folder_path) :], store.url, size, modified, etag))
+    return Inventory(report.as_of, objects, rows)
+
+
+def _covers(filters: Mapping[str, Any], folder: str) -> None:
+    """Refuses a rule that does not speak for every block blob under `folder` (container/path/)."""
+    types = filters.get("blobTypes")
+    if not isinstance(types, list) or "blockBlob" not in types:
+        raise InventoryError(f"the rule's blobTypes {str(types)[:80]} leave out block blobs, which the exports are")
+    include = filters.get("prefixMatch") or []
+    exclude = filters.get("excludePrefix") or []
+    if not isinstance(include, list) or not isinstance(exclude, list) or not all(isinstance(p, str) for p in (*include, *exclude)):
+        raise InventoryError("the rule's prefixMatch or excludePrefix is not a list of prefixes")
+    if include and not any(folder.startswith(p) for p in include):
+        raise InventoryError(f"the rule's prefixMatch {include[:10]} does not cover the destination's folder {folder!r}")
+    clash = [p for p in exclude if p and (folder.startswith(p) or p.startswith(folder))]
+    if clash:
+        raise InventoryError(f"the rule's excludePrefix {clash[:10]} leaves out blobs of the destination's folder {folder!r}")
+
+
+def _account(options: Mapping[str, Any]) -> str | None:
+    """The storage account fsspec options name, if they do (account_name, a connection string, a SAS URL)."""
+    if isinstance(options.get("account_name"), str):
+        return str(options["account_name"]).lower()
+    connection = options.get("connection_string")
+    if isinstance(connection, str):
+        for part in connection.split(";"):
+            key, _, value = part.partition("=")
+            if key.strip().lower() == "accountname" and value.strip():
+                return value.strip().lower()
+    sas = options.get("sas_url")
+    if isinstance(sas, str):
+        return _endpoint_account(sas)
+    return None
+
+
+def _endpoint_account(endpoint: str) -> str | None:
+    """https://ACCOUNT.blob.core.windows.net/… gives ACCOUNT; an emulator's http://host:port/ACCOUNT/… its first path part."""
+    parts = urlsplit(endpoint)
+    host = (parts.hostname or "").lower()
+    if host.endswith((".core.windows.net", ".core.chinacloudapi.cn", ".core.usgovcloudapi.net")):
+        return host.split(".", 1)[0]
+    first = parts.path.strip("/").split("/", 1)[0]
+    return first.lower() or None
+
+
+def _same_account(endpoint: Any, *option_sets: Mapping[str, Any]) -> None:
+    """Refuses a run whose manifest names another storage account than the one the destination is in."""
+    if not isinstance(endpoint, str) or not endpoint:
+        raise InventoryError("the run's manifest names no endpoint (storage account)")
+    found = _endpoint_account(endpoint)
+    expected = next((a for a in map(_account, option_sets) if a is not None), None)
+    if expected is not None and found != expected:
+        raise InventoryError(f"the run is of storage account {found!r}, not of the destination's account {expected!r}")
+
+
+def _azure_time(text: str) -> datetime:
+    """A Last-Modified as blob inventory writes it (ISO 8601, or RFC 1123 as HTTP gives it), to the whole second as
+    a listing gives it (the List Blobs API sends whole seconds)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = parsedate_to_datetime(text)  # raises ValueError (or TypeError) for what is neither
+    if value.tzinfo is None:
+        raise ValueError(f"{text[:40]!r} has no time zone")
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def _azure_rows(reports: Store, key: str, expected: int, columns: list[str]) -> Iterator[tuple[str, int, datetime | None, str | None]]:
+    """(container/path, size, last modified, etag) of each current blob in one CSV data file of a run."""
+    if not 0 < expected <= MAX_DATA_FILE_BYTES:
+        raise InventoryError(f"data file {key} has an impossible size ({expected})")
+    at = {name: columns.index(name) for name in columns}
+    width = len(columns)
+    current, snapshot, deleted, tag = at.get("IsCurrentVersion"), at.get("Snapshot"), at.get("Deleted"), at.get("Etag", at.get("ETag"))
+    try:
+        with reports.open(key) as handle:
+            counted = _Counted(handle, expected)
+            text = io.TextIOWrapper(io.BufferedReader(counted, CHUNK), encoding="utf-8-sig", newline="")
+            lines = csv.reader(_lines(text, key, expected + MAX_LINE))
+            header = next(lines, None)
+            if header != columns:
+                raise InventoryError(f"data file {key}: its first row {str(header)[:200]} is not the rule's schemaFields")
+            for line, row in enumerate(lines, 2):
+                if line > MAX_ROWS:
+                    raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
+                if len(row) != width:
+                    raise InventoryError(f"data file {key} line {line}: {len(row)} fields, the schema has {width}")
+                if (current is not None and row[current].lower() != "true") or (snapshot is not None and row[snapshot]) or (deleted is not None and row[deleted].lower() == "true"):
+                    continue  # an older version, a snapshot or a soft-deleted blob: not what the container holds now
+                try:
+                    text_size = row[at["Content-Length"]] or "0"
+                    if not (text_size.isascii() and text_size.isdigit()):
+                        raise ValueError(f"size {text_size[:40]!r} is not a number of bytes")
+                    modified = _azure_time(row[at["Last-Modified"]]) if row[at["Last-Modified"]] else None
+                except (ValueError, TypeError, OverflowError) as e:
+                    raise InventoryError(f"data file {key} line {line}: {e}") from None
+                yield row[at["Name"]], int(text_size), modified, (row[tag].strip('"') or None) if tag is not None else None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InventoryError(f"data file {key} cannot be read: {type(e).__name__}: {e}") from None
+    if counted.size != expected:
+        raise InventoryError(f"data file {key} is {counted.size} bytes, the manifest says {expected}")

@@ -12,9 +12,9 @@ size of the estate. A *full sweep* lists everything: it runs when the last one i
 audit, and whenever it would cost no more listing requests than the incremental plan. Only a
 full sweep notices a file deleted or overwritten in a settled window, or a stray object beside one.
 
-A scheduled sweep of an s3:// destination with an `inventory` reads the bucket's newest S3 Inventory
-report instead of listing it (auditor.inventory): the report stands for every window settled by its
-time, and the windows that were not are listed as between sweeps.
+A scheduled sweep of a destination with an `inventory` (S3 Inventory of an s3:// bucket, blob inventory of
+an Azure account) reads its newest report instead of listing it (auditor.inventory): the report stands for
+every window settled by its time, and the windows that were not are listed as between sweeps.
 """
 
 from __future__ import annotations

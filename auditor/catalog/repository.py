@@ -65,6 +65,7 @@ from auditor.storage.base import redact, scrub
 log = logging.getLogger(__name__)
 CHAIN_LOCK = 0x61756469746F72  # pg_advisory_xact_lock key for extending the audit hash chain
 LOCK_LEASE = timedelta(minutes=2)  # [catalog] lock_lease's default
+LOCK_LOST = "the audit lock on this destination was lost while the audit ran"
 
 
 @dataclass(frozen=True)
@@ -377,13 +378,21 @@ class Catalog:
         destination's lock (so still current): the file rows are then not read a second time.
         """
         covered = sorted(set(scope) if scope is not None else {e.name for e in report.exports})
+        lock_problem: AuditError | None = None
         with self._connect() as conn, conn.begin():
             if conn.dialect.name == "postgresql":  # one writer extends the hash chain at a time (SQLite: the write lock does it)
+                # a writer frozen in here would hold the chain lock, and every other writer, for as long as its session
+                # lived: PostgreSQL ends it (and this transaction) once it has been idle in it for a lease
+                conn.execute(text("SELECT set_config('idle_in_transaction_session_timeout', :t, true)"), {"t": _milliseconds(self.lock_lease)})
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK})
-                lost = self._lost_locks(conn, (known or {}).keys())
-                if lost:  # another process may have written them since: read them again
-                    log.warning("the audit lock on %s was lost during this audit: its file rows are read again to record it", ", ".join(sorted(lost)))
-                    known = {name: rows for name, rows in (known or {}).items() if name not in lost}
+                lost = self._lost_locks(conn, {*files, *(e.destination for e in report.exports)})
+                if lost:  # another process may have audited them since, trusting file rows it read under the lock: touch none
+                    lock_problem = AuditError(", ".join(sorted(lost)), f"{LOCK_LOST}: this process did not renew its lock for longer than "
+                                              f"lock_lease ({self.lock_lease}), so another process may have audited it since; this audit is "
+                                              "history, and its file rows are not written")
+                    log.warning("%s", lock_problem.message)
+                    files = {name: records for name, records in files.items() if name not in lost}
+                    report = replace(report, errors=(*report.errors, lock_problem))
             # an audit of now (options.present) is held to the catalog's clock (PostgreSQL's own; on SQLite this host's):
             # one as of later than that is made by a clock that runs ahead, and is history (its stored report says so);
             # a present recorded later than that was made by one that ran ahead, and gives way to it (left standing,
@@ -393,6 +402,8 @@ class Catalog:
             problem = clock_ahead(report.as_of, report.as_of - clock) if clock is not None and report.as_of > clock + CLOCK_TOLERANCE else None
             if problem is not None:
                 report = replace(report, errors=(*report.errors, problem))
+            elif lock_problem is not None:
+                problem = lock_problem
             body = canonical(report.to_json())
             destination_ids = self._sync_config(conn, settings)
             # live is decided per export and dataset (a dataset added later is live at its first audit);
@@ -1042,6 +1053,10 @@ class _Borrowed:
             raise CatalogError(f"catalog operation failed: {_reason(value)}") from value
 
 
+def _milliseconds(lease: timedelta) -> str:
+    return f"{max(1, round(lease.total_seconds() * 1000))}ms"
+
+
 def _lock_key(destination: str) -> int:
     return int.from_bytes(hashlib.sha256(f"auditor-destination:{destination}".encode()).digest()[:8], "big", signed=True)
 
@@ -1070,10 +1085,18 @@ class _Lease:
         self.lost: str | None = None  # why the locks were lost while held
 
     def take(self, *, wait: bool) -> bool:
-        conn = self._conn
+        # no transaction on this connection (the locks are the session's): idle between statements, not idle in a
+        # transaction, so the timeout counts from the moment a lock is granted, even to a process frozen while it waited
+        conn = self._conn.execution_options(isolation_level="AUTOCOMMIT")
         self.pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
         holder = f"auditor lock {socket.gethostname()}:{os.getpid()}"[:63]
         conn.execute(text("SELECT set_config('application_name', :holder, false)"), {"holder": holder})
+        leased = (conn.dialect.server_version_info or (0,)) >= (14,)
+        if leased:
+            conn.execute(text("SELECT set_config('idle_session_timeout', :timeout, false)"), {"timeout": _milliseconds(self._lease)})
+        else:
+            log.warning("PostgreSQL %s has no idle_session_timeout: a frozen auditor process keeps the destinations it locked until its connection closes",
+                        ".".join(map(str, conn.dialect.server_version_info or ())))
         for name in self.names:
             key = _lock_key(name)
             if wait:
@@ -1082,17 +1105,9 @@ class _Lease:
                 break
             self._held.append(key)
         if len(self._held) < len(self.names):
-            conn.commit()
             return False
-        if (conn.dialect.server_version_info or (0,)) >= (14,):
-            timeout = f"{max(1, round(self._lease.total_seconds() * 1000))}ms"
-            conn.execute(text("SELECT set_config('idle_session_timeout', :timeout, false)"), {"timeout": timeout})
+        if leased:
             self._renewer = threading.Thread(target=self._renew, name="auditor-lock-lease", daemon=True)
-        else:
-            log.warning("PostgreSQL %s has no idle_session_timeout: a frozen auditor process keeps the destinations it locked until its connection closes",
-                        ".".join(map(str, conn.dialect.server_version_info or ())))
-        conn.commit()  # idle from here on: no transaction left open, so the session's idle time counts
-        if self._renewer is not None:
             self._renewer.start()
         return True
 
@@ -1101,11 +1116,10 @@ class _Lease:
         while not self._stop.wait(every):
             try:
                 self._conn.exec_driver_sql("SELECT 1")
-                self._conn.commit()
             except SQLAlchemyError as e:
                 self.lost = f"the catalog ended the session that held them ({_reason(e)})"
-                log.warning("lost the audit lock on %s: %s; this process stopped answering for longer than the lease (%s), "
-                            "so another process may audit them meanwhile", ", ".join(self.names), self.lost, self._lease)
+                log.warning("lost the audit lock on %s: %s; this process did not renew it for longer than the lease (%s): frozen, "
+                            "cut off, or its interpreter held up; another process may audit them meanwhile", ", ".join(self.names), self.lost, self._lease)
                 return
 
     def release(self) -> None:
@@ -1118,7 +1132,6 @@ class _Lease:
                     self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 self._conn.exec_driver_sql("RESET idle_session_timeout")
                 self._conn.exec_driver_sql("RESET application_name")
-                self._conn.commit()
                 return
             except SQLAlchemyError as e:
                 self.lost = _reason(e)

@@ -708,16 +708,120 @@ def test_a_holder_that_answers_keeps_its_destination_past_the_lease(postgres_url
         other.close()
 
 
-@pytest.mark.postgres
-def test_an_audit_whose_lock_ran_out_reads_the_file_rows_again_before_it_records(tree: Tree, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The file rows an audit read under its destination's lock are trusted only while PostgreSQL still sees the
-    lock held: once the lease ran out, another process may have changed them, so they are read again."""
-    from sqlalchemy import text
+WAITER = """
+import sys
+from datetime import timedelta
+from auditor.catalog.engine import make_engine
+from auditor.catalog.repository import Catalog
+catalog = Catalog(make_engine(sys.argv[1]), lock_lease=timedelta(seconds=2))
+with catalog.destination_locks(["d"], wait=True) as got:  # waits, as `auditor audit` does
+    print("got", got, flush=True)
+"""
 
+
+@pytest.mark.postgres
+def test_a_process_frozen_while_it_waits_for_a_destination_loses_it_one_lease_after_it_is_granted(postgres_url: str) -> None:
+    """A process that froze while it waited for a destination is granted the lock when the holder lets go; frozen,
+    it never renews it, and loses it one lease later instead of keeping it for as long as its connection lives."""
+    import psycopg
+
+    from auditor.catalog.engine import make_engine
+    from auditor.catalog.repository import Catalog
+
+    holder, other = Catalog(make_engine(postgres_url), lock_lease=timedelta(seconds=2)), Catalog(make_engine(postgres_url), lock_lease=timedelta(seconds=2))
+    waiter = subprocess.Popen([sys.executable, "-c", WAITER, postgres_url], stdout=subprocess.PIPE, text=True)
+    try:
+        with holder.destination_locks(["d"], wait=False) as got, psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as db:
+            assert got
+
+            def waiting() -> bool:
+                query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                return bool(db.execute(query).fetchone()[0])  # type: ignore[index]
+
+            wait_for(waiting, 30, "the waiter never waited for the lock")
+            os.kill(waiter.pid, signal.SIGSTOP)  # and freezes while it waits
+        released = time.monotonic()  # the holder let go: the frozen waiter is granted the lock
+
+        def taken() -> bool:
+            with other.destination_locks(["d"], wait=False) as free:
+                return free
+
+        wait_for(taken, 15, "a process frozen while it waited kept the destination it was granted")
+        print(f"taken {time.monotonic() - released:.1f} s after the holder let go (lease 2 s)")
+    finally:
+        os.kill(waiter.pid, signal.SIGCONT)
+        waiter.kill()
+        waiter.wait(10)
+        holder.close()
+        other.close()
+
+
+STALLS_IN_RECORD = """
+import sys, time
+from auditor.audit import AuditOptions
+from auditor.catalog import repository
+from auditor.config import load_settings
+from auditor.runtime import Runtime
+from tests.conftest import t
+
+real = repository.Catalog._lost_locks
+
+def stalls(self, conn, names):  # inside record_audit's transaction, holding the lock that orders every writer
+    found = real(self, conn, names)
+    print("recording", flush=True)
+    time.sleep(600)  # as frozen, for PostgreSQL: idle in a transaction
+    return found
+
+repository.Catalog._lost_locks = stalls
+Runtime(load_settings(sys.argv[1], {})).audit(now=t("2026-11-27T08:00"), options=AuditOptions(only_exports=frozenset({"one"})))
+"""
+
+
+@pytest.mark.postgres
+def test_a_process_frozen_while_it_records_an_audit_holds_up_the_others_for_one_lease_only(tmp_path: Path, postgres_url: str) -> None:
+    """Recording an audit takes a lock that orders every writer. A process that freezes while it holds it is ended by
+    PostgreSQL one lease later, its transaction undone: the audits of other processes, of any destination, go on."""
+    from auditor.audit import AuditOptions
     from auditor.catalog import engine as schema
     from auditor.config import load_settings
     from auditor.runtime import Runtime
     from tests.conftest import t
+
+    engine = schema.make_engine(postgres_url)
+    schema.upgrade(engine)
+    engine.dispose()
+    parts = [f"[catalog]\nurl = \"{postgres_url}\"\nlock_lease = \"2s\"\n[validation]\nisolate = false\n"]
+    for name in ("one", "two"):
+        tree = Tree(tmp_path / name)
+        tree.root.mkdir()
+        tree.export("ds", t("2026-11-27T00:00"))
+        parts.append(f'[[destinations]]\nname = "{name}"\nurl = "{tree.url}"\n[[exports]]\nname = "{name}"\ndestination = "{name}"\ndatasets = ["ds"]\nformat = "parquet"\n'
+                     'schedule = { timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-27T09:00:00Z" }\n')
+    config = tmp_path / "auditor.toml"
+    config.write_text("".join(parts))
+    stalled = subprocess.Popen([sys.executable, "-c", STALLS_IN_RECORD, str(config)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        assert stalled.stdout is not None and stalled.stdout.readline().strip() == "recording"
+        os.kill(stalled.pid, signal.SIGSTOP)
+        began = time.monotonic()
+        with Runtime(load_settings(config, {})) as runtime:
+            done: dict[str, Any] = {}
+            worker = threading.Thread(target=lambda: done.update(report=runtime.audit(now=t("2026-11-27T08:01"), options=AuditOptions(only_exports=frozenset({"two"})))), daemon=True)
+            worker.start()
+            worker.join(20)
+            assert not worker.is_alive(), "an audit of another destination waited on a frozen process's recording for 20 s"
+            report = done["report"]
+            assert report is not None and "two" in report.live and report.errors == ()
+            print(f"the other destination's audit recorded {time.monotonic() - began:.1f} s after the freeze (lease 2 s)")
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+        stalled.kill()
+        stalled.wait(10)
+
+
+def _one_export_settings(tmp_path: Path, tree: Tree, postgres_url: str) -> Any:
+    from auditor.catalog import engine as schema
+    from auditor.config import load_settings
 
     engine = schema.make_engine(postgres_url)
     schema.upgrade(engine)
@@ -740,30 +844,62 @@ format = "parquet"
 schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-27T09:00:00Z" }}
 """
     )
-    settings = load_settings(config, {})
+    return load_settings(config, {})
+
+
+def _lease_runs_out(runtime: Any) -> None:
+    """What PostgreSQL does to the session of a holder that stopped renewing: ends it, and its locks with it."""
+    from sqlalchemy import text
+
+    lease = runtime.catalog._leases["d"]
+    with runtime.catalog.engine.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lease.pid}).scalar_one()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("order", ["the other records first", "the one that lost it records first"])
+def test_an_audit_whose_lock_ran_out_is_history_and_writes_no_file_rows(tree: Tree, tmp_path: Path, postgres_url: str, order: str) -> None:
+    """Replica a's lease runs out (it froze) after it read the catalog's file rows; b takes the destination, reads
+    the rows under its lock and finds a file gone. Whenever a records, before b or after (b's clock is even a minute
+    behind a's), a's audit is history, says why, raises nothing, and writes no file rows: b trusts the rows it read
+    under its lock, and the present is b's."""
+    from auditor.catalog.repository import LOCK_LOST
+    from auditor.runtime import Runtime
+    from tests.conftest import t
+
+    settings = _one_export_settings(tmp_path, tree, postgres_url)
     tree.export("ds", t("2026-11-27T00:00"))
     victim = tree.export("ds", t("2026-11-27T03:00"))[0]
-    a, b = Runtime(settings), Runtime(settings)  # two replicas; b's clock is a minute behind a's
+    key = victim.relative_to(tree.root).as_posix()
+    a, b = Runtime(settings), Runtime(settings)
     try:
-        a.audit(now=t("2026-11-27T08:00"))
-        key = victim.relative_to(tree.root).as_posix()
+        assert a.audit(now=t("2026-11-27T08:00")) is not None
         assert key in a.catalog.known_files("d")
-        real = a.catalog.record_audit
+        real_a, real_b = a.catalog.record_audit, b.catalog.record_audit
+        recorded: dict[str, Any] = {}
 
-        def a_freezes_before_it_records(*args: Any, **kwargs: Any) -> Any:
-            lease = a.catalog._leases["d"]
-            with a.catalog.engine.connect() as conn:  # what PostgreSQL does once the frozen holder's lease runs out
-                assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lease.pid}).scalar_one()
+        def a_froze_before_it_recorded(*a_args: Any, **a_kwargs: Any) -> Any:
+            _lease_runs_out(a)
             victim.unlink()
-            assert b.audit(now=t("2026-11-27T08:09"), wait=False) is not None  # the lock is free: b audits, and sees the file gone
-            assert key not in b.catalog.known_files("d")
-            return real(*args, **kwargs)
 
-        monkeypatch.setattr(a.catalog, "record_audit", a_freezes_before_it_records)
+            def b_records(*args: Any, **kwargs: Any) -> Any:
+                if order == "the one that lost it records first":
+                    recorded["a"] = real_a(*a_args, **a_kwargs)  # a runs again while b holds the lock, and records
+                return real_b(*args, **kwargs)
+
+            b.catalog.record_audit = b_records  # type: ignore[method-assign]
+            recorded["b"] = b.audit(now=t("2026-11-27T08:09"), wait=False)  # the lock is free: b audits, and sees the file gone
+            if "a" not in recorded:
+                recorded["a"] = real_a(*a_args, **a_kwargs)
+            return recorded["a"]
+
+        a.catalog.record_audit = a_froze_before_it_recorded  # type: ignore[method-assign]
         report = a.audit(now=t("2026-11-27T08:10"))
-        assert report is not None and "web" in report.live  # a's as-of is the latest: a's audit is the present
-        rows = a.catalog.known_files("d")
-        assert key in rows, "the present lost a file the live audit saw"
+        assert recorded["b"] is not None and "web" in recorded["b"].live
+        assert report is not None and report.live == frozenset() and any(LOCK_LOST in e.message for e in report.errors), report.errors
+        assert key not in a.catalog.known_files("d"), "the present says a file is there that the live audit found gone"
+        stored = a.catalog.audit(report.audit_id)
+        assert stored is not None and not stored.live_exports  # the ledger keeps it, as history
     finally:
         a.close()
         b.close()

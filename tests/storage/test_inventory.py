@@ -277,9 +277,9 @@ def test_a_stale_or_broken_report_falls_back_to_a_listing_and_says_why(estate: E
 
 def test_an_inventory_is_for_an_s3_destination_and_lives_in_s3() -> None:
     base = {"catalog": {"url": "sqlite://"}, "exports": []}
-    with pytest.raises(ConfigError, match="only an s3:// destination"):
+    with pytest.raises(ConfigError, match="only an s3:// or Azure"):
         settings_from_mapping({**base, "destinations": [{"name": "d", "url": "gs://b/x", "inventory": {"url": "s3://r/p"}}]}, {})
-    with pytest.raises(ConfigError, match="lives in an S3 bucket"):
+    with pytest.raises(ConfigError, match="an S3 Inventory lives in an S3 bucket"):
         settings_from_mapping({**base, "destinations": [{"name": "d", "url": "s3://b/x", "inventory": {"url": "gs://r/p"}}]}, {})
 
 

@@ -64,7 +64,7 @@ def change(path: str, value: Any) -> dict[str, Any]:
         (change("exports.0.folder_template", "%DATASET_ID%"), "exports[0].folder_template"),
         (change("exports.0.colour", "blue"), "exports[0].colour: unknown key"),
         (change("catalog", {"uri": "x"}), "catalog.uri: unknown key"),
-        (change("catalog", {"lock_lease": "1s"}), "catalog.lock_lease: .*at least 2s"),
+        (change("catalog", {"lock_lease": "1s"}), "catalog.lock_lease: .*at least 2s and at most 1d"),
         (change("catalog", {"lock_lease": "soon"}), "catalog.lock_lease"),
         ({**base(), "extra": 1}, "extra: unknown key"),
         (change("exports.0", {"name": "web"}), "exports[0].destination: required"),

@@ -1,0 +1,287 @@
+"""An Azure blob inventory run as the source of a scheduled full sweep, on Azurite: the sweep reads the newest
+complete run of the configured rule instead of listing the container, catches a blob deleted from an old window
+(and breaks the restore chain that needs it), and refuses a run that cannot speak for the destination (another
+rule, container or account, a rule whose filters leave blobs out, Parquet, a failed or unfinished run, bad bytes),
+saying why, so the audit lists the container instead."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.audit import AuditOptions
+from auditor.config import Settings, settings_from_mapping
+from auditor.errors import ConfigError
+from auditor.exporter import azure_inventory_report, encode_records, spark_name
+from auditor.inventory import InventoryError, read_inventory
+from auditor.restore import plan_restore
+from auditor.runtime import Runtime
+from auditor.storage import open_store
+from tests.storage.conftest import Backend, azure_backend, unique
+
+pytestmark = pytest.mark.azure
+
+STEP = timedelta(hours=3)
+WINDOWS = 24  # three days of 3-hourly windows
+PARTS = 4
+RULE = "aep-backups"
+
+
+class Estate:
+    """One dataset's three days of exports in an Azurite container, and an inventory container in the same account."""
+
+    def __init__(self, endpoint: str, tmp_path: Path) -> None:
+        self.endpoint = endpoint
+        self.backend: Backend = azure_backend(endpoint, "az")
+        self.container = self.backend.write_root.split("/", 1)[0]
+        self.reports = unique("inventory")
+        self.backend.writer.mkdir(self.reports)
+        written = datetime.now(UTC)  # Azure stamps blobs with the time they were put: every window below has landed (late)
+        self.first = written.replace(hour=written.hour - written.hour % 3, minute=0, second=0, microsecond=0) - WINDOWS * STEP
+        self.slots = [self.first + i * STEP for i in range(WINDOWS)]
+        parts = [encode_records([{"id": i * 10 + j} for j in range(5)], file_format="parquet", compression="gzip") for i in range(PARTS)]
+        for slot in self.slots:
+            folder = f"ds/exportTime={slot:%Y%m%d%H%M}"
+            rng = random.Random(slot.isoformat())
+            results = []
+            for index, data in enumerate(parts):
+                name = spark_name(index, ".gz.parquet", rng)
+                self.backend.put(f"{folder}/{name}", data)
+                results.append({"sinkPath": f"/{self.container}/exports/{folder}", "name": name, "size": len(data)})
+            run = f"{rng.getrandbits(64):016x}"
+            manifest = {"flowRunId": run, "scheduledTime": f"{slot:%Y-%m-%dT%H:%M:%SZ}", "exportResults": results}
+            self.backend.put(f"{folder}/manifest-d0420d72-756c-4159-9e7f-7d3e2f8b501e-{run}.json", json.dumps(manifest).encode())
+        self.now = datetime.now(UTC) + timedelta(minutes=1)  # the simulated clock starts after the last put
+        self.settings = self._settings(tmp_path)
+
+    def _settings(self, tmp_path: Path, **inventory: Any) -> Settings:
+        destination = {
+            "name": "d",
+            "url": self.backend.url,
+            "options": self.backend.options,
+            "full_sweep_every": "1d",
+            "listing_horizon": "12h",
+            "inventory": {"url": f"az://{self.reports}", "rule": RULE, **inventory},
+        }
+        schedule = {"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "timeUnit": "hour", "interval": 3, "startTime": self.first.isoformat(), "endTime": (self.slots[-1] + STEP).isoformat()}
+        export = {"name": "e", "destination": "d", "datasets": ["ds"], "format": "parquet", "manifest": True, "grace": "1h", "schedule": schedule}
+        return settings_from_mapping({"catalog": {"url": f"sqlite:///{tmp_path / 'catalog.db'}"}, "validation": {"isolate": False}, "destinations": [destination], "exports": [export]}, {})
+
+    def window_files(self, slot: datetime) -> list[str]:
+        return sorted(p for p in self.backend.writer.find(f"{self.backend.write_root}/ds/exportTime={slot:%Y%m%d%H%M}") if p.endswith(".parquet"))
+
+    def rows(self) -> list[list[str]]:
+        """The account's blobs as a run lists them now (Name as container/path, times in ISO 8601 with 7 digits)."""
+        found = self.backend.writer.find(self.container, detail=True)
+        return [
+            [path, f"{info['creation_time']:%Y-%m-%dT%H:%M:%S.%f}0Z", f"{info['last_modified']:%Y-%m-%dT%H:%M:%S.%f}0Z", str(info["etag"]), str(info["size"]), "BlockBlob"]
+            for path, info in sorted(found.items())
+        ]
+
+    def write_run(self, started: datetime, *, rows: list[list[str]] | None = None, complete: bool = True, endpoint: str | None = None, **kwargs: Any) -> str:
+        """A run of the rule begun at `started`, of the container as it is now (or of `rows`), filed as Azure files it;
+        without `complete` its checksum file, written last, is not there yet."""
+        report = azure_inventory_report(endpoint or self.endpoint, self.reports, RULE, started, self.rows() if rows is None else rows, **kwargs)
+        for key, data in report.items():
+            if complete or not key.endswith(".checksum"):
+                self.backend.writer.pipe_file(f"{self.reports}/{key}", data)
+        return f"{self.reports}/{started:%Y/%m/%d/%H-%M-%S}/{RULE}"
+
+
+@pytest.fixture
+def estate(azurite: str, tmp_path: Path) -> Estate:
+    return Estate(azurite, tmp_path)
+
+
+def _statuses(report: Any) -> dict[datetime, str]:
+    return {w.window.scheduled: w.status.value for e in report.exports for w in e.windows}
+
+
+def _read(estate: Estate) -> Any:
+    destination = estate.settings.destinations[0]
+    return read_inventory(destination, open_store(destination.url, destination.options), estate.now + timedelta(hours=3))
+
+
+def test_a_scheduled_sweep_reads_the_run_catches_a_deleted_blob_and_breaks_the_restore_chain(estate: Estate) -> None:
+    with Runtime(estate.settings) as runtime:
+        first = runtime.audit(now=estate.now)
+        assert first is not None and first.method["listing"]["d"]["source"] == "listing"  # no sweep yet: a listing
+        assert set(_statuses(first).values()) == {"late"}
+
+        # a blob of an old, settled window goes; the next daily run (begun an hour later) no longer lists it
+        doomed = estate.slots[5]
+        estate.backend.writer.rm_file(estate.window_files(doomed)[0])
+        run_time = (estate.now + timedelta(hours=2)).replace(microsecond=0)
+        estate.write_run(run_time)
+        estate.write_run(run_time + timedelta(hours=20), rows=[], complete=False)  # the next run, still going: not read
+
+        at = estate.now + timedelta(days=1, hours=1)  # a day after the last sweep: the sweep comes from the run
+        swept = runtime.audit(now=at)
+        assert swept is not None
+        listing = swept.method["listing"]["d"]
+        assert (listing["mode"], listing["source"]) == ("full", "inventory"), listing["reason"]
+        assert listing["inventory_as_of"] == f"{run_time:%Y-%m-%dT%H:%M:%SZ}"
+        statuses = _statuses(swept)
+        assert statuses[doomed] == "invalid"  # its manifest lists a blob that is gone
+        assert {s for slot, s in statuses.items() if slot != doomed} == {"late"}
+        assert swept.assurance.read_files == 0  # every other blob unchanged (size, ETag, time to the second): nothing read again
+        restore = plan_restore(estate.settings, runtime.catalog, "ds", estate.slots[-1])
+        assert not restore.complete and restore.broken is not None and restore.broken.scheduled == doomed
+
+        live = runtime.audit(now=at + timedelta(minutes=5), options=AuditOptions(full_sweep=True))  # the same verdicts as a listing
+        assert live is not None and live.method["listing"]["d"]["source"] == "listing"
+        assert _statuses(live) == statuses
+
+
+def _definition(**changes: Any) -> Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]]:
+    return lambda m, d: ({**m, "ruleDefinition": {**m["ruleDefinition"], **changes}}, d)
+
+
+def _filters(**changes: Any) -> Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]]:
+    return lambda m, d: ({**m, "ruleDefinition": {**m["ruleDefinition"], "filters": {**m["ruleDefinition"]["filters"], **changes}}}, d)
+
+
+Tamper = Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]]
+REFUSALS: dict[str, tuple[Tamper | None, str]] = {
+    "failed": (lambda m, d: ({**m, "status": "Failed"}, d), "status is 'Failed'"),
+    "pending": (lambda m, d: ({**m, "status": "Pending"}, d), "status is 'Pending'"),
+    "other rule": (lambda m, d: ({**m, "ruleName": "someone-elses"}, d), "not of rule"),
+    "other container": (lambda m, d: ({**m, "destinationContainer": "elsewhere"}, d), "not of rule"),
+    "other account": (lambda m, d: ({**m, "endpoint": "https://otheraccount.blob.core.windows.net"}, d), "not of the destination's account"),
+    "no endpoint": (lambda m, d: ({k: v for k, v in m.items() if k != "endpoint"}, d), "names no endpoint"),
+    "parquet": (_definition(format="parquet"), "reads CSV inventories"),
+    "containers": (_definition(objectType="container"), "not blobs"),
+    "prefix elsewhere": (_filters(prefixMatch=["another-container/"]), "does not cover the destination's folder"),
+    "prefix excluded": (None, "leaves out blobs of the destination's folder"),  # excludePrefix names the source container: set in the test
+    "no block blobs": (_filters(blobTypes=["appendBlob"]), "leave out block blobs"),
+    "no size": (_definition(schemaFields=["Name", "Last-Modified"]), "no Content-Length"),
+    "versions unmarked": (_filters(includeBlobVersions=True), "no IsCurrentVersion"),
+    "header": (lambda m, d: (m, b"Name,Size\n" + d.split(b"\n", 1)[1]), "first row"),
+    "size": (lambda m, d: ({**m, "files": [{**m["files"][0], "size": m["files"][0]["size"] - 1}]}, d), "longer than the manifest says"),
+    "no files": (lambda m, d: ({**m, "files": []}, d), "lists no data files"),
+    "a file twice": (lambda m, d: ({**m, "files": m["files"] * 2}, d), "lists a data file twice"),
+    "file elsewhere": (lambda m, d: ({**m, "files": [{**m["files"][0], "blob": "2020/01/01/00-00-00/x/x.csv"}]}, d), "not in the run's folder"),
+    "file climbs out": (lambda m, d: ({**m, "files": [{**m["files"][0], "blob": m["files"][0]["blob"].rsplit("/", 1)[0] + "/../../x.csv"}]}, d), "not in the run's folder"),
+    "not utf-8": (lambda m, d: ({**m, "files": [{**m["files"][0], "size": len(d) + 2}]}, d + b"\xff\xfe"), "cannot be read"),
+    "wrong width": (lambda m, d: ({**m, "files": [{**m["files"][0], "size": len(d) + 4}]}, d + b"a,b\n"), "fields, the schema has 6"),
+}
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+def test_a_run_that_cannot_speak_for_the_destination_is_refused_with_its_reason(estate: Estate, refusal: str) -> None:
+    tamper, reason = REFUSALS[refusal]
+    if tamper is None:  # a rule that leaves out part of the destination's folder
+        tamper = _filters(excludePrefix=[f"{estate.container}/exports/ds/exportTime=2"])
+    estate.write_run(estate.now.replace(microsecond=0), tamper=tamper)
+    with pytest.raises(InventoryError, match=reason):
+        _read(estate)
+
+
+def test_the_checksum_file_guards_the_manifest_and_marks_the_run_complete(estate: Estate) -> None:
+    when = estate.now.replace(microsecond=0) - timedelta(hours=2)
+    folder = estate.write_run(when)
+    inventory = _read(estate)
+    assert inventory.as_of == when and len(inventory.objects) == WINDOWS * (PARTS + 1)
+    writer = estate.backend.writer
+    body = writer.cat_file(f"{folder}/{RULE}-manifest.json")
+    writer.pipe_file(f"{folder}/{RULE}-manifest.checksum", base64.b64encode(hashlib.md5(body).digest()))  # base64, as Azure gives MD5s
+    assert _read(estate).as_of == when
+    writer.pipe_file(f"{folder}/{RULE}-manifest.checksum", b"0" * 32)
+    with pytest.raises(InventoryError, match="does not match its"):
+        _read(estate)
+    writer.rm_file(f"{folder}/{RULE}-manifest.checksum")  # not complete: no run to read
+    with pytest.raises(InventoryError, match="no complete run of rule"):
+        _read(estate)
+    writer.pipe_file(f"{estate.reports}/2099/01/01/00-00-00/{RULE}/{RULE}-manifest.json", b"{}")  # the future, and no date: never the newest
+    writer.pipe_file(f"{estate.reports}/2099/01/01/00-00-00/{RULE}/{RULE}-manifest.checksum", b"x")
+    writer.pipe_file(f"{estate.reports}/2026/13/01/00-00-00/{RULE}/{RULE}-manifest.json", b"{}")
+    writer.pipe_file(f"{estate.reports}/2026/13/01/00-00-00/{RULE}/{RULE}-manifest.checksum", b"x")
+    older = when - timedelta(days=1)
+    estate.write_run(older)
+    assert _read(estate).as_of == older
+    stale = estate.settings.destinations[0].model_copy(update={"inventory": estate.settings.destinations[0].inventory.model_copy(update={"max_age": timedelta(hours=1)})})  # type: ignore[union-attr]
+    with pytest.raises(InventoryError, match="older than max_age"):
+        read_inventory(stale, open_store(stale.url, stale.options), estate.now)
+
+
+def test_only_the_current_blobs_of_the_destinations_folder_are_taken(estate: Estate) -> None:
+    c = estate.container
+    iso, rfc = "2026-11-30T10:00:00.1234567Z", "Mon, 30 Nov 2026 10:00:00 GMT"
+    fields = ["Name", "Last-Modified", "Etag", "Content-Length", "IsCurrentVersion", "Snapshot", "Deleted"]
+    rows = [
+        [f"{c}/exports/ds/a,b.gz.parquet", iso, "0x8DD1", "10", "true", "", "false"],  # a comma, quoted in the CSV
+        [f"{c}/exports/ds/old.gz.parquet", iso, "0x8DD2", "11", "false", "", "false"],  # an older version
+        [f"{c}/exports/ds/snap.gz.parquet", rfc, "0x8DD3", "12", "true", "2026-11-30T09:00:00.0000000Z", "false"],  # a snapshot
+        [f"{c}/exports/ds/gone.gz.parquet", iso, "0x8DD4", "13", "true", "", "true"],  # soft-deleted
+        [f"{c}/elsewhere/x.gz.parquet", iso, "0x8DD5", "14", "true", "", "false"],  # outside the destination's folder
+        [f"other-{c}/exports/ds/y.gz.parquet", iso, "0x8DD6", "15", "true", "", "false"],  # another container of the account
+        [f"{c}/exports", iso, "0x8DD7", "0", "true", "", "false"],  # the folder itself (hierarchical namespace)
+        [f"{c}/exports/ds/rfc.gz.parquet", rfc, '"0x8DD8"', "16", "true", "", "false"],
+    ]
+    estate.write_run(estate.now.replace(microsecond=0), rows=rows, fields=fields,
+                     tamper=_filters(includeBlobVersions=True, includeSnapshots=True, includeDeleted=True))
+    inventory = _read(estate)
+    assert [(o.key, o.size, o.etag, o.modified) for o in inventory.objects] == [
+        ("ds/a,b.gz.parquet", 10, "0x8DD1", datetime(2026, 11, 30, 10, tzinfo=UTC)),  # to the whole second, as a listing gives it
+        ("ds/rfc.gz.parquet", 16, "0x8DD8", datetime(2026, 11, 30, 10, tzinfo=UTC)),
+    ]
+    assert inventory.rows == 5  # the current blobs of the account, the others counted too
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [("-5", "not a number of bytes"), ("\u0661\u0662", "not a number of bytes"), (" 7 ", "not a number of bytes")],
+)
+def test_hostile_rows_are_refused_not_crashed_on(estate: Estate, value: str, reason: str) -> None:
+    rows = [[f"{estate.container}/exports/a", "2026-01-01T00:00:00Z", "e", value, "true", "", "false"]]
+    estate.write_run(estate.now.replace(microsecond=0), rows=rows, fields=["Name", "Last-Modified", "Etag", "Content-Length", "IsCurrentVersion", "Snapshot", "Deleted"])
+    with pytest.raises(InventoryError, match=reason):
+        _read(estate)
+    for modified in ("yesterday", "2026-01-01T00:00:00", "0001-01-01T00:00:00+14:00"):  # no date; no zone; before year 1 in UTC
+        rows = [[f"{estate.container}/exports/a", modified, "e", "1"]]
+        estate.write_run(estate.now.replace(microsecond=0), rows=rows, fields=["Name", "Last-Modified", "Etag", "Content-Length"])
+        with pytest.raises(InventoryError, match="line 2"):
+            _read(estate)
+    estate.write_run(estate.now.replace(microsecond=0), rows=[["x" * 3_000_000, "2026-01-01T00:00:00Z", "e", "1"]], fields=["Name", "Last-Modified", "Etag", "Content-Length"])
+    with pytest.raises(InventoryError, match="line longer than"):
+        _read(estate)
+
+
+def test_a_refused_run_falls_back_to_a_listing_and_says_why(estate: Estate) -> None:
+    with Runtime(estate.settings) as runtime:
+        assert runtime.audit(now=estate.now) is not None
+        estate.write_run((estate.now + timedelta(hours=2)).replace(microsecond=0), tamper=_definition(format="parquet"))
+        swept = runtime.audit(now=estate.now + timedelta(days=1, hours=1))
+        assert swept is not None
+    listing = swept.method["listing"]["d"]
+    assert (listing["mode"], listing["source"]) == ("full", "listing")
+    assert "the inventory could not be used" in listing["reason"] and "reads CSV inventories" in listing["reason"]
+    assert swept.errors == () and set(_statuses(swept).values()) == {"late"}
+
+
+def test_an_azure_inventory_is_a_rules_run_in_a_container_of_an_azure_destination() -> None:
+    base = {"catalog": {"url": "sqlite://"}, "exports": []}
+
+    def settings(url: str, inventory: dict[str, Any]) -> Settings:
+        return settings_from_mapping({**base, "destinations": [{"name": "d", "url": url, "inventory": inventory}]}, {})
+
+    assert settings("az://c/exports", {"url": "az://inventory", "rule": "r1"}).destinations[0].inventory.azure  # type: ignore[union-attr]
+    assert settings("abfs://c@acct.dfs.core.windows.net/x", {"url": "abfs://inventory", "rule": "r1"}).destinations[0].inventory is not None
+    for url, inventory, message in (
+        ("az://c/exports", {"url": "az://inventory"}, "inventory.rule"),
+        ("az://c/exports", {"url": "s3://b/p", "rule": "r1"}, "blob inventory in a container"),
+        ("az://c/exports", {"url": "az://inventory/sub", "rule": "r1"}, "root of its destination container"),
+        ("az://c/exports", {"url": "az://inventory", "rule": "no/slashes"}, "rule's name"),
+        ("s3://b/exports", {"url": "az://inventory", "rule": "r1"}, "S3 Inventory"),
+        ("gs://b/exports", {"url": "az://inventory", "rule": "r1"}, "only an s3:// or Azure"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            settings(url, inventory)
