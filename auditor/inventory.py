@@ -145,20 +145,10 @@ def read_report(destination: DestinationSettings, report: Report, store: Store) 
         absent = [c for c in REQUIRED if c not in columns]
         if absent:
             raise InventoryError(f"the report has no {', '.join(absent)} column (fileSchema: {manifest.get('fileSchema')!r})")
-        files = manifest.get("files")
-        if not isinstance(files, list) or not files:
-            raise InventoryError("the report's manifest lists no data files")
         objects: list[ObjectInfo] = []
         rows = 0
         prefix = f"{root}/" if root else ""
-        read: set[str] = set()
-        for entry in files:
-            if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or not isinstance(entry.get("size"), int):
-                raise InventoryError(f"a data file entry of the manifest is malformed: {str(entry)[:200]}")
-            key = entry["key"]
-            if key in read:
-                raise InventoryError("the manifest lists a data file twice")
-            read.add(key)
+        for key, entry in _data_files(manifest, "key"):
             if base and not key.startswith(f"{base}/"):
                 raise InventoryError(f"data file {key!r} is not under the report's folder {base!r}")
             relative = key[len(base) + 1 :] if base else key
@@ -173,6 +163,22 @@ def read_report(destination: DestinationSettings, report: Report, store: Store) 
                     inside = name[len(prefix) :]
                     objects.append(ObjectInfo(inside, store.url, size, modified, etag))
     return Inventory(report.as_of, objects, rows)
+
+
+def _data_files(manifest: Mapping[str, Any], field: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, entry) of each data file a manifest lists under `field`, each well-formed and listed once (a file
+    listed many times would be read as many times)."""
+    files = manifest.get("files")
+    if not isinstance(files, list) or not files:
+        raise InventoryError("the report's manifest lists no data files")
+    read: set[str] = set()
+    for entry in files:
+        if not isinstance(entry, dict) or not isinstance(entry.get(field), str) or not isinstance(entry.get("size"), int):
+            raise InventoryError(f"a data file entry of the manifest is malformed: {str(entry)[:200]}")
+        if entry[field] in read:
+            raise InventoryError("the manifest lists a data file twice")
+        read.add(entry[field])
+        yield entry[field], entry
 
 
 def _scan_time(match: re.Match[str]) -> datetime | None:
@@ -356,19 +362,9 @@ def _read_azure_run(destination: DestinationSettings, report: Report, store: Sto
         absent = [c for c in needed if c not in columns]
         if absent:
             raise InventoryError(f"the rule's schemaFields have no {', '.join(absent)} (needed to tell the current blobs)")
-        files = manifest.get("files")
-        if not isinstance(files, list) or not files:
-            raise InventoryError("the run's manifest lists no data files")
         objects: list[ObjectInfo] = []
         rows = 0
-        read: set[str] = set()
-        for entry in files:
-            if not isinstance(entry, dict) or not isinstance(entry.get("blob"), str) or not isinstance(entry.get("size"), int):
-                raise InventoryError(f"a data file entry of the manifest is malformed: {str(entry)[:200]}")
-            key = entry["blob"]
-            if key in read:
-                raise InventoryError("the manifest lists a data file twice")
-            read.add(key)
+        for key, entry in _data_files(manifest, "blob"):
             if not key.startswith(f"{folder}/") or "/../" in f"/{key}/":
                 raise InventoryError(f"data file {key[:200]!r} is not in the run's folder {folder!r}")
             for name, size, modified, etag in _azure_rows(reports, key, entry["size"], columns):

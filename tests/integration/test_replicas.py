@@ -633,31 +633,8 @@ def test_a_newer_audit_between_an_audit_and_its_alerts_is_not_undone(tree: Tree,
     from auditor.runtime import Runtime
     from tests.conftest import t
 
-    config = tmp_path / "auditor.toml"
-    config.write_text(
-        f"""[catalog]
-url = "sqlite:///{tmp_path / 'c.db'}"
-[validation]
-isolate = false
-[[channels]]
-name = "oncall"
-kind = "webhook"
-url = "http://127.0.0.1:9/hook"
-[[alerts]]
-name = "missed"
-when = "missing"
-channels = ["oncall"]
-[[destinations]]
-name = "d"
-url = "{tree.url}"
-[[exports]]
-name = "web"
-destination = "d"
-datasets = ["ds"]
-format = "parquet"
-schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-27T09:00:00Z" }}
-"""
-    )
+    alerts = '[[channels]]\nname = "oncall"\nkind = "webhook"\nurl = "http://127.0.0.1:9/hook"\n[[alerts]]\nname = "missed"\nwhen = "missing"\nchannels = ["oncall"]\n'
+    config = one_export_config(tmp_path, tree, f"sqlite:///{tmp_path / 'c.db'}", alerts)
     settings = load_settings(config, {})
     tree.export("ds", t("2026-11-27T00:00"))
     tree.export("ds", t("2026-11-27T06:00"))
@@ -819,20 +796,17 @@ def test_a_process_frozen_while_it_records_an_audit_holds_up_the_others_for_one_
         stalled.wait(10)
 
 
-def _one_export_settings(tmp_path: Path, tree: Tree, postgres_url: str) -> Any:
-    from auditor.catalog import engine as schema
-    from auditor.config import load_settings
-
-    engine = schema.make_engine(postgres_url)
-    schema.upgrade(engine)
-    engine.dispose()
+def one_export_config(tmp_path: Path, tree: Tree, catalog_url: str, more: str = "", catalog: str = "") -> Path:
+    """A configuration of one 3-hourly export "web" of dataset ds to destination d (the tree), with `more` tables
+    and `catalog` settings."""
     config = tmp_path / "auditor.toml"
     config.write_text(
         f"""[catalog]
-url = "{postgres_url}"
-lock_lease = "2s"
+url = "{catalog_url}"
+{catalog}
 [validation]
 isolate = false
+{more}
 [[destinations]]
 name = "d"
 url = "{tree.url}"
@@ -844,7 +818,17 @@ format = "parquet"
 schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-27T09:00:00Z" }}
 """
     )
-    return load_settings(config, {})
+    return config
+
+
+def _one_export_settings(tmp_path: Path, tree: Tree, postgres_url: str) -> Any:
+    from auditor.catalog import engine as schema
+    from auditor.config import load_settings
+
+    engine = schema.make_engine(postgres_url)
+    schema.upgrade(engine)
+    engine.dispose()
+    return load_settings(one_export_config(tmp_path, tree, postgres_url, catalog='lock_lease = "2s"'), {})
 
 
 def _lease_runs_out(runtime: Any) -> None:
