@@ -27,6 +27,7 @@ InventoryError, and the audit then lists the destination instead, saying why.
 from __future__ import annotations
 
 import base64
+import bisect
 import csv
 import gzip
 import hashlib
@@ -84,6 +85,7 @@ class Report:
     folder: str
     store: Store
     listing: dict[str, ObjectInfo]
+    now: datetime  # when it was found: no row can be modified later
     rule: str | None = None  # Azure: the rule whose run it is (its files are named after it)
 
 
@@ -117,7 +119,7 @@ def newest_report(destination: DestinationSettings, now: datetime) -> Report:
         as_of, folder = usable[0]
         if now - as_of > settings.max_age:
             raise InventoryError(f"the newest report ({folder}) is older than max_age ({settings.max_age})")
-    return Report(as_of, folder, reports, listing)
+    return Report(as_of, folder, reports, listing, now)
 
 
 def read_inventory(destination: DestinationSettings, store: Store, now: datetime) -> Inventory:
@@ -154,6 +156,7 @@ def read_report(destination: DestinationSettings, report: Report, store: Store) 
             relative = key[len(base) + 1 :] if base else key
             for bucket, name, size, modified, etag in _rows(reports, relative, entry, columns):
                 rows += 1
+                _not_after(modified, report.now + CLOCK_SKEW, relative)
                 if rows > MAX_ROWS:
                     raise InventoryError(f"more than {MAX_ROWS} rows: not a real report")
                 if bucket != source:
@@ -163,6 +166,20 @@ def read_report(destination: DestinationSettings, report: Report, store: Store) 
                     inside = name[len(prefix) :]
                     objects.append(ObjectInfo(inside, store.url, size, modified, etag))
     return Inventory(report.as_of, objects, rows)
+
+
+def _size(text: str) -> int:
+    """A size column's bytes: ASCII digits only (int() would take " 1_000 " or other scripts' digits), at most a petabyte."""
+    text = text or "0"
+    if not (text.isascii() and text.isdigit()) or len(text) > 16:
+        raise ValueError(f"size {text[:40]!r} is not a number of bytes an object can have")
+    return int(text)
+
+
+def _not_after(modified: datetime | None, limit: datetime, key: str) -> None:
+    """Refuses a row modified later than the report can know of (a time ahead would hide the file from the audit)."""
+    if modified is not None and modified > limit:
+        raise InventoryError(f"data file {key} lists an object modified at {modified:%Y-%m-%dT%H:%M:%SZ}, later than the report can know of")
 
 
 def _data_files(manifest: Mapping[str, Any], field: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -273,10 +290,7 @@ def _rows(reports: Store, key: str, entry: dict[str, Any], columns: list[str]) -
                 if (latest is not None and row[latest] != "true") or (marker is not None and row[marker] == "true"):
                     continue  # an older version, or a deletion: not what the bucket holds now
                 try:
-                    text_size = row[at["Size"]] or "0"
-                    if not (text_size.isascii() and text_size.isdigit()):
-                        raise ValueError(f"size {text_size[:40]!r} is not a number of bytes")
-                    size = int(text_size)
+                    size = _size(row[at["Size"]])
                     modified = _utc(row[at["LastModifiedDate"]]) if row[at["LastModifiedDate"]] else None
                 except (ValueError, OverflowError) as e:
                     raise InventoryError(f"data file {key} line {line}: {e}") from None
@@ -319,7 +333,7 @@ def _newest_azure_run(destination: DestinationSettings, now: datetime) -> Report
         as_of, folder = max(runs)
         if now - as_of > settings.max_age:
             raise InventoryError(f"the newest complete run of rule {rule!r} ({folder}) is older than max_age ({settings.max_age})")
-    return Report(as_of, folder, reports, listing, rule)
+    return Report(as_of, folder, reports, listing, now, rule)
 
 
 def _run_time(match: re.Match[str]) -> datetime | None:
@@ -343,7 +357,8 @@ def _read_azure_run(destination: DestinationSettings, report: Report, store: Sto
             raise InventoryError(f"the run's status is {str(manifest.get('status'))[:40]!r}, not 'Succeeded'")
         if manifest.get("ruleName") != rule or manifest.get("destinationContainer") != home:
             raise InventoryError(f"the run is of rule {str(manifest.get('ruleName'))[:60]!r} into {str(manifest.get('destinationContainer'))[:70]!r}, not of rule {rule!r} into {home!r}")
-        _same_account(manifest.get("endpoint"), settings.options if settings.options is not None else destination.options, destination.options)
+        _same_account(manifest.get("endpoint"), store)
+        completed = _run_times(manifest, report)
         definition = manifest.get("ruleDefinition")
         if not isinstance(definition, dict) or not isinstance(definition.get("filters", {}), dict):
             raise InventoryError("the run's manifest has no rule definition")
@@ -362,7 +377,7 @@ def _read_azure_run(destination: DestinationSettings, report: Report, store: Sto
         absent = [c for c in needed if c not in columns]
         if absent:
             raise InventoryError(f"the rule's schemaFields have no {', '.join(absent)} (needed to tell the current blobs)")
-        objects: list[ObjectInfo] = []
+        found: dict[str, ObjectInfo] = {}
         rows = 0
         for key, entry in _data_files(manifest, "blob"):
             if not key.startswith(f"{folder}/") or "/../" in f"/{key}/":
@@ -371,10 +386,45 @@ def _read_azure_run(destination: DestinationSettings, report: Report, store: Sto
                 rows += 1
                 if rows > MAX_ROWS:
                     raise InventoryError(f"more than {MAX_ROWS} rows: not a real report")
-                name = name.rstrip("/")  # a directory (hierarchical namespace): a listing gives it as an object of that name
-                if name.startswith(folder_path) and name != folder_path.rstrip("/"):
-                    objects.append(ObjectInfo(name[len(folder_path) :], store.url, size, modified, etag))
+                _not_after(modified, completed + CLOCK_SKEW, key)
+                if not name.startswith(folder_path) or name.endswith("/"):
+                    continue
+                info = ObjectInfo(name[len(folder_path) :], store.url, size, modified, etag)
+                seen = found.setdefault(info.key, info)
+                if seen != info:  # Azure may list a blob twice; twice with different properties cannot both be so
+                    raise InventoryError(f"the run lists blob {name[:200]!r} twice, with different sizes, ETags or times")
+        objects = _without_directories(found)
     return Inventory(report.as_of, objects, rows)
+
+
+def _without_directories(found: dict[str, ObjectInfo]) -> list[ObjectInfo]:
+    """The blobs, without the directories of a hierarchical namespace that a rule without hdi_isfolder lists as
+    empty blobs with blobs below them (a listing gives no such file)."""
+    empty = [key for key, info in found.items() if info.size == 0]
+    if not empty:
+        return list(found.values())
+    keys = sorted(found)
+
+    def has_children(key: str) -> bool:
+        at = bisect.bisect_left(keys, f"{key}/")
+        return at < len(keys) and keys[at].startswith(f"{key}/")
+
+    directories = {key for key in empty if has_children(key)}
+    return [info for key, info in found.items() if key not in directories]
+
+
+def _run_times(manifest: Mapping[str, Any], report: Report) -> datetime:
+    """When the run completed, checked against when it began (its folder's name) and now."""
+    try:
+        started = _utc(str(manifest.get("inventoryStartTime")))
+        completed = _utc(str(manifest.get("inventoryCompletionTime")))
+    except (ValueError, OverflowError) as e:
+        raise InventoryError(f"the run's inventoryStartTime or inventoryCompletionTime is not a time: {e}") from None
+    if abs(started - report.as_of) > timedelta(minutes=1):
+        raise InventoryError(f"the run began at {started:%Y-%m-%dT%H:%M:%SZ}, not at the time its folder is named after ({report.as_of:%Y-%m-%dT%H:%M:%SZ})")
+    if not started <= completed <= report.now + CLOCK_SKEW:
+        raise InventoryError(f"the run completed at {completed:%Y-%m-%dT%H:%M:%SZ}: before it began, or later than now")
+    return completed
 
 
 def _covers(filters: Mapping[str, Any], folder: str) -> None:
@@ -393,40 +443,26 @@ def _covers(filters: Mapping[str, Any], folder: str) -> None:
         raise InventoryError(f"the rule's excludePrefix {clash[:10]} leaves out blobs of the destination's folder {folder!r}")
 
 
-def _account(options: Mapping[str, Any]) -> str | None:
-    """The storage account fsspec options name, if they do (account_name, a connection string, a SAS URL)."""
-    if isinstance(options.get("account_name"), str):
-        return str(options["account_name"]).lower()
-    connection = options.get("connection_string")
-    if isinstance(connection, str):
-        for part in connection.split(";"):
-            key, _, value = part.partition("=")
-            if key.strip().lower() == "accountname" and value.strip():
-                return value.strip().lower()
-    sas = options.get("sas_url")
-    if isinstance(sas, str):
-        return _endpoint_account(sas)
-    return None
+def _endpoint_key(url: str) -> tuple[str, int | None, str]:
+    """An account's blob endpoint, compared without scheme and case, its .dfs. (Data Lake) name as its .blob. one."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().replace(".dfs.core.", ".blob.core.")
+    return host, parts.port, parts.path.strip("/").lower()
 
 
-def _endpoint_account(endpoint: str) -> str | None:
-    """https://ACCOUNT.blob.core.windows.net/… gives ACCOUNT; an emulator's http://host:port/ACCOUNT/… its first path part."""
-    parts = urlsplit(endpoint)
-    host = (parts.hostname or "").lower()
-    if host.endswith((".core.windows.net", ".core.chinacloudapi.cn", ".core.usgovcloudapi.net")):
-        return host.split(".", 1)[0]
-    first = parts.path.strip("/").split("/", 1)[0]
-    return first.lower() or None
-
-
-def _same_account(endpoint: Any, *option_sets: Mapping[str, Any]) -> None:
-    """Refuses a run whose manifest names another storage account than the one the destination is in."""
+def _same_account(endpoint: Any, store: Store) -> None:
+    """Refuses a run whose manifest names another storage account than the one the destination is read from."""
     if not isinstance(endpoint, str) or not endpoint:
         raise InventoryError("the run's manifest names no endpoint (storage account)")
-    found = _endpoint_account(endpoint)
-    expected = next((a for a in map(_account, option_sets) if a is not None), None)
-    if expected is not None and found != expected:
-        raise InventoryError(f"the run is of storage account {found!r}, not of the destination's account {expected!r}")
+    expected = getattr(store, "account_endpoint", None)
+    if not isinstance(expected, str):
+        raise InventoryError("cannot tell which storage account the destination is in, to match the run's endpoint with it")
+    try:
+        found = _endpoint_key(endpoint)
+    except ValueError:
+        raise InventoryError(f"the run's endpoint {endpoint[:100]!r} is not a URL") from None
+    if found != _endpoint_key(expected):
+        raise InventoryError(f"the run is of the storage account at {scrub(endpoint)[:100]!r}, not of the destination's ({expected!r})")
 
 
 def _azure_time(text: str) -> datetime:
@@ -448,6 +484,7 @@ def _azure_rows(reports: Store, key: str, expected: int, columns: list[str]) -> 
     at = {name: columns.index(name) for name in columns}
     width = len(columns)
     current, snapshot, deleted, tag = at.get("IsCurrentVersion"), at.get("Snapshot"), at.get("Deleted"), at.get("Etag", at.get("ETag"))
+    folder = at.get("hdi_isfolder")
     try:
         with reports.open(key) as handle:
             counted = _Counted(handle, expected)
@@ -461,16 +498,19 @@ def _azure_rows(reports: Store, key: str, expected: int, columns: list[str]) -> 
                     raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
                 if len(row) != width:
                     raise InventoryError(f"data file {key} line {line}: {len(row)} fields, the schema has {width}")
-                if (current is not None and row[current].lower() != "true") or (snapshot is not None and row[snapshot]) or (deleted is not None and row[deleted].lower() == "true"):
-                    continue  # an older version, a snapshot or a soft-deleted blob: not what the container holds now
+                if (
+                    (current is not None and row[current].lower() == "false")  # (empty: written before versioning, so current)
+                    or (snapshot is not None and row[snapshot])
+                    or (deleted is not None and row[deleted].lower() == "true")
+                    or (folder is not None and row[folder].lower() == "true")
+                ):
+                    continue  # an older version, a snapshot, a soft-deleted blob or a directory: not a file the container holds now
                 try:
-                    text_size = row[at["Content-Length"]] or "0"
-                    if not (text_size.isascii() and text_size.isdigit()):
-                        raise ValueError(f"size {text_size[:40]!r} is not a number of bytes")
+                    size = _size(row[at["Content-Length"]])
                     modified = _azure_time(row[at["Last-Modified"]]) if row[at["Last-Modified"]] else None
                 except (ValueError, TypeError, OverflowError) as e:
                     raise InventoryError(f"data file {key} line {line}: {e}") from None
-                yield row[at["Name"]], int(text_size), modified, (row[tag].strip('"') or None) if tag is not None else None
+                yield row[at["Name"]], size, modified, (row[tag].strip('"') or None) if tag is not None else None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InventoryError(f"data file {key} cannot be read: {type(e).__name__}: {e}") from None
     if counted.size != expected:

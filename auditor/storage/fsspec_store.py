@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -61,6 +62,16 @@ class FsspecStore:
     def walks(self) -> bool:
         """Whether listing walks folder by folder (file system, SFTP) rather than paging a flat key space."""
         return self._walks
+
+    @property
+    def account_endpoint(self) -> str | None:
+        """The blob endpoint of the Azure storage account this store reads (scheme://host/path, never a SAS query),
+        whatever the credentials named it by; None for other stores."""
+        url = getattr(getattr(self._fs, "service_client", None), "url", None)
+        if not isinstance(url, str):
+            return None
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}".rstrip("/")
 
     @property
     def bytes_read(self) -> int:

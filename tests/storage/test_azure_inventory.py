@@ -61,6 +61,7 @@ class Estate:
             self.backend.put(f"{folder}/manifest-d0420d72-756c-4159-9e7f-7d3e2f8b501e-{run}.json", json.dumps(manifest).encode())
         self.now = datetime.now(UTC) + timedelta(minutes=1)  # the simulated clock starts after the last put
         self.settings = self._settings(tmp_path)
+        self.fields = ["Name", "Creation-Time", "Last-Modified", "Etag", "Content-Length", "BlobType"]  # what rows() gives
 
     def _settings(self, tmp_path: Path, **inventory: Any) -> Settings:
         destination = {
@@ -155,7 +156,7 @@ REFUSALS: dict[str, tuple[Tamper | None, str]] = {
     "pending": (lambda m, d: ({**m, "status": "Pending"}, d), "status is 'Pending'"),
     "other rule": (lambda m, d: ({**m, "ruleName": "someone-elses"}, d), "not of rule"),
     "other container": (lambda m, d: ({**m, "destinationContainer": "elsewhere"}, d), "not of rule"),
-    "other account": (lambda m, d: ({**m, "endpoint": "https://otheraccount.blob.core.windows.net"}, d), "not of the destination's account"),
+    "other account": (lambda m, d: ({**m, "endpoint": "https://otheraccount.blob.core.windows.net"}, d), "not of the destination's"),
     "no endpoint": (lambda m, d: ({k: v for k, v in m.items() if k != "endpoint"}, d), "names no endpoint"),
     "parquet": (_definition(format="parquet"), "reads CSV inventories"),
     "containers": (_definition(objectType="container"), "not blobs"),
@@ -186,7 +187,7 @@ def test_a_run_that_cannot_speak_for_the_destination_is_refused_with_its_reason(
 
 
 def test_the_checksum_file_guards_the_manifest_and_marks_the_run_complete(estate: Estate) -> None:
-    when = estate.now.replace(microsecond=0) - timedelta(hours=2)
+    when = estate.now.replace(microsecond=0)
     folder = estate.write_run(when)
     inventory = _read(estate)
     assert inventory.as_of == when and len(inventory.objects) == WINDOWS * (PARTS + 1)
@@ -205,7 +206,7 @@ def test_the_checksum_file_guards_the_manifest_and_marks_the_run_complete(estate
     writer.pipe_file(f"{estate.reports}/2026/13/01/00-00-00/{RULE}/{RULE}-manifest.json", b"{}")
     writer.pipe_file(f"{estate.reports}/2026/13/01/00-00-00/{RULE}/{RULE}-manifest.checksum", b"x")
     older = when - timedelta(days=1)
-    estate.write_run(older)
+    estate.write_run(older, rows=[])  # before the blobs were written: it lists none
     assert _read(estate).as_of == older
     stale = estate.settings.destinations[0].model_copy(update={"inventory": estate.settings.destinations[0].inventory.model_copy(update={"max_age": timedelta(hours=1)})})  # type: ignore[union-attr]
     with pytest.raises(InventoryError, match="older than max_age"):
@@ -285,3 +286,109 @@ def test_an_azure_inventory_is_a_rules_run_in_a_container_of_an_azure_destinatio
     ):
         with pytest.raises(ConfigError, match=message):
             settings(url, inventory)
+
+
+def _other_account(m: dict[str, Any], d: bytes) -> tuple[dict[str, Any], bytes]:
+    return {**m, "endpoint": "https://otheraccount.blob.core.windows.net"}, d
+
+
+@pytest.mark.parametrize("reached", ["by an environment variable", "by a SAS connection string", "with the inventory's options naming another account"])
+def test_a_run_of_another_account_is_refused_however_the_destination_is_reached(estate: Estate, reached: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's endpoint is compared with the account the destination is read from, not with what its options name."""
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    from tests import servers
+
+    destination = estate.settings.destinations[0]
+    assert destination.inventory is not None
+    inventory = destination.inventory
+    if reached == "by an environment variable":  # adlfs reads AZURE_STORAGE_CONNECTION_STRING when no option names the account
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", servers.azurite_connection_string(estate.endpoint))
+        options: dict[str, Any] = {}
+    elif reached == "by a SAS connection string":  # no AccountName= in it
+        sas = generate_account_sas(servers.AZURITE_ACCOUNT, servers.AZURITE_KEY, ResourceTypes(service=True, container=True, object=True),
+                                   AccountSasPermissions(read=True, list=True), datetime.now(UTC) + timedelta(hours=1))
+        options = {"connection_string": f"BlobEndpoint={estate.endpoint};SharedAccessSignature={sas}"}
+    else:
+        options = estate.backend.options
+        inventory = inventory.model_copy(update={"options": {**estate.backend.options, "account_name": "otheraccount"}})
+    destination = destination.model_copy(update={"options": options, "inventory": inventory})
+    estate.write_run(estate.now.replace(microsecond=0))
+    read = read_inventory(destination, open_store(destination.url, destination.options), estate.now + timedelta(hours=3))
+    assert len(read.objects) == WINDOWS * (PARTS + 1)  # the destination's own account's run is read, reached either way
+    estate.write_run(estate.now.replace(microsecond=0), tamper=_other_account)
+    with pytest.raises(InventoryError, match="not of the destination's") as refused:
+        read_inventory(destination, open_store(destination.url, destination.options), estate.now + timedelta(hours=3))
+    assert "sig=" not in str(refused.value) and servers.AZURITE_KEY not in str(refused.value)
+
+
+def _sweep_and_listing(estate: Estate, rows: list[list[str]], fields: list[str] | None = None) -> tuple[Any, Any]:
+    """A sweep from a run of `rows`, then a live listing of the same container right after."""
+    with Runtime(estate.settings) as runtime:
+        assert runtime.audit(now=estate.now) is not None
+        estate.write_run((estate.now + timedelta(hours=2)).replace(microsecond=0), rows=rows, **({"fields": fields} if fields else {}))
+        at = estate.now + timedelta(days=1, hours=1)
+        swept = runtime.audit(now=at)
+        live = runtime.audit(now=at + timedelta(minutes=5), options=AuditOptions(full_sweep=True))
+    assert swept is not None and live is not None and live.method["listing"]["d"]["source"] == "listing"
+    return swept, live
+
+
+@pytest.mark.parametrize("change", ["a size no blob has", "a time after the run", "one blob twice, differently"])
+def test_a_row_the_run_cannot_hold_refuses_the_run_and_the_sweep_lists(estate: Estate, change: str) -> None:
+    victim = estate.window_files(estate.slots[3])[0]
+    rows = estate.rows()
+    at = next(i for i, r in enumerate(rows) if r[0] == victim)
+    if change == "a size no blob has":
+        rows[at][4] = "9" * 30
+    elif change == "a time after the run":
+        rows[at][2] = "2099-01-01T00:00:00.0000000Z"  # would hide the blob from the audit: judged as not there yet
+    else:
+        rows.append([*rows[at][:4], str(int(rows[at][4]) + 1), rows[at][5]])
+    swept, live = _sweep_and_listing(estate, rows)
+    listing = swept.method["listing"]["d"]
+    assert listing["source"] == "listing" and "the inventory could not be used" in listing["reason"], listing
+    assert _statuses(swept) == _statuses(live)
+
+
+def test_directories_of_a_hierarchical_namespace_are_no_files(estate: Estate) -> None:
+    """ADLS Gen2 lists directories in a run (hdi_isfolder, or, without that field, as empty blobs with blobs below);
+    a listing gives no such files. A blob listed twice alike (Azure may) is one blob. The sweep sees what a listing
+    sees."""
+    folders = ["exports", "exports/ds", *(f"exports/ds/exportTime={s:%Y%m%d%H%M}" for s in estate.slots)]
+    rows = estate.rows()
+    stamp = rows[0][1]
+    with_field = [[*r, "false"] for r in rows] + [[f"{estate.container}/{f}", stamp, stamp, "0x0", "0", "BlockBlob", "true"] for f in folders]
+    swept, live = _sweep_and_listing(estate, [*with_field, with_field[0]], [*estate.fields, "hdi_isfolder"])
+    assert swept.method["listing"]["d"]["source"] == "inventory"
+    assert (swept.method["listing"]["d"]["listed_objects"], swept.unexpected, _statuses(swept)) == (live.method["listing"]["d"]["listed_objects"], (), _statuses(live))
+    without_field = rows + [[f"{estate.container}/{f}", stamp, stamp, "0x0", "0", "BlockBlob"] for f in folders]
+    inventory = read_inventory(estate.settings.destinations[0], open_store(estate.backend.url, estate.backend.options), estate.now + timedelta(hours=3))
+    assert len(inventory.objects) == WINDOWS * (PARTS + 1)
+    estate.write_run((estate.now + timedelta(hours=3)).replace(microsecond=0), rows=without_field)
+    inventory = read_inventory(estate.settings.destinations[0], open_store(estate.backend.url, estate.backend.options), estate.now + timedelta(hours=4))
+    assert sorted(o.key for o in inventory.objects) == sorted(o.key for o in open_store(estate.backend.url, estate.backend.options).list())
+
+
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        (lambda m, d: ({**m, "inventoryStartTime": "2020-01-01T00:00:00Z"}, d), "not at the time its folder is named after"),
+        (lambda m, d: ({**m, "inventoryCompletionTime": "2020-01-01T00:00:00Z"}, d), "before it began, or later than now"),
+        (lambda m, d: ({**m, "inventoryCompletionTime": "soon"}, d), "is not a time"),
+    ],
+)
+def test_a_run_whose_times_do_not_hold_together_is_refused(estate: Estate, tamper: Tamper, reason: str) -> None:
+    estate.write_run(estate.now.replace(microsecond=0), tamper=tamper)
+    with pytest.raises(InventoryError, match=reason):
+        _read(estate)
+
+
+def test_a_blob_written_before_versioning_was_enabled_is_current(estate: Estate) -> None:
+    """With versions included, a blob written before versioning was enabled has no version, and no IsCurrentVersion:
+    it is the current blob, not an older version."""
+    c = estate.container
+    rows = [[f"{c}/exports/ds/pre.gz.parquet", "2026-11-30T10:00:00Z", "0x1", "5", ""], [f"{c}/exports/ds/old.gz.parquet", "2026-11-30T10:00:00Z", "0x2", "6", "false"]]
+    estate.write_run(estate.now.replace(microsecond=0), rows=rows, fields=["Name", "Last-Modified", "Etag", "Content-Length", "IsCurrentVersion"],
+                     tamper=_filters(includeBlobVersions=True))
+    assert [o.key for o in _read(estate).objects] == ["ds/pre.gz.parquet"]

@@ -240,6 +240,8 @@ def test_hostile_rows_are_refused_not_crashed_on(estate: Estate) -> None:
         ([[estate.bucket, "exports/a", " 1_000 ", "2026-01-01T00:00:00.000Z", "e"]], "not a number of bytes"),  # int() would take it
         ([[estate.bucket, "exports/a", "\u0661\u0662", "2026-01-01T00:00:00.000Z", "e"]], "not a number of bytes"),  # Arabic-Indic digits
         ([[estate.bucket, "exports/a", "many", "2026-01-01T00:00:00.000Z", "e"]], "line 1"),
+        ([[estate.bucket, "exports/a", "9" * 30, "2026-01-01T00:00:00.000Z", "e"]], "not a number of bytes an object can have"),
+        ([[estate.bucket, "exports/a", "1", "2099-01-01T00:00:00.000Z", "e"]], "later than the report can know of"),  # would hide the file
         ([[estate.bucket, "exports/a", "1", "yesterday", "e"]], "line 1"),
         ([[estate.bucket, "exports/a", "1", "0001-01-01T00:00:00+14:00", "e"]], "line 1"),  # before year 1 in UTC: OverflowError
         ([[estate.bucket, "exports/a", "1", "2026-01-01T00:00:00", "e"]], "no time zone"),  # not read as the machine's local time
