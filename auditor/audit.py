@@ -68,6 +68,7 @@ class AuditOptions:
 
 CLOCK_TOLERANCE = timedelta(minutes=5)  # how far ahead of now an as-of time may be before it is taken for a clock error
 CLOCK_AHEAD = "this host's clock runs ahead"  # how the error an audit of now from such a clock gets begins
+LOCK_LOST = "the audit lock on this destination was lost while the audit ran"  # the start of that error's message: serve keeps the destination due
 
 
 def clock_ahead(as_of: datetime, by: timedelta) -> AuditError:
@@ -129,7 +130,7 @@ class Recording(Protocol):
     def live_datasets(self) -> frozenset[tuple[str, str]]: ...
 
     @property
-    def problem(self) -> AuditError | None: ...
+    def problems(self) -> tuple[AuditError, ...]: ...
 
 
 class CatalogPort(Protocol):
@@ -245,8 +246,8 @@ def run_audit(
                 settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=scope, swept=swept, known=knew
             )
             report = replace(report, audit_id=recorded.audit_id, live=recorded.live, live_datasets=recorded.live_datasets)
-            if recorded.problem is not None:
-                report = replace(report, errors=(*report.errors, recorded.problem))
+            if recorded.problems:
+                report = replace(report, errors=(*report.errors, *recorded.problems))
         except CatalogError as e:
             report = replace(report, errors=(*report.errors, AuditError("catalog", str(e))))
     return report

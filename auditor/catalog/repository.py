@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, Select, String, Table, Text, and_, bi
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditor.audit import CLOCK_TOLERANCE, AuditOptions, FileRecord, clock_ahead, packed
+from auditor.audit import CLOCK_TOLERANCE, LOCK_LOST, AuditOptions, FileRecord, clock_ahead, packed
 from auditor.catalog.engine import ensure_schema, make_engine
 from auditor.catalog.tables import (
     ATTEMPTS,
@@ -65,7 +65,6 @@ from auditor.storage.base import redact, scrub
 log = logging.getLogger(__name__)
 CHAIN_LOCK = 0x61756469746F72  # pg_advisory_xact_lock key for extending the audit hash chain
 LOCK_LEASE = timedelta(minutes=2)  # [catalog] lock_lease's default
-LOCK_LOST = "the audit lock on this destination was lost while the audit ran"
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class Recorded:
     audit_id: int
     live: frozenset[str]
     live_datasets: frozenset[tuple[str, str]] = frozenset()
-    problem: AuditError | None = None  # why an audit of now is history: its clock runs ahead of the catalog's
+    problems: tuple[AuditError, ...] = ()  # why it is history: its clock runs ahead of the catalog's, its lock ran out
 
 
 def open_catalog(url: str) -> Catalog:
@@ -383,14 +382,16 @@ class Catalog:
             if conn.dialect.name == "postgresql":  # one writer extends the hash chain at a time (SQLite: the write lock does it)
                 # a writer frozen in here would hold the chain lock, and every other writer, for as long as its session
                 # lived: PostgreSQL ends it (and this transaction) once it has been idle in it for a lease
-                conn.execute(text("SELECT set_config('idle_in_transaction_session_timeout', :t, true)"), {"t": _milliseconds(self.lock_lease)})
+                # (Python's pauses between statements grow with the files recorded: about 1 µs each measured, 10 allowed)
+                idle = max(self.lock_lease, timedelta(microseconds=10 * sum(len(records) for records in files.values())))
+                conn.execute(text("SELECT set_config('idle_in_transaction_session_timeout', :t, true)"), {"t": _milliseconds(idle)})
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK})
                 lost = self._lost_locks(conn, {*files, *(e.destination for e in report.exports)})
                 if lost:  # another process may have audited them since, trusting file rows it read under the lock: touch none
                     lock_problem = AuditError(", ".join(sorted(lost)), f"{LOCK_LOST}: this process did not renew its lock for longer than "
                                               f"lock_lease ({self.lock_lease}), so another process may have audited it since; this audit is "
                                               "history, and its file rows are not written")
-                    log.warning("%s", lock_problem.message)
+                    log.warning("lost the audit lock on %s: %s", lock_problem.destination, lock_problem.message)
                     files = {name: records for name, records in files.items() if name not in lost}
                     report = replace(report, errors=(*report.errors, lock_problem))
             # an audit of now (options.present) is held to the catalog's clock (PostgreSQL's own; on SQLite this host's):
@@ -402,8 +403,7 @@ class Catalog:
             problem = clock_ahead(report.as_of, report.as_of - clock) if clock is not None and report.as_of > clock + CLOCK_TOLERANCE else None
             if problem is not None:
                 report = replace(report, errors=(*report.errors, problem))
-            elif lock_problem is not None:
-                problem = lock_problem
+            problems = tuple(p for p in (lock_problem, problem) if p is not None)
             body = canonical(report.to_json())
             destination_ids = self._sync_config(conn, settings)
             # live is decided per export and dataset (a dataset added later is live at its first audit);
@@ -412,7 +412,7 @@ class Catalog:
             live_datasets = frozenset(
                 (e.name, e.dataset_id)
                 for e in report.exports
-                if problem is None and e.name in covered and _live(latest.get((e.name, e.dataset_id)), report.as_of, ahead)
+                if not problems and e.name in covered and _live(latest.get((e.name, e.dataset_id)), report.as_of, ahead)
             )
             live = frozenset(name for name, _ in live_datasets)
             ahead_of_it = sorted(k for k in live_datasets if (latest.get(k) or report.as_of) > report.as_of)  # live by replacing a present from ahead
@@ -461,7 +461,7 @@ class Catalog:
             if live:
                 self._record_config(conn, settings, live, destination_ids, runs)
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))
-            return Recorded(audit_id, live, live_datasets, problem)
+            return Recorded(audit_id, live, live_datasets, problems)
 
     def _chain(self, conn: Connection, audit_id: int) -> None:
         """Link a new audit record to the previous one (auditor.evidence)."""
@@ -1135,6 +1135,7 @@ class _Lease:
                 return
             except SQLAlchemyError as e:
                 self.lost = _reason(e)
+                log.warning("lost the audit lock on %s: the catalog ended the session that held them (%s)", ", ".join(self.names), self.lost)
         self._conn.invalidate()  # its session ended, and its locks with it
 
 

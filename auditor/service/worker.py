@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from auditor.audit import CLOCK_AHEAD, CLOCK_TOLERANCE, AuditOptions
+from auditor.audit import CLOCK_AHEAD, CLOCK_TOLERANCE, LOCK_LOST, AuditOptions
 from auditor.errors import CatalogError
 from auditor.report import AuditReport
 from auditor.runtime import Runtime
@@ -53,6 +53,7 @@ class Worker:
         self.steps = {"audit": StepState(), "deliver": StepState()}
         self.last_loop: datetime | None = None
         self.clock_problem: str | None = None  # this host's clock runs ahead of the catalog's: its audits are history
+        self.locks_lost: Counter[str] = Counter()  # destination -> audits in a row whose lock ran out (they are history)
         self.started = wall_clock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -98,9 +99,16 @@ class Worker:
                     log.info("destination %s is being (or was just) audited by another process", name)
                     continue
                 self.last_duration = time.monotonic() - started
-                self.last_audit[name] = now
                 self.latest = report
                 did = True
+                lost = [e.message for e in report.errors if LOCK_LOST in e.message]
+                if lost:  # history: nothing recorded the present, so the destination stays due (unless another process audits it)
+                    self.locks_lost[name] += 1
+                    self.errors["audit"] += 1
+                    log.warning("destination %s: %s", name, lost[0])
+                else:
+                    self.locks_lost.pop(name, None)
+                    self.last_audit[name] = now
                 ahead = [e.message for e in report.errors if e.message.startswith(CLOCK_AHEAD)]
                 if ahead:  # recorded as history, and every audit this process makes will be until its clock is right
                     self.clock_problem = ahead[0]
@@ -161,6 +169,7 @@ class Worker:
         failing = [f"{name}: {s.failures} failures in a row, last: {s.last_error}" for name, s in self.steps.items() if s.failures >= FAILING_AFTER]
         if self.clock_problem is not None:
             failing.append(self.clock_problem)
+        failing += [f"destination {name}: its audit lock ran out in {n} audits in a row: they are history" for name, n in self.locks_lost.items() if n >= FAILING_AFTER]
         if failing:
             return False, "; ".join(failing)
         return True, "ok"

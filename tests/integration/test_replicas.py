@@ -685,6 +685,47 @@ def test_a_holder_that_answers_keeps_its_destination_past_the_lease(postgres_url
         other.close()
 
 
+@pytest.mark.postgres
+def test_serve_keeps_a_destination_whose_lock_ran_out_due_and_says_so_when_it_keeps_happening(tree: Tree, tmp_path: Path, postgres_url: str) -> None:
+    """With no other replica, a lease can still run out (the interpreter held up, a connection cut by a proxy): that
+    audit is history, so nothing recorded the present. The destination stays due, the next turn audits it again,
+    and three such audits in a row make /healthz fail with the reason."""
+    from auditor.audit import LOCK_LOST
+    from auditor.runtime import Runtime
+    from auditor.service.worker import Worker
+    from tests.conftest import t
+
+    settings = _one_export_settings(tmp_path, tree, postgres_url)
+    tree.export("ds", t("2026-11-27T00:00"))
+    runtime = Runtime(settings)
+    now = [t("2026-11-27T08:00")]
+    worker = Worker(runtime, clock=lambda: now[0])
+    try:
+        assert worker.run_once()
+        first = runtime.catalog.live_as_of()["web"]
+        real = runtime.catalog.record_audit
+
+        def lease_runs_out(*args: Any, **kwargs: Any) -> Any:
+            _lease_runs_out(runtime)
+            return real(*args, **kwargs)
+
+        runtime.catalog.record_audit = lease_runs_out  # type: ignore[method-assign]
+        for turn in range(1, 4):
+            now[0] = t("2026-11-27T08:16") + timedelta(seconds=turn)  # due at the first turn (audit_every 15m), and due again after
+            assert worker.due(now[0]) == ["d"], turn
+            assert worker.run_once()
+            assert worker.latest is not None and any(LOCK_LOST in e.message for e in worker.latest.errors)
+            assert runtime.catalog.live_as_of()["web"] == first  # nothing recorded the present
+            assert worker.health()[0] is (turn < 3), (turn, worker.health())
+        assert "its audit lock ran out in 3 audits in a row" in worker.health()[1]
+        runtime.catalog.record_audit = real  # type: ignore[method-assign]
+        now[0] += timedelta(seconds=1)
+        assert worker.run_once() and runtime.catalog.live_as_of()["web"] == now[0]
+        assert worker.health() == (True, "ok") and worker.due(now[0] + timedelta(seconds=1)) == []
+    finally:
+        runtime.close()
+
+
 WAITER = """
 import sys
 from datetime import timedelta
@@ -837,7 +878,12 @@ def _lease_runs_out(runtime: Any) -> None:
 
     lease = runtime.catalog._leases["d"]
     with runtime.catalog.engine.connect() as conn:
-        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lease.pid}).scalar_one()
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lease.pid}).scalar_one()  # signals it, and returns
+
+        def gone() -> bool:
+            return not conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": lease.pid}).scalar_one()
+
+        wait_for(gone, 10, f"backend {lease.pid} did not end")
 
 
 @pytest.mark.postgres
@@ -847,7 +893,7 @@ def test_an_audit_whose_lock_ran_out_is_history_and_writes_no_file_rows(tree: Tr
     the rows under its lock and finds a file gone. Whenever a records, before b or after (b's clock is even a minute
     behind a's), a's audit is history, says why, raises nothing, and writes no file rows: b trusts the rows it read
     under its lock, and the present is b's."""
-    from auditor.catalog.repository import LOCK_LOST
+    from auditor.audit import LOCK_LOST
     from auditor.runtime import Runtime
     from tests.conftest import t
 
