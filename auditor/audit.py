@@ -285,7 +285,7 @@ def _audit_destination(
 ) -> _Audited:
     """List one destination, validate what changed, reconcile its exports in scope (`mine`)."""
     errors: list[AuditError] = []
-    state, plan, inventory = _plan(destination, mine, catalog, now, options, errors, store, runs)
+    state, plan, inventory = _plan(destination, mine, catalog, now, options, errors, store, runs, checker)
     known: Mapping[str, FileRecord] = {}
     knew: Mapping[str, FileRecord] | None = None
     if catalog is not None:
@@ -386,6 +386,7 @@ def _plan(
     errors: list[AuditError],
     store: Store,
     runs: Mapping[str, Sequence[Run]] | None,
+    checker: Checker | None = None,
 ) -> tuple[SweepState | None, ListingPlan, Inventory | None]:
     """How to list this destination now: in full (from its inventory report, when it has one and the sweep
     is the scheduled one), or only the prefixes that can still change."""
@@ -415,7 +416,7 @@ def _plan(
         planned = plan_listing(destination, exports, state, now, full_requested=requested, walks=walks, inventory_as_of=report.as_of)
         if planned.inventory is None:
             return state, planned, None
-        inventory = read_report(destination, report, store)
+        inventory = read_report(destination, report, store, checker)
     except InventoryError as e:
         log.warning("destination %s: the inventory cannot stand in for a listing: %s", destination.name, e)
         return state, replace(plan, reason=f"{plan.reason}; the inventory could not be used ({e}): listed instead"), None

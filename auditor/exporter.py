@@ -142,18 +142,33 @@ AZURE_INVENTORY_FIELDS = ["Name", "Creation-Time", "Last-Modified", "Etag", "Con
 
 def azure_inventory_report(
     endpoint: str, container: str, rule: str, started: datetime, rows: Iterable[Sequence[str]], *,
-    fields: Sequence[str] = tuple(AZURE_INVENTORY_FIELDS), prefixes: Sequence[str] = (), tamper: Tamper | None = None,
+    fields: Sequence[str] = tuple(AZURE_INVENTORY_FIELDS), prefixes: Sequence[str] = (), tamper: Tamper | None = None, file_format: str = "csv",
 ) -> dict[str, bytes]:
     """The blobs an Azure blob inventory run of `rule` writes into `container` of the account at `endpoint`,
-    begun at `started`: {blob name: bytes}. `rows` hold the fields' values, each blob's Name as
-    container/path; `tamper` may change the manifest and the CSV file before they are written."""
+    begun at `started`: {blob name: bytes}. `rows` hold the fields' values as text, each blob's Name as
+    container/path; in a Parquet run Content-Length is an int64 and the times are timestamps in
+    milliseconds. `tamper` may change the manifest and the data file before they are written."""
     folder = f"{started:%Y/%m/%d/%H-%M-%S}/{rule}"
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-    writer.writerow(fields)
-    writer.writerows(rows)
-    data = out.getvalue().encode()
-    key = f"{folder}/{rule}_1000000_0.csv"
+    rows = [list(row) for row in rows]
+    if file_format == "parquet":
+        columns: dict[str, pa.Array] = {}
+        for index, field in enumerate(fields):
+            values = [row[index] for row in rows]
+            if field == "Content-Length":
+                columns[field] = pa.array([int(v) for v in values], pa.int64())
+            elif field in ("Creation-Time", "Last-Modified"):
+                columns[field] = pa.array([datetime.fromisoformat(v) for v in values], pa.timestamp("ms", tz="UTC"))
+            else:
+                columns[field] = pa.array(values, pa.string())
+        sink = io.BytesIO()
+        pq.write_table(pa.table(columns), sink)
+        data, key = sink.getvalue(), f"{folder}/{rule}_1000000_0.parquet"
+    else:
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        writer.writerow(fields)
+        writer.writerows(rows)
+        data, key = out.getvalue().encode(), f"{folder}/{rule}_1000000_0.csv"
     manifest: dict[str, Any] = {
         "destinationContainer": container,
         "endpoint": endpoint,
@@ -162,11 +177,11 @@ def azure_inventory_report(
         "inventoryStartTime": f"{started:%Y-%m-%dT%H:%M:%SZ}",
         "ruleDefinition": {
             "filters": {"blobTypes": ["blockBlob"], "includeBlobVersions": False, "includeSnapshots": False, "prefixMatch": list(prefixes)},
-            "format": "csv", "objectType": "blob", "schedule": "daily", "schemaFields": list(fields),
+            "format": file_format, "objectType": "blob", "schedule": "daily", "schemaFields": list(fields),
         },
         "ruleName": rule,
         "status": "Succeeded",
-        "summary": {"objectCount": out.getvalue().count("\n") - 1, "totalObjectSize": 0},
+        "summary": {"objectCount": len(rows), "totalObjectSize": 0},
         "version": "1.0",
     }
     if tamper is not None:

@@ -40,13 +40,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote_plus, urlsplit
 
 from auditor.config import DestinationSettings
 from auditor.errors import StorageError
 from auditor.storage import Store, open_store
 from auditor.storage.base import ObjectInfo, scrub
+
+if TYPE_CHECKING:
+    from auditor.audit import Checker
 
 REPORT_FOLDER = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2})-([0-9]{2})Z/manifest\.json$")
 CLOCK_SKEW = timedelta(hours=1)  # a report's scan may begin this far after the audit's as-of time, not more
@@ -57,6 +60,8 @@ MAX_LINE = 1 << 20  # characters in one CSV line (a row of an S3 key of at most 
 MAX_EXPANSION = 256  # characters of CSV per compressed byte (real reports, keys and hex ETags, expand about 5 to 20 times)
 REQUIRED = ("Bucket", "Key", "Size", "LastModifiedDate")
 CHUNK = 1 << 20
+MAX_PARQUET_BYTES = 1 << 30  # a Parquet data file is decoded whole, in memory (a run writes many files past a few hundred MB)
+BATCH_ROWS = 65_536
 AZURE_RUN = re.compile(r"^([0-9]{4})/([0-9]{2})/([0-9]{2})/([0-9]{2})-([0-9]{2})-([0-9]{2})/([A-Za-z0-9_-]+)/\7-manifest\.json$")
 AZURE_REQUIRED = ("Name", "Content-Length", "Last-Modified")
 
@@ -122,16 +127,18 @@ def newest_report(destination: DestinationSettings, now: datetime) -> Report:
     return Report(as_of, folder, reports, listing, now)
 
 
-def read_inventory(destination: DestinationSettings, store: Store, now: datetime) -> Inventory:
+def read_inventory(destination: DestinationSettings, store: Store, now: datetime, checker: Checker | None = None) -> Inventory:
     """The newest report of `destination`'s inventory, checked and read into the destination's objects."""
-    return read_report(destination, newest_report(destination, now), store)
+    return read_report(destination, newest_report(destination, now), store, checker)
 
 
-def read_report(destination: DestinationSettings, report: Report, store: Store) -> Inventory:
-    """`report`, checked and read into the objects of `destination` (whose store is `store`)."""
+def read_report(destination: DestinationSettings, report: Report, store: Store, checker: Checker | None = None) -> Inventory:
+    """`report`, checked and read into the objects of `destination` (whose store is `store`). A Parquet data file is
+    decoded whole by `checker` first (in a validation worker, where a reader that crashes on bad bytes cannot stop
+    the audit; without one, in this process), and read here only if that found it sound."""
     assert destination.inventory is not None
     if report.rule is not None:
-        return _read_azure_run(destination, report, store)
+        return _read_azure_run(destination, report, store, checker)
     reports, listing, folder = report.store, report.listing, report.folder
     with _refusal():
         manifest = _manifest(reports, listing, folder)
@@ -344,7 +351,7 @@ def _run_time(match: re.Match[str]) -> datetime | None:
         return None
 
 
-def _read_azure_run(destination: DestinationSettings, report: Report, store: Store) -> Inventory:
+def _read_azure_run(destination: DestinationSettings, report: Report, store: Store, checker: Checker | None) -> Inventory:
     """One run of an Azure blob inventory rule, checked and read into the objects of `destination`."""
     settings, rule = destination.inventory, report.rule
     assert settings is not None and rule is not None
@@ -364,8 +371,9 @@ def _read_azure_run(destination: DestinationSettings, report: Report, store: Sto
             raise InventoryError("the run's manifest has no rule definition")
         if str(definition.get("objectType", "")).lower() != "blob":
             raise InventoryError(f"the rule reports {str(definition.get('objectType'))[:40]!r}, not blobs")
-        if str(definition.get("format", "")).lower() != "csv":
-            raise InventoryError(f"the rule writes {str(definition.get('format'))[:40]!r}: the auditor reads CSV inventories")
+        file_format = str(definition.get("format", "")).lower()
+        if file_format not in ("csv", "parquet"):
+            raise InventoryError(f"the rule writes {str(definition.get('format'))[:40]!r}: the auditor reads CSV and Parquet inventories")
         filters = definition.get("filters") or {}
         folder_path = f"{container}/{root}/" if root else f"{container}/"
         _covers(filters, folder_path)
@@ -382,7 +390,8 @@ def _read_azure_run(destination: DestinationSettings, report: Report, store: Sto
         for key, entry in _data_files(manifest, "blob"):
             if not key.startswith(f"{folder}/") or "/../" in f"/{key}/":
                 raise InventoryError(f"data file {key[:200]!r} is not in the run's folder {folder!r}")
-            for name, size, modified, etag in _azure_rows(reports, key, entry["size"], columns):
+            rows_of = _azure_rows(reports, key, entry["size"], columns) if file_format == "csv" else _azure_parquet_rows(reports, key, entry["size"], columns, checker)
+            for name, size, modified, etag in rows_of:
                 rows += 1
                 if rows > MAX_ROWS:
                     raise InventoryError(f"more than {MAX_ROWS} rows: not a real report")
@@ -515,3 +524,71 @@ def _azure_rows(reports: Store, key: str, expected: int, columns: list[str]) -> 
         raise InventoryError(f"data file {key} cannot be read: {type(e).__name__}: {e}") from None
     if counted.size != expected:
         raise InventoryError(f"data file {key} is {counted.size} bytes, the manifest says {expected}")
+
+
+def _azure_parquet_rows(reports: Store, key: str, expected: int, columns: list[str], checker: Checker | None) -> Iterator[tuple[str, int, datetime | None, str | None]]:
+    """(container/path, size, last modified, etag) of each current blob in one Parquet data file of a run: decoded
+    whole by the checker first (with page checksums), and only then read here, column by column, in batches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from auditor.validate import validate_data_file
+    from auditor.validate.sandbox import BytesSource
+
+    if not 0 < expected <= MAX_PARQUET_BYTES:
+        raise InventoryError(f"data file {key} has a size ({expected}) this auditor does not read whole (at most {MAX_PARQUET_BYTES})")
+    data = reports.read_range(key, 0, expected)
+    if len(data) != expected:
+        raise InventoryError(f"data file {key} is {len(data)} bytes, the manifest says {expected}")
+    source = BytesSource(data, url=f"inventory data file {key}")
+    verdict = checker.check_many([(source, "inventory.parquet")], deep=True)[0] if checker is not None else validate_data_file(source, "inventory.parquet", deep=True)
+    bad = [f.message for f in verdict.findings if f.is_error] if not isinstance(verdict, StorageError) else [str(verdict)]
+    if bad:
+        raise InventoryError(f"data file {key} is not sound Parquet: {bad[0][:300]}")
+    file = pq.ParquetFile(pa.BufferReader(data))
+    if file.schema_arrow.names != columns:
+        raise InventoryError(f"data file {key}: its columns {file.schema_arrow.names[:20]} are not the rule's schemaFields")
+    wanted = [c for c in ("Name", "Content-Length", "Last-Modified", "Etag", "ETag", "IsCurrentVersion", "Snapshot", "Deleted", "hdi_isfolder") if c in columns]
+    seen = 0
+    for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
+        table = batch.to_pydict()
+        for index in range(batch.num_rows):
+            seen += 1
+            if seen > MAX_ROWS:
+                raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
+            row = {column: table[column][index] for column in wanted}
+            if (
+                _flag(row.get("IsCurrentVersion")) == "false"  # (none: written before versioning, so current)
+                or row.get("Snapshot")
+                or _flag(row.get("Deleted")) == "true"
+                or _flag(row.get("hdi_isfolder")) == "true"
+            ):
+                continue
+            name = row["Name"]
+            if not isinstance(name, str):
+                raise InventoryError(f"data file {key} row {seen}: no blob name")
+            try:
+                length = row["Content-Length"]
+                size = _size(str(length)) if length is not None else 0
+                modified = _parquet_time(row["Last-Modified"])
+            except (ValueError, TypeError, OverflowError) as e:
+                raise InventoryError(f"data file {key} row {seen}: {e}") from None
+            etag = row.get("Etag", row.get("ETag"))
+            yield name, size, modified, (str(etag).strip('"') or None) if etag is not None else None
+
+
+def _flag(value: Any) -> str:
+    return str(value).lower() if value is not None else ""
+
+
+def _parquet_time(value: Any) -> datetime | None:
+    """A Last-Modified of a Parquet run (a timestamp, milliseconds since the epoch, or text), to the whole second."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(UTC).replace(microsecond=0)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC).replace(microsecond=0)
+    if isinstance(value, str):
+        return _azure_time(value)
+    raise ValueError(f"Last-Modified {str(value)[:40]!r} is not a time")

@@ -111,7 +111,8 @@ def _read(estate: Estate) -> Any:
     return read_inventory(destination, open_store(destination.url, destination.options), estate.now + timedelta(hours=3))
 
 
-def test_a_scheduled_sweep_reads_the_run_catches_a_deleted_blob_and_breaks_the_restore_chain(estate: Estate) -> None:
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_a_scheduled_sweep_reads_the_run_catches_a_deleted_blob_and_breaks_the_restore_chain(estate: Estate, file_format: str) -> None:
     with Runtime(estate.settings) as runtime:
         first = runtime.audit(now=estate.now)
         assert first is not None and first.method["listing"]["d"]["source"] == "listing"  # no sweep yet: a listing
@@ -121,7 +122,7 @@ def test_a_scheduled_sweep_reads_the_run_catches_a_deleted_blob_and_breaks_the_r
         doomed = estate.slots[5]
         estate.backend.writer.rm_file(estate.window_files(doomed)[0])
         run_time = (estate.now + timedelta(hours=2)).replace(microsecond=0)
-        estate.write_run(run_time)
+        estate.write_run(run_time, file_format=file_format)
         estate.write_run(run_time + timedelta(hours=20), rows=[], complete=False)  # the next run, still going: not read
 
         at = estate.now + timedelta(days=1, hours=1)  # a day after the last sweep: the sweep comes from the run
@@ -158,7 +159,8 @@ REFUSALS: dict[str, tuple[Tamper | None, str]] = {
     "other container": (lambda m, d: ({**m, "destinationContainer": "elsewhere"}, d), "not of rule"),
     "other account": (lambda m, d: ({**m, "endpoint": "https://otheraccount.blob.core.windows.net"}, d), "not of the destination's"),
     "no endpoint": (lambda m, d: ({k: v for k, v in m.items() if k != "endpoint"}, d), "names no endpoint"),
-    "parquet": (_definition(format="parquet"), "reads CSV inventories"),
+    "orc": (_definition(format="orc"), "reads CSV and Parquet inventories"),
+    "csv called parquet": (_definition(format="parquet"), "not sound Parquet"),
     "containers": (_definition(objectType="container"), "not blobs"),
     "prefix elsewhere": (_filters(prefixMatch=["another-container/"]), "does not cover the destination's folder"),
     "prefix excluded": (None, "leaves out blobs of the destination's folder"),  # excludePrefix names the source container: set in the test
@@ -259,12 +261,12 @@ def test_hostile_rows_are_refused_not_crashed_on(estate: Estate, value: str, rea
 def test_a_refused_run_falls_back_to_a_listing_and_says_why(estate: Estate) -> None:
     with Runtime(estate.settings) as runtime:
         assert runtime.audit(now=estate.now) is not None
-        estate.write_run((estate.now + timedelta(hours=2)).replace(microsecond=0), tamper=_definition(format="parquet"))
+        estate.write_run((estate.now + timedelta(hours=2)).replace(microsecond=0), tamper=_definition(format="orc"))
         swept = runtime.audit(now=estate.now + timedelta(days=1, hours=1))
         assert swept is not None
     listing = swept.method["listing"]["d"]
     assert (listing["mode"], listing["source"]) == ("full", "listing")
-    assert "the inventory could not be used" in listing["reason"] and "reads CSV inventories" in listing["reason"]
+    assert "the inventory could not be used" in listing["reason"] and "reads CSV and Parquet inventories" in listing["reason"]
     assert swept.errors == () and set(_statuses(swept).values()) == {"late"}
 
 
@@ -392,3 +394,60 @@ def test_a_blob_written_before_versioning_was_enabled_is_current(estate: Estate)
     estate.write_run(estate.now.replace(microsecond=0), rows=rows, fields=["Name", "Last-Modified", "Etag", "Content-Length", "IsCurrentVersion"],
                      tamper=_filters(includeBlobVersions=True))
     assert [o.key for o in _read(estate).objects] == ["ds/pre.gz.parquet"]
+
+
+def _parquet_damage(kind: str) -> Tamper:
+    def damage(m: dict[str, Any], d: bytes) -> tuple[dict[str, Any], bytes]:
+        if kind == "truncated":
+            d = d[: len(d) // 2]
+        elif kind == "a flipped byte":  # inside the first column chunk: the page checksum or the decoder trips
+            d = d[:40] + bytes([d[40] ^ 0xFF]) + d[41:]
+        elif kind == "garbage footer":
+            d = d[:-12] + b"\xff" * 4 + d[-8:]
+        return {**m, "files": [{**m["files"][0], "size": len(d)}]}, d
+
+    return damage
+
+
+@pytest.mark.parametrize("kind", ["truncated", "a flipped byte", "garbage footer"])
+def test_a_damaged_parquet_run_is_decoded_in_a_worker_first_and_refused(estate: Estate, kind: str) -> None:
+    """A Parquet data file is decoded whole, with page checksums, in a validation worker before this process reads
+    it: bytes that would trip (or crash) the reader refuse the run instead. (A flipped byte in a plain, unchecksummed
+    page may decode; the text it makes is then not UTF-8, and refuses the run when read.)"""
+    from auditor.validate.sandbox import Sandbox
+
+    estate.write_run(estate.now.replace(microsecond=0), file_format="parquet", tamper=_parquet_damage(kind))
+    destination = estate.settings.destinations[0]
+    refusal = "is not sound Parquet|could not be read" if kind == "a flipped byte" else "is not sound Parquet"
+    with Sandbox(workers=1) as sandbox, pytest.raises(InventoryError, match=refusal):
+        read_inventory(destination, open_store(destination.url, destination.options), estate.now + timedelta(hours=3), sandbox)
+
+
+def test_a_parquet_run_that_crashes_the_reader_crashes_a_worker_not_the_audit(estate: Estate) -> None:
+    """A reader that dies on the run's bytes (here a validator that segfaults on them, as a broken native reader
+    would) dies in the validation worker: the run is refused, and this process goes on."""
+    from auditor.validate.sandbox import Sandbox
+
+    rows = [[f"{estate.container}/exports/ds/crash-{i}.gz.parquet", "2026-11-30T10:00:00+00:00", "0x1", "1"] for i in range(50)]
+    estate.write_run(estate.now.replace(microsecond=0), rows=rows, fields=["Name", "Last-Modified", "Etag", "Content-Length"], file_format="parquet")
+    destination = estate.settings.destinations[0]
+    with Sandbox(workers=1, validator="tests.sandbox_validators:segfault") as sandbox, pytest.raises(InventoryError, match="is not sound Parquet"):
+        read_inventory(destination, open_store(destination.url, destination.options), estate.now + timedelta(hours=3), sandbox)
+    assert len(_read(estate).objects) == 50  # the same run, read by a reader that does not crash on it
+
+
+def test_a_parquet_run_gives_the_current_blobs_and_its_columns_must_be_the_rules(estate: Estate) -> None:
+    c = estate.container
+    fields = ["Name", "Last-Modified", "Etag", "Content-Length", "IsCurrentVersion", "hdi_isfolder"]
+    stamp = "2026-11-30T10:00:00.123+00:00"
+    rows = [
+        [f"{c}/exports/ds/a.gz.parquet", stamp, "0x1", "10", "true", "false"],
+        [f"{c}/exports/ds/old.gz.parquet", stamp, "0x2", "11", "false", "false"],
+        [f"{c}/exports/ds", stamp, "0x3", "0", "true", "true"],
+    ]
+    estate.write_run(estate.now.replace(microsecond=0), rows=rows, fields=fields, file_format="parquet", tamper=_filters(includeBlobVersions=True))
+    assert [(o.key, o.size, o.etag, o.modified) for o in _read(estate).objects] == [("ds/a.gz.parquet", 10, "0x1", datetime(2026, 11, 30, 10, tzinfo=UTC))]
+    estate.write_run(estate.now.replace(microsecond=0), rows=rows, fields=fields, file_format="parquet",
+                     tamper=_definition(schemaFields=["Name", "Last-Modified", "Content-Length", "Etag", "IsCurrentVersion", "hdi_isfolder"]))
+    with pytest.raises(InventoryError, match="are not the rule's schemaFields"):
+        _read(estate)
