@@ -61,7 +61,8 @@ MAX_EXPANSION = 256  # characters of CSV per compressed byte (real reports, keys
 REQUIRED = ("Bucket", "Key", "Size", "LastModifiedDate")
 CHUNK = 1 << 20
 MAX_PARQUET_BYTES = 1 << 30  # a Parquet data file is decoded whole, in memory (a run writes many files past a few hundred MB)
-BATCH_ROWS = 65_536
+MAX_ROW_GROUP_BYTES = 256 << 20  # the columns read of one row group, as stored (dictionaries kept as dictionaries)
+BATCH_ROWS = 4_096  # rows turned into Python values at a time
 AZURE_RUN = re.compile(r"^([0-9]{4})/([0-9]{2})/([0-9]{2})/([0-9]{2})-([0-9]{2})-([0-9]{2})/([A-Za-z0-9_-]+)/\7-manifest\.json$")
 AZURE_REQUIRED = ("Name", "Content-Length", "Last-Modified")
 
@@ -545,36 +546,58 @@ def _azure_parquet_rows(reports: Store, key: str, expected: int, columns: list[s
     bad = [f.message for f in verdict.findings if f.is_error] if not isinstance(verdict, StorageError) else [str(verdict)]
     if bad:
         raise InventoryError(f"data file {key} is not sound Parquet: {bad[0][:300]}")
-    file = pq.ParquetFile(pa.BufferReader(data))
+    text_columns = [c for c in ("Name", "Etag", "ETag", "Snapshot") if c in columns]
+    file = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text_columns)  # a value repeated stays one value, not one per row
     if file.schema_arrow.names != columns:
         raise InventoryError(f"data file {key}: its columns {file.schema_arrow.names[:20]} are not the rule's schemaFields")
+    metadata = file.metadata
+    if metadata.num_rows > max(expected, 1000):  # (compressed, a real run's row takes bytes: its blob's name is unique)
+        raise InventoryError(f"data file {key} holds {metadata.num_rows} rows in {expected} bytes: not a real report")
     wanted = [c for c in ("Name", "Content-Length", "Last-Modified", "Etag", "ETag", "IsCurrentVersion", "Snapshot", "Deleted", "hdi_isfolder") if c in columns]
+    positions = [columns.index(c) for c in wanted]
     seen = 0
-    for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
-        table = batch.to_pydict()
-        for index in range(batch.num_rows):
-            seen += 1
-            if seen > MAX_ROWS:
-                raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
-            row = {column: table[column][index] for column in wanted}
-            if (
-                _flag(row.get("IsCurrentVersion")) == "false"  # (none: written before versioning, so current)
-                or row.get("Snapshot")
-                or _flag(row.get("Deleted")) == "true"
-                or _flag(row.get("hdi_isfolder")) == "true"
-            ):
-                continue
-            name = row["Name"]
-            if not isinstance(name, str):
-                raise InventoryError(f"data file {key} row {seen}: no blob name")
-            try:
-                length = row["Content-Length"]
-                size = _size(str(length)) if length is not None else 0
-                modified = _parquet_time(row["Last-Modified"])
-            except (ValueError, TypeError, OverflowError) as e:
-                raise InventoryError(f"data file {key} row {seen}: {e}") from None
-            etag = row.get("Etag", row.get("ETag"))
-            yield name, size, modified, (str(etag).strip('"') or None) if etag is not None else None
+    for group in range(metadata.num_row_groups):  # one row group at a time, as the worker decoded them
+        stored = sum(metadata.row_group(group).column(i).total_uncompressed_size for i in positions)
+        if stored > MAX_ROW_GROUP_BYTES:
+            raise InventoryError(f"data file {key} row group {group} holds {stored} bytes in the columns read: not a real report")
+        table = file.read_row_group(group, columns=wanted, use_threads=False)
+        for column, longest in (("Name", 1024), ("Etag", 256), ("ETag", 256), ("Snapshot", 64)):  # Azure's own limits, and more
+            if column in wanted and _longest(table.column(column)) > longest:
+                raise InventoryError(f"data file {key} row group {group}: a {column} longer than {longest} characters: not a real report")
+        for offset in range(0, table.num_rows, BATCH_ROWS):
+            batch = table.slice(offset, BATCH_ROWS).to_pydict()
+            for index in range(min(BATCH_ROWS, table.num_rows - offset)):
+                seen += 1
+                if seen > MAX_ROWS:
+                    raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
+                row = {column: batch[column][index] for column in wanted}
+                if (
+                    _flag(row.get("IsCurrentVersion")) == "false"  # (none: written before versioning, so current)
+                    or row.get("Snapshot")
+                    or _flag(row.get("Deleted")) == "true"
+                    or _flag(row.get("hdi_isfolder")) == "true"
+                ):
+                    continue
+                name, etag = row["Name"], row.get("Etag", row.get("ETag"))
+                if not isinstance(name, str) or not isinstance(etag, str | None):
+                    raise InventoryError(f"data file {key} row {seen}: its Name or Etag is not text")
+                try:
+                    length = row["Content-Length"]
+                    size = _size(str(length)) if length is not None else 0
+                    modified = _parquet_time(row["Last-Modified"])
+                except (ValueError, TypeError, OverflowError) as e:
+                    raise InventoryError(f"data file {key} row {seen}: {e}") from None
+                yield name, size, modified, (etag.strip('"') or None) if etag is not None else None
+
+
+def _longest(column: Any) -> int:
+    """The most characters of any value of a text column (of its dictionary, if it is one), counted by Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = [chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk for chunk in column.chunks]
+    lengths = [pc.max(pc.utf8_length(chunk)).as_py() for chunk in chunks if len(chunk) and (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type))]
+    return max((n for n in lengths if n is not None), default=0)
 
 
 def _flag(value: Any) -> str:

@@ -881,7 +881,9 @@ def _lease_runs_out(runtime: Any) -> None:
         assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lease.pid}).scalar_one()  # signals it, and returns
 
         def gone() -> bool:
-            return not conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": lease.pid}).scalar_one()
+            found = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": lease.pid}).scalar_one()
+            conn.commit()  # pg_stat_activity is read once per transaction: the next look is a new one
+            return not found
 
         wait_for(gone, 10, f"backend {lease.pid} did not end")
 

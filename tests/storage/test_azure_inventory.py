@@ -451,3 +451,41 @@ def test_a_parquet_run_gives_the_current_blobs_and_its_columns_must_be_the_rules
                      tamper=_definition(schemaFields=["Name", "Last-Modified", "Content-Length", "Etag", "IsCurrentVersion", "hdi_isfolder"]))
     with pytest.raises(InventoryError, match="are not the rule's schemaFields"):
         _read(estate)
+
+
+def _parquet_file(columns: dict[str, Any], *, row_group_size: int | None = None, compression: str = "zstd") -> Tamper:
+    """A tamper that puts these columns, written as Parquet, in place of the run's data file."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table(columns), sink, row_group_size=row_group_size, compression=compression)
+    data = sink.getvalue()
+    return lambda m, d: ({**m, "files": [{**m["files"][0], "size": len(data)}]}, data)
+
+
+@pytest.mark.parametrize("bomb", ["long names in small bytes", "many rows in small bytes"])
+def test_a_parquet_run_that_would_explode_in_memory_or_time_is_refused_before_it_does(estate: Estate, bomb: str) -> None:
+    """Bytes the worker decodes within its limits can still decode to far more in Python values: a run of repeated
+    32 KB names (Azure's names have at most 1,024 characters; 1,000 of them are 32 MB here, 8 row groups of 8,192
+    made 5 GB), or of a million rows in a few kilobytes (a real run's rows each take bytes), is refused from what
+    Arrow holds, before any of it becomes Python values."""
+    import pyarrow as pa
+
+    from auditor.validate.sandbox import Sandbox
+
+    fields = ["Name", "Last-Modified", "Etag", "Content-Length"]
+    if bomb == "long names in small bytes":
+        rows, name, reason = 4 * 250, "x" * 32_768, "a Name longer than 1024 characters"
+        tamper = _parquet_file({"Name": pa.array([name] * rows), "Last-Modified": pa.array([datetime(2026, 11, 30, tzinfo=UTC)] * rows, pa.timestamp("ms", tz="UTC")),
+                                "Etag": pa.array(["0x1"] * rows), "Content-Length": pa.array([1] * rows, pa.int64())}, row_group_size=250)
+    else:
+        rows, reason = 1_000_000, "rows in .* bytes: not a real report"
+        tamper = _parquet_file({"Name": pa.array([f"{estate.container}/elsewhere/x"] * rows), "Last-Modified": pa.array([datetime(2026, 11, 30, tzinfo=UTC)] * rows, pa.timestamp("ms", tz="UTC")),
+                                "Etag": pa.array(["0x1"] * rows), "Content-Length": pa.array([1] * rows, pa.int64())})
+    estate.write_run(estate.now.replace(microsecond=0), rows=[], fields=fields, file_format="parquet", tamper=tamper)
+    destination = estate.settings.destinations[0]
+    with Sandbox(workers=1) as sandbox, pytest.raises(InventoryError, match=reason):
+        read_inventory(destination, open_store(destination.url, destination.options), estate.now + timedelta(hours=3), sandbox)
