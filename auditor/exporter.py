@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote_plus
 
 import fsspec
 import pyarrow as pa
@@ -112,21 +113,47 @@ INVENTORY_SCHEMA = "Bucket, Key, Size, LastModifiedDate, ETag"
 Tamper = Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]]
 
 
+S3_PARQUET_COLUMNS = {"Bucket": "bucket", "Key": "key", "VersionId": "version_id", "IsLatest": "is_latest", "IsDeleteMarker": "is_delete_marker",
+                      "Size": "size", "LastModifiedDate": "last_modified_date", "ETag": "e_tag"}
+
+
 def s3_inventory_report(
-    source_bucket: str, report_bucket: str, base: str, as_of: datetime, rows: Iterable[Sequence[str]], *, schema: str = INVENTORY_SCHEMA, tamper: Tamper | None = None
+    source_bucket: str, report_bucket: str, base: str, as_of: datetime, rows: Iterable[Sequence[str]], *, schema: str = INVENTORY_SCHEMA,
+    tamper: Tamper | None = None, file_format: str = "CSV",
 ) -> dict[str, bytes]:
-    """The objects S3 Inventory delivers for one CSV report of `source_bucket` under `base`
+    """The objects S3 Inventory delivers for one CSV (or Parquet) report of `source_bucket` under `base`
     (destination-prefix/source-bucket/config-ID) in `report_bucket`: {key: bytes}. `rows` hold the
-    schema's columns, keys URL-encoded as S3 writes them; `tamper` may change the manifest and data file
+    schema's columns as CSV text, keys URL-encoded as S3 writes them in CSV (a Parquet report holds them
+    as they are, its columns named and typed as S3 does); `tamper` may change the manifest and data file
     before they are written (tests of reports that fail a check)."""
-    data = gzip.compress("".join(",".join(f'"{value}"' for value in row) + "\n" for row in rows).encode(), mtime=0)
-    key = f"{base}/data/{hashlib.sha256(data).hexdigest()[:32]}.csv.gz"
+    fields = [c.strip() for c in schema.split(",")]
+    if file_format == "Parquet":
+        rows = [list(row) for row in rows]
+        columns: dict[str, pa.Array] = {}
+        for index, field in enumerate(fields):
+            name, values = S3_PARQUET_COLUMNS[field], [row[index] for row in rows]
+            if field in ("IsLatest", "IsDeleteMarker"):
+                columns[name] = pa.array([v == "true" for v in values], pa.bool_())
+            elif field == "Size":
+                columns[name] = pa.array([int(v) for v in values], pa.int64())
+            elif field == "LastModifiedDate":
+                columns[name] = pa.array([datetime.fromisoformat(v) for v in values], pa.timestamp("ms", tz="UTC"))
+            else:
+                columns[name] = pa.array([unquote_plus(v) if field == "Key" else v for v in values], pa.string())
+        sink = io.BytesIO()
+        pq.write_table(pa.table(columns), sink)
+        data = sink.getvalue()
+        key = f"{base}/data/{hashlib.sha256(data).hexdigest()[:32]}.parquet"
+        schema = "message s3.inventory { " + " ".join(f"optional binary {S3_PARQUET_COLUMNS[f]} (UTF8);" for f in fields) + " }"
+    else:
+        data = gzip.compress("".join(",".join(f'"{value}"' for value in row) + "\n" for row in rows).encode(), mtime=0)
+        key = f"{base}/data/{hashlib.sha256(data).hexdigest()[:32]}.csv.gz"
     manifest: dict[str, Any] = {
         "sourceBucket": source_bucket,
         "destinationBucket": f"arn:aws:s3:::{report_bucket}",
         "version": "2016-11-30",
         "creationTimestamp": str(int(as_of.timestamp() * 1000)),
-        "fileFormat": "CSV",
+        "fileFormat": file_format,
         "fileSchema": schema,
         "files": [{"key": key, "size": len(data), "MD5checksum": hashlib.md5(data, usedforsecurity=False).hexdigest()}],
     }

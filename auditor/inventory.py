@@ -35,7 +35,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -149,11 +149,12 @@ def read_report(destination: DestinationSettings, report: Report, store: Store, 
         home, base = _bucket_and_path(destination.inventory.url)
         if manifest.get("destinationBucket") not in (f"arn:aws:s3:::{home}", home):
             raise InventoryError(f"the report's files are in {manifest.get('destinationBucket')!r}, not in bucket {home!r}")
-        if str(manifest.get("fileFormat", "")).upper() != "CSV":
-            raise InventoryError(f"the report is {manifest.get('fileFormat')!r}: the auditor reads CSV inventories")
+        file_format = str(manifest.get("fileFormat", "")).upper()
+        if file_format not in ("CSV", "PARQUET"):
+            raise InventoryError(f"the report is {str(manifest.get('fileFormat'))[:40]!r}: the auditor reads CSV and Parquet inventories")
         columns = [c.strip() for c in str(manifest.get("fileSchema", "")).split(",")]
         absent = [c for c in REQUIRED if c not in columns]
-        if absent:
+        if absent and file_format == "CSV":  # (a Parquet report's own schema is checked, file by file)
             raise InventoryError(f"the report has no {', '.join(absent)} column (fileSchema: {manifest.get('fileSchema')!r})")
         objects: list[ObjectInfo] = []
         rows = 0
@@ -162,7 +163,8 @@ def read_report(destination: DestinationSettings, report: Report, store: Store, 
             if base and not key.startswith(f"{base}/"):
                 raise InventoryError(f"data file {key!r} is not under the report's folder {base!r}")
             relative = key[len(base) + 1 :] if base else key
-            for bucket, name, size, modified, etag in _rows(reports, relative, entry, columns):
+            rows_of = _rows(reports, relative, entry, columns) if file_format == "CSV" else _s3_parquet_rows(reports, relative, entry, checker)
+            for bucket, name, size, modified, etag in rows_of:
                 rows += 1
                 _not_after(modified, report.now + CLOCK_SKEW, relative)
                 if rows > MAX_ROWS:
@@ -527,9 +529,16 @@ def _azure_rows(reports: Store, key: str, expected: int, columns: list[str]) -> 
         raise InventoryError(f"data file {key} is {counted.size} bytes, the manifest says {expected}")
 
 
-def _azure_parquet_rows(reports: Store, key: str, expected: int, columns: list[str], checker: Checker | None) -> Iterator[tuple[str, int, datetime | None, str | None]]:
-    """(container/path, size, last modified, etag) of each current blob in one Parquet data file of a run: decoded
-    whole by the checker first (with page checksums), and only then read here, column by column, in batches."""
+def _parquet_rows(
+    reports: Store, key: str, expected: int, checker: Checker | None, *, required: Sequence[str], optional: Sequence[str] = (),
+    longest: Mapping[str, int], schema: Sequence[str] | None = None, md5: str | None = None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, {column: value}) of each row of one Parquet data file of a report, `required` columns and those
+    of `optional` it has (with `schema`, its columns must be those, in that order): decoded
+    whole by the checker first (with page checksums; in a validation worker, where a reader that crashes on bad
+    bytes cannot stop the audit), then read here a row group at a time, its text columns (`longest`: the most
+    characters a value may have) as dictionaries, and refused before any value becomes a Python object when it
+    could not be a real report (more rows than bytes, a row group too big, a text value too long)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -541,53 +550,88 @@ def _azure_parquet_rows(reports: Store, key: str, expected: int, columns: list[s
     data = reports.read_range(key, 0, expected)
     if len(data) != expected:
         raise InventoryError(f"data file {key} is {len(data)} bytes, the manifest says {expected}")
+    if md5 is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != md5.lower():
+        raise InventoryError(f"data file {key} does not match its MD5 in the manifest")
     source = BytesSource(data, url=f"inventory data file {key}")
     verdict = checker.check_many([(source, "inventory.parquet")], deep=True)[0] if checker is not None else validate_data_file(source, "inventory.parquet", deep=True)
     bad = [f.message for f in verdict.findings if f.is_error] if not isinstance(verdict, StorageError) else [str(verdict)]
     if bad:
         raise InventoryError(f"data file {key} is not sound Parquet: {bad[0][:300]}")
-    text_columns = [c for c in ("Name", "Etag", "ETag", "Snapshot") if c in columns]
-    file = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text_columns)  # a value repeated stays one value, not one per row
-    if file.schema_arrow.names != columns:
-        raise InventoryError(f"data file {key}: its columns {file.schema_arrow.names[:20]} are not the rule's schemaFields")
+    names = pq.ParquetFile(pa.BufferReader(data)).schema_arrow.names
+    file = pq.ParquetFile(pa.BufferReader(data), read_dictionary=[c for c in longest if c in names])  # a value repeated stays one value
+    if schema is not None and names != list(schema):
+        raise InventoryError(f"data file {key}: its columns {names[:20]} are not the rule's schemaFields")
+    absent = [c for c in required if c not in names]
+    if absent:
+        raise InventoryError(f"data file {key} has no {', '.join(absent)} column (its columns: {names[:20]})")
+    wanted = [*required, *(c for c in optional if c in names)]
     metadata = file.metadata
-    if metadata.num_rows > max(expected, 1000):  # (compressed, a real run's row takes bytes: its blob's name is unique)
+    if metadata.num_rows > max(expected, 1000):  # (compressed, a real report's row takes bytes: its object's name is unique)
         raise InventoryError(f"data file {key} holds {metadata.num_rows} rows in {expected} bytes: not a real report")
-    wanted = [c for c in ("Name", "Content-Length", "Last-Modified", "Etag", "ETag", "IsCurrentVersion", "Snapshot", "Deleted", "hdi_isfolder") if c in columns]
-    positions = [columns.index(c) for c in wanted]
+    positions = [names.index(c) for c in wanted]
     seen = 0
     for group in range(metadata.num_row_groups):  # one row group at a time, as the worker decoded them
         stored = sum(metadata.row_group(group).column(i).total_uncompressed_size for i in positions)
         if stored > MAX_ROW_GROUP_BYTES:
             raise InventoryError(f"data file {key} row group {group} holds {stored} bytes in the columns read: not a real report")
         table = file.read_row_group(group, columns=wanted, use_threads=False)
-        for column, longest in (("Name", 1024), ("Etag", 256), ("ETag", 256), ("Snapshot", 64)):  # Azure's own limits, and more
-            if column in wanted and _longest(table.column(column)) > longest:
-                raise InventoryError(f"data file {key} row group {group}: a {column} longer than {longest} characters: not a real report")
+        for column, most in longest.items():
+            if column in wanted and _longest(table.column(column)) > most:
+                raise InventoryError(f"data file {key} row group {group}: a {column} longer than {most} characters: not a real report")
         for offset in range(0, table.num_rows, BATCH_ROWS):
             batch = table.slice(offset, BATCH_ROWS).to_pydict()
             for index in range(min(BATCH_ROWS, table.num_rows - offset)):
                 seen += 1
                 if seen > MAX_ROWS:
                     raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
-                row = {column: batch[column][index] for column in wanted}
-                if (
-                    _flag(row.get("IsCurrentVersion")) == "false"  # (none: written before versioning, so current)
-                    or row.get("Snapshot")
-                    or _flag(row.get("Deleted")) == "true"
-                    or _flag(row.get("hdi_isfolder")) == "true"
-                ):
-                    continue
-                name, etag = row["Name"], row.get("Etag", row.get("ETag"))
-                if not isinstance(name, str) or not isinstance(etag, str | None):
-                    raise InventoryError(f"data file {key} row {seen}: its Name or Etag is not text")
-                try:
-                    length = row["Content-Length"]
-                    size = _size(str(length)) if length is not None else 0
-                    modified = _parquet_time(row["Last-Modified"])
-                except (ValueError, TypeError, OverflowError) as e:
-                    raise InventoryError(f"data file {key} row {seen}: {e}") from None
-                yield name, size, modified, (etag.strip('"') or None) if etag is not None else None
+                yield seen, {column: batch[column][index] for column in wanted}
+
+
+def _azure_parquet_rows(reports: Store, key: str, expected: int, columns: list[str], checker: Checker | None) -> Iterator[tuple[str, int, datetime | None, str | None]]:
+    """(container/path, size, last modified, etag) of each current blob in one Parquet data file of a run."""
+    optional = ("Etag", "ETag", "IsCurrentVersion", "Snapshot", "Deleted", "hdi_isfolder")
+    longest = {"Name": 1024, "Etag": 256, "ETag": 256, "Snapshot": 64}  # Azure's own limits, and more
+    for seen, row in _parquet_rows(reports, key, expected, checker, required=AZURE_REQUIRED, optional=optional, longest=longest, schema=columns):
+        if (
+            _flag(row.get("IsCurrentVersion")) == "false"  # (none: written before versioning, so current)
+            or row.get("Snapshot")
+            or _flag(row.get("Deleted")) == "true"
+            or _flag(row.get("hdi_isfolder")) == "true"
+        ):
+            continue
+        name, etag = row["Name"], row.get("Etag", row.get("ETag"))
+        if not isinstance(name, str) or not isinstance(etag, str | None):
+            raise InventoryError(f"data file {key} row {seen}: its Name or Etag is not text")
+        try:
+            length = row["Content-Length"]
+            size = _size(str(length)) if length is not None else 0
+            modified = _parquet_time(row["Last-Modified"])
+        except (ValueError, TypeError, OverflowError) as e:
+            raise InventoryError(f"data file {key} row {seen}: {e}") from None
+        yield name, size, modified, (etag.strip('"') or None) if etag is not None else None
+
+
+def _s3_parquet_rows(reports: Store, key: str, entry: Mapping[str, Any], checker: Checker | None) -> Iterator[tuple[str, str, int, datetime | None, str | None]]:
+    """(bucket, key, size, last modified, etag) of each current object in one Parquet data file of an S3 Inventory
+    report (its columns as S3 names them: bucket, key, size, last_modified_date, e_tag; keys not URL-encoded)."""
+    md5 = entry.get("MD5checksum")
+    required = ("bucket", "key", "size", "last_modified_date")
+    optional = ("e_tag", "is_latest", "is_delete_marker")
+    longest = {"bucket": 63, "key": 1024, "e_tag": 256}  # S3's own limits (a key is at most 1,024 bytes)
+    rows = _parquet_rows(reports, key, entry["size"], checker, required=required, optional=optional, longest=longest, md5=str(md5) if md5 is not None else None)
+    for seen, row in rows:
+        if row.get("is_latest") is False or row.get("is_delete_marker") is True:
+            continue  # an older version, or a deletion: not what the bucket holds now
+        bucket, name, etag = row["bucket"], row["key"], row.get("e_tag")
+        if not isinstance(bucket, str) or not isinstance(name, str) or not isinstance(etag, str | None):
+            raise InventoryError(f"data file {key} row {seen}: its bucket, key or e_tag is not text")
+        try:
+            length = row["size"]
+            size = _size(str(length)) if length is not None else 0
+            modified = _parquet_time(row["last_modified_date"])
+        except (ValueError, TypeError, OverflowError) as e:
+            raise InventoryError(f"data file {key} row {seen}: {e}") from None
+        yield bucket, name, size, modified, (etag.strip('"') or None) if etag is not None else None
 
 
 def _longest(column: Any) -> int:

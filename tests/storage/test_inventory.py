@@ -82,14 +82,16 @@ class Estate:
     def window_files(self, slot: datetime) -> list[str]:
         return sorted(p for p in self.backend.writer.find(f"{self.backend.write_root}/ds/exportTime={slot:%Y%m%d%H%M}") if p.endswith(".parquet"))
 
-    def write_report(self, as_of: datetime, *, rows: list[list[str]] | None = None, tamper: Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]] | None = None) -> str:
+    def write_report(
+        self, as_of: datetime, *, rows: list[list[str]] | None = None, tamper: Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]] | None = None, file_format: str = "CSV",
+    ) -> str:
         """An S3 Inventory report of the bucket as it is now (or of `rows`), filed under `as_of` as S3 files it."""
         if rows is None:
             rows = [
                 [self.bucket, quote_plus(path.split("/", 1)[1], safe="/"), str(info["size"]), f"{info['LastModified']:%Y-%m-%dT%H:%M:%S.000Z}", info["ETag"].strip('"')]
                 for path, info in sorted(self.backend.writer.find(self.bucket, detail=True).items())
             ]
-        report = s3_inventory_report(self.bucket, self.reports, self.base, as_of, rows, tamper=tamper)
+        report = s3_inventory_report(self.bucket, self.reports, self.base, as_of, rows, tamper=tamper, file_format=file_format)
         for key, data in report.items():
             self.backend.writer.pipe_file(f"{self.reports}/{key}", data)
         return f"{self.reports}/{self.base}/{as_of:%Y-%m-%dT%H-%MZ}"
@@ -135,7 +137,8 @@ def _statuses(report: Any) -> dict[datetime, str]:
     return {w.window.scheduled: w.status.value for e in report.exports for w in e.windows}
 
 
-def test_a_scheduled_sweep_reads_the_inventory_catches_a_deleted_file_and_breaks_the_restore_chain(estate: Estate, tmp_path: Path) -> None:
+@pytest.mark.parametrize("file_format", ["CSV", "Parquet"])
+def test_a_scheduled_sweep_reads_the_inventory_catches_a_deleted_file_and_breaks_the_restore_chain(estate: Estate, tmp_path: Path, file_format: str) -> None:
     requests = ListRequests(tmp_path, estate.bucket)
     try:
         with Runtime(estate.settings) as runtime:
@@ -148,7 +151,7 @@ def test_a_scheduled_sweep_reads_the_inventory_catches_a_deleted_file_and_breaks
             doomed = estate.slots[5]
             estate.backend.writer.rm_file(estate.window_files(doomed)[0])
             report_time = (estate.now + timedelta(hours=2)).replace(second=0, microsecond=0)  # files written an hour before a scan may be missing from it
-            estate.write_report(report_time)
+            estate.write_report(report_time, file_format=file_format)
 
             # between sweeps nothing is listed but the open windows, and the old window is taken as it was
             second = runtime.audit(now=estate.now + timedelta(hours=6))
@@ -212,7 +215,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any], bytes], tuple[dict[str, A
         lambda m, d: ({**m, "files": [{**m["files"][0], "size": len(d) // 2, "MD5checksum": hashlib.md5(d[: len(d) // 2]).hexdigest()}]}, d[: len(d) // 2]),
         "cannot be read",
     ),
-    "orc": (lambda m, d: ({**m, "fileFormat": "ORC"}, d), "reads CSV inventories"),
+    "orc": (lambda m, d: ({**m, "fileFormat": "ORC"}, d), "reads CSV and Parquet inventories"),
     "no key column": (lambda m, d: ({**m, "fileSchema": "Bucket, Size, LastModifiedDate"}, d), "no Key column"),
     "other bucket": (lambda m, d: ({**m, "sourceBucket": "someone-else"}, d), "not of the destination's bucket"),
     "wrong width": (lambda m, d: ({**m, "fileSchema": INVENTORY_SCHEMA + ", StorageClass"}, d), "fields, the schema has 6"),
@@ -445,3 +448,40 @@ def test_sweeps_from_the_inventory_over_time_in_separate_processes_on_postgresql
     with Runtime(settings) as runtime:
         restore = plan_restore(settings, runtime.catalog, "ds", estate.slots[-1], export="e")
     assert not restore.complete and restore.broken is not None and restore.broken.scheduled == doomed
+
+
+def test_a_versioned_parquet_report_gives_only_the_current_objects_and_keys_as_they_are(estate: Estate) -> None:
+    """S3 writes a Parquet report's keys as they are (only CSV URL-encodes them), its flags as booleans and its times
+    as timestamps; its data file is checked against the manifest's MD5 and decoded in a worker before it is read."""
+    from auditor.validate.sandbox import Sandbox
+
+    destination = estate.settings.destinations[0]
+    when = estate.now.replace(second=0, microsecond=0)
+    stamp = "2026-11-30T10:00:00+00:00"
+    b = estate.bucket
+    rows = [
+        [b, "exports/ds/a+b%2Bc.gz.parquet", "v1", "true", "false", "10", stamp, "e1"],  # written decoded: "a b+c"
+        [b, "exports/ds/old.gz.parquet", "v1", "false", "false", "11", stamp, "e2"],  # an older version
+        [b, "exports/ds/gone.gz.parquet", "v2", "true", "true", "0", stamp, ""],  # deleted: its latest version is a marker
+        [b, "elsewhere/x.gz.parquet", "v1", "true", "false", "12", stamp, "e3"],  # outside the destination's folder
+    ]
+    schema = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag"
+    report = s3_inventory_report(estate.bucket, estate.reports, estate.base, when, rows, schema=schema, file_format="Parquet")
+    for key, data in report.items():
+        estate.backend.writer.pipe_file(f"{estate.reports}/{key}", data)
+    with Sandbox(workers=1) as sandbox:
+        inventory = read_inventory(destination, open_store(destination.url, destination.options), estate.now, sandbox)
+    assert [(o.key, o.size, o.etag, o.modified) for o in inventory.objects] == [("ds/a b+c.gz.parquet", 10, "e1", datetime(2026, 11, 30, 10, tzinfo=UTC))]
+    assert inventory.rows == 2  # current objects: the bucket's others counted too
+    tampered = s3_inventory_report(estate.bucket, estate.reports, estate.base, when, rows, schema=schema, file_format="Parquet",
+                                   tamper=lambda m, d: ({**m, "files": [{**m["files"][0], "MD5checksum": "0" * 32}]}, d))
+    for key, data in tampered.items():
+        estate.backend.writer.pipe_file(f"{estate.reports}/{key}", data)
+    with pytest.raises(InventoryError, match="does not match its MD5"):
+        read_inventory(destination, open_store(destination.url, destination.options), estate.now)
+    without_key = s3_inventory_report(estate.bucket, estate.reports, estate.base, when, [[r[0], *r[2:]] for r in rows],
+                                      schema="Bucket, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag", file_format="Parquet")
+    for key, data in without_key.items():
+        estate.backend.writer.pipe_file(f"{estate.reports}/{key}", data)
+    with pytest.raises(InventoryError, match="has no key column"):
+        read_inventory(destination, open_store(destination.url, destination.options), estate.now)
