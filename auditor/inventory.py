@@ -602,12 +602,7 @@ def _azure_parquet_rows(reports: Store, key: str, expected: int, columns: list[s
         name, etag = row["Name"], row.get("Etag", row.get("ETag"))
         if not isinstance(name, str) or not isinstance(etag, str | None):
             raise InventoryError(f"data file {key} row {seen}: its Name or Etag is not text")
-        try:
-            length = row["Content-Length"]
-            size = _size(str(length)) if length is not None else 0
-            modified = _parquet_time(row["Last-Modified"])
-        except (ValueError, TypeError, OverflowError) as e:
-            raise InventoryError(f"data file {key} row {seen}: {e}") from None
+        size, modified = _parquet_size_and_time(row["Content-Length"], row["Last-Modified"], key, seen)
         yield name, size, modified, (etag.strip('"') or None) if etag is not None else None
 
 
@@ -625,13 +620,16 @@ def _s3_parquet_rows(reports: Store, key: str, entry: Mapping[str, Any], checker
         bucket, name, etag = row["bucket"], row["key"], row.get("e_tag")
         if not isinstance(bucket, str) or not isinstance(name, str) or not isinstance(etag, str | None):
             raise InventoryError(f"data file {key} row {seen}: its bucket, key or e_tag is not text")
-        try:
-            length = row["size"]
-            size = _size(str(length)) if length is not None else 0
-            modified = _parquet_time(row["last_modified_date"])
-        except (ValueError, TypeError, OverflowError) as e:
-            raise InventoryError(f"data file {key} row {seen}: {e}") from None
+        size, modified = _parquet_size_and_time(row["size"], row["last_modified_date"], key, seen)
         yield bucket, name, size, modified, (etag.strip('"') or None) if etag is not None else None
+
+
+def _parquet_size_and_time(length: Any, modified: Any, key: str, row: int) -> tuple[int, datetime | None]:
+    """A Parquet row's size (a whole number of bytes, at most 16 digits) and last-modified time, or the refusal."""
+    try:
+        return (_size(str(length)) if length is not None else 0), _parquet_time(modified)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise InventoryError(f"data file {key} row {row}: {e}") from None
 
 
 def _longest(column: Any) -> int:
