@@ -910,8 +910,9 @@ class Catalog:
         """Hold the right to audit every one of `destinations` (yields False, holding none, when another process
         has one of them and `wait` is off). Taken in name order, so two waiting processes cannot deadlock.
 
-        PostgreSQL: session advisory locks on one connection of their own (released if the process dies);
-        SQLite: exclusive locks on files beside the database (the same guarantee on one machine).
+        PostgreSQL: session advisory locks on one connection of their own, held as a lease (_Lease: released if the
+        process dies, and one lease after it stops answering); SQLite: exclusive locks on files beside the database
+        (the same guarantee on one machine, without the lease: a frozen process keeps its lock file).
         """
         names = sorted(set(destinations))
         if self.engine.dialect.name == "postgresql":
