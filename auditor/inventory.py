@@ -3,7 +3,8 @@
 S3 writes a bucket's inventory daily (or weekly) to another location: under
 `destination-prefix/source-bucket/config-ID/` a folder `YYYY-MM-DDTHH-MMZ/` (when the scan began)
 holds `manifest.json` (the report's data files, their sizes and MD5s, the CSV's columns) and
-`manifest.checksum` (the MD5 of `manifest.json`); the data files are gzip CSV with URL-encoded keys.
+`manifest.checksum` (the MD5 of `manifest.json`); the data files are gzip CSV with URL-encoded keys,
+or Parquet with keys as they are.
 Reading the newest report costs a handful of GETs where listing a bucket of a million objects costs
 a thousand LIST requests.
 
@@ -15,9 +16,11 @@ scan shows at the next report's sweep.
 An Azure blob inventory rule writes its reports into a container of the same storage account: under
 `YYYY/MM/DD/HH-MM-SS/<rule>/` (when the run began) `<rule>-manifest.json` (the rule's definition, its
 status and its files), `<rule>-manifest.checksum` (written last: the run is complete) and CSV files
-whose first row names the columns, with each blob's Name as `container/path`. The auditor reads the
-newest complete run of the configured rule, if it Succeeded, its rule covers the destination's folder
-(prefixMatch, excludePrefix, block blobs), and it is CSV.
+whose first row names the columns (or Parquet files), with each blob's Name as `container/path`. The
+auditor reads the newest complete run of the configured rule, if it Succeeded and its rule covers the
+destination's folder (prefixMatch, excludePrefix, block blobs).
+
+A Parquet data file is decoded whole by a validation worker before this process reads it (_parquet_rows).
 
 The report is untrusted input like the exports: every check failing (checksum, size, gzip, CSV,
 columns, a bucket or key it should not name, more rows than any real report) raises
@@ -118,7 +121,7 @@ def newest_report(destination: DestinationSettings, now: datetime) -> Report:
     with _refusal():
         reports = open_store(settings.url, settings.options if settings.options is not None else destination.options)
         listing = {o.key: o for o in reports.list()}
-        found = [(_scan_time(m), m.group(0).rsplit("/", 1)[0]) for m in map(REPORT_FOLDER.match, listing) if m]
+        found = [(_folder_time(m), m.group(0).rsplit("/", 1)[0]) for m in map(REPORT_FOLDER.match, listing) if m]
         usable = sorted(((when, name) for when, name in found if when is not None and when <= now + CLOCK_SKEW), reverse=True)  # not a date, or the future: no report
         if not usable:
             raise InventoryError(f"no report (YYYY-MM-DDTHH-MMZ/manifest.json) under {reports.url}")
@@ -208,10 +211,12 @@ def _data_files(manifest: Mapping[str, Any], field: str) -> Iterator[tuple[str, 
         yield entry[field], entry
 
 
-def _scan_time(match: re.Match[str]) -> datetime | None:
-    year, month, day, hour, minute = (int(g) for g in match.groups())
+def _folder_time(match: re.Match[str]) -> datetime | None:
+    """The UTC time a report's folder is named after (its first 5 groups: to the minute, S3; 6: the second, Azure),
+    or None when the name is no date."""
+    year, month, day, hour, minute, *second = (int(g) for g in match.groups()[:6])
     try:
-        return datetime(year, month, day, hour, minute, tzinfo=UTC)
+        return datetime(year, month, day, hour, minute, second[0] if second else 0, tzinfo=UTC)
     except ValueError:
         return None
 
@@ -286,31 +291,55 @@ def _rows(reports: Store, key: str, entry: dict[str, Any], columns: list[str]) -
     if not 0 < expected <= MAX_DATA_FILE_BYTES:
         raise InventoryError(f"data file {key} has an impossible size ({expected})")
     at = {name: columns.index(name) for name in columns}
-    width = len(columns)
     latest, marker, tag = at.get("IsLatest"), at.get("IsDeleteMarker"), at.get("ETag")
+    md5 = entry.get("MD5checksum")
+    lines = _csv_rows(reports, key, expected, len(columns), gzipped=True, budget=MAX_EXPANSION * expected + MAX_LINE, md5=None if md5 is None else str(md5))
+    for line, row in lines:
+        if (latest is not None and row[latest] != "true") or (marker is not None and row[marker] == "true"):
+            continue  # an older version, or a deletion: not what the bucket holds now
+        try:
+            size = _size(row[at["Size"]])
+            modified = _utc(row[at["LastModifiedDate"]]) if row[at["LastModifiedDate"]] else None
+        except (ValueError, OverflowError) as e:
+            raise InventoryError(f"data file {key} line {line}: {e}") from None
+        yield row[at["Bucket"]], unquote_plus(row[at["Key"]]), size, modified, _etag(row[tag]) if tag is not None else None
+
+
+def _csv_rows(
+    reports: Store, key: str, expected: int, width: int, *, gzipped: bool, budget: int, header: list[str] | None = None, md5: str | None = None,
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each row of one CSV data file of a report, `width` fields each: read as it streams,
+    counted and cut off past `expected` bytes (and checked against it, and `md5`, at the end), each line bounded and
+    no more than `budget` characters in all; with `header`, the first row must be it (an Azure run's schema row)."""
     try:
         with reports.open(key) as handle:
             counted = _Counted(handle, expected)
-            text = io.TextIOWrapper(gzip.GzipFile(fileobj=io.BufferedReader(counted, CHUNK)), encoding="utf-8", newline="")
-            for line, row in enumerate(csv.reader(_lines(text, key, MAX_EXPANSION * expected + MAX_LINE)), 1):
+            raw: IO[bytes] = io.BufferedReader(counted, CHUNK)
+            text = io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if gzipped else raw, encoding="utf-8" if gzipped else "utf-8-sig", newline="")
+            rows = csv.reader(_lines(text, key, budget))
+            first = 1
+            if header is not None:
+                found = next(rows, None)
+                if found != header:
+                    raise InventoryError(f"data file {key}: its first row {str(found)[:200]} is not the rule's schemaFields")
+                first = 2
+            for line, row in enumerate(rows, first):
                 if line > MAX_ROWS:
                     raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
                 if len(row) != width:
                     raise InventoryError(f"data file {key} line {line}: {len(row)} fields, the schema has {width}")
-                if (latest is not None and row[latest] != "true") or (marker is not None and row[marker] == "true"):
-                    continue  # an older version, or a deletion: not what the bucket holds now
-                try:
-                    size = _size(row[at["Size"]])
-                    modified = _utc(row[at["LastModifiedDate"]]) if row[at["LastModifiedDate"]] else None
-                except (ValueError, OverflowError) as e:
-                    raise InventoryError(f"data file {key} line {line}: {e}") from None
-                yield row[at["Bucket"]], unquote_plus(row[at["Key"]]), size, modified, (row[tag].strip('"') or None) if tag is not None else None
+                yield line, row
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error) as e:  # gzip.BadGzipFile is an OSError
         raise InventoryError(f"data file {key} cannot be read: {type(e).__name__}: {e}") from None
     if counted.size != expected:
         raise InventoryError(f"data file {key} is {counted.size} bytes, the manifest says {expected}")
-    if entry.get("MD5checksum") is not None and counted.md5.hexdigest() != str(entry["MD5checksum"]).lower():
+    if md5 is not None and counted.md5.hexdigest() != md5.lower():
         raise InventoryError(f"data file {key} does not match its MD5 in the manifest")
+
+
+def _etag(value: str) -> str | None:
+    """An ETag as a listing gives it: without its quotes, None when empty."""
+    return value.strip('"') or None
 
 
 # -- Azure blob inventory -------------------------------------------------------------
@@ -335,7 +364,7 @@ def _newest_azure_run(destination: DestinationSettings, now: datetime) -> Report
             if match is None or match.group(7) != rule:
                 continue
             folder = match.group(0).rsplit("/", 1)[0]
-            when = _run_time(match)
+            when = _folder_time(match)
             if when is not None and when <= now + CLOCK_SKEW and f"{folder}/{rule}-manifest.checksum" in listing:  # not the future; complete
                 runs.append((when, folder))
         if not runs:
@@ -344,14 +373,6 @@ def _newest_azure_run(destination: DestinationSettings, now: datetime) -> Report
         if now - as_of > settings.max_age:
             raise InventoryError(f"the newest complete run of rule {rule!r} ({folder}) is older than max_age ({settings.max_age})")
     return Report(as_of, folder, reports, listing, now, rule)
-
-
-def _run_time(match: re.Match[str]) -> datetime | None:
-    try:
-        year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def _read_azure_run(destination: DestinationSettings, report: Report, store: Store, checker: Checker | None) -> Inventory:
@@ -494,39 +515,22 @@ def _azure_rows(reports: Store, key: str, expected: int, columns: list[str]) -> 
     if not 0 < expected <= MAX_DATA_FILE_BYTES:
         raise InventoryError(f"data file {key} has an impossible size ({expected})")
     at = {name: columns.index(name) for name in columns}
-    width = len(columns)
     current, snapshot, deleted, tag = at.get("IsCurrentVersion"), at.get("Snapshot"), at.get("Deleted"), at.get("Etag", at.get("ETag"))
     folder = at.get("hdi_isfolder")
-    try:
-        with reports.open(key) as handle:
-            counted = _Counted(handle, expected)
-            text = io.TextIOWrapper(io.BufferedReader(counted, CHUNK), encoding="utf-8-sig", newline="")
-            lines = csv.reader(_lines(text, key, expected + MAX_LINE))
-            header = next(lines, None)
-            if header != columns:
-                raise InventoryError(f"data file {key}: its first row {str(header)[:200]} is not the rule's schemaFields")
-            for line, row in enumerate(lines, 2):
-                if line > MAX_ROWS:
-                    raise InventoryError(f"data file {key} has more than {MAX_ROWS} rows: not a real report")
-                if len(row) != width:
-                    raise InventoryError(f"data file {key} line {line}: {len(row)} fields, the schema has {width}")
-                if (
-                    (current is not None and row[current].lower() == "false")  # (empty: written before versioning, so current)
-                    or (snapshot is not None and row[snapshot])
-                    or (deleted is not None and row[deleted].lower() == "true")
-                    or (folder is not None and row[folder].lower() == "true")
-                ):
-                    continue  # an older version, a snapshot, a soft-deleted blob or a directory: not a file the container holds now
-                try:
-                    size = _size(row[at["Content-Length"]])
-                    modified = _azure_time(row[at["Last-Modified"]]) if row[at["Last-Modified"]] else None
-                except (ValueError, TypeError, OverflowError) as e:
-                    raise InventoryError(f"data file {key} line {line}: {e}") from None
-                yield row[at["Name"]], size, modified, (row[tag].strip('"') or None) if tag is not None else None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise InventoryError(f"data file {key} cannot be read: {type(e).__name__}: {e}") from None
-    if counted.size != expected:
-        raise InventoryError(f"data file {key} is {counted.size} bytes, the manifest says {expected}")
+    for line, row in _csv_rows(reports, key, expected, len(columns), gzipped=False, budget=expected + MAX_LINE, header=columns):
+        if (
+            (current is not None and row[current].lower() == "false")  # (empty: written before versioning, so current)
+            or (snapshot is not None and row[snapshot])
+            or (deleted is not None and row[deleted].lower() == "true")
+            or (folder is not None and row[folder].lower() == "true")
+        ):
+            continue  # an older version, a snapshot, a soft-deleted blob or a directory: not a file the container holds now
+        try:
+            size = _size(row[at["Content-Length"]])
+            modified = _azure_time(row[at["Last-Modified"]]) if row[at["Last-Modified"]] else None
+        except (ValueError, TypeError, OverflowError) as e:
+            raise InventoryError(f"data file {key} line {line}: {e}") from None
+        yield row[at["Name"]], size, modified, _etag(row[tag]) if tag is not None else None
 
 
 def _parquet_rows(
@@ -603,7 +607,7 @@ def _azure_parquet_rows(reports: Store, key: str, expected: int, columns: list[s
         if not isinstance(name, str) or not isinstance(etag, str | None):
             raise InventoryError(f"data file {key} row {seen}: its Name or Etag is not text")
         size, modified = _parquet_size_and_time(row["Content-Length"], row["Last-Modified"], key, seen)
-        yield name, size, modified, (etag.strip('"') or None) if etag is not None else None
+        yield name, size, modified, _etag(etag) if etag is not None else None
 
 
 def _s3_parquet_rows(reports: Store, key: str, entry: Mapping[str, Any], checker: Checker | None) -> Iterator[tuple[str, str, int, datetime | None, str | None]]:
@@ -621,7 +625,7 @@ def _s3_parquet_rows(reports: Store, key: str, entry: Mapping[str, Any], checker
         if not isinstance(bucket, str) or not isinstance(name, str) or not isinstance(etag, str | None):
             raise InventoryError(f"data file {key} row {seen}: its bucket, key or e_tag is not text")
         size, modified = _parquet_size_and_time(row["size"], row["last_modified_date"], key, seen)
-        yield bucket, name, size, modified, (etag.strip('"') or None) if etag is not None else None
+        yield bucket, name, size, modified, _etag(etag) if etag is not None else None
 
 
 def _parquet_size_and_time(length: Any, modified: Any, key: str, row: int) -> tuple[int, datetime | None]:
