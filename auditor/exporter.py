@@ -115,6 +115,20 @@ Tamper = Callable[[dict[str, Any], bytes], tuple[dict[str, Any], bytes]]
 
 S3_PARQUET_COLUMNS = {"Bucket": "bucket", "Key": "key", "VersionId": "version_id", "IsLatest": "is_latest", "IsDeleteMarker": "is_delete_marker",
                       "Size": "size", "LastModifiedDate": "last_modified_date", "ETag": "e_tag"}
+Column = tuple[str, Callable[[str], Any], pa.DataType]  # a Parquet column of an inventory: its name, from the CSV text to a value, its type
+Typed = dict[str, tuple[Callable[[str], Any], pa.DataType]]  # field -> (from the CSV text to a value, Parquet type); others are text
+
+
+def _parquet_of(rows: Sequence[Sequence[str]], columns: Sequence[Column]) -> bytes:
+    """Rows of an inventory's CSV text as a Parquet file of typed columns, one per field in order."""
+    sink = io.BytesIO()
+    pq.write_table(pa.table({name: pa.array([convert(row[i]) for row in rows], kind) for i, (name, convert, kind) in enumerate(columns)}), sink)
+    return sink.getvalue()
+
+
+def _column(name: str, field: str, types: Typed) -> Column:
+    convert, kind = types.get(field, (str, pa.string()))
+    return name, convert, kind
 
 
 def s3_inventory_report(
@@ -128,21 +142,10 @@ def s3_inventory_report(
     before they are written (tests of reports that fail a check)."""
     fields = [c.strip() for c in schema.split(",")]
     if file_format == "Parquet":
-        rows = [list(row) for row in rows]
-        columns: dict[str, pa.Array] = {}
-        for index, field in enumerate(fields):
-            name, values = S3_PARQUET_COLUMNS[field], [row[index] for row in rows]
-            if field in ("IsLatest", "IsDeleteMarker"):
-                columns[name] = pa.array([v == "true" for v in values], pa.bool_())
-            elif field == "Size":
-                columns[name] = pa.array([int(v) for v in values], pa.int64())
-            elif field == "LastModifiedDate":
-                columns[name] = pa.array([datetime.fromisoformat(v) for v in values], pa.timestamp("ms", tz="UTC"))
-            else:
-                columns[name] = pa.array([unquote_plus(v) if field == "Key" else v for v in values], pa.string())
-        sink = io.BytesIO()
-        pq.write_table(pa.table(columns), sink)
-        data = sink.getvalue()
+        flag = ((lambda v: v == "true"), pa.bool_())
+        types: Typed = {"IsLatest": flag, "IsDeleteMarker": flag, "Size": (int, pa.int64()), "LastModifiedDate": (datetime.fromisoformat, pa.timestamp("ms", tz="UTC")),
+                        "Key": (unquote_plus, pa.string())}  # S3 writes a Parquet report's keys as they are
+        data = _parquet_of(list(rows), [_column(S3_PARQUET_COLUMNS[f], f, types) for f in fields])
         key = f"{base}/data/{hashlib.sha256(data).hexdigest()[:32]}.parquet"
         schema = "message s3.inventory { " + " ".join(f"optional binary {S3_PARQUET_COLUMNS[f]} (UTF8);" for f in fields) + " }"
     else:
@@ -178,18 +181,9 @@ def azure_inventory_report(
     folder = f"{started:%Y/%m/%d/%H-%M-%S}/{rule}"
     rows = [list(row) for row in rows]
     if file_format == "parquet":
-        columns: dict[str, pa.Array] = {}
-        for index, field in enumerate(fields):
-            values = [row[index] for row in rows]
-            if field == "Content-Length":
-                columns[field] = pa.array([int(v) for v in values], pa.int64())
-            elif field in ("Creation-Time", "Last-Modified"):
-                columns[field] = pa.array([datetime.fromisoformat(v) for v in values], pa.timestamp("ms", tz="UTC"))
-            else:
-                columns[field] = pa.array(values, pa.string())
-        sink = io.BytesIO()
-        pq.write_table(pa.table(columns), sink)
-        data, key = sink.getvalue(), f"{folder}/{rule}_1000000_0.parquet"
+        time = (datetime.fromisoformat, pa.timestamp("ms", tz="UTC"))
+        types: Typed = {"Content-Length": (int, pa.int64()), "Creation-Time": time, "Last-Modified": time}
+        data, key = _parquet_of(rows, [_column(f, f, types) for f in fields]), f"{folder}/{rule}_1000000_0.parquet"
     else:
         out = io.StringIO(newline="")
         writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -195,3 +197,24 @@ def missing_root(backend: Backend) -> tuple[str, dict[str, Any]]:
     if "sas_url" in options:
         options["sas_url"] = options["sas_url"].replace("/aep-", "/gone-")
     return f"{scheme}://no-such-bucket-{rest.split('/', 1)[0][-12:]}/exports", options
+
+
+def window_objects(slots: Sequence[datetime], parts: int, sink: str) -> dict[str, bytes]:
+    """One dataset's export windows as AEP writes them: for each slot, `parts` gzip-Parquet files and a manifest
+    whose sinkPath is under `sink` (bucket/path or container/path of the destination root); keys relative to it."""
+    from auditor.exporter import encode_records, spark_name
+
+    data = [encode_records([{"id": i * 10 + j} for j in range(5)], file_format="parquet", compression="gzip") for i in range(parts)]
+    objects: dict[str, bytes] = {}
+    for slot in slots:
+        folder = f"ds/exportTime={slot:%Y%m%d%H%M}"
+        rng = random.Random(slot.isoformat())
+        results = []
+        for index, part in enumerate(data):
+            name = spark_name(index, ".gz.parquet", rng)
+            objects[f"{folder}/{name}"] = part
+            results.append({"sinkPath": f"/{sink}/{folder}", "name": name, "size": len(part)})
+        run = f"{rng.getrandbits(64):016x}"
+        manifest = {"flowRunId": run, "scheduledTime": f"{slot:%Y-%m-%dT%H:%M:%SZ}", "exportResults": results}
+        objects[f"{folder}/manifest-d0420d72-756c-4159-9e7f-7d3e2f8b501e-{run}.json"] = json.dumps(manifest).encode()
+    return objects

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,12 +18,12 @@ import pytest
 from auditor.audit import AuditOptions
 from auditor.config import Settings, settings_from_mapping
 from auditor.errors import ConfigError
-from auditor.exporter import azure_inventory_report, encode_records, spark_name
+from auditor.exporter import azure_inventory_report
 from auditor.inventory import InventoryError, read_inventory
 from auditor.restore import plan_restore
 from auditor.runtime import Runtime
 from auditor.storage import open_store
-from tests.storage.conftest import Backend, azure_backend, unique
+from tests.storage.conftest import Backend, azure_backend, unique, window_objects
 
 pytestmark = pytest.mark.azure
 
@@ -47,18 +45,8 @@ class Estate:
         written = datetime.now(UTC)  # Azure stamps blobs with the time they were put: every window below has landed (late)
         self.first = written.replace(hour=written.hour - written.hour % 3, minute=0, second=0, microsecond=0) - WINDOWS * STEP
         self.slots = [self.first + i * STEP for i in range(WINDOWS)]
-        parts = [encode_records([{"id": i * 10 + j} for j in range(5)], file_format="parquet", compression="gzip") for i in range(PARTS)]
-        for slot in self.slots:
-            folder = f"ds/exportTime={slot:%Y%m%d%H%M}"
-            rng = random.Random(slot.isoformat())
-            results = []
-            for index, data in enumerate(parts):
-                name = spark_name(index, ".gz.parquet", rng)
-                self.backend.put(f"{folder}/{name}", data)
-                results.append({"sinkPath": f"/{self.container}/exports/{folder}", "name": name, "size": len(data)})
-            run = f"{rng.getrandbits(64):016x}"
-            manifest = {"flowRunId": run, "scheduledTime": f"{slot:%Y-%m-%dT%H:%M:%SZ}", "exportResults": results}
-            self.backend.put(f"{folder}/manifest-d0420d72-756c-4159-9e7f-7d3e2f8b501e-{run}.json", json.dumps(manifest).encode())
+        for key, data in window_objects(self.slots, PARTS, f"{self.container}/exports").items():
+            self.backend.put(key, data)
         self.now = datetime.now(UTC) + timedelta(minutes=1)  # the simulated clock starts after the last put
         self.settings = self._settings(tmp_path)
         self.fields = ["Name", "Creation-Time", "Last-Modified", "Etag", "Content-Length", "BlobType"]  # what rows() gives

@@ -19,13 +19,13 @@ import pytest
 from auditor.audit import AuditOptions
 from auditor.config import Settings, settings_from_mapping
 from auditor.errors import ConfigError
-from auditor.exporter import INVENTORY_SCHEMA, encode_records, s3_inventory_report, spark_name
+from auditor.exporter import INVENTORY_SCHEMA, s3_inventory_report
 from auditor.inventory import InventoryError, read_inventory
 from auditor.restore import plan_restore
 from auditor.runtime import Runtime
 from auditor.storage import open_store
 from tests import servers
-from tests.storage.conftest import Backend, s3_backend, unique
+from tests.storage.conftest import Backend, s3_backend, unique, window_objects
 
 pytestmark = pytest.mark.s3
 
@@ -47,19 +47,7 @@ class Estate:
         written = datetime.now(UTC)  # S3 stamps objects with the time they were put: every window below has landed (late)
         self.first = written.replace(hour=written.hour - written.hour % 3, minute=0, second=0, microsecond=0) - WINDOWS * STEP
         self.slots = [self.first + i * STEP for i in range(WINDOWS)]
-        parts = [encode_records([{"id": i * 10 + j} for j in range(5)], file_format="parquet", compression="gzip") for i in range(PARTS)]
-        objects: dict[str, bytes] = {}
-        for slot in self.slots:
-            folder = f"exports/ds/exportTime={slot:%Y%m%d%H%M}"
-            rng = random.Random(slot.isoformat())
-            results = []
-            for index, data in enumerate(parts):
-                name = spark_name(index, ".gz.parquet", rng)
-                objects[f"{folder}/{name}"] = data
-                results.append({"sinkPath": f"/{self.bucket}/{folder}", "name": name, "size": len(data)})
-            run = f"{rng.getrandbits(64):016x}"
-            manifest = {"flowRunId": run, "scheduledTime": f"{slot:%Y-%m-%dT%H:%M:%SZ}", "exportResults": results}
-            objects[f"{folder}/manifest-d0420d72-756c-4159-9e7f-7d3e2f8b501e-{run}.json"] = json.dumps(manifest).encode()
+        objects = {f"exports/{key}": data for key, data in window_objects(self.slots, PARTS, f"{self.bucket}/exports").items()}
         moto.seed(self.bucket, objects)
         self.now = datetime.now(UTC) + timedelta(minutes=1)  # the simulated clock starts after the last put
         self.settings = self._settings(tmp_path)
