@@ -67,14 +67,15 @@ class AuditOptions:
 
 
 CLOCK_TOLERANCE = timedelta(minutes=5)  # how far ahead of now an as-of time may be before it is taken for a clock error
-CLOCK_AHEAD = "this host's clock runs ahead"  # how the error an audit of now from such a clock gets begins
-LOCK_LOST = "the audit lock on this destination was lost while the audit ran"  # the start of that error's message: serve keeps the destination due
+CLOCK_AHEAD = "this host's clock runs ahead"  # the code (and the start of the message) of the error an audit of now from such a clock gets
+LOCK_LOST = "the audit lock on this destination was lost while the audit ran"  # the code (and the start) of that error: serve keeps the destination due
 
 
 def clock_ahead(as_of: datetime, by: timedelta) -> AuditError:
     """The error of an audit of now whose as-of lies `by` ahead of the catalog's clock (it is recorded as history)."""
     ahead = timedelta(seconds=round(by.total_seconds()))
-    return AuditError("catalog", f"{CLOCK_AHEAD}: as of {as_of:%Y-%m-%dT%H:%M:%SZ}, {ahead} ahead of the catalog's clock; recorded as history, the present is left as it is")
+    message = f"{CLOCK_AHEAD}: as of {as_of:%Y-%m-%dT%H:%M:%SZ}, {ahead} ahead of the catalog's clock; recorded as history, the present is left as it is"
+    return AuditError("catalog", message, code=CLOCK_AHEAD)
 
 
 class FileRecord(NamedTuple):

@@ -23,6 +23,7 @@ class Unexpected:
 class AuditError:
     destination: str
     message: str
+    code: str = ""  # what kind of error, for code that acts on it (CLOCK_AHEAD, LOCK_LOST); the report gives the message
 
 
 @dataclass(frozen=True)

@@ -390,7 +390,7 @@ class Catalog:
                 if lost:  # another process may have audited them since, trusting file rows it read under the lock: touch none
                     lock_problem = AuditError(", ".join(sorted(lost)), f"{LOCK_LOST}: this process did not renew its lock for longer than "
                                               f"lock_lease ({self.lock_lease}), so another process may have audited it since; this audit is "
-                                              "history, and its file rows are not written")
+                                              "history, and its file rows are not written", code=LOCK_LOST)
                     log.warning("lost the audit lock on %s: %s", lock_problem.destination, lock_problem.message)
                     files = {name: records for name, records in files.items() if name not in lost}
                     report = replace(report, errors=(*report.errors, lock_problem))

@@ -101,7 +101,7 @@ class Worker:
                 self.last_duration = time.monotonic() - started
                 self.latest = report
                 did = True
-                lost = [e.message for e in report.errors if LOCK_LOST in e.message]
+                lost = [e.message for e in report.errors if e.code == LOCK_LOST]
                 if lost:  # history: nothing recorded the present, so the destination stays due (unless another process audits it)
                     self.locks_lost[name] += 1
                     self.errors["audit"] += 1
@@ -109,7 +109,7 @@ class Worker:
                 else:
                     self.locks_lost.pop(name, None)
                     self.last_audit[name] = now
-                ahead = [e.message for e in report.errors if e.message.startswith(CLOCK_AHEAD)]
+                ahead = [e.message for e in report.errors if e.code == CLOCK_AHEAD]
                 if ahead:  # recorded as history, and every audit this process makes will be until its clock is right
                     self.clock_problem = ahead[0]
                     self.errors["audit"] += 1
