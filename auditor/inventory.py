@@ -157,9 +157,11 @@ def read_report(destination: DestinationSettings, report: Report, store: Store, 
             raise InventoryError(f"the report is {str(manifest.get('fileFormat'))[:40]!r}: the auditor reads CSV and Parquet inventories")
         columns = [c.strip() for c in str(manifest.get("fileSchema", "")).split(",")]
         absent = [c for c in REQUIRED if c not in columns]
+        if "VersionId" in columns:  # a report of every version: without these, old versions and deletions pass for current objects
+            absent += [c for c in ("IsLatest", "IsDeleteMarker") if c not in columns]
         if absent and file_format == "CSV":  # (a Parquet report's own schema is checked, file by file)
             raise InventoryError(f"the report has no {', '.join(absent)} column (fileSchema: {manifest.get('fileSchema')!r})")
-        objects: list[ObjectInfo] = []
+        found: dict[str, ObjectInfo] = {}  # held once per object, however many rows name it
         rows = 0
         prefix = f"{root}/" if root else ""
         for key, entry in _data_files(manifest, "key"):
@@ -176,9 +178,10 @@ def read_report(destination: DestinationSettings, report: Report, store: Store, 
                     raise InventoryError(f"a row names bucket {bucket!r}, not {source!r}")
                 name = name.rstrip("/")  # a "folder/" placeholder: a listing gives it as an object of that name
                 if name.startswith(prefix) and name != prefix.rstrip("/"):
-                    inside = name[len(prefix) :]
-                    objects.append(ObjectInfo(inside, store.url, size, modified, etag))
-    return Inventory(report.as_of, objects, rows)
+                    info = ObjectInfo(name[len(prefix) :], store.url, size, modified, etag)
+                    if found.setdefault(info.key, info) != info:  # one current object cannot have two sizes, ETags or times
+                        raise InventoryError(f"the report lists object {name[:200]!r} as current twice, with different sizes, ETags or times")
+    return Inventory(report.as_of, list(found.values()), rows)
 
 
 def _size(text: str) -> int:
@@ -295,7 +298,8 @@ def _rows(reports: Store, key: str, entry: dict[str, Any], columns: list[str]) -
     md5 = entry.get("MD5checksum")
     lines = _csv_rows(reports, key, expected, len(columns), gzipped=True, budget=MAX_EXPANSION * expected + MAX_LINE, md5=None if md5 is None else str(md5))
     for line, row in lines:
-        if (latest is not None and row[latest] != "true") or (marker is not None and row[marker] == "true"):
+        current = latest is None or _boolean(row[latest], "IsLatest", key, line)
+        if marker is not None and _boolean(row[marker], "IsDeleteMarker", key, line) or not current:
             continue  # an older version, or a deletion: not what the bucket holds now
         try:
             size = _size(row[at["Size"]])
@@ -460,8 +464,15 @@ def _run_times(manifest: Mapping[str, Any], report: Report) -> datetime:
     return completed
 
 
+AZURE_FILTERS = frozenset({"blobTypes", "prefixMatch", "excludePrefix", "includeSnapshots", "includeBlobVersions", "includeDeleted"})
+
+
 def _covers(filters: Mapping[str, Any], folder: str) -> None:
-    """Refuses a rule that does not speak for every block blob under `folder` (container/path/)."""
+    """Refuses a rule that does not speak for every block blob under `folder` (container/path/): one whose types or
+    prefixes leave some out, or one with any other filter (`creationTime` reports only the blobs of the last days)."""
+    other = sorted(str(name)[:40] for name in filters if name not in AZURE_FILTERS)
+    if other:
+        raise InventoryError(f"the rule filters by {', '.join(other[:5])}: its runs leave out blobs of the destination's folder {folder!r}")
     types = filters.get("blobTypes")
     if not isinstance(types, list) or "blockBlob" not in types:
         raise InventoryError(f"the rule's blobTypes {str(types)[:80]} leave out block blobs, which the exports are")
@@ -615,11 +626,14 @@ def _s3_parquet_rows(reports: Store, key: str, entry: Mapping[str, Any], checker
     report (its columns as S3 names them: bucket, key, size, last_modified_date, e_tag; keys not URL-encoded)."""
     md5 = entry.get("MD5checksum")
     required = ("bucket", "key", "size", "last_modified_date")
-    optional = ("e_tag", "is_latest", "is_delete_marker")
+    optional = ("e_tag", "version_id", "is_latest", "is_delete_marker")
     longest = {"bucket": 63, "key": 1024, "e_tag": 256}  # S3's own limits (a key is at most 1,024 bytes)
     rows = _parquet_rows(reports, key, entry["size"], checker, required=required, optional=optional, longest=longest, md5=str(md5) if md5 is not None else None)
     for seen, row in rows:
-        if row.get("is_latest") is False or row.get("is_delete_marker") is True:
+        if "version_id" in row and not ("is_latest" in row and "is_delete_marker" in row):
+            raise InventoryError(f"data file {key} lists versions (version_id) without is_latest and is_delete_marker: old versions and deletions cannot be told from current objects")
+        current = "is_latest" not in row or _boolean(row["is_latest"], "is_latest", key, seen)
+        if "is_delete_marker" in row and _boolean(row["is_delete_marker"], "is_delete_marker", key, seen) or not current:
             continue  # an older version, or a deletion: not what the bucket holds now
         bucket, name, etag = row["bucket"], row["key"], row.get("e_tag")
         if not isinstance(bucket, str) or not isinstance(name, str) or not isinstance(etag, str | None):
@@ -644,6 +658,16 @@ def _longest(column: Any) -> int:
     chunks = [chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk for chunk in column.chunks]
     lengths = [pc.max(pc.utf8_length(chunk)).as_py() for chunk in chunks if len(chunk) and (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type))]
     return max((n for n in lengths if n is not None), default=0)
+
+
+def _boolean(value: Any, column: str, key: str, row: int) -> bool:
+    """An S3 flag column's value: a Boolean, or the text S3 writes (true, false, in any case); anything else (empty
+    included) is refused, for read either way it could pass an old version or a deletion for a current object."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InventoryError(f"data file {key} row {row}: {column} is {str(value)[:40]!r}, neither true nor false")
 
 
 def _flag(value: Any) -> str:

@@ -155,6 +155,8 @@ REFUSALS: dict[str, tuple[Tamper | None, str]] = {
     "no block blobs": (_filters(blobTypes=["appendBlob"]), "leave out block blobs"),
     "no size": (_definition(schemaFields=["Name", "Last-Modified"]), "no Content-Length"),
     "versions unmarked": (_filters(includeBlobVersions=True), "no IsCurrentVersion"),
+    "created lately": (_filters(creationTime={"lastNDays": 1}), "filters by creationTime"),  # a run of the last day's blobs only
+    "unknown filter": (_filters(lastAccessTime={"lastNDays": 7}), "filters by lastAccessTime"),  # a filter Azure may add one day
     "header": (lambda m, d: (m, b"Name,Size\n" + d.split(b"\n", 1)[1]), "first row"),
     "size": (lambda m, d: ({**m, "files": [{**m["files"][0], "size": m["files"][0]["size"] - 1}]}, d), "longer than the manifest says"),
     "no files": (lambda m, d: ({**m, "files": []}, d), "lists no data files"),

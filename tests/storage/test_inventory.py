@@ -6,6 +6,7 @@ is stale, corrupt or of another bucket."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from auditor.audit import AuditOptions
@@ -473,3 +476,78 @@ def test_a_versioned_parquet_report_gives_only_the_current_objects_and_keys_as_t
         estate.backend.writer.pipe_file(f"{estate.reports}/{key}", data)
     with pytest.raises(InventoryError, match="has no key column"):
         read_inventory(destination, open_store(destination.url, destination.options), estate.now)
+
+
+def _parquet_report(estate: Estate, when: datetime, table: pa.Table, schema: str) -> None:
+    """An S3 Parquet report of `table` as its data file (its columns as they are: flags as text, say)."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    data = sink.getvalue()
+
+    def own_data(m: dict[str, Any], _d: bytes) -> tuple[dict[str, Any], bytes]:
+        return {**m, "files": [{**m["files"][0], "size": len(data), "MD5checksum": hashlib.md5(data, usedforsecurity=False).hexdigest()}]}, data
+
+    report = s3_inventory_report(estate.bucket, estate.reports, estate.base, when, [], schema=schema, file_format="Parquet", tamper=own_data)
+    for key, blob in report.items():
+        estate.backend.writer.pipe_file(f"{estate.reports}/{key}", blob)
+
+
+def test_flags_read_as_text_or_booleans_and_anything_else_refuses_the_report(estate: Estate) -> None:
+    """IsLatest and IsDeleteMarker as text in a Parquet report mean what they say (read as "any value is true", an old
+    version and a deletion marker passed for a deleted file); a flag that is neither true nor false refuses the report."""
+    destination = estate.settings.destinations[0]
+    store = open_store(destination.url, destination.options)
+    when = estate.now.replace(second=0, microsecond=0)
+    stamp = datetime(2026, 11, 30, 10, tzinfo=UTC)
+    keys = ["exports/ds/kept.gz.parquet", "exports/ds/old.gz.parquet", "exports/ds/gone.gz.parquet"]
+    schema = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag"
+
+    def table(latest: list[str], marker: list[str]) -> pa.Table:
+        return pa.table({"bucket": [estate.bucket] * 3, "key": keys, "version_id": ["v1", "v1", "v2"], "is_latest": latest, "is_delete_marker": marker,
+                         "size": pa.array([10, 11, 0], pa.int64()), "last_modified_date": pa.array([stamp] * 3, pa.timestamp("ms", tz="UTC")), "e_tag": ["e1", "e2", ""]})
+
+    _parquet_report(estate, when, table(["true", "FALSE", "true"], ["false", "false", "True"]), schema)
+    assert [o.key for o in read_inventory(destination, store, estate.now).objects] == ["ds/kept.gz.parquet"]
+    for latest, marker in ((["true", "maybe", "true"], ["false", "false", "true"]), (["true", "false", "true"], ["false", "", "true"])):
+        _parquet_report(estate, when, table(latest, marker), schema)
+        with pytest.raises(InventoryError, match="neither true nor false"):
+            read_inventory(destination, store, estate.now)
+    b = estate.bucket
+    for flags in (["yes", "false"], ["true", ""]):
+        estate.write_report(when, rows=[[b, keys[0], "v1", *flags, "10", "2026-11-30T10:00:00.000Z", "e1"]], tamper=lambda m, d: ({**m, "fileSchema": schema}, d))
+        with pytest.raises(InventoryError, match="neither true nor false"):
+            read_inventory(destination, store, estate.now)
+
+
+def test_a_report_of_every_version_without_its_flags_is_refused(estate: Estate) -> None:
+    """Versions without IsLatest and IsDeleteMarker cannot be told from current objects: an old version would stand for a deleted file."""
+    destination = estate.settings.destinations[0]
+    store = open_store(destination.url, destination.options)
+    when = estate.now.replace(second=0, microsecond=0)
+    row = [estate.bucket, "exports/ds/a.gz.parquet", "v1", "10", "2026-11-30T10:00:00.000Z", "e1"]
+    estate.write_report(when, rows=[row], tamper=lambda m, d: ({**m, "fileSchema": "Bucket, Key, VersionId, Size, LastModifiedDate, ETag"}, d))
+    with pytest.raises(InventoryError, match="no IsLatest, IsDeleteMarker column"):
+        read_inventory(destination, store, estate.now)
+    stamp = datetime(2026, 11, 30, 10, tzinfo=UTC)
+    table = pa.table({"bucket": [estate.bucket], "key": [row[1]], "version_id": ["v1"], "is_latest": [True], "size": pa.array([10], pa.int64()),
+                      "last_modified_date": pa.array([stamp], pa.timestamp("ms", tz="UTC")), "e_tag": ["e1"]})
+    _parquet_report(estate, when, table, "Bucket, Key, VersionId, IsLatest, Size, LastModifiedDate, ETag")
+    with pytest.raises(InventoryError, match="without is_latest and is_delete_marker"):
+        read_inventory(destination, store, estate.now)
+
+
+def test_an_object_listed_twice_is_held_once_and_refuses_the_report_if_the_rows_disagree(estate: Estate) -> None:
+    """Taking the first of two rows that disagree hid an overwritten file; a report repeating one row a million times
+    (a few hundred kB gzipped) was a million objects in memory."""
+    destination = estate.settings.destinations[0]
+    store = open_store(destination.url, destination.options)
+    when = estate.now.replace(second=0, microsecond=0)
+    row = [estate.bucket, "exports/ds/a.gz.parquet", "10", "2026-11-30T10:00:00.000Z", "e1"]
+    noise = random.Random(3)  # rows of other folders between the repeats, for the report to compress as real ones do
+    rows = [r for i in range(20_000) for r in (row, [estate.bucket, f"elsewhere/{noise.getrandbits(64):x}", "1", row[3], f"{i}"])]
+    estate.write_report(when, rows=rows)
+    inventory = read_inventory(destination, store, estate.now)
+    assert [(o.key, o.size) for o in inventory.objects] == [("ds/a.gz.parquet", 10)] and inventory.rows == 40_000
+    estate.write_report(when, rows=[row, [*row[:2], "11", *row[3:]]])
+    with pytest.raises(InventoryError, match="as current twice"):
+        read_inventory(destination, store, estate.now)
