@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from auditor.findings import Finding, error
 
@@ -42,6 +42,14 @@ class FileVerdict:
     @property
     def ok(self) -> bool:
         return not any(f.is_error for f in self.findings)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # one tuple, the level as a plain int: a worker sends back thousands (a dataclass and an enum pickle slower)
+        return (_file_verdict, (int(self.level), self.findings, self.records, self.schema, self.codecs))
+
+
+def _file_verdict(level: int, findings: tuple[Finding, ...], records: int | None, schema: str | None, codecs: tuple[str, ...]) -> FileVerdict:
+    return FileVerdict(Level(level), findings, records, schema, codecs)
 
 
 class Source(Protocol):
