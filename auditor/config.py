@@ -34,8 +34,8 @@ class CatalogSettings(_Model):
     url: str = Field("sqlite:///auditor.db", description="SQLAlchemy URL of the catalog database")
     lock_lease: timedelta = Field(
         timedelta(minutes=2),
-        description="PostgreSQL: how long a destination stays locked by an auditor process that stopped answering (frozen, cut off) before "
-        "PostgreSQL ends that process's session and another process may audit the destination; a live holder renews it three times per lease",
+        description="how long a destination stays locked by an auditor process that stopped answering (frozen, cut off) before another "
+        "process may audit it (PostgreSQL ends the frozen one's session; on SQLite its lease row is taken); a live holder renews it three times per lease",
     )
 
     @field_validator("lock_lease", mode="before")

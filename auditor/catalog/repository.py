@@ -18,9 +18,10 @@ import os
 import socket
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
@@ -44,6 +45,7 @@ from auditor.catalog.tables import (
     FINDINGS,
     FOLDERS,
     HISTORY,
+    LEASES,
     NOTICES,
     POINTS,
     RUNS,
@@ -90,7 +92,7 @@ class Catalog:
     def __init__(self, engine: Engine, *, lock_lease: timedelta = LOCK_LEASE) -> None:
         self.engine = engine
         self.lock_lease = lock_lease
-        self._leases: dict[str, _Lease] = {}  # destination -> the lease this process holds on it (PostgreSQL)
+        self._leases: dict[str, _Lease | _RowLease] = {}  # destination -> the lease this process holds on it
 
     def close(self) -> None:
         """Give every pooled connection back (the composition root calls this once, on exit)."""
@@ -386,14 +388,14 @@ class Catalog:
                 idle = max(self.lock_lease, timedelta(microseconds=10 * sum(len(records) for records in files.values())))
                 conn.execute(text("SELECT set_config('idle_in_transaction_session_timeout', :t, true)"), {"t": _milliseconds(idle)})
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK})
-                lost = self._lost_locks(conn, {*files, *(e.destination for e in report.exports)})
-                if lost:  # another process may have audited them since, trusting file rows it read under the lock: touch none
-                    lock_problem = AuditError(", ".join(sorted(lost)), f"{LOCK_LOST}: this process did not renew its lock for longer than "
-                                              f"lock_lease ({self.lock_lease}), so another process may have audited it since; this audit is "
-                                              "history, and its file rows are not written", code=LOCK_LOST)
-                    log.warning("lost the audit lock on %s: %s", lock_problem.destination, lock_problem.message)
-                    files = {name: records for name, records in files.items() if name not in lost}
-                    report = replace(report, errors=(*report.errors, lock_problem))
+            lost = self._lost_locks(conn, {*files, *(e.destination for e in report.exports)})
+            if lost:  # another process may have audited them since, trusting file rows it read under the lock: touch none
+                lock_problem = AuditError(", ".join(sorted(lost)), f"{LOCK_LOST}: this process did not renew its lock for longer than "
+                                          f"lock_lease ({self.lock_lease}), so another process may have audited it since; this audit is "
+                                          "history, and its file rows are not written", code=LOCK_LOST)
+                log.warning("lost the audit lock on %s: %s", lock_problem.destination, lock_problem.message)
+                files = {name: records for name, records in files.items() if name not in lost}
+                report = replace(report, errors=(*report.errors, lock_problem))
             # an audit of now (options.present) is held to the catalog's clock (PostgreSQL's own; on SQLite this host's):
             # one as of later than that is made by a clock that runs ahead, and is history (its stored report says so);
             # a present recorded later than that was made by one that ran ahead, and gives way to it (left standing,
@@ -910,50 +912,53 @@ class Catalog:
         """Hold the right to audit every one of `destinations` (yields False, holding none, when another process
         has one of them and `wait` is off). Taken in name order, so two waiting processes cannot deadlock.
 
-        PostgreSQL: session advisory locks on one connection of their own, held as a lease (_Lease: released if the
-        process dies, and one lease after it stops answering); SQLite: exclusive locks on files beside the database
-        (the same guarantee on one machine, without the lease: a frozen process keeps its lock file).
+        Both are leases: released if the process dies, and taken from it one lease after it stops answering (frozen,
+        its host cut off). PostgreSQL: session advisory locks on one connection of their own (_Lease). SQLite: a row
+        per destination its holder renews, with an exclusive lock on a file beside the database that tells a holder
+        gone at once (_RowLease; one machine's processes); an in-memory database lives in one process: no lock.
         """
         names = sorted(set(destinations))
         if self.engine.dialect.name == "postgresql":
             with self._connect() as conn:
-                lease = _Lease(conn, names, self.lock_lease)
-                try:
-                    got = lease.take(wait=wait)
-                    if got:
-                        for name in names:
-                            self._leases[name] = lease
-                    yield got
-                finally:
-                    for name in names:
-                        if self._leases.get(name) is lease:
-                            del self._leases[name]
-                    lease.release()
-            return
-        with ExitStack() as stack:
-            for name in names:
-                path = self._lock_path(name)
-                if path is None:  # an in-memory database lives in one process
-                    continue
-                handle = stack.enter_context(open(path, "a+b"))
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    yield False
-                    return
-                stack.callback(fcntl.flock, handle, fcntl.LOCK_UN)
+                yield from self._holding(_Lease(conn, names, self.lock_lease), wait)
+        elif self._lock_path("") is None:  # an in-memory database lives in one process
             yield True
+        else:
+            yield from self._holding(_RowLease(self.engine, names, self.lock_lease, self._lock_path), wait)
+
+    def _holding(self, lease: _Lease | _RowLease, wait: bool) -> Iterator[bool]:
+        try:
+            got = lease.take(wait=wait)
+            if got:
+                for name in lease.names:
+                    self._leases[name] = lease
+            yield got
+        finally:
+            for name in lease.names:
+                if self._leases.get(name) is lease:
+                    del self._leases[name]
+            lease.release()
 
     def _lost_locks(self, conn: Connection, destinations: Iterable[str]) -> set[str]:
-        """Those of `destinations` locked by this process whose lock PostgreSQL no longer sees held (its lease ran out)."""
+        """Those of `destinations` locked by this process whose lock the catalog no longer sees held (its lease ran out).
+        On SQLite the answer holds the write lock until the transaction ends: no lease can change hands before it does."""
         leases = {name: self._leases[name] for name in destinations if name in self._leases}
         if not leases:
             return set()
+        if conn.dialect.name != "postgresql":
+            lost: set[str] = set()
+            for name, lease in leases.items():
+                assert isinstance(lease, _RowLease)
+                if not lease.confirm(conn, name):
+                    lost.add(name)
+            return lost
         query = text("SELECT pid, (classid::bigint << 32) | objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted AND pid = ANY(:pids)")
-        held = {(int(pid), int(key)) for pid, key in conn.execute(query, {"pids": sorted({lease.pid for lease in leases.values()})})}
-        return {name for name, lease in leases.items() if lease.lost is not None or (lease.pid, _lock_key(name)) not in held}
+        sessions = {name: cast(_Lease, lease) for name, lease in leases.items()}
+        held = {(int(pid), int(key)) for pid, key in conn.execute(query, {"pids": sorted({lease.pid for lease in sessions.values()})})}
+        return {name for name, lease in sessions.items() if lease.lost is not None or (lease.pid, _lock_key(name)) not in held}
 
     def _lock_path(self, destination: str) -> Path | None:
+        """The lock file of a destination beside a SQLite database file (None for a database in memory)."""
         database = self.engine.url.database
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
@@ -1138,6 +1143,110 @@ class _Lease:
                 self.lost = _reason(e)
                 log.warning("lost the audit lock on %s: the catalog ended the session that held them (%s)", ", ".join(self.names), self.lost)
         self._conn.invalidate()  # its session ended, and its locks with it
+
+
+class _RowLease:
+    """On SQLite: a row per destination in `audit_leases`, held while its holder renews it, and a lock file.
+
+    PostgreSQL's advisory locks end with a session that stops answering; a lock file on SQLite stayed with a
+    process frozen while it held it (a terminal's Ctrl-Z, a debugger) for as long as it was frozen. The row is the
+    lock: it is taken in a write transaction (so two processes cannot both take it) when there is none, when its
+    holder has not renewed it for a lease, or when its holder held the lock file and no longer does (it ended:
+    the system let go of its file). A thread renews it three times per lease; record_audit confirms it, in its
+    write transaction, before it trusts what the audit read under it. One machine's processes share a SQLite
+    catalog, and its clock: the lease is measured by it (a clock set back by more than a lease frees the row).
+    """
+
+    POLL = 0.5  # seconds between tries of a process that waits for a destination
+
+    def __init__(self, engine: Engine, names: Sequence[str], lease: timedelta, lock_path: Callable[[str], Path | None]) -> None:
+        self._engine = engine
+        self.names = list(names)
+        self._lease = lease.total_seconds()
+        self._lock_path = lock_path
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"[-200:]
+        self._files: list[Any] = []  # the lock files this process holds
+        self._held: list[str] = []
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self.lost: str | None = None
+
+    def take(self, *, wait: bool) -> bool:
+        for name in self.names:
+            while not self._take(name):
+                if not wait:
+                    return False
+                time.sleep(min(self.POLL, self._lease / 6))
+            self._held.append(name)
+        self._renewer = threading.Thread(target=self._renew, name="auditor-lock-lease", daemon=True)
+        self._renewer.start()
+        return True
+
+    def _take(self, name: str) -> bool:
+        path = self._lock_path(name)
+        handle = open(path, "a+b") if path is not None else None  # noqa: SIM115 - held open while the lease is
+        flocked = False
+        if handle is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                flocked = True
+            except BlockingIOError:
+                pass
+        now = time.time()
+        free = or_(LEASES.c.renewed_at < now - self._lease, LEASES.c.renewed_at > now + self._lease)  # not renewed (or a clock set back)
+        if flocked:
+            free = or_(free, LEASES.c.flocked)  # its holder had the lock file, and this process has it now: that holder ended
+        values = {"holder": self.holder, "renewed_at": now, "flocked": flocked}
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                taken = conn.execute(update(LEASES).where(LEASES.c.destination == name, free).values(**values)).rowcount
+                if not taken:
+                    taken = conn.execute(LEASES.insert().prefix_with("OR IGNORE").values(destination=name, **values)).rowcount
+                previous = None
+        except SQLAlchemyError as e:
+            taken, previous = 0, e
+        if previous is not None:
+            log.warning("cannot take the audit lock on %s: %s", name, _reason(previous))
+        if taken and handle is not None:
+            self._files.append(handle)
+            return True
+        if handle is not None:
+            handle.close()  # (and the lock file's lock with it)
+        return bool(taken)
+
+    def _renew(self) -> None:
+        every = self._lease / 3
+        while not self._stop.wait(every):
+            try:
+                with self._engine.connect() as conn, conn.begin():
+                    renewed = conn.execute(update(LEASES).where(LEASES.c.destination.in_(self._held), LEASES.c.holder == self.holder).values(renewed_at=time.time())).rowcount
+            except SQLAlchemyError as e:  # the catalog busy or away: tried again at the next turn, lost only if taken meanwhile
+                log.debug("could not renew the audit lock on %s: %s", ", ".join(self._held), _reason(e))
+                continue
+            if renewed < len(self._held):
+                self.lost = "another process took it"
+                log.warning("lost the audit lock on %s: %s; this process did not renew it for longer than the lease (%s s): frozen, "
+                            "or its interpreter or the catalog held up; another process may audit them meanwhile", ", ".join(self._held), self.lost, self._lease)
+                return
+
+    def confirm(self, conn: Connection, name: str) -> bool:
+        """Whether this process still holds `name` (renewed as it says so); in a write transaction on `conn`, which then
+        holds SQLite's write lock, so the answer stands until it ends."""
+        return bool(conn.execute(update(LEASES).where(LEASES.c.destination == name, LEASES.c.holder == self.holder).values(renewed_at=time.time())).rowcount)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        try:
+            if self._held:
+                with self._engine.connect() as conn, conn.begin():
+                    conn.execute(delete(LEASES).where(LEASES.c.destination.in_(self._held), LEASES.c.holder == self.holder))
+        except SQLAlchemyError as e:  # left to run out: one lease, or at once for a holder of the lock file (it is let go below)
+            log.warning("could not release the audit lock on %s: %s", ", ".join(self._held), _reason(e))
+        for handle in self._files:
+            handle.close()
+        self._files.clear()
 
 
 class _Guarded:

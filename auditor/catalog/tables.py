@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -291,4 +292,16 @@ SESSIONS = Table(
     Column("last_seen_at", UTCDateTime, nullable=False),  # idle expiry counts from here
     Column("expires_at", UTCDateTime, nullable=False),  # absolute expiry
     Index("ix_sessions_expires_at", "expires_at"),
+)
+
+
+# Who audits a destination now, on SQLite (PostgreSQL: advisory locks held as a lease). A holder renews its row while it
+# lives; a row not renewed for a lease is free to take, as is one whose holder had the lock file and has let go of it.
+LEASES = Table(
+    "audit_leases",
+    metadata,
+    Column("destination", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),  # host:pid:random of the process holding it
+    Column("renewed_at", Float, nullable=False),  # this machine's clock (seconds since the epoch): SQLite leases are one machine's
+    Column("flocked", Boolean, nullable=False),  # whether the holder also holds the lock file beside the database
 )

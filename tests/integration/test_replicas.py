@@ -410,23 +410,45 @@ def held_by(db: Any, pid: int) -> set[str]:
     return {names[key] for (key,) in rows if key in names}
 
 
-def freeze_while_holding(replica: Replica, catalog_url: str, timeout: float) -> str:
-    """SIGSTOP the replica at a moment it holds a destination's audit lock; returns that destination."""
+def holders(catalog_url: str) -> Callable[[int], set[str]]:
+    """What tells the destinations whose audit lock a process holds now: pg_locks (PostgreSQL), audit_leases (SQLite)."""
+    if catalog_url.startswith("sqlite"):
+        import sqlite3
+
+        path = catalog_url.removeprefix("sqlite:///")
+
+        def in_leases(pid: int) -> set[str]:
+            db = sqlite3.connect(path, timeout=10)
+            try:
+                return {name for name, holder in db.execute("SELECT destination, holder FROM audit_leases") if holder.split(":")[-2] == str(pid)}
+            finally:
+                db.close()
+
+        return in_leases
     import psycopg
 
+    def in_pg_locks(pid: int) -> set[str]:
+        with psycopg.connect(catalog_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as db:
+            return held_by(db, pid)
+
+    return in_pg_locks
+
+
+def freeze_while_holding(replica: Replica, catalog_url: str, timeout: float) -> str:
+    """SIGSTOP the replica at a moment it holds a destination's audit lock; returns that destination."""
     assert replica.process is not None
     pid = replica.process.pid
+    held = holders(catalog_url)
     deadline = time.monotonic() + timeout
-    with psycopg.connect(catalog_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as db:
-        while time.monotonic() < deadline:
-            if held_by(db, pid):
-                os.kill(pid, signal.SIGSTOP)
-                time.sleep(0.05)
-                held = held_by(db, pid)  # stopped: what it holds now, it holds until it answers again
-                if held:
-                    return min(held)
-                os.kill(pid, signal.SIGCONT)  # it let go just before it stopped: try again
-            time.sleep(0.002)
+    while time.monotonic() < deadline:
+        if held(pid):
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.05)
+            holding = held(pid)  # stopped: what it holds now, it holds until it answers again
+            if holding:
+                return min(holding)
+            os.kill(pid, signal.SIGCONT)  # it let go just before it stopped: try again
+        time.sleep(0.002)
     raise AssertionError(f"replica {replica.name} was never seen holding a destination within {timeout} s")
 
 
@@ -438,25 +460,36 @@ def test_a_replica_frozen_while_it_holds_a_destination_stops_the_other_for_one_l
     one, let go on, learns that it lost the lock, records what it audited (as history: the other audited later),
     and goes on auditing. No missing window is announced twice."""
     from auditor.catalog import engine as schema
+
+    engine = schema.make_engine(postgres_url)
+    schema.upgrade(engine)
+    engine.dispose()
+    frozen_replica_takes_one_lease(tmp_path, postgres_url, receiver)
+
+
+def test_a_process_frozen_while_it_holds_a_destination_on_sqlite_stops_the_other_for_one_lease_only(tmp_path: Path, receiver: Receiver) -> None:
+    """On SQLite, as on PostgreSQL: a serve process suspended while it holds a destination (a terminal's Ctrl-Z, a
+    debugger) kept its lock file, and no other process audited the destination again for as long as it was frozen."""
+    frozen_replica_takes_one_lease(tmp_path, f"sqlite:///{tmp_path / 'catalog' / 'auditor.db'}", receiver)
+
+
+def frozen_replica_takes_one_lease(tmp_path: Path, catalog_url: str, receiver: Receiver) -> None:
     from auditor.catalog.repository import open_catalog
 
     scenario = build_scenario(tmp_path)
     config = write_config(tmp_path, scenario, receiver, lock_lease="2s")
-    engine = schema.make_engine(postgres_url)
-    schema.upgrade(engine)
-    engine.dispose()
     logs = tmp_path / "logs"
     logs.mkdir()
-    env = replica_env(postgres_url)
+    env = replica_env(catalog_url)
     a, b = Replica("a", config, env, logs), Replica("b", config, env, logs)
-    catalog = open_catalog(postgres_url)
+    catalog = open_catalog(catalog_url)
     try:
         a.start()
         b.start()
         wait_for(lambda: set(receiver.keys("alert")) >= scenario.missing, 60, lambda: f"not all announced: {receiver.snapshot()}\n{a.log_tail()}\n{b.log_tail()}")
         a.wait_audited(20)
         b.wait_audited(20)
-        destination = freeze_while_holding(a, postgres_url, 30)
+        destination = freeze_while_holding(a, catalog_url, 30)
         frozen_at = datetime.now(UTC)
         export = {"web-store": "web", "crm-store": "crm"}[destination]
 
@@ -663,13 +696,24 @@ def test_a_newer_audit_between_an_audit_and_its_alerts_is_not_undone(tree: Tree,
         b.close()
 
 
-@pytest.mark.postgres
-def test_a_holder_that_answers_keeps_its_destination_past_the_lease(postgres_url: str) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_catalog(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A catalog URL of either kind, its schema at head."""
+    from auditor.catalog import engine as schema
+
+    url = f"sqlite:///{tmp_path / 'catalog.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = schema.make_engine(url)
+    schema.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def test_a_holder_that_answers_keeps_its_destination_past_the_lease(any_catalog: str) -> None:
     """An audit longer than the lease keeps its lock: the holder renews it while it lives."""
     from auditor.catalog.engine import make_engine
     from auditor.catalog.repository import Catalog
 
-    holder, other = Catalog(make_engine(postgres_url), lock_lease=timedelta(seconds=2)), Catalog(make_engine(postgres_url), lock_lease=timedelta(seconds=2))
+    holder, other = Catalog(make_engine(any_catalog), lock_lease=timedelta(seconds=2)), Catalog(make_engine(any_catalog), lock_lease=timedelta(seconds=2))
     try:
         with holder.destination_locks(["d"], wait=False) as got:
             assert got
@@ -862,6 +906,55 @@ schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z
     return config
 
 
+HOLD = """
+import sys, time
+from datetime import timedelta
+from auditor.catalog.engine import make_engine
+from auditor.catalog.repository import Catalog
+catalog = Catalog(make_engine(sys.argv[1]), lock_lease=timedelta(seconds=float(sys.argv[2])))
+with catalog.destination_locks(["d"], wait=True) as got:
+    print("held" if got else "not held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_holder_that_ends_lets_go_of_its_destination_at_once_and_a_frozen_one_after_a_lease(any_catalog: str) -> None:
+    """A process that ends (SIGKILL: no cleanup) lets go of its destinations at once, however long the lease: the
+    catalog's session ends with it (PostgreSQL), the system lets go of its lock file (SQLite). One frozen keeps them
+    for one lease; woken, it finds them lost."""
+    from auditor.catalog.engine import make_engine
+    from auditor.catalog.repository import Catalog
+
+    other = Catalog(make_engine(any_catalog), lock_lease=timedelta(seconds=2))
+    try:
+        for how, lease in (("killed", "600"), ("frozen", "2")):
+            holder = subprocess.Popen([sys.executable, "-c", HOLD, any_catalog, lease], stdout=subprocess.PIPE, text=True)
+            try:
+                assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+                with other.destination_locks(["d"], wait=False) as taken:
+                    assert not taken, "taken from a live holder"
+                os.kill(holder.pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+                began = time.monotonic()
+                while True:
+                    with other.destination_locks(["d"], wait=False) as taken:
+                        if taken:
+                            break
+                    assert time.monotonic() - began < 30, f"a {how} holder kept its destination for 30 s"
+                    time.sleep(0.1)
+                waited = time.monotonic() - began
+                if how == "killed":
+                    assert waited < 1.5, f"{waited:.1f} s for the destination of a process that ended (lease 600 s)"
+                else:
+                    assert 1.0 < waited < 6, f"{waited:.1f} s for the destination of a frozen holder (lease 2 s)"
+            finally:
+                if holder.poll() is None:
+                    os.kill(holder.pid, signal.SIGCONT)
+                    holder.kill()
+                holder.wait(10)
+    finally:
+        other.close()
+
+
 def _one_export_settings(tmp_path: Path, tree: Tree, postgres_url: str) -> Any:
     from auditor.catalog import engine as schema
     from auditor.config import load_settings
@@ -873,10 +966,16 @@ def _one_export_settings(tmp_path: Path, tree: Tree, postgres_url: str) -> Any:
 
 
 def _lease_runs_out(runtime: Any) -> None:
-    """What PostgreSQL does to the session of a holder that stopped renewing: ends it, and its locks with it."""
+    """What becomes of the lock of a holder that stopped renewing it: PostgreSQL ends its session, and its locks with
+    it; on SQLite its row is not renewed for a lease (and is free to take)."""
     from sqlalchemy import text
 
     lease = runtime.catalog._leases["d"]
+    if runtime.catalog.engine.dialect.name == "sqlite":
+        lease._stop.set()  # frozen: it renews no more
+        with runtime.catalog.engine.begin() as conn:
+            conn.execute(text("UPDATE audit_leases SET renewed_at = renewed_at - 3600 WHERE destination = 'd'"))
+        return
     with runtime.catalog.engine.connect() as conn:
         assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lease.pid}).scalar_one()  # signals it, and returns
 
@@ -888,9 +987,8 @@ def _lease_runs_out(runtime: Any) -> None:
         wait_for(gone, 10, f"backend {lease.pid} did not end")
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("order", ["the other records first", "the one that lost it records first"])
-def test_an_audit_whose_lock_ran_out_is_history_and_writes_no_file_rows(tree: Tree, tmp_path: Path, postgres_url: str, order: str) -> None:
+def test_an_audit_whose_lock_ran_out_is_history_and_writes_no_file_rows(tree: Tree, tmp_path: Path, any_catalog: str, order: str) -> None:
     """Replica a's lease runs out (it froze) after it read the catalog's file rows; b takes the destination, reads
     the rows under its lock and finds a file gone. Whenever a records, before b or after (b's clock is even a minute
     behind a's), a's audit is history, says why, raises nothing, and writes no file rows: b trusts the rows it read
@@ -899,7 +997,7 @@ def test_an_audit_whose_lock_ran_out_is_history_and_writes_no_file_rows(tree: Tr
     from auditor.runtime import Runtime
     from tests.conftest import t
 
-    settings = _one_export_settings(tmp_path, tree, postgres_url)
+    settings = _one_export_settings(tmp_path, tree, any_catalog)
     tree.export("ds", t("2026-11-27T00:00"))
     victim = tree.export("ds", t("2026-11-27T03:00"))[0]
     key = victim.relative_to(tree.root).as_posix()
