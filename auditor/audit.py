@@ -205,6 +205,7 @@ def run_audit(
     unexpected: list[Unexpected] = []
     results: list[ExportResult] = []
     file_records: dict[str, list[FileRecord]] = {}
+    moved: dict[str, list[FileRecord]] = {}  # destination -> files changed since checked that this audit did not check (not in its assurance)
     listed: dict[str, set[str]] = {}  # destination -> every key its listing returned
     counters = {"read": 0, "reused": 0}
     rotation = _rotation(catalog, options, errors)
@@ -224,6 +225,8 @@ def run_audit(
         listings[destination.name] = audited.listing
         if audited.records is not None:
             file_records[destination.name] = audited.records
+        if audited.moved:
+            moved[destination.name] = audited.moved
         if audited.listed is not None:
             listed[destination.name] = audited.listed
         if audited.known is not None:
@@ -243,8 +246,9 @@ def run_audit(
     if catalog is not None:
         try:
             scope = [e.name for e in exports]
+            recorded_files = {name: [*file_records.get(name, []), *moved.get(name, [])] for name in {*file_records, *moved}}
             recorded = catalog.record_audit(
-                settings, report, file_records, listed=listed, started=started, options=options, runs=runs, scope=scope, swept=swept, known=knew
+                settings, report, recorded_files, listed=listed, started=started, options=options, runs=runs, scope=scope, swept=swept, known=knew
             )
             report = replace(report, audit_id=recorded.audit_id, live=recorded.live, live_datasets=recorded.live_datasets)
             if recorded.problems:
@@ -266,6 +270,7 @@ class _Audited:
     listed: set[str] | None = None  # every key its listing returned
     known: Mapping[str, FileRecord] | None = None  # the catalog's present files under the listed prefixes, as read under its lock
     swept: bool = False
+    moved: list[FileRecord] = field(default_factory=list)  # known files the listing shows changed that this audit did not check
 
 
 def _audit_destination(
@@ -321,16 +326,26 @@ def _audit_destination(
     del inventory
     folders_carried = {w.folder_key: w.files for w in carried.values() if w.folder_key is not None}  # two exports can share a folder
     audited = _Audited([], [], errors, plan.to_json(listed=len(objects), carried=sum(folders_carried.values())), listed={o.key for o in objects}, known=knew, swept=plan.full)
+    # files the catalog knows that the listing shows changed (overwritten): those this audit does not check (another
+    # export's, in an audit of some) are recorded as listed, unchecked, so a restore that needs them sees the change
+    changed = [(info, record) for info in objects if (record := known.get(info.key)) is not None and not record.unchanged(info)] if known else []
     scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})
     del objects  # the scan holds what is checked
     audited.unexpected = [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
     outcomes, audited.records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
     errors += [AuditError(destination.name, message) for message in read_errors]
+    checked = {record.key for record in audited.records}
+    audited.moved = [_relisted(record, info) for info, record in changed if info.key not in checked]
     judged = _judge(_observed(scan, outcomes), mine, now)
     del scan, outcomes
     for export in mine:
         audited.results += _reconcile_export(export, judged, listing_failed=False, now=now, runs=_runs_of(runs, export), flow=_flow_of(flows, export), carried=carried, root_url=store.url)
     return audited
+
+
+def _relisted(record: FileRecord, info: ObjectInfo) -> FileRecord:
+    """A known file as the listing now shows it, changed since its last check and not checked again: listed only."""
+    return record._replace(size=info.size, etag=info.etag, modified=info.modified, level=int(Level.LISTED), deep_at=None, records=None, findings=(), content=None, schema=None)
 
 
 def _warm(checker: Checker) -> None:

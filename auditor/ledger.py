@@ -65,6 +65,7 @@ class FileState:
     size: int
     etag: str | None
     records: int | None
+    doubtful: bool = False  # its last check found an error in its bytes, or it has changed since (listed, not checked)
 
 
 @dataclass(frozen=True)

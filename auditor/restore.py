@@ -12,7 +12,7 @@ import posixpath
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from auditor.chain import GOOD_STATUSES, walk
@@ -21,6 +21,7 @@ from auditor.errors import AuditorError, StorageError
 from auditor.layout import unsafe_key
 from auditor.ledger import AuditRecord, DatasetState, FileState, FindingState, WindowState
 from auditor.report import iso
+from auditor.schedule import floor_minute
 from auditor.storage.base import Store, redact, scrub
 
 
@@ -139,15 +140,21 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     incremental = configured.schedule.incremental
     if audit is None:
         return RestorePlan(name, configured.destination, dataset, at, incremental, (), None, (), f"export {name!r} has not been audited yet: run `auditor audit` or use --refresh", None, None)
-    windows = catalog.restore_windows(name, dataset, at)  # one read: each window's present status and its last known one
+    # windows are placed to the minute (walk's precision, and a folder's name): every one in the minute of `at` counts
+    windows = catalog.restore_windows(name, dataset, floor_minute(at) + timedelta(minutes=1) - timedelta(microseconds=1))
+    # the windows the export's schedule has now, as the audit judges them; one the catalog holds from another schedule is
+    # judged by no audit any more (left pending, it held the chain back for ever; before a new startTime, it is no part of it)
+    schedule = configured.schedule
+    off = [(w, known) for w, known in windows if schedule.place(floor_minute(w.scheduled))[0] != w.scheduled]
+    windows = [(w, known) for w, known in windows if schedule.place(floor_minute(w.scheduled))[0] == w.scheduled]
     present = [w for w, _known in windows]
     unknown_now = {w.scheduled for w in present if w.status == "unknown"}
     # an unreadable window is judged by the last status an audit established, unless that was only "pending"
     rows = [_judged(w, known) for w, known in windows]
     files = catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key])
-    # a window judged good whose files have since gone from storage (seen by a later listing) is broken
-    gone = {w.scheduled for w in rows if w.status in GOOD_STATUSES and w.files > len(files.get(w.folder_key or "", []))}
-    rows = [replace(w, status="invalid") if w.scheduled in gone else w for w in rows]
+    # a window judged good whose files have since gone from storage or changed in it (seen by a later listing) is broken
+    changed = {w.scheduled: why for w in rows if w.status in GOOD_STATUSES and (why := _changed_since(w, files.get(w.folder_key or "", []))) is not None}
+    rows = [replace(w, status="invalid") if w.scheduled in changed else w for w in rows]
     chain = walk(rows, incremental=incremental, status=lambda w: w.status, scheduled=lambda w: w.scheduled, at=at)
     steps = tuple(
         Step(w, f"{root}/{w.folder_key}" if w.folder_key else None, tuple(files.get(w.folder_key or "", [])), unverified=w.scheduled in unknown_now) for w in chain.steps
@@ -157,19 +164,36 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
         notes.append(f"{len(unknown_now)} window(s) could not be read at the audit of {iso(audit.as_of)}; their status is the last one an audit could establish")
     if at > audit.as_of:
         notes.append(f"the catalog knows this export as of {iso(audit.as_of)}; windows after that are not in this answer (use --refresh to audit first)")
+    if off:
+        listed = ", ".join(f"{iso(w.scheduled)} {_judged(w, known).status}" for w, known in off[:12]) + (", …" if len(off) > 12 else "")
+        notes.append(f"{len(off)} window(s) in the catalog that the export's schedule has no slot for now (an earlier schedule: {listed}) are not in this plan, "
+                     "as no audit judges them any more; if the chain ran through them before its schedule changed, their files hold data it needs")
     reason = None
     broken = chain.broken
     if not rows:
         reason = f"no audited window of {dataset} at or before {iso(at)}"
-    elif broken is not None and broken.scheduled in gone:
-        reason = f"window {iso(broken.scheduled)} was {next(p.status for p in present if p.scheduled == broken.scheduled)} when audit {broken.audit_id} judged it, but files of it have gone from storage since: re-audit it (--refresh)"
+    elif broken is not None and broken.scheduled in changed:
+        reason = f"window {iso(broken.scheduled)} was {next(p.status for p in present if p.scheduled == broken.scheduled)} when audit {broken.audit_id} judged it, but {changed[broken.scheduled]}: re-audit it (--refresh)"
     elif broken is not None:
         reason = _why(broken, catalog.window_findings(name, dataset, broken.scheduled))
-        if broken.scheduled in unknown_now:
-            broken = replace(broken, status="unknown")
+        if broken.scheduled in unknown_now and broken.status != "unknown":  # what an earlier audit established stands
+            reason += f" (as audit {broken.audit_id} established it: the destination could not be read at the last audit)"
     elif not chain.steps:
         reason = f"nothing restorable yet: {len(chain.pending)} window(s) still inside their grace period"
     return RestorePlan(name, configured.destination, dataset, at, incremental, steps, broken, chain.pending, reason, chain.restorable_until, audit, tuple(notes))
+
+
+def _changed_since(window: WindowState, files: Sequence[FileState]) -> str | None:
+    """How the present data files of a window judged good differ from what it was judged with, if they do: fewer (gone),
+    other sizes or more (overwritten, added), or one whose bytes a later check found bad."""
+    if len(files) < window.files:
+        return f"{window.files - len(files)} of its {window.files} files have gone from storage since"
+    if len(files) != window.files or sum(f.size for f in files) != window.bytes:
+        return f"its files have changed in storage since ({len(files)} files of {sum(f.size for f in files)} bytes, judged with {window.files} of {window.bytes}): overwritten or added"
+    doubtful = [f for f in files if f.doubtful]
+    if doubtful:
+        return f"its files have changed in storage since: {doubtful[0].key} was overwritten after its check, or found bad when checked again"
+    return None
 
 
 def _judged(window: WindowState, known: str | None) -> WindowState:

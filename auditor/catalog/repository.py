@@ -63,6 +63,7 @@ from auditor.listing import GOOD, UNSETTLED_FINDINGS, StoredWindow, SweepState, 
 from auditor.reconcile import Status
 from auditor.report import AuditError, AuditReport, ExportResult, iso
 from auditor.storage.base import redact, scrub
+from auditor.validate import Level
 
 log = logging.getLogger(__name__)
 CHAIN_LOCK = 0x61756469746F72  # pg_advisory_xact_lock key for extending the audit hash chain
@@ -326,8 +327,9 @@ class Catalog:
         """
         found: dict[str, list[FileState]] = {k: [] for k in folder_keys}
         with self._connect() as conn:
-            for folder, key, size, etag, records, root in conn.execute(_FOLDER_FILES, {"destination": destination, "folders": list(folder_keys)}):
-                found[folder].append(FileState(key, f"{root.rstrip('/')}/{key}", size, etag, records))
+            for folder, key, size, etag, records, level, findings, root in conn.execute(_FOLDER_FILES, {"destination": destination, "folders": list(folder_keys)}):
+                doubtful = level < Level.SIZED or any(isinstance(f, dict) and f.get("severity") == "error" for f in findings or ())
+                found[folder].append(FileState(key, f"{root.rstrip('/')}/{key}", size, etag, records, doubtful))
         for files in found.values():
             files.sort(key=lambda f: f.key)
         return found
@@ -1420,7 +1422,7 @@ _RESTORE_WINDOWS = (
     .order_by(WINDOWS.c.scheduled)
 )
 _FOLDER_FILES = (
-    select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records, DESTINATIONS.c.url)
+    select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records, FILES.c.level, FILES.c.findings, DESTINATIONS.c.url)
     .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
     .where(DESTINATIONS.c.name == bindparam("destination"), FILES.c.folder_key.in_(bindparam("folders", expanding=True)), FILES.c.role == "data", FILES.c.gone_at.is_(None))
 )

@@ -1,0 +1,129 @@
+"""What `auditor restore` answers stays what the audit says over time: after a schedule change, a file overwritten in
+a settled window, a destination gone away after a window was found missing, a schedule with seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Tree, t
+from tests.integration.test_ledger import run
+
+
+def _config(tmp_path: Path, tree: Tree, *, every: int = 3, start: str = "2026-11-27T00:00:00Z", more: str = "") -> Path:
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""[catalog]
+url = "sqlite:///{tmp_path / 'c.db'}"
+[validation]
+isolate = false
+[[destinations]]
+name = "d"
+url = "{tree.url}"
+[[exports]]
+name = "a"
+destination = "d"
+datasets = ["dsA"]
+format = "parquet"
+schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = {every}, startTime = "{start}" }}
+{more}"""
+    )
+    return config
+
+
+def _audit(config: Path, as_of: str) -> tuple[int, dict[str, Any]]:
+    code, out = run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")
+    return code, json.loads(out)
+
+
+def _restore(config: Path, at: str) -> tuple[int, dict[str, Any]]:
+    code, out = run("restore", "dsA", "--at", at, "--format", "json", "--config", str(config))
+    return code, json.loads(out)
+
+
+def test_after_a_new_schedule_restore_walks_the_windows_the_audit_judges(tree: Tree, tmp_path: Path) -> None:
+    """Set up again from 12:00 every 6 h, the export's chain starts at 12:00 (its first run, the full export): restore
+    walked the old windows and broke at 06:00, which the new schedule has not, while the audit said restorable to 18:00."""
+    for hour in (0, 3, 9):  # 06:00 never landed
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+    config = _config(tmp_path, tree)
+    _audit(config, "2026-11-27T11:00:00Z")
+    config = _config(tmp_path, tree, every=6, start="2026-11-27T12:00:00Z")
+    for hour in (12, 18):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+    code, report = _audit(config, "2026-11-27T20:00:00Z")
+    assert code == 0 and report["exports"][0]["restorable_until"] == "2026-11-27T18:00:00Z"
+    code, plan = _restore(config, "2026-11-27T19:00:00Z")
+    assert code == 0 and plan["complete"] and plan["restorable_until"] == "2026-11-27T18:00:00Z"
+    assert [step["scheduled"] for step in plan["chain"]] == ["2026-11-27T12:00:00Z", "2026-11-27T18:00:00Z"]
+    assert any("00:00" in note and "06:00" in note and "not in this plan" in note for note in plan["notes"]), plan["notes"]
+
+
+def test_a_window_of_the_old_schedule_left_pending_holds_no_chain_back(tree: Tree, tmp_path: Path) -> None:
+    """09:00 was pending when the schedule went from every 3 h to every 6 h (same start): no audit judges it again,
+    and restore held the chain at 06:00 for ever, while the audit said restorable to 18:00."""
+    for hour in (0, 3, 6):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+    config = _config(tmp_path, tree)
+    _audit(config, "2026-11-27T09:30:00Z")
+    tree.export("dsA", t("2026-11-27T09:00"), landed=t("2026-11-27T09:50"))
+    config = _config(tmp_path, tree, every=6)
+    for hour in (12, 18):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+    _code, report = _audit(config, "2026-11-27T20:00:00Z")
+    assert report["exports"][0]["restorable_until"] == "2026-11-27T18:00:00Z"
+    code, plan = _restore(config, "2026-11-27T19:00:00Z")
+    assert code == 0 and plan["restorable_until"] == "2026-11-27T18:00:00Z" and plan["pending"] == []
+    assert [step["scheduled"][11:16] for step in plan["chain"]] == ["00:00", "06:00", "12:00", "18:00"]
+    note = next(note for note in plan["notes"] if "not in this plan" in note)
+    assert "03:00" in note and "09:00" in note and "pending" in note
+
+
+def test_a_file_overwritten_in_a_settled_window_breaks_the_chain(tree: Tree, tmp_path: Path) -> None:
+    """A full sweep by an audit of another export finds a file of a's 03:00 window overwritten: restore named the
+    file as it was judged (its old size), complete."""
+    for hour in (0, 3, 6):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+        tree.export("dsB", t(f"2026-11-27T{hour:02d}:00"))
+    more = '[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsB"]\nformat = "parquet"\nschedule = { timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }\n'
+    config = _config(tmp_path, tree, more=more)
+    _audit(config, "2026-11-27T08:00:00Z")
+    victim = min((tree.root / "dsA/exportTime=202611270300").glob("part-*"))
+    tree.put(victim.relative_to(tree.root).as_posix(), b"garbage", t("2026-11-27T08:30"))
+    from auditor.audit import AuditOptions
+    from auditor.config import load_settings
+    from auditor.runtime import Runtime
+
+    with Runtime(load_settings(config, {})) as runtime:
+        runtime.audit(now=t("2026-11-27T09:00"), options=AuditOptions(only_exports=frozenset({"b"}), full_sweep=True))
+    code, plan = _restore(config, "2026-11-27T07:00:00Z")
+    assert code == 1 and not plan["complete"] and [step["scheduled"][11:16] for step in plan["chain"]] == ["00:00"]
+    assert plan["broken"]["scheduled"] == "2026-11-27T03:00:00Z" and "changed in storage since" in plan["broken"]["reason"]
+
+
+def test_a_window_found_missing_stays_missing_while_the_destination_is_away(tree: Tree, tmp_path: Path) -> None:
+    """Restore answers from what the catalog last established: 03:00 was missing; with the destination unreadable
+    since, the break is still `missing` (exit 1), not `unknown` (exit 3: the catalog cannot tell)."""
+    for hour in (0, 6, 9):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+    config = _config(tmp_path, tree)
+    _audit(config, "2026-11-27T11:00:00Z")
+    os.rename(tree.root, tree.root.with_name("away"))
+    code, _report = _audit(config, "2026-11-27T12:00:00Z")
+    assert code == 3
+    code, plan = _restore(config, "2026-11-27T07:00:00Z")
+    assert code == 1 and plan["broken"]["status"] == "missing" and plan["broken"]["scheduled"] == "2026-11-27T03:00:00Z"
+    assert "could not be read" in plan["broken"]["reason"]
+
+
+def test_a_restore_at_a_time_within_the_minute_of_a_window_includes_it(tree: Tree, tmp_path: Path) -> None:
+    """Windows are placed to the minute (a folder is named to the minute): with startTime at :30 s, a restore at
+    03:00:10 left out the 03:00:30 window that an audit as of 03:00:10 reports."""
+    for hour in (0, 3):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+    config = _config(tmp_path, tree, start="2026-11-27T00:00:30Z")
+    _audit(config, "2026-11-27T11:00:00Z")
+    code, plan = _restore(config, "2026-11-27T03:00:10Z")
+    assert code == 0 and [step["scheduled"] for step in plan["chain"]] == ["2026-11-27T00:00:30Z", "2026-11-27T03:00:30Z"]
