@@ -232,24 +232,30 @@ class Runtime:
 
     def audit(
         self, *, now: datetime, options: AuditOptions | None = None, progress: Progress | None = None, wait: bool = True, unless_live_since: datetime | None = None,
+        recorded: bool = False,
     ) -> AuditReport | None:
         """Audit the exports in scope as of `now`, record it, raise alerts where it was live.
 
         Each destination is audited by one process at a time: with `wait` off, returns None when
         another process holds any destination in scope. With `unless_live_since`, returns None when,
         once the locks are held, every export in scope has a live audit newer than that (another
-        process audited it meanwhile).
+        process audited it meanwhile). With `recorded`, raises CatalogError rather than audit while
+        the catalog cannot be reached (an audit it cannot record raises no alert: serve's loop waits).
         """
         options = replace(options or AuditOptions(), workers=self.settings.validation.threads)
         scope = frozenset(e.name for e in self.settings.exports if options.only_exports is None or e.name in options.only_exports)
         catalog = self.catalog_or_none()
+        if catalog is None and recorded:
+            raise CatalogError(f"{self._catalog_problem or 'the catalog could not be reached'}: the audit waits for it")
         with ExitStack() as held:
             held.enter_context(cyclic_gc_paused())
             if catalog is not None:
                 destinations = sorted({e.destination for e in self.settings.exports if e.name in scope})
                 try:
                     got = held.enter_context(catalog.destination_locks(destinations, wait=wait))
-                except CatalogError:
+                except CatalogError as e:
+                    if recorded:
+                        raise CatalogError(f"{e}: the audit waits for the catalog") from e
                     got, catalog = True, None  # the catalog is away: nothing will be recorded, so nothing to serialise
                     self._catalog_problem = "the catalog could not be reached"
                 if not got:

@@ -86,6 +86,7 @@ class Worker:
         did = False
         destinations = [d.name for d in self.settings.destinations] if force else self.due(now)
         every = {d.name: d.audit_every for d in self.settings.destinations}
+        unrecorded: list[str] = []  # audited, but the catalog could not record it: still due, and the step fails (backs off)
         for name in destinations:
             exports = frozenset(e.name for e in self.settings.exports if e.destination == name)
             if not exports:
@@ -94,7 +95,7 @@ class Worker:
                 started = time.monotonic()
                 since = None if force else now - every[name]  # due was read before the lock: check again under it
                 options = AuditOptions(only_exports=exports, sample_percent=self.settings.validation.serve_sample, present=True)
-                report = self.runtime.audit(now=now, options=options, wait=force, unless_live_since=since)
+                report = self.runtime.audit(now=now, options=options, wait=force, unless_live_since=since, recorded=True)
                 if report is None:
                     log.info("destination %s is being (or was just) audited by another process", name)
                     continue
@@ -106,6 +107,8 @@ class Worker:
                     self.locks_lost[name] += 1
                     self.errors["audit"] += 1
                     log.warning("destination %s: %s", name, lost[0])
+                elif report.audit_id is None:  # the catalog went away while it audited: nothing recorded, no alert raised
+                    unrecorded.append(f"{name} ({next((e.message for e in report.errors if e.destination == 'catalog'), 'not recorded')})")
                 else:
                     self.locks_lost.pop(name, None)
                     self.last_audit[name] = now
@@ -116,6 +119,8 @@ class Worker:
                     log.error("destination %s: %s", name, ahead[0])
                 elif report.audit_id is not None:  # recorded, and held to the catalog's clock without a fault
                     self.clock_problem = None
+        if unrecorded:
+            raise CatalogError(f"the audit of {'; '.join(unrecorded)} could not be recorded: it stays due")
         return did
 
     def audit_now(self, now: datetime) -> AuditReport | None:

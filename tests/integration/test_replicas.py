@@ -770,6 +770,63 @@ def test_serve_keeps_a_destination_whose_lock_ran_out_due_and_says_so_when_it_ke
         runtime.close()
 
 
+@pytest.mark.postgres
+def test_serve_keeps_a_destination_due_while_the_catalog_is_away_and_audits_it_once_it_is_back(
+    tree: Tree, tmp_path: Path, postgres_url: str, postgres_server: str,
+) -> None:
+    """An audit serve cannot record raises no alert and moves no present: it made one anyway (reading storage),
+    dropped it, counted it as done and waited a whole interval. Now the loop does not audit while the catalog
+    cannot be reached, nor count as done an audit the catalog lost on its way: the step fails (and backs off),
+    three in a row make /healthz fail with the reason, and the destination is audited once the catalog is back."""
+    from sqlalchemy import create_engine, text
+
+    from auditor.errors import CatalogError
+    from auditor.runtime import Runtime
+    from auditor.service.worker import Worker
+    from tests.conftest import t
+
+    settings = _one_export_settings(tmp_path, tree, postgres_url)
+    tree.export("ds", t("2026-11-27T00:00"))
+    runtime = Runtime(settings)
+    now = [t("2026-11-27T08:00")]
+    worker = Worker(runtime, clock=lambda: now[0])
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    try:
+        assert worker.run_once()
+        first = runtime.catalog.live_as_of()["web"]
+        real = runtime.catalog.record_audit
+
+        def catalog_lost_on_the_way(*args: Any, **kwargs: Any) -> Any:
+            raise CatalogError("catalog operation failed: the connection was closed")
+
+        runtime.catalog.record_audit = catalog_lost_on_the_way  # type: ignore[method-assign]
+        now[0] = t("2026-11-27T08:16")
+        worker.run_once()
+        assert worker.errors["audit"] == 1 and worker.due(now[0]) == ["d"] and "could not be recorded" in str(worker.steps["audit"].last_error)
+        runtime.catalog.record_audit = real  # type: ignore[method-assign]
+        with admin.connect() as conn:  # the database goes away: no new connection, every open one ended
+            conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": database})
+        audited = worker.latest
+        for turn in (2, 3):
+            now[0] += timedelta(minutes=10)  # past the step's backoff
+            worker.run_once()
+            assert worker.errors["audit"] == turn and worker.latest is audited  # no audit made while it cannot be recorded
+            assert worker.health()[0] is (turn < 3), (turn, worker.health())
+        assert "the audit waits for" in worker.health()[1]
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+        now[0] += timedelta(minutes=10)
+        assert worker.run_once() and runtime.catalog.live_as_of()["web"] == now[0] > first
+        assert worker.health() == (True, "ok")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+        runtime.close()
+
+
 WAITER = """
 import sys
 from datetime import timedelta
