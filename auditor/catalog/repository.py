@@ -135,7 +135,11 @@ class Catalog:
         names = sorted({e.name for e in exports})
         good_windows = (EXPORTS.c.name.in_(names), WINDOWS.c.status.in_(sorted(GOOD)))
         with self._connect() as conn:
-            last, url = conn.execute(select(DESTINATIONS.c.last_full_sweep_at, DESTINATIONS.c.url).where(DESTINATIONS.c.name == destination.name)).one_or_none() or (None, None)
+            url = conn.execute(select(DESTINATIONS.c.url).where(DESTINATIONS.c.name == destination.name)).scalar_one_or_none()
+            # the last sweep of the exports in scope: the oldest of theirs (none while one has none), not the destination's,
+            # which an audit under a configuration naming only some of its exports recorded for all
+            sweeps = dict(conn.execute(select(EXPORTS.c.name, EXPORTS.c.last_full_sweep_at).where(EXPORTS.c.name.in_(names))).all())
+            last = None if any(sweeps.get(name) is None for name in names) else min(_utc(sweeps[name]) for name in names)
             live = _live_as_of(conn, names)
             recorded = {
                 name: (where, dict(zip(_CONFIG_COLUMNS, values, strict=True)))
@@ -457,11 +461,17 @@ class Catalog:
             self._record_windows(conn, report, destination_ids, audit_id, live_datasets, _deep_summaries(files))
             self._record_runs(conn, runs or {}, report.as_of)
             whole = {d.name for d in settings.destinations if all(e.name in covered for e in settings.exports if e.destination == d.name)}
-            full = sorted(set(swept) & set(listed) & current & whole)  # a sweep for some exports re-checked only theirs
+            listed_in_full = set(swept) & set(listed) & current
+            full = sorted(listed_in_full & whole)  # a sweep for some exports re-checked only theirs
             if full:
                 sweep = DESTINATIONS.c.last_full_sweep_at
                 later = or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))  # (> ahead: a clock ran ahead)
                 conn.execute(update(DESTINATIONS).where(DESTINATIONS.c.name.in_(full), later).values(last_full_sweep_at=report.as_of, last_full_sweep_audit_id=audit_id))
+            judged_in_full = sorted({e.name for e in report.exports if e.name in live and e.destination in listed_in_full})
+            if judged_in_full:  # each export whose windows this live full listing judged (whatever the configuration names besides)
+                sweep = EXPORTS.c.last_full_sweep_at
+                later = or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))
+                conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(judged_in_full), later).values(last_full_sweep_at=report.as_of))
             if live:
                 self._record_config(conn, settings, live, destination_ids, runs)
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))

@@ -83,6 +83,7 @@ EXPORTS = Table(
     Column("live_as_of", UTCDateTime, nullable=True),  # as-of time of its latest live audit
     Column("live_audit_id", Integer, nullable=True),
     Column("runs_joined", Boolean, nullable=True),  # its windows were last judged with its flow's runs
+    Column("last_full_sweep_at", UTCDateTime, nullable=True),  # as-of time of the last live full listing that judged its windows
 )
 
 

@@ -747,3 +747,58 @@ def test_two_serve_processes_one_with_a_clock_ahead_share_a_catalog_without_flap
     finally:
         right.close()
         ahead.close()
+
+
+def _without_export_b(config: Path, tmp_path: Path) -> Path:
+    """The same configuration naming only export a: a job that audits one export of a shared catalog."""
+    text = config.read_text()
+    start = text.index('[[exports]]\nname = "b"')
+    end = text.index("\n[[", start + 1) + 1 if "\n[[" in text[start + 1 :] else len(text)
+    subset = tmp_path / "only-a.toml"
+    subset.write_text(text[:start] + text[end:])
+    return subset
+
+
+def test_a_sweep_under_a_configuration_naming_some_exports_is_no_sweep_of_the_others(tree: Tree, tmp_path: Path) -> None:
+    """A job whose configuration names only export a made the destination's daily sweep and recorded it for all of
+    it: export b's settled windows went unlisted another day, and a file deleted from one of them unseen (the audit
+    said compliant while restore said broken). Each export now keeps its own last sweep."""
+    for ds in ("dsA", "dsB"):
+        for hour in (0, 3):
+            tree.export(ds, t(f"2026-11-27T{hour:02d}:00"))
+    config = _two_exports(tmp_path, tree)
+    config.write_text(config.read_text().replace('startTime = "2026-11-27T00:00:00Z" }', 'startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-27T06:00:00Z" }'))
+    subset = _without_export_b(config, tmp_path)
+    assert run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "json")[0] == 0  # the first: in full
+    code, out = run("audit", "--config", str(config), "--as-of", "2026-11-29T06:00:00Z", "--format", "json")
+    assert code == 0 and json.loads(out)["method"]["listing"]["d"]["mode"] != "full"  # between sweeps: settled windows carried
+    victim = min((tree.root / "dsB" / "exportTime=202611270000").glob("*.parquet"))
+    victim.unlink()
+    code, out = run("audit", "--config", str(subset), "--as-of", "2026-11-29T12:30:00Z", "--format", "json")  # the sweep is due: a's job makes it
+    assert json.loads(out)["method"]["listing"]["d"]["mode"] == "full"
+    code, out = run("audit", "--config", str(config), "--as-of", "2026-11-29T12:45:00Z", "--format", "json")
+    report = json.loads(out)
+    assert report["method"]["listing"]["d"]["mode"] == "full", report["method"]["listing"]["d"]
+    b = next(e for e in report["exports"] if e["name"] == "b")
+    assert code == 1 and b["windows"][0]["status"] == "invalid"
+
+
+def test_an_audit_under_a_configuration_naming_some_exports_leaves_the_others_episodes_open(tree: Tree, tmp_path: Path) -> None:
+    """Episodes of an export the configuration does not name were closed as "no longer monitored", and the next audit
+    of the whole configuration alerted again for the same missing window. An export another configuration audits
+    keeps its episodes; one nobody has audited live for a day has them closed, without a notice."""
+    tree.export("dsA", t("2026-11-27T00:00"))
+    tree.export("dsB", t("2026-11-27T00:00"))  # b's 03:00 window never lands
+    config = with_alerts(_two_exports(tmp_path, tree))
+    subset = _without_export_b(config, tmp_path)
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T05:00:00Z", "--format", "json")
+    key = "missed|b|dsB|2026-11-27T03:00:00Z"
+    assert key in catalog.open_episodes()
+    run("audit", "--config", str(subset), "--as-of", "2026-11-27T05:30:00Z", "--format", "json")
+    assert key in catalog.open_episodes()
+    run("audit", "--config", str(config), "--as-of", "2026-11-27T06:00:00Z", "--format", "json")
+    assert [n.kind for n in catalog.notices() if n.dataset_id == "dsB"].count("alert") == 1  # announced once
+    run("audit", "--config", str(subset), "--as-of", "2026-11-28T06:30:00Z", "--format", "json")  # b not audited live for a day
+    assert key not in catalog.open_episodes()
+    assert not [n for n in catalog.notices() if n.kind == "recovery" and n.dataset_id == "dsB"]  # closed quietly
