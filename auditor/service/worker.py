@@ -54,6 +54,7 @@ class Worker:
         self.last_loop: datetime | None = None
         self.clock_problem: str | None = None  # this host's clock runs ahead of the catalog's: its audits are history
         self.locks_lost: Counter[str] = Counter()  # destination -> audits in a row whose lock ran out (they are history)
+        self.unrecorded: Counter[str] = Counter()  # destination -> audits in a row the catalog did not record
         self.started = wall_clock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -86,7 +87,7 @@ class Worker:
         did = False
         destinations = [d.name for d in self.settings.destinations] if force else self.due(now)
         every = {d.name: d.audit_every for d in self.settings.destinations}
-        unrecorded: list[str] = []  # audited, but the catalog could not record it: still due, and the step fails (backs off)
+        again: list[str] = []  # audits the catalog lost on their way to it twice in a row: the step fails (and backs off)
         for name in destinations:
             exports = frozenset(e.name for e in self.settings.exports if e.destination == name)
             if not exports:
@@ -107,9 +108,15 @@ class Worker:
                     self.locks_lost[name] += 1
                     self.errors["audit"] += 1
                     log.warning("destination %s: %s", name, lost[0])
-                elif report.audit_id is None:  # the catalog went away while it audited: nothing recorded, no alert raised
-                    unrecorded.append(f"{name} ({next((e.message for e in report.errors if e.destination == 'catalog'), 'not recorded')})")
+                elif report.audit_id is None:  # the catalog lost it on its way (went away, ended the recording): nothing recorded
+                    why = next((e.message for e in report.errors if e.destination == "catalog"), "not recorded")
+                    self.unrecorded[name] += 1
+                    self.errors["audit"] += 1
+                    log.warning("destination %s: its audit could not be recorded (%s): it stays due", name, why)
+                    if self.unrecorded[name] > 1:
+                        again.append(f"{name} ({why})")
                 else:
+                    self.unrecorded.pop(name, None)
                     self.locks_lost.pop(name, None)
                     self.last_audit[name] = now
                 ahead = [e.message for e in report.errors if e.code == CLOCK_AHEAD]
@@ -119,8 +126,8 @@ class Worker:
                     log.error("destination %s: %s", name, ahead[0])
                 elif report.audit_id is not None:  # recorded, and held to the catalog's clock without a fault
                     self.clock_problem = None
-        if unrecorded:
-            raise CatalogError(f"the audit of {'; '.join(unrecorded)} could not be recorded: it stays due")
+        if again:
+            raise CatalogError(f"the audit of {'; '.join(again)} could not be recorded, twice in a row: it stays due")
         return did
 
     def audit_now(self, now: datetime) -> AuditReport | None:
@@ -175,6 +182,7 @@ class Worker:
         if self.clock_problem is not None:
             failing.append(self.clock_problem)
         failing += [f"destination {name}: its audit lock ran out in {n} audits in a row: they are history" for name, n in self.locks_lost.items() if n >= FAILING_AFTER]
+        failing += [f"destination {name}: {n} audits in a row could not be recorded" for name, n in self.unrecorded.items() if n >= FAILING_AFTER]
         if failing:
             return False, "; ".join(failing)
         return True, "ok"

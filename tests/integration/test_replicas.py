@@ -802,8 +802,11 @@ def test_serve_keeps_a_destination_due_while_the_catalog_is_away_and_audits_it_o
 
         runtime.catalog.record_audit = catalog_lost_on_the_way  # type: ignore[method-assign]
         now[0] = t("2026-11-27T08:16")
-        worker.run_once()
-        assert worker.errors["audit"] == 1 and worker.due(now[0]) == ["d"] and "could not be recorded" in str(worker.steps["audit"].last_error)
+        worker.run_once()  # once (a replica frozen while it recorded): still due, counted, no step failure yet
+        assert worker.errors["audit"] == 1 and worker.unrecorded["d"] == 1 and worker.due(now[0]) == ["d"] and worker.steps["audit"].failures == 0
+        now[0] += timedelta(seconds=1)
+        worker.run_once()  # twice in a row: the step fails, and backs off
+        assert worker.errors["audit"] == 3 and "could not be recorded, twice in a row" in str(worker.steps["audit"].last_error)
         runtime.catalog.record_audit = real  # type: ignore[method-assign]
         with admin.connect() as conn:  # the database goes away: no new connection, every open one ended
             conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
@@ -812,7 +815,7 @@ def test_serve_keeps_a_destination_due_while_the_catalog_is_away_and_audits_it_o
         for turn in (2, 3):
             now[0] += timedelta(minutes=10)  # past the step's backoff
             worker.run_once()
-            assert worker.errors["audit"] == turn and worker.latest is audited  # no audit made while it cannot be recorded
+            assert worker.steps["audit"].failures == turn and worker.latest is audited  # no audit made while it cannot be recorded
             assert worker.health()[0] is (turn < 3), (turn, worker.health())
         assert "the audit waits for" in worker.health()[1]
         with admin.connect() as conn:
