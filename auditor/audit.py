@@ -326,9 +326,10 @@ def _audit_destination(
     del inventory
     folders_carried = {w.folder_key: w.files for w in carried.values() if w.folder_key is not None}  # two exports can share a folder
     audited = _Audited([], [], errors, plan.to_json(listed=len(objects), carried=sum(folders_carried.values())), listed={o.key for o in objects}, known=knew, swept=plan.full)
-    # files the catalog knows that the listing shows changed (overwritten): those this audit does not check (another
-    # export's, in an audit of some) are recorded as listed, unchecked, so a restore that needs them sees the change
-    changed = [(info, record) for info in objects if (record := known.get(info.key)) is not None and not record.unchanged(info)] if known else []
+    # files the catalog knows that the listing shows overwritten (another size, or another ETag where both have one): those
+    # this audit does not check (another export's, in an audit of some) are recorded as listed, unchecked, so that a restore
+    # that needs them sees the change. A time alone (a file touched, copied onto itself) is left to that export's own audits.
+    changed = [(info, record) for info in objects if (record := known.get(info.key)) is not None and _overwritten(record, info)] if known else []
     scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})
     del objects  # the scan holds what is checked
     audited.unexpected = [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
@@ -341,6 +342,10 @@ def _audit_destination(
     for export in mine:
         audited.results += _reconcile_export(export, judged, listing_failed=False, now=now, runs=_runs_of(runs, export), flow=_flow_of(flows, export), carried=carried, root_url=store.url)
     return audited
+
+
+def _overwritten(record: FileRecord, info: ObjectInfo) -> bool:
+    return record.size != info.size or (record.etag is not None and info.etag is not None and record.etag != info.etag)
 
 
 def _relisted(record: FileRecord, info: ObjectInfo) -> FileRecord:

@@ -94,6 +94,7 @@ class Catalog:
         self.engine = engine
         self.lock_lease = lock_lease
         self._leases: dict[str, _Lease | _RowLease] = {}  # destination -> the lease this process holds on it
+        self._stale_leases: dict[str, tuple[str, float, float]] = {}  # SQLite: leases of others this process has seen stale
 
     def close(self) -> None:
         """Give every pooled connection back (the composition root calls this once, on exit)."""
@@ -936,7 +937,7 @@ class Catalog:
         elif self._lock_path("") is None:  # an in-memory database lives in one process
             yield True
         else:
-            yield from self._holding(_RowLease(self.engine, names, self.lock_lease, self._lock_path), wait)
+            yield from self._holding(_RowLease(self.engine, names, self.lock_lease, self._lock_path, self._stale_leases), wait)
 
     def _holding(self, lease: _Lease | _RowLease, wait: bool) -> Iterator[bool]:
         try:
@@ -1163,19 +1164,25 @@ class _RowLease:
     PostgreSQL's advisory locks end with a session that stops answering; a lock file on SQLite stayed with a
     process frozen while it held it (a terminal's Ctrl-Z, a debugger) for as long as it was frozen. The row is the
     lock: it is taken in a write transaction (so two processes cannot both take it) when there is none, when its
-    holder has not renewed it for a lease, or when its holder held the lock file and no longer does (it ended:
-    the system let go of its file). A thread renews it three times per lease; record_audit confirms it, in its
-    write transaction, before it trusts what the audit read under it. One machine's processes share a SQLite
-    catalog, and its clock: the lease is measured by it (a clock set back by more than a lease frees the row).
+    holder held the lock file and no longer does (it ended: the system let go of its file), or when its holder has
+    not renewed it for a lease and it is seen so twice, half a lease apart, by the process that takes it (a holder
+    that could not renew because another process held SQLite's write lock renews as soon as it is let go: a row
+    stale only for that is not taken). A thread renews the rows held three times per lease, from the first one
+    taken (a process that holds one destination while it waits for the next keeps it); record_audit confirms them,
+    in its write transaction, before it trusts what the audit read under them. One machine's processes share a
+    SQLite catalog, and its clock: the lease is measured by it (a clock set back by more than a lease frees a row).
     """
 
     POLL = 0.5  # seconds between tries of a process that waits for a destination
 
-    def __init__(self, engine: Engine, names: Sequence[str], lease: timedelta, lock_path: Callable[[str], Path | None]) -> None:
+    def __init__(
+        self, engine: Engine, names: Sequence[str], lease: timedelta, lock_path: Callable[[str], Path | None], stale: dict[str, tuple[str, float, float]],
+    ) -> None:
         self._engine = engine
         self.names = list(names)
         self._lease = lease.total_seconds()
         self._lock_path = lock_path
+        self._stale = stale  # destination -> (holder, renewed_at, when this process first saw it stale): the catalog's, across leases
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"[-200:]
         self._files: list[Any] = []  # the lock files this process holds
         self._held: list[str] = []
@@ -1190,8 +1197,9 @@ class _RowLease:
                     return False
                 time.sleep(min(self.POLL, self._lease / 6))
             self._held.append(name)
-        self._renewer = threading.Thread(target=self._renew, name="auditor-lock-lease", daemon=True)
-        self._renewer.start()
+            if self._renewer is None:  # renewed from now on, while the next is waited for
+                self._renewer = threading.Thread(target=self._renew, name="auditor-lock-lease", daemon=True)
+                self._renewer.start()
         return True
 
     def _take(self, name: str) -> bool:
@@ -1204,41 +1212,60 @@ class _RowLease:
                 flocked = True
             except BlockingIOError:
                 pass
-        now = time.time()
-        free = or_(LEASES.c.renewed_at < now - self._lease, LEASES.c.renewed_at > now + self._lease)  # not renewed (or a clock set back)
-        if flocked:
-            free = or_(free, LEASES.c.flocked)  # its holder had the lock file, and this process has it now: that holder ended
-        values = {"holder": self.holder, "renewed_at": now, "flocked": flocked}
+        values = {"holder": self.holder, "flocked": flocked}
+        taken, problem = False, None
         try:
             with self._engine.connect() as conn, conn.begin():
-                taken = conn.execute(update(LEASES).where(LEASES.c.destination == name, free).values(**values)).rowcount
-                if not taken:
-                    taken = conn.execute(LEASES.insert().prefix_with("OR IGNORE").values(destination=name, **values)).rowcount
-                previous = None
+                # a write first: SQLite's write lock is this transaction's from here on, so what it reads stands
+                now = time.time()
+                if conn.execute(LEASES.insert().prefix_with("OR IGNORE").values(destination=name, renewed_at=now, **values)).rowcount:
+                    taken = True
+                else:
+                    holder, renewed_at, was_flocked = conn.execute(select(LEASES.c.holder, LEASES.c.renewed_at, LEASES.c.flocked).where(LEASES.c.destination == name)).one()
+                    if self._free(name, holder, renewed_at, now, ended=flocked and bool(was_flocked)):
+                        conn.execute(update(LEASES).where(LEASES.c.destination == name).values(renewed_at=now, **values))
+                        taken = True
         except SQLAlchemyError as e:
-            taken, previous = 0, e
-        if previous is not None:
-            log.warning("cannot take the audit lock on %s: %s", name, _reason(previous))
-        if taken and handle is not None:
-            self._files.append(handle)
+            problem = e
+        if problem is not None:
+            log.warning("cannot take the audit lock on %s: %s", name, _reason(problem))
+        if taken:
+            self._stale.pop(name, None)
+            if handle is not None:
+                self._files.append(handle)
             return True
         if handle is not None:
             handle.close()  # (and the lock file's lock with it)
-        return bool(taken)
+        return False
+
+    def _free(self, name: str, holder: str, renewed_at: float, now: float, *, ended: bool) -> bool:
+        """Whether a row held by `holder` may be taken: its holder ended, or it is stale, and was seen stale (not
+        renewed since) at least half a lease ago."""
+        if ended:
+            return True
+        if now - self._lease <= renewed_at <= now + self._lease:
+            self._stale.pop(name, None)
+            return False
+        seen = self._stale.get(name)
+        if seen is None or seen[:2] != (holder, renewed_at):
+            self._stale[name] = (holder, renewed_at, time.monotonic())
+            return False
+        return time.monotonic() - seen[2] >= self._lease / 2
 
     def _renew(self) -> None:
         every = self._lease / 3
         while not self._stop.wait(every):
+            held = list(self._held)
             try:
                 with self._engine.connect() as conn, conn.begin():
-                    renewed = conn.execute(update(LEASES).where(LEASES.c.destination.in_(self._held), LEASES.c.holder == self.holder).values(renewed_at=time.time())).rowcount
+                    renewed = conn.execute(update(LEASES).where(LEASES.c.destination.in_(held), LEASES.c.holder == self.holder).values(renewed_at=time.time())).rowcount
             except SQLAlchemyError as e:  # the catalog busy or away: tried again at the next turn, lost only if taken meanwhile
-                log.debug("could not renew the audit lock on %s: %s", ", ".join(self._held), _reason(e))
+                log.debug("could not renew the audit lock on %s: %s", ", ".join(held), _reason(e))
                 continue
-            if renewed < len(self._held):
+            if renewed < len(held):
                 self.lost = "another process took it"
                 log.warning("lost the audit lock on %s: %s; this process did not renew it for longer than the lease (%s s): frozen, "
-                            "or its interpreter or the catalog held up; another process may audit them meanwhile", ", ".join(self._held), self.lost, self._lease)
+                            "or its interpreter or the catalog held up; another process may audit them meanwhile", ", ".join(held), self.lost, self._lease)
                 return
 
     def confirm(self, conn: Connection, name: str) -> bool:
@@ -1253,7 +1280,10 @@ class _RowLease:
         try:
             if self._held:
                 with self._engine.connect() as conn, conn.begin():
-                    conn.execute(delete(LEASES).where(LEASES.c.destination.in_(self._held), LEASES.c.holder == self.holder))
+                    released = conn.execute(delete(LEASES).where(LEASES.c.destination.in_(self._held), LEASES.c.holder == self.holder)).rowcount
+                if released < len(self._held) and self.lost is None:  # taken while this process did not renew (frozen after its audit)
+                    self.lost = "another process took it"
+                    log.warning("lost the audit lock on %s: %s while this process did not renew it", ", ".join(self._held), self.lost)
         except SQLAlchemyError as e:  # left to run out: one lease, or at once for a holder of the lock file (it is let go below)
             log.warning("could not release the audit lock on %s: %s", ", ".join(self._held), _reason(e))
         for handle in self._files:

@@ -1047,6 +1047,15 @@ def _lease_runs_out(runtime: Any) -> None:
         wait_for(gone, 10, f"backend {lease.pid} did not end")
 
 
+def _seen_stale(runtime: Any) -> None:
+    """On SQLite a process takes a lease not renewed for a lease once it has seen it so for half a lease: b looks first."""
+    if runtime.catalog.engine.dialect.name != "sqlite":
+        return
+    with runtime.catalog.destination_locks(["d"], wait=False) as taken:
+        assert not taken
+    time.sleep(runtime.catalog.lock_lease.total_seconds() / 2 + 0.1)
+
+
 @pytest.mark.parametrize("order", ["the other records first", "the one that lost it records first"])
 def test_an_audit_whose_lock_ran_out_is_history_and_writes_no_file_rows(tree: Tree, tmp_path: Path, any_catalog: str, order: str) -> None:
     """Replica a's lease runs out (it froze) after it read the catalog's file rows; b takes the destination, reads
@@ -1078,6 +1087,7 @@ def test_an_audit_whose_lock_ran_out_is_history_and_writes_no_file_rows(tree: Tr
                 return real_b(*args, **kwargs)
 
             b.catalog.record_audit = b_records  # type: ignore[method-assign]
+            _seen_stale(b)
             recorded["b"] = b.audit(now=t("2026-11-27T08:09"), wait=False)  # the lock is free: b audits, and sees the file gone
             if "a" not in recorded:
                 recorded["a"] = real_a(*a_args, **a_kwargs)
@@ -1143,3 +1153,87 @@ def test_concurrent_claims_hand_each_notice_to_one_claimer(postgres_url: str) ->
         assert catalog.claim_notices(now + timedelta(seconds=2), holder="late", lease=timedelta(minutes=2), limit=500) == []  # the leases hold
     finally:
         catalog.close()
+
+
+def test_on_sqlite_a_process_waiting_for_its_next_destination_keeps_the_one_it_holds(tmp_path: Path) -> None:
+    """P holds d1 and waits for d2 longer than the lease: its lease on d1 is renewed meanwhile (it was not, and a third
+    process took d1 from a live holder)."""
+    from auditor.catalog import engine as schema
+    from auditor.catalog.repository import Catalog
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = schema.make_engine(url)
+    schema.ensure_schema(engine)
+    engine.dispose()
+    p, q, r = (Catalog(schema.make_engine(url), lock_lease=timedelta(seconds=2)) for _ in range(3))
+    q_holds, q_lets_go, p_got = threading.Event(), threading.Event(), threading.Event()
+
+    def q_holds_d2() -> None:
+        with q.destination_locks(["d2"], wait=False) as got:
+            assert got
+            q_holds.set()
+            q_lets_go.wait(20)
+
+    def p_takes_both() -> None:
+        with p.destination_locks(["d1", "d2"], wait=True) as got:
+            assert got
+            p_got.set()
+
+    threads = [threading.Thread(target=q_holds_d2, daemon=True), threading.Thread(target=p_takes_both, daemon=True)]
+    threads[0].start()
+    assert q_holds.wait(10)
+    threads[1].start()
+    try:
+        time.sleep(4)  # two leases: P holds d1 and waits for d2 all along
+        with r.destination_locks(["d1"], wait=False) as taken:
+            assert not taken, "a third process took d1 from a live process waiting for d2"
+    finally:
+        q_lets_go.set()
+    assert p_got.wait(10)
+    for thread in threads:
+        thread.join(10)
+    for catalog in (p, q, r):
+        catalog.close()
+
+
+def test_on_sqlite_a_holder_kept_from_renewing_by_a_long_write_keeps_its_destination(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock for longer than the lease (a long recording): the holder cannot renew
+    meanwhile, and a process asking for its destination took it the moment the write ended."""
+    import sqlite3
+
+    from auditor.catalog import engine as schema
+    from auditor.catalog.repository import Catalog
+
+    database = tmp_path / "c.db"
+    url = f"sqlite:///{database}"
+    engine = schema.make_engine(url)
+    schema.ensure_schema(engine)
+    engine.dispose()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD.replace('["d"]', '["d2"]'), url, "2"], stdout=subprocess.PIPE, text=True)
+    other = Catalog(schema.make_engine(url), lock_lease=timedelta(seconds=2))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        writer = sqlite3.connect(database, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        asked: list[bool] = []
+        stop = threading.Event()
+
+        def ask() -> None:
+            while not stop.is_set():
+                with other.destination_locks(["d2"], wait=False) as taken:
+                    asked.append(taken)
+                time.sleep(0.1)
+
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+        time.sleep(5)  # two and a half leases
+        writer.execute("COMMIT")
+        writer.close()
+        time.sleep(3)
+        stop.set()
+        asking.join(30)
+        assert asked and not any(asked), "taken from a live holder that a long write kept from renewing"
+    finally:
+        holder.kill()
+        holder.wait(10)
+        other.close()

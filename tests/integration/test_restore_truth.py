@@ -127,3 +127,24 @@ def test_a_restore_at_a_time_within_the_minute_of_a_window_includes_it(tree: Tre
     _audit(config, "2026-11-27T11:00:00Z")
     code, plan = _restore(config, "2026-11-27T03:00:10Z")
     assert code == 0 and [step["scheduled"] for step in plan["chain"]] == ["2026-11-27T00:00:30Z", "2026-11-27T03:00:30Z"]
+
+
+def test_a_file_only_touched_in_a_settled_window_breaks_no_chain(tree: Tree, tmp_path: Path) -> None:
+    """A file of a's window with a new modification time and the same bytes (touched, copied onto itself): an audit of
+    another export that sweeps the destination leaves it to a's own audits, and restore stays complete."""
+    for hour in (0, 3):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+        tree.export("dsB", t(f"2026-11-27T{hour:02d}:00"))
+    more = '[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsB"]\nformat = "parquet"\nschedule = { timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }\n'
+    config = _config(tmp_path, tree, more=more)
+    _audit(config, "2026-11-27T08:00:00Z")
+    touched = min((tree.root / "dsA/exportTime=202611270300").glob("part-*"))
+    os.utime(touched, (t("2026-11-27T08:30").timestamp(), t("2026-11-27T08:30").timestamp()))
+    from auditor.audit import AuditOptions
+    from auditor.config import load_settings
+    from auditor.runtime import Runtime
+
+    with Runtime(load_settings(config, {})) as runtime:
+        runtime.audit(now=t("2026-11-27T09:00"), options=AuditOptions(only_exports=frozenset({"b"}), full_sweep=True))
+    code, plan = _restore(config, "2026-11-27T05:00:00Z")
+    assert code == 0 and plan["complete"], plan["broken"]
