@@ -23,6 +23,7 @@ from auditor.ledger import AuditRecord, DatasetState, FileState, FindingState, W
 from auditor.report import iso
 from auditor.schedule import floor_minute
 from auditor.storage.base import Store, redact, scrub
+from auditor.validate import file_format
 
 
 class RestoreCatalog(Protocol):
@@ -151,7 +152,11 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     unknown_now = {w.scheduled for w in present if w.status == "unknown"}
     # an unreadable window is judged by the last status an audit established, unless that was only "pending"
     rows = [_judged(w, known) for w, known in windows]
-    files = catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key])
+    # the folder's data files of this export's format: another export of the dataset may share its folders (json beside parquet)
+    files = {
+        folder: [f for f in found if file_format(f.key.rsplit("/", 1)[-1]) == configured.format]
+        for folder, found in catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key]).items()
+    }
     # a window judged good whose files have since gone from storage or changed in it (seen by a later listing) is broken
     changed = {w.scheduled: why for w in rows if w.status in GOOD_STATUSES and (why := _changed_since(w, files.get(w.folder_key or "", []))) is not None}
     rows = [replace(w, status="invalid") if w.scheduled in changed else w for w in rows]

@@ -148,3 +148,21 @@ def test_a_file_only_touched_in_a_settled_window_breaks_no_chain(tree: Tree, tmp
         runtime.audit(now=t("2026-11-27T09:00"), options=AuditOptions(only_exports=frozenset({"b"}), full_sweep=True))
     code, plan = _restore(config, "2026-11-27T05:00:00Z")
     assert code == 0 and plan["complete"], plan["broken"]
+
+
+def test_two_exports_of_a_dataset_in_two_formats_sharing_its_folders_restore_each_its_own_files(tree: Tree, tmp_path: Path) -> None:
+    """Parquet and JSON exports of dsA land in the same folders: each window is judged with its own format's files,
+    and restore compared them with every file of the folder (a chain broken at its first window), and listed the
+    other export's files among its own."""
+    for hour in (0, 3, 6):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), manifest=False)
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=False)
+    schedule = '{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }'
+    config = _config(tmp_path, tree, more=f'[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsA"]\nformat = "json"\nschedule = {schedule}\n')
+    assert _audit(config, "2026-11-27T08:00:00Z")[0] == 0
+    for export, ending in (("a", ".parquet"), ("b", ".json.gz")):
+        code, out = run("restore", "dsA", "--at", "2026-11-27T07:00:00Z", "--export", export, "--format", "json", "--config", str(config))
+        plan = json.loads(out)
+        assert code == 0 and plan["complete"], (export, plan["broken"])
+        files = [f["key"] for step in plan["chain"] for f in step["files"]]
+        assert len(plan["chain"]) == 3 and files and all(key.endswith(ending) for key in files), (export, files)
