@@ -66,6 +66,7 @@ class FileState:
     etag: str | None
     records: int | None
     doubtful: bool = False  # its last check found an error in its bytes, or it has changed since (listed, not checked)
+    role: str = "data"  # data | manifest
 
 
 @dataclass(frozen=True)

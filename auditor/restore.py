@@ -33,7 +33,7 @@ class RestoreCatalog(Protocol):
 
     def restore_windows(self, export: str, dataset: str, end: datetime) -> list[tuple[WindowState, str | None]]: ...
 
-    def folder_files(self, destination: str, folder_keys: Sequence[str]) -> dict[str, list[FileState]]: ...
+    def folder_files(self, destination: str, folder_keys: Sequence[str], *, manifests: bool = False) -> dict[str, list[FileState]]: ...
 
     def audit(self, audit_id: int) -> AuditRecord | None: ...
 
@@ -153,9 +153,11 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     # an unreadable window is judged by the last status an audit established, unless that was only "pending"
     rows = [_judged(w, known) for w, known in windows]
     # the folder's data files of this export's format: another export of the dataset may share its folders (json beside parquet)
+    in_folders = catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key], manifests=True)
+    runs = {folder: sum(f.role == "manifest" for f in found) for folder, found in in_folders.items()}
     files = {
-        folder: [f for f in found if file_format(f.key.rsplit("/", 1)[-1]) == configured.format]
-        for folder, found in catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key]).items()
+        folder: [f for f in found if f.role == "data" and file_format(f.key.rsplit("/", 1)[-1]) == configured.format]
+        for folder, found in in_folders.items()
     }
     # a window judged good whose files have since gone from storage or changed in it (seen by a later listing) is broken
     changed = {w.scheduled: why for w in rows if w.status in GOOD_STATUSES and (why := _changed_since(w, files.get(w.folder_key or "", []))) is not None}
@@ -169,6 +171,11 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
         notes.append(f"{len(unknown_now)} window(s) could not be read at the audit of {iso(audit.as_of)}; their status is the last one an audit could establish")
     if at > audit.as_of:
         notes.append(f"the catalog knows this export as of {iso(audit.as_of)}; windows after that are not in this answer (use --refresh to audit first)")
+    reruns = [(step.window.scheduled, runs[step.window.folder_key]) for step in steps if step.window.folder_key and runs.get(step.window.folder_key, 0) > 1]
+    if reruns:  # AEP wrote the export again into its folder: the files of every run are listed, and applying all of them applies its rows twice
+        listed = ", ".join(f"{iso(at)} ({n} manifests)" for at, n in reruns[:12]) + (", …" if len(reruns) > 12 else "")
+        notes.append(f"the folders of {len(reruns)} window(s) hold several runs of the export ({listed}): their files are those of every run; "
+                     "apply the files of one run (each manifest names its own)")
     if off:
         listed = ", ".join(f"{iso(w.scheduled)} {_judged(w, known).status}" for w, known in off[:12]) + (", …" if len(off) > 12 else "")
         notes.append(f"{len(off)} window(s) in the catalog that the export's schedule has no slot for now (an earlier schedule: {listed}) are not in this plan, "

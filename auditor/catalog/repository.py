@@ -324,17 +324,18 @@ class Catalog:
         with self._connect() as conn:
             return [FindingState(*row) for row in conn.execute(query)]
 
-    def folder_files(self, destination: str, folder_keys: Sequence[str]) -> dict[str, list[FileState]]:
-        """The data files present in each of these export folders (by key), in one query.
+    def folder_files(self, destination: str, folder_keys: Sequence[str], *, manifests: bool = False) -> dict[str, list[FileState]]:
+        """The data files present in each of these export folders (by key), with their manifests if asked, in one query.
 
         No ORDER BY in SQL: sorting by key there tempts SQLite, without table statistics, to walk the
         destination's whole (destination_id, key) index instead of seeking ix_files_folder per folder.
         """
         found: dict[str, list[FileState]] = {k: [] for k in folder_keys}
         with self._connect() as conn:
-            for folder, key, size, etag, records, level, findings, root in conn.execute(_FOLDER_FILES, {"destination": destination, "folders": list(folder_keys)}):
+            query = _FOLDER_FILES_AND_MANIFESTS if manifests else _FOLDER_FILES
+            for folder, key, size, etag, records, level, findings, role, root in conn.execute(query, {"destination": destination, "folders": list(folder_keys)}):
                 doubtful = level < Level.SIZED or any(isinstance(f, dict) and f.get("severity") == "error" for f in findings or ())
-                found[folder].append(FileState(key, f"{root.rstrip('/')}/{key}", size, etag, records, doubtful))
+                found[folder].append(FileState(key, f"{root.rstrip('/')}/{key}", size, etag, records, doubtful, role))
         for files in found.values():
             files.sort(key=lambda f: f.key)
         return found
@@ -1461,11 +1462,12 @@ _RESTORE_WINDOWS = (
     .where(EXPORTS.c.name == bindparam("export"), WINDOWS.c.dataset_id == bindparam("dataset"), WINDOWS.c.scheduled <= bindparam("end", type_=UTCDateTime))
     .order_by(WINDOWS.c.scheduled)
 )
-_FOLDER_FILES = (
-    select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records, FILES.c.level, FILES.c.findings, DESTINATIONS.c.url)
+_FOLDER_FILES_AND_MANIFESTS = (
+    select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records, FILES.c.level, FILES.c.findings, FILES.c.role, DESTINATIONS.c.url)
     .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
-    .where(DESTINATIONS.c.name == bindparam("destination"), FILES.c.folder_key.in_(bindparam("folders", expanding=True)), FILES.c.role == "data", FILES.c.gone_at.is_(None))
+    .where(DESTINATIONS.c.name == bindparam("destination"), FILES.c.folder_key.in_(bindparam("folders", expanding=True)), FILES.c.gone_at.is_(None))
 )
+_FOLDER_FILES = _FOLDER_FILES_AND_MANIFESTS.where(FILES.c.role == "data")
 
 
 @cache
