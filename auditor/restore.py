@@ -23,7 +23,6 @@ from auditor.ledger import AuditRecord, DatasetState, FileState, FindingState, W
 from auditor.report import iso
 from auditor.schedule import floor_minute
 from auditor.storage.base import Store, redact, scrub
-from auditor.validate import file_format
 
 
 class RestoreCatalog(Protocol):
@@ -146,8 +145,9 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     # the windows the export's schedule has now, as the audit judges them; one the catalog holds from another schedule is
     # judged by no audit any more (left pending, it held the chain back for ever; before a new startTime, it is no part of it)
     schedule = configured.schedule
-    off = [(w, known) for w, known in windows if schedule.place(floor_minute(w.scheduled))[0] != w.scheduled]
-    windows = [(w, known) for w, known in windows if schedule.place(floor_minute(w.scheduled))[0] == w.scheduled]
+    placed = [(w, known, schedule.place(floor_minute(w.scheduled))[0] == w.scheduled) for w, known in windows]
+    off = [(w, known) for w, known, on in placed if not on]
+    windows = [(w, known) for w, known, on in placed if on]
     present = [w for w, _known in windows]
     unknown_now = {w.scheduled for w in present if w.status == "unknown"}
     # an unreadable window is judged by the last status an audit established, unless that was only "pending"
@@ -155,10 +155,8 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     # the folder's data files of this export's format: another export of the dataset may share its folders (json beside parquet)
     in_folders = catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key], manifests=True)
     runs = {folder: sum(f.role == "manifest" for f in found) for folder, found in in_folders.items()}
-    files = {
-        folder: [f for f in found if f.role == "data" and file_format(f.key.rsplit("/", 1)[-1]) == configured.format]
-        for folder, found in in_folders.items()
-    }
+    endings = (".parquet",) if configured.format == "parquet" else (".json", ".json.gz")  # the data files of its format (auditor.validate.data_suffix)
+    files = {folder: [f for f in found if f.role == "data" and f.key.lower().endswith(endings)] for folder, found in in_folders.items()}
     # a window judged good whose files have since gone from storage or changed in it (seen by a later listing) is broken
     changed = {w.scheduled: why for w in rows if w.status in GOOD_STATUSES and (why := _changed_since(w, files.get(w.folder_key or "", []))) is not None}
     rows = [replace(w, status="invalid") if w.scheduled in changed else w for w in rows]

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from auditor.errors import ScheduleError
@@ -48,10 +49,14 @@ class Schedule:
     def incremental(self) -> bool:
         return self.export_mode is ExportMode.FIRST_FULL_THEN_INCREMENTAL
 
-    @property
-    def step(self) -> timedelta:
+    @cached_property
+    def step(self) -> timedelta:  # (cached: a restore places each window of its chain, an audit each folder)
         unit = timedelta(hours=1) if self.time_unit == "hour" else timedelta(days=1)
         return unit * self.interval
+
+    @cached_property
+    def _base(self) -> datetime:
+        return floor_minute(self.start)
 
     def slots(self, *, end: datetime) -> Iterator[datetime]:
         """Scheduled times whose minute is at or before `end`'s minute, in order."""
@@ -67,7 +72,7 @@ class Schedule:
 
     def place(self, minute: datetime) -> tuple[datetime | None, str]:
         """Find the slot whose folder time is `minute`; else None and why it fits no slot."""
-        base = floor_minute(self.start)
+        base = self._base
         if minute < base:
             return None, "before the schedule's startTime"
         offset = minute - base

@@ -280,7 +280,7 @@ class Catalog:
         with self._connect() as conn:
             return [
                 (WindowState(r.name, r.dataset_id, _utc(r.scheduled), r.status, r.folder_key, r.files, r.bytes, r.records, _utc(r.status_since), r.last_audit_id), r.known_status)
-                for r in conn.execute(_RESTORE_WINDOWS, {"export": export, "dataset": dataset, "end": end})
+                for r in conn.execute(_RESTORE_WINDOWS, {"export": export, "dataset": dataset, "end": end}).all()  # (all at once: fetchall, not a fetch per row)
             ]
 
     def window_history(self, export: str, dataset: str, scheduled: datetime) -> list[HistoryEntry]:
@@ -333,8 +333,9 @@ class Catalog:
         found: dict[str, list[FileState]] = {k: [] for k in folder_keys}
         with self._connect() as conn:
             query = _FOLDER_FILES_AND_MANIFESTS if manifests else _FOLDER_FILES
-            for folder, key, size, etag, records, level, findings, role, root in conn.execute(query, {"destination": destination, "folders": list(folder_keys)}):
-                doubtful = level < Level.SIZED or any(isinstance(f, dict) and f.get("severity") == "error" for f in findings or ())
+            for folder, key, size, etag, records, level, findings, role, root in conn.execute(query, {"destination": destination, "folders": list(folder_keys)}).all():
+                # findings as their stored text, parsed only when there are any (most files have none)
+                doubtful = level < Level.SIZED or (findings not in (None, "[]") and _has_error(findings))
                 found[folder].append(FileState(key, f"{root.rstrip('/')}/{key}", size, etag, records, doubtful, role))
         for files in found.values():
             files.sort(key=lambda f: f.key)
@@ -1462,8 +1463,18 @@ _RESTORE_WINDOWS = (
     .where(EXPORTS.c.name == bindparam("export"), WINDOWS.c.dataset_id == bindparam("dataset"), WINDOWS.c.scheduled <= bindparam("end", type_=UTCDateTime))
     .order_by(WINDOWS.c.scheduled)
 )
+
+
+def _has_error(findings: str) -> bool:
+    try:
+        parsed = json.loads(findings)
+    except ValueError:
+        return True  # unreadable findings are no proof of sound bytes
+    return any(isinstance(f, dict) and f.get("severity") == "error" for f in parsed) if isinstance(parsed, list) else True
+
+
 _FOLDER_FILES_AND_MANIFESTS = (
-    select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records, FILES.c.level, FILES.c.findings, FILES.c.role, DESTINATIONS.c.url)
+    select(FILES.c.folder_key, FILES.c.key, FILES.c.size, FILES.c.etag, FILES.c.records, FILES.c.level, sql_cast(FILES.c.findings, Text), FILES.c.role, DESTINATIONS.c.url)
     .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
     .where(DESTINATIONS.c.name == bindparam("destination"), FILES.c.folder_key.in_(bindparam("folders", expanding=True)), FILES.c.gone_at.is_(None))
 )
