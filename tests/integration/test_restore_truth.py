@@ -33,6 +33,27 @@ schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", int
     return config
 
 
+def _a_and_b_audited(tmp_path: Path, tree: Tree, *, hours: tuple[int, ...]) -> Path:
+    """Exports a (dsA) and b (dsB) to one destination, their windows at `hours` landed, audited as of 08:00."""
+    for hour in hours:
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+        tree.export("dsB", t(f"2026-11-27T{hour:02d}:00"))
+    more = '[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsB"]\nformat = "parquet"\nschedule = { timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }\n'
+    config = _config(tmp_path, tree, more=more)
+    _audit(config, "2026-11-27T08:00:00Z")
+    return config
+
+
+def _b_sweeps(config: Path) -> None:
+    """An audit of export b alone, as of 09:00, that lists the shared destination in full."""
+    from auditor.audit import AuditOptions
+    from auditor.config import load_settings
+    from auditor.runtime import Runtime
+
+    with Runtime(load_settings(config, {})) as runtime:
+        runtime.audit(now=t("2026-11-27T09:00"), options=AuditOptions(only_exports=frozenset({"b"}), full_sweep=True))
+
+
 def _audit(config: Path, as_of: str) -> tuple[int, dict[str, Any]]:
     code, out = run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")
     return code, json.loads(out)
@@ -84,20 +105,10 @@ def test_a_window_of_the_old_schedule_left_pending_holds_no_chain_back(tree: Tre
 def test_a_file_overwritten_in_a_settled_window_breaks_the_chain(tree: Tree, tmp_path: Path) -> None:
     """A full sweep by an audit of another export finds a file of a's 03:00 window overwritten: restore named the
     file as it was judged (its old size), complete."""
-    for hour in (0, 3, 6):
-        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
-        tree.export("dsB", t(f"2026-11-27T{hour:02d}:00"))
-    more = '[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsB"]\nformat = "parquet"\nschedule = { timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }\n'
-    config = _config(tmp_path, tree, more=more)
-    _audit(config, "2026-11-27T08:00:00Z")
+    config = _a_and_b_audited(tmp_path, tree, hours=(0, 3, 6))
     victim = min((tree.root / "dsA/exportTime=202611270300").glob("part-*"))
     tree.put(victim.relative_to(tree.root).as_posix(), b"garbage", t("2026-11-27T08:30"))
-    from auditor.audit import AuditOptions
-    from auditor.config import load_settings
-    from auditor.runtime import Runtime
-
-    with Runtime(load_settings(config, {})) as runtime:
-        runtime.audit(now=t("2026-11-27T09:00"), options=AuditOptions(only_exports=frozenset({"b"}), full_sweep=True))
+    _b_sweeps(config)
     code, plan = _restore(config, "2026-11-27T07:00:00Z")
     assert code == 1 and not plan["complete"] and [step["scheduled"][11:16] for step in plan["chain"]] == ["00:00"]
     assert plan["broken"]["scheduled"] == "2026-11-27T03:00:00Z" and "changed in storage since" in plan["broken"]["reason"]
@@ -132,20 +143,10 @@ def test_a_restore_at_a_time_within_the_minute_of_a_window_includes_it(tree: Tre
 def test_a_file_only_touched_in_a_settled_window_breaks_no_chain(tree: Tree, tmp_path: Path) -> None:
     """A file of a's window with a new modification time and the same bytes (touched, copied onto itself): an audit of
     another export that sweeps the destination leaves it to a's own audits, and restore stays complete."""
-    for hour in (0, 3):
-        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
-        tree.export("dsB", t(f"2026-11-27T{hour:02d}:00"))
-    more = '[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsB"]\nformat = "parquet"\nschedule = { timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }\n'
-    config = _config(tmp_path, tree, more=more)
-    _audit(config, "2026-11-27T08:00:00Z")
+    config = _a_and_b_audited(tmp_path, tree, hours=(0, 3))
     touched = min((tree.root / "dsA/exportTime=202611270300").glob("part-*"))
     os.utime(touched, (t("2026-11-27T08:30").timestamp(), t("2026-11-27T08:30").timestamp()))
-    from auditor.audit import AuditOptions
-    from auditor.config import load_settings
-    from auditor.runtime import Runtime
-
-    with Runtime(load_settings(config, {})) as runtime:
-        runtime.audit(now=t("2026-11-27T09:00"), options=AuditOptions(only_exports=frozenset({"b"}), full_sweep=True))
+    _b_sweeps(config)
     code, plan = _restore(config, "2026-11-27T05:00:00Z")
     assert code == 0 and plan["complete"], plan["broken"]
 
