@@ -55,6 +55,7 @@ class Worker:
         self.clock_problem: str | None = None  # this host's clock runs ahead of the catalog's: its audits are history
         self.locks_lost: Counter[str] = Counter()  # destination -> audits in a row whose lock ran out (they are history)
         self.unrecorded: Counter[str] = Counter()  # destination -> audits in a row the catalog did not record
+        self.recorded_this_turn = False  # an audit of the last audit step was recorded (the catalog answers)
         self.started = wall_clock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -85,6 +86,7 @@ class Worker:
     def audit_due(self, now: datetime, *, force: bool = False) -> bool:
         """Audit each due destination (all with `force`) that no other process is auditing right now."""
         did = False
+        self.recorded_this_turn = False
         destinations = [d.name for d in self.settings.destinations] if force else self.due(now)
         every = {d.name: d.audit_every for d in self.settings.destinations}
         again: list[str] = []  # audits the catalog lost on their way to it twice in a row: the step fails (and backs off)
@@ -117,6 +119,7 @@ class Worker:
                         again.append(f"{name} ({why})")
                 else:
                     self.unrecorded.pop(name, None)
+                    self.recorded_this_turn = True
                     self.locks_lost.pop(name, None)
                     self.last_audit[name] = now
                 ahead = [e.message for e in report.errors if e.code == CLOCK_AHEAD]
@@ -161,6 +164,10 @@ class Worker:
                 log.exception("worker step %s failed (%d in a row); retrying after %s", name, state.failures, state.next_try)
             else:
                 state.failures, state.next_try, state.last_error = 0, None, None
+                if name == "audit" and self.recorded_this_turn:  # the catalog answers again: a step that failed on it tries now
+                    for other in self.steps.values():
+                        if other.failures and (other.last_error or "").startswith("CatalogError"):
+                            other.next_try = None
         self.last_loop = self.wall_clock()
         return did
 
