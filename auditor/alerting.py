@@ -37,7 +37,7 @@ class AlertCatalog(Protocol):
 
     def open_episodes(self, exports: Iterable[str] | None = None) -> dict[str, Episode]: ...
 
-    def live_as_of(self) -> dict[str, datetime | None]: ...
+    def datasets_live_as_of(self) -> dict[tuple[str, str], datetime | None]: ...
 
     def open_episode(self, key: str, *, rule: str, export: str, dataset: str, scheduled: datetime | None, message: str, payload: Mapping[str, Any],
                      channels: Sequence[str], now: datetime, audit_id: int | None) -> bool: ...
@@ -97,25 +97,25 @@ def raise_alerts(settings: Settings, catalog: AlertCatalog, report: AuditReport,
     return opened, closed
 
 
-UNMONITORED_AFTER = timedelta(days=1)  # an export the configuration does not name, live-audited this recently, is someone else's to watch
+UNMONITORED_AFTER = timedelta(days=3)  # an export's dataset this configuration does not name, live-audited this recently, is another's to watch
 
 
 def _close_unmonitored(settings: Settings, catalog: AlertCatalog, now: datetime, audit_id: int | None) -> int:
-    """Close the episodes nobody monitors any more. An export this configuration does not name at all may be another
-    configuration's on the same catalog (a job auditing some exports, serve auditing all): its episodes close only
-    once no live audit has looked at it for UNMONITORED_AFTER; closed at once, the next audit of it alerted again."""
+    """Close the episodes nobody monitors any more. A dataset of an export this configuration does not name (the export,
+    or the dataset in it) may be another configuration's on the same catalog (a job auditing some of them, serve all):
+    its episodes close only once no live audit has looked at it for UNMONITORED_AFTER (closed at once, the next audit of
+    it alerted again). An episode of a rule this configuration does not name closes at once."""
     rules = {r.name: r for r in settings.alerts}
     datasets = {(e.name, d) for e in settings.exports for d in e.datasets}
-    named = {e.name for e in settings.exports}
-    live: dict[str, datetime | None] | None = None
+    live: dict[tuple[str, str], datetime | None] | None = None
     closed = 0
     for key, episode in catalog.open_episodes().items():
         rule = rules.get(episode.rule)
         if rule is not None and (episode.export, episode.dataset_id) in datasets and (not rule.exports or episode.export in rule.exports):
             continue
-        if episode.export not in named:
-            live = catalog.live_as_of() if live is None else live
-            last = live.get(episode.export)
+        if rule is not None and (episode.export, episode.dataset_id) not in datasets:
+            live = catalog.datasets_live_as_of() if live is None else live
+            last = live.get((episode.export, episode.dataset_id))
             if last is not None and last > now - UNMONITORED_AFTER:
                 continue
         what = "the rule" if rule is None else ("the dataset" if (episode.export, episode.dataset_id) not in datasets else "the rule's exports")

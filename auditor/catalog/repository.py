@@ -137,10 +137,16 @@ class Catalog:
         good_windows = (EXPORTS.c.name.in_(names), WINDOWS.c.status.in_(sorted(GOOD)))
         with self._connect() as conn:
             url = conn.execute(select(DESTINATIONS.c.url).where(DESTINATIONS.c.name == destination.name)).scalar_one_or_none()
-            # the last sweep of the exports in scope: the oldest of theirs (none while one has none), not the destination's,
-            # which an audit under a configuration naming only some of its exports recorded for all
-            sweeps = dict(conn.execute(select(EXPORTS.c.name, EXPORTS.c.last_full_sweep_at).where(EXPORTS.c.name.in_(names))).all())
-            last = None if any(sweeps.get(name) is None for name in names) else min(_utc(sweeps[name]) for name in names)
+            # the last sweep of the datasets in scope: the oldest of theirs (none while one has none), not the destination's,
+            # which an audit under a configuration naming only some of its exports (or of an export's datasets) recorded for all
+            sweeps = {
+                (name, dataset): at
+                for name, dataset, at in conn.execute(
+                    select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.last_full_sweep_at).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(names))
+                ).all()
+            }
+            scope = [(e.name, dataset) for e in exports for dataset in e.datasets]
+            last = None if not scope or any(sweeps.get(key) is None for key in scope) else min(_utc(sweeps[key]) for key in scope)
             live = _live_as_of(conn, names)
             recorded = {
                 name: (where, dict(zip(_CONFIG_COLUMNS, values, strict=True)))
@@ -218,6 +224,12 @@ class Catalog:
                         dict(row.dataset_records or {}), tuple((str(c), str(m)) for c, m in row.errors or []))
                 )
         return found
+
+    def datasets_live_as_of(self) -> dict[tuple[str, str], datetime | None]:
+        """Each (export, dataset)'s latest live as-of time."""
+        query = select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id)
+        with self._connect() as conn:
+            return {(name, dataset): _utc(at) for name, dataset, at in conn.execute(query).all()}
 
     def live_as_of(self) -> dict[str, datetime | None]:
         """Each export's latest live as-of time (when the present state was last brought up to date)."""
@@ -470,11 +482,13 @@ class Catalog:
                 sweep = DESTINATIONS.c.last_full_sweep_at
                 later = or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))  # (> ahead: a clock ran ahead)
                 conn.execute(update(DESTINATIONS).where(DESTINATIONS.c.name.in_(full), later).values(last_full_sweep_at=report.as_of, last_full_sweep_audit_id=audit_id))
-            judged_in_full = sorted({e.name for e in report.exports if e.name in live and e.destination in listed_in_full})
-            if judged_in_full:  # each export whose windows this live full listing judged (whatever the configuration names besides)
-                sweep = EXPORTS.c.last_full_sweep_at
+            export_ids = self._export_ids(conn)
+            judged_in_full = sorted({(e.name, e.dataset_id) for e in report.exports if (e.name, e.dataset_id) in live_datasets and e.destination in listed_in_full})
+            if judged_in_full:  # each dataset whose windows this live full listing judged (whatever the configuration names besides)
+                sweep = DATASETS.c.last_full_sweep_at
                 later = or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))
-                conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(judged_in_full), later).values(last_full_sweep_at=report.as_of))
+                for name, dataset in judged_in_full:
+                    conn.execute(update(DATASETS).where(DATASETS.c.export_id == export_ids[name], DATASETS.c.dataset_id == dataset, later).values(last_full_sweep_at=report.as_of))
             if live:
                 self._record_config(conn, settings, live, destination_ids, runs)
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))

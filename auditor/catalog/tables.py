@@ -83,7 +83,6 @@ EXPORTS = Table(
     Column("live_as_of", UTCDateTime, nullable=True),  # as-of time of its latest live audit
     Column("live_audit_id", Integer, nullable=True),
     Column("runs_joined", Boolean, nullable=True),  # its windows were last judged with its flow's runs
-    Column("last_full_sweep_at", UTCDateTime, nullable=True),  # as-of time of the last live full listing that judged its windows
 )
 
 
@@ -97,6 +96,7 @@ DATASETS = Table(
     Column("broken_at", UTCDateTime, nullable=True),
     Column("as_of", UTCDateTime, nullable=True),  # the live audit these values are from
     Column("active", Boolean, nullable=True),  # the schedule had not ended at that audit
+    Column("last_full_sweep_at", UTCDateTime, nullable=True),  # as-of time of the last live full listing that judged its windows
     UniqueConstraint("export_id", "dataset_id"),
 )
 

@@ -81,6 +81,10 @@ class Worker:
                 last = mine
             if last is None or now - last >= destination.audit_every or last > now + CLOCK_TOLERANCE:  # ahead: a clock that ran ahead
                 due.append(destination.name)
+            elif times and len(times) == len(exports) and (mine is None or min(times) > mine):
+                # not due: another process recorded its audit since this one's failed; this one's failures are behind it
+                self.unrecorded.pop(destination.name, None)
+                self.locks_lost.pop(destination.name, None)
         return due
 
     def audit_due(self, now: datetime, *, force: bool = False) -> bool:

@@ -1,4 +1,4 @@
-"""per-export full sweeps: the last live full listing that judged an export's windows (issue 10)
+"""per-dataset full sweeps: the last live full listing that judged the windows of an export's dataset (issue 10)
 
 Revision ID: 0011
 Revises: 0010
@@ -7,9 +7,10 @@ Create Date: 2026-12-01
 A destination's last full sweep was recorded when an audit covered every export its configuration
 named there: an audit run with a configuration naming only some of them (a job auditing one export)
 recorded it for all, and the others' settled windows went unlisted for another sweep period, a file
-deleted in one of them unseen. Each export now keeps the as-of time of the last live full listing
-that judged its windows, and a sweep is due when the oldest of the exports in scope is due. Rows
-already there start from their destination's last sweep.
+deleted in one of them unseen (as did one naming only some of an export's datasets). Each dataset of
+an export now keeps the as-of time of the last live full listing that judged its windows, and a sweep
+is due when the oldest of those in scope is due. Rows already there start from their destination's
+last sweep.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("exports") as batch:
+    with op.batch_alter_table("datasets") as batch:
         batch.add_column(sa.Column("last_full_sweep_at", sa.DateTime(timezone=True), nullable=True))
-    op.execute("UPDATE exports SET last_full_sweep_at = (SELECT last_full_sweep_at FROM destinations WHERE destinations.id = exports.destination_id)")
+    op.execute(
+        "UPDATE datasets SET last_full_sweep_at = (SELECT destinations.last_full_sweep_at FROM exports JOIN destinations "
+        "ON destinations.id = exports.destination_id WHERE exports.id = datasets.export_id)"
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("exports") as batch:
+    with op.batch_alter_table("datasets") as batch:
         batch.drop_column("last_full_sweep_at")

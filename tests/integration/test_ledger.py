@@ -526,12 +526,14 @@ def test_episodes_nobody_monitors_any_more_close_and_come_back_as_new(tree: Tree
     assert set(catalog.open_episodes()) >= {"missed|a|dsA2|2026-11-27T00:00:00Z", "missed|b|dsB|2026-11-27T03:00:00Z"}
     config.write_text(config.read_text().replace('datasets = ["dsA", "dsA2"]', 'datasets = ["dsA"]'))
     run("audit", "--config", str(config), "--as-of", "2026-11-27T05:30:00Z", "--format", "json")
+    assert "missed|a|dsA2|2026-11-27T00:00:00Z" in catalog.open_episodes()  # another configuration may still audit it
+    run("audit", "--config", str(config), "--as-of", "2026-11-30T05:30:00Z", "--format", "json")  # nobody has, for three days
     assert not any(k.startswith("missed|a|dsA2|") for k in catalog.open_episodes())
     closed = [e for e in catalog.episodes() if e.key.startswith("missed|a|dsA2|")]
-    assert closed and all(e.closed_at == t("2026-11-27T05:30") for e in closed)
+    assert closed and all(e.closed_at == t("2026-11-30T05:30") for e in closed)
     assert not [n for n in catalog.notices() if n.kind == "recovery" and n.dataset_id == "dsA2"]  # closed quietly
     config.write_text(config.read_text().replace('datasets = ["dsA"]', 'datasets = ["dsA", "dsA2"]'))
-    run("audit", "--config", str(config), "--as-of", "2026-11-27T06:00:00Z", "--format", "json")
+    run("audit", "--config", str(config), "--as-of", "2026-11-30T06:00:00Z", "--format", "json")
     assert "missed|a|dsA2|2026-11-27T00:00:00Z" in catalog.open_episodes()  # monitored again: a new episode alerts again
 
 
@@ -786,7 +788,7 @@ def test_a_sweep_under_a_configuration_naming_some_exports_is_no_sweep_of_the_ot
 def test_an_audit_under_a_configuration_naming_some_exports_leaves_the_others_episodes_open(tree: Tree, tmp_path: Path) -> None:
     """Episodes of an export the configuration does not name were closed as "no longer monitored", and the next audit
     of the whole configuration alerted again for the same missing window. An export another configuration audits
-    keeps its episodes; one nobody has audited live for a day has them closed, without a notice."""
+    keeps its episodes; one nobody has audited live for three days has them closed, without a notice."""
     tree.export("dsA", t("2026-11-27T00:00"))
     tree.export("dsB", t("2026-11-27T00:00"))  # b's 03:00 window never lands
     config = with_alerts(_two_exports(tmp_path, tree))
@@ -799,6 +801,46 @@ def test_an_audit_under_a_configuration_naming_some_exports_leaves_the_others_ep
     assert key in catalog.open_episodes()
     run("audit", "--config", str(config), "--as-of", "2026-11-27T06:00:00Z", "--format", "json")
     assert [n.kind for n in catalog.notices() if n.dataset_id == "dsB"].count("alert") == 1  # announced once
-    run("audit", "--config", str(subset), "--as-of", "2026-11-28T06:30:00Z", "--format", "json")  # b not audited live for a day
+    run("audit", "--config", str(subset), "--as-of", "2026-11-29T06:30:00Z", "--format", "json")  # two days: a late daily job's gap
+    assert key in catalog.open_episodes()
+    run("audit", "--config", str(subset), "--as-of", "2026-11-30T06:30:00Z", "--format", "json")  # b not audited live for three days
     assert key not in catalog.open_episodes()
     assert not [n for n in catalog.notices() if n.kind == "recovery" and n.dataset_id == "dsB"]  # closed quietly
+
+
+def test_a_sweep_under_a_configuration_naming_some_datasets_of_an_export_is_no_sweep_of_the_others(tree: Tree, tmp_path: Path) -> None:
+    """The same one level down: a job naming export a with dsA only swept the destination, and a's dsC went unlisted
+    (a file deleted from its settled window unseen, the audit compliant while restore said broken)."""
+    for ds in ("dsA", "dsB", "dsC"):
+        for hour in (0, 3):
+            tree.export(ds, t(f"2026-11-27T{hour:02d}:00"))
+    config = _two_exports(tmp_path, tree, datasets='["dsA", "dsC"]')
+    config.write_text(config.read_text().replace('startTime = "2026-11-27T00:00:00Z" }', 'startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-27T06:00:00Z" }'))
+    job = tmp_path / "only-dsA.toml"
+    job.write_text(config.read_text().replace('datasets = ["dsA", "dsC"]', 'datasets = ["dsA"]'))
+    run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "json")
+    run("audit", "--config", str(config), "--as-of", "2026-11-29T06:00:00Z", "--format", "json")
+    min((tree.root / "dsC" / "exportTime=202611270000").glob("*.parquet")).unlink()
+    code, out = run("audit", "--config", str(job), "--as-of", "2026-11-29T12:30:00Z", "--format", "json")
+    assert json.loads(out)["method"]["listing"]["d"]["mode"] == "full"
+    code, out = run("audit", "--config", str(config), "--as-of", "2026-11-29T12:45:00Z", "--format", "json")
+    report = json.loads(out)
+    dsC = next(e for e in report["exports"] if e["name"] == "a" and e["dataset_id"] == "dsC")
+    assert code == 1 and report["method"]["listing"]["d"]["mode"] == "full" and dsC["windows"][0]["status"] == "invalid"
+
+
+def test_an_audit_under_a_configuration_naming_some_datasets_of_an_export_leaves_the_others_episodes_open(tree: Tree, tmp_path: Path) -> None:
+    """A job naming export a with dsA only closed a's dsC episode as "no longer monitored", and the next audit of the
+    whole configuration alerted again for the same missing window."""
+    for ds in ("dsA", "dsB"):
+        tree.export(ds, t("2026-11-27T00:00"))
+        tree.export(ds, t("2026-11-27T03:00"))
+    tree.export("dsC", t("2026-11-27T00:00"))  # dsC's 03:00 window never lands
+    config = with_alerts(_two_exports(tmp_path, tree, datasets='["dsA", "dsC"]'))
+    job = tmp_path / "only-dsA.toml"
+    job.write_text(config.read_text().replace('datasets = ["dsA", "dsC"]', 'datasets = ["dsA"]'))
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    for which, as_of in ((config, "2026-11-27T05:00:00Z"), (job, "2026-11-27T05:30:00Z"), (config, "2026-11-27T06:00:00Z")):
+        run("audit", "--config", str(which), "--as-of", as_of, "--format", "json")
+    assert "missed|a|dsC|2026-11-27T03:00:00Z" in catalog.open_episodes()
+    assert [n.kind for n in catalog.notices() if n.dataset_id == "dsC"].count("alert") == 1

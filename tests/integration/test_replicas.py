@@ -834,6 +834,44 @@ def test_serve_keeps_a_destination_due_while_the_catalog_is_away_and_audits_it_o
         runtime.close()
 
 
+def test_a_replica_whose_audits_went_unrecorded_is_healthy_again_once_another_records_them(tree: Tree, tmp_path: Path) -> None:
+    """Replica 1's recordings were lost four times (it says so on /healthz); the catalog answers again and replica 2
+    audits the destination each time it is due, before replica 1 does: replica 1 stayed unhealthy for as long as it
+    did not win a turn itself."""
+    from auditor.errors import CatalogError
+    from auditor.runtime import Runtime
+    from auditor.service.worker import Worker
+    from tests.conftest import t
+
+    settings = _one_export_settings(tmp_path, tree, f"sqlite:///{tmp_path / 'w.db'}")
+    tree.export("ds", t("2026-11-27T00:00"))
+    one, two = Runtime(settings), Runtime(settings)
+    now = [t("2026-11-27T08:00")]
+    first, second = Worker(one, clock=lambda: now[0]), Worker(two, clock=lambda: now[0])
+    try:
+        assert first.run_once()
+        real = one.catalog.record_audit
+
+        def lost(*args: Any, **kwargs: Any) -> Any:
+            raise CatalogError("catalog operation failed: the connection was closed")
+
+        one.catalog.record_audit = lost  # type: ignore[method-assign]
+        now[0] = t("2026-11-27T08:16")
+        for _ in range(4):
+            first.run_once()
+            now[0] += timedelta(minutes=6)  # past any backoff
+        assert not first.health()[0] and "could not be recorded" in first.health()[1]
+        one.catalog.record_audit = real  # type: ignore[method-assign]
+        for _ in range(2):
+            assert second.run_once()  # the other replica audits it, just before this one's turn
+            first.run_once()
+            now[0] += timedelta(minutes=16)
+        assert first.health() == (True, "ok"), first.health()
+    finally:
+        one.close()
+        two.close()
+
+
 WAITER = """
 import sys
 from datetime import timedelta
