@@ -119,7 +119,9 @@ def test_set_up_a_dlz_export_review_its_calls_create_it_and_verify_its_first_win
     assert "at least one dataset" in page.inner_text("#errors")  # none chosen yet
     page.fill("#q", "web")
     page.click("#search")
-    assert page.locator("#datasets input[type=checkbox]").count() == 1  # the name filter
+    from playwright.sync_api import expect
+
+    expect(page.locator("#datasets input[type=checkbox]")).to_have_count(1)  # the name filter (waits for the page: count() does not)
     page.check(f"#ds-{WEB}")
     page.click("#next")
     page.select_option("#file_type", "PARQUET")
