@@ -58,7 +58,10 @@ def test_sign_in_heatmap_window_detail_and_restore_lookup(browser: Any, service:
     assert "window.missing" in page.inner_text("#findings") and "nothing landed" in page.inner_text("#files")
     page.go_back()
     page.click(".heatmap[data-export='web'] .cell.late")
-    assert page.inner_text("#status") == "late" and page.locator("#files tr").count() == 3  # header and two files
+    assert page.inner_text("#status") == "late"
+    from playwright.sync_api import expect
+
+    expect(page.locator("#files tr")).to_have_count(3)  # header and two files (count() does not wait for the page)
 
     page.goto(f"{base}/restore")
     page.fill("#dataset", WEB)

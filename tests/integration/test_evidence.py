@@ -198,7 +198,10 @@ def test_the_calendar_cells_are_the_catalog_windows_in_a_browser(browser: Any, s
     else:
         page.click(".calendar[data-export=web] a.cell.missing")
         page.click("#judged-by")
-        assert page.locator("#verdict").text_content() == "not_compliant" and page.locator("#report-sha256").count() == 1
+        assert page.locator("#verdict").text_content() == "not_compliant"
+        from playwright.sync_api import expect
+
+        expect(page.locator("#report-sha256")).to_have_count(1)  # (count() does not wait for the page)
     page.close()
 
 
