@@ -335,8 +335,9 @@ def _audit_destination(
     audited.unexpected = [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
     outcomes, audited.records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
     errors += [AuditError(destination.name, message) for message in read_errors]
-    checked = {record.key for record in audited.records}
-    audited.moved = [_relisted(record, info) for info, record in changed if info.key not in checked]
+    if changed:  # (rare: the set of every checked key, a million on an estate's sweep, is built only then)
+        checked = {record.key for record in audited.records}
+        audited.moved = [_relisted(record, info) for info, record in changed if info.key not in checked]
     judged = _judge(_observed(scan, outcomes), mine, now)
     del scan, outcomes
     for export in mine:
