@@ -478,17 +478,19 @@ class Catalog:
             whole = {d.name for d in settings.destinations if all(e.name in covered for e in settings.exports if e.destination == d.name)}
             listed_in_full = set(swept) & set(listed) & current
             full = sorted(listed_in_full & whole)  # a sweep for some exports re-checked only theirs
+            def later(sweep: Any) -> Any:  # a sweep time moves forward only (or back from ahead: a clock that ran ahead)
+                return or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))
+
             if full:
-                sweep = DESTINATIONS.c.last_full_sweep_at
-                later = or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))  # (> ahead: a clock ran ahead)
-                conn.execute(update(DESTINATIONS).where(DESTINATIONS.c.name.in_(full), later).values(last_full_sweep_at=report.as_of, last_full_sweep_audit_id=audit_id))
-            export_ids = self._export_ids(conn)
+                conn.execute(
+                    update(DESTINATIONS).where(DESTINATIONS.c.name.in_(full), later(DESTINATIONS.c.last_full_sweep_at)).values(last_full_sweep_at=report.as_of, last_full_sweep_audit_id=audit_id)
+                )
             judged_in_full = sorted({(e.name, e.dataset_id) for e in report.exports if (e.name, e.dataset_id) in live_datasets and e.destination in listed_in_full})
             if judged_in_full:  # each dataset whose windows this live full listing judged (whatever the configuration names besides)
-                sweep = DATASETS.c.last_full_sweep_at
-                later = or_(sweep.is_(None), sweep <= report.as_of, *((sweep > ahead,) if ahead is not None else ()))
+                export_ids = self._export_ids(conn)
                 for name, dataset in judged_in_full:
-                    conn.execute(update(DATASETS).where(DATASETS.c.export_id == export_ids[name], DATASETS.c.dataset_id == dataset, later).values(last_full_sweep_at=report.as_of))
+                    where = (DATASETS.c.export_id == export_ids[name], DATASETS.c.dataset_id == dataset, later(DATASETS.c.last_full_sweep_at))
+                    conn.execute(update(DATASETS).where(*where).values(last_full_sweep_at=report.as_of))
             if live:
                 self._record_config(conn, settings, live, destination_ids, runs)
                 conn.execute(update(EXPORTS).where(EXPORTS.c.name.in_(sorted(live))).values(live_as_of=report.as_of, live_audit_id=audit_id))
@@ -950,7 +952,7 @@ class Catalog:
         if self.engine.dialect.name == "postgresql":
             with self._connect() as conn:
                 yield from self._holding(_Lease(conn, names, self.lock_lease), wait)
-        elif self._lock_path("") is None:  # an in-memory database lives in one process
+        elif self._in_memory():  # lives in one process
             yield True
         else:
             yield from self._holding(_RowLease(self.engine, names, self.lock_lease, self._lock_path, self._stale_leases), wait)
@@ -988,12 +990,17 @@ class Catalog:
 
     def _lock_path(self, destination: str) -> Path | None:
         """The lock file of a destination beside a SQLite database file (None for a database in memory)."""
-        database = self.engine.url.database
-        if not database or database == ":memory:" or database.startswith("file:"):
+        if self._in_memory():
             return None
+        database = str(self.engine.url.database)
         folder = Path(database).expanduser().resolve().parent / f".{Path(database).name}.locks"
         folder.mkdir(exist_ok=True)
         return folder / f"{zlib.crc32(destination.encode()):08x}-{hashlib.sha256(destination.encode()).hexdigest()[:16]}.lock"
+
+    def _in_memory(self) -> bool:
+        """A SQLite database in memory (or a URI), which one process holds: no lock file, no lease."""
+        database = self.engine.url.database
+        return not database or database == ":memory:" or database.startswith("file:")
 
     def _connect(self) -> AbstractContextManager[Connection]:
         return _Guarded(self.engine)
