@@ -111,14 +111,15 @@ def _close_unmonitored(settings: Settings, catalog: AlertCatalog, now: datetime,
     closed = 0
     for key, episode in catalog.open_episodes().items():
         rule = rules.get(episode.rule)
-        if rule is not None and (episode.export, episode.dataset_id) in datasets and (not rule.exports or episode.export in rule.exports):
+        dataset = (episode.export, episode.dataset_id)
+        if rule is not None and dataset in datasets and (not rule.exports or episode.export in rule.exports):
             continue
-        if rule is not None and (episode.export, episode.dataset_id) not in datasets:
+        if rule is not None and dataset not in datasets:
             live = catalog.datasets_live_as_of() if live is None else live
-            last = live.get((episode.export, episode.dataset_id))
+            last = live.get(dataset)
             if last is not None and last > now - UNMONITORED_AFTER:
                 continue
-        what = "the rule" if rule is None else ("the dataset" if (episode.export, episode.dataset_id) not in datasets else "the rule's exports")
+        what = "the rule" if rule is None else ("the dataset" if dataset not in datasets else "the rule's exports")
         closed += catalog.close_episode(key, message=f"no longer monitored: {what} changed in the configuration", payload={}, channels=[], now=now, audit_id=audit_id)
     return closed
 

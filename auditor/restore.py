@@ -23,6 +23,7 @@ from auditor.ledger import AuditRecord, DatasetState, FileState, FindingState, W
 from auditor.report import iso
 from auditor.schedule import floor_minute
 from auditor.storage.base import Store, redact, scrub
+from auditor.validate import DATA_SUFFIXES, file_format
 
 
 class RestoreCatalog(Protocol):
@@ -155,7 +156,7 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     # the folder's data files of this export's format: another export of the dataset may share its folders (json beside parquet)
     in_folders = catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key], manifests=True)
     runs = {folder: sum(f.role == "manifest" for f in found) for folder, found in in_folders.items()}
-    endings = (".parquet",) if configured.format == "parquet" else (".json", ".json.gz")  # the data files of its format (auditor.validate.data_suffix)
+    endings = tuple(suffix for suffix in DATA_SUFFIXES if file_format(suffix) == configured.format)  # its format's file endings, once
     files = {folder: [f for f in found if f.role == "data" and f.key.lower().endswith(endings)] for folder, found in in_folders.items()}
     # a window judged good whose files have since gone from storage or changed in it (seen by a later listing) is broken
     changed = {w.scheduled: why for w in rows if w.status in GOOD_STATUSES and (why := _changed_since(w, files.get(w.folder_key or "", []))) is not None}
@@ -198,8 +199,9 @@ def _changed_since(window: WindowState, files: Sequence[FileState]) -> str | Non
     other sizes or more (overwritten, added), or one whose bytes a later check found bad."""
     if len(files) < window.files:
         return f"{window.files - len(files)} of its {window.files} files have gone from storage since"
-    if len(files) != window.files or sum(f.size for f in files) != window.bytes:
-        return f"its files have changed in storage since ({len(files)} files of {sum(f.size for f in files)} bytes, judged with {window.files} of {window.bytes}): overwritten or added"
+    size = sum(f.size for f in files)
+    if len(files) != window.files or size != window.bytes:
+        return f"its files have changed in storage since ({len(files)} files of {size} bytes, judged with {window.files} of {window.bytes}): overwritten or added"
     doubtful = [f for f in files if f.doubtful]
     if doubtful:
         return f"its files have changed in storage since: {doubtful[0].key} was overwritten after its check, or found bad when checked again"
