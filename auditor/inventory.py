@@ -178,9 +178,7 @@ def read_report(destination: DestinationSettings, report: Report, store: Store, 
                     raise InventoryError(f"a row names bucket {bucket!r}, not {source!r}")
                 name = name.rstrip("/")  # a "folder/" placeholder: a listing gives it as an object of that name
                 if name.startswith(prefix) and name != prefix.rstrip("/"):
-                    info = ObjectInfo(name[len(prefix) :], store.url, size, modified, etag)
-                    if found.setdefault(info.key, info) != info:  # one current object cannot have two sizes, ETags or times
-                        raise InventoryError(f"the report lists object {name[:200]!r} as current twice, with different sizes, ETags or times")
+                    _hold_once(found, ObjectInfo(name[len(prefix) :], store.url, size, modified, etag), f"the report lists object {name[:200]!r} as current")
     return Inventory(report.as_of, list(found.values()), rows)
 
 
@@ -341,6 +339,13 @@ def _csv_rows(
         raise InventoryError(f"data file {key} does not match its MD5 in the manifest")
 
 
+def _hold_once(found: dict[str, ObjectInfo], info: ObjectInfo, what: str) -> None:
+    """Hold an object a report lists once, however many rows name it; two rows that disagree (size, ETag, time) cannot
+    both describe one current object: the report is refused (`what` names the row's object)."""
+    if found.setdefault(info.key, info) != info:
+        raise InventoryError(f"{what} twice, with different sizes, ETags or times")
+
+
 def _etag(value: str) -> str | None:
     """An ETag as a listing gives it: without its quotes, None when empty."""
     return value.strip('"') or None
@@ -426,10 +431,7 @@ def _read_azure_run(destination: DestinationSettings, report: Report, store: Sto
                 _not_after(modified, completed + CLOCK_SKEW, key)
                 if not name.startswith(folder_path) or name.endswith("/"):
                     continue
-                info = ObjectInfo(name[len(folder_path) :], store.url, size, modified, etag)
-                seen = found.setdefault(info.key, info)
-                if seen != info:  # Azure may list a blob twice; twice with different properties cannot both be so
-                    raise InventoryError(f"the run lists blob {name[:200]!r} twice, with different sizes, ETags or times")
+                _hold_once(found, ObjectInfo(name[len(folder_path) :], store.url, size, modified, etag), f"the run lists blob {name[:200]!r}")  # (Azure may list one twice)
         objects = _without_directories(found)
     return Inventory(report.as_of, objects, rows)
 
