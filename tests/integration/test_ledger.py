@@ -609,8 +609,10 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-26T00:00:00Z"
 
 
 def _skew_world(tree: Tree, tmp_path: Path, catalog_url: str, *, every: str = "15m") -> tuple[datetime, Path]:
-    """A day ago by the real clock (the catalog's, on SQLite), with each dataset's export of then landed, and its config."""
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    """A day ago by the real clock (the catalog's, on SQLite), with each dataset's export of then landed, and its config.
+    The 3-hourly slots fall half past an hour, 90 minutes before the hour of now: no deadline (slot + 1 h grace) lies within
+    the next 90 minutes of the real clock (on the hour, a window turned missing while a test's clocks moved on)."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1, minutes=90)
     for ds in ("dsA", "dsB"):
         tree.export(ds, start)
     return start, _skew_config(tmp_path, tree, catalog_url, start, every=every)
