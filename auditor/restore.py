@@ -159,7 +159,14 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     endings = tuple(suffix for suffix in DATA_SUFFIXES if file_format(suffix) == configured.format)  # its format's file endings, once
     files = {folder: [f for f in found if f.role == "data" and f.key.lower().endswith(endings)] for folder, found in in_folders.items()}
     # a window judged good whose files have since gone from storage or changed in it (seen by a later listing) is broken
-    changed = {w.scheduled: why for w in rows if w.status in GOOD_STATUSES and (why := _changed_since(w, files.get(w.folder_key or "", []))) is not None}
+    manifests = {folder: [f for f in found if f.role == "manifest"] for folder, found in in_folders.items()}
+    changed = {
+        w.scheduled: why
+        for w in rows
+        if w.status in GOOD_STATUSES
+        and (why := _changed_since(w, files.get(w.folder_key or "", []), manifests.get(w.folder_key or "", []), manifest=configured.manifest)) is not None
+    }
+    judged = {w.scheduled: w.status for w in rows if w.scheduled in changed}
     rows = [replace(w, status="invalid") if w.scheduled in changed else w for w in rows]
     chain = walk(rows, incremental=incremental, status=lambda w: w.status, scheduled=lambda w: w.scheduled, at=at)
     steps = tuple(
@@ -184,7 +191,8 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     if not rows:
         reason = f"no audited window of {dataset} at or before {iso(at)}"
     elif broken is not None and broken.scheduled in changed:
-        reason = f"window {iso(broken.scheduled)} was {next(p.status for p in present if p.scheduled == broken.scheduled)} when audit {broken.audit_id} judged it, but {changed[broken.scheduled]}: re-audit it (--refresh)"
+        how = f"when audit {broken.audit_id} judged it" if broken.scheduled not in unknown_now else "as an audit established it (the last could not read it)"
+        reason = f"window {iso(broken.scheduled)} was {judged[broken.scheduled]} {how}, but {changed[broken.scheduled]}: re-audit it (--refresh)"
     elif broken is not None:
         reason = _why(broken, catalog.window_findings(name, dataset, broken.scheduled))
         if broken.scheduled in unknown_now and broken.status != "unknown":  # what an earlier audit established stands
@@ -194,17 +202,20 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     return RestorePlan(name, configured.destination, dataset, at, incremental, steps, broken, chain.pending, reason, chain.restorable_until, audit, tuple(notes))
 
 
-def _changed_since(window: WindowState, files: Sequence[FileState]) -> str | None:
-    """How the present data files of a window judged good differ from what it was judged with, if they do: fewer (gone),
-    other sizes or more (overwritten, added), or one whose bytes a later check found bad."""
+def _changed_since(window: WindowState, files: Sequence[FileState], manifests: Sequence[FileState] = (), *, manifest: bool = False) -> str | None:
+    """How the present files of a window judged good differ from what it was judged with, if they do: data files fewer
+    (gone), of other sizes or more (overwritten, added), or one whose bytes a later check found bad; its manifest gone
+    (an export with manifests), overwritten since its check, or found bad."""
     if len(files) < window.files:
         return f"{window.files - len(files)} of its {window.files} files have gone from storage since"
     size = sum(f.size for f in files)
     if len(files) != window.files or size != window.bytes:
         return f"its files have changed in storage since ({len(files)} files of {size} bytes, judged with {window.files} of {window.bytes}): overwritten or added"
-    doubtful = [f for f in files if f.doubtful]
+    doubtful = [f for f in (*files, *manifests) if f.doubtful]
     if doubtful:
         return f"its files have changed in storage since: {doubtful[0].key} was overwritten after its check, or found bad when checked again"
+    if manifest and window.files and not manifests:  # a window of such an export is judged good only with its manifest
+        return "its manifest has gone from storage since"
     return None
 
 

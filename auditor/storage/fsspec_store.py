@@ -90,8 +90,7 @@ class FsspecStore:
         def find() -> Iterable[tuple[str, dict[str, Any]]]:
             if self._walks:
                 return self._walk(base)
-            flat: dict[str, dict[str, Any]] = self._fs.find(base, detail=True)  # object stores: one flat, paged listing
-            return flat.items()
+            return self._find(base).items()  # object stores: one flat, paged listing
 
         return self._listing(find, intern)
 
@@ -112,7 +111,7 @@ class FsspecStore:
                     found.update(self._walk_matching(base, names))
                 else:
                     for name in sorted(names):
-                        found.update(self._fs.find(base, prefix=name, detail=True) if name else self._fs.find(base, detail=True))
+                        found.update(self._find(base, name))
             return found.items()
 
         return self._listing(find)
@@ -136,6 +135,21 @@ class FsspecStore:
         except Exception as e:
             raise StorageError(f"cannot list {self.url}: {_describe(e)}", url=self.url) from e
         return objects
+
+    def _find(self, base: str, prefix: str = "") -> dict[str, dict[str, Any]]:
+        """Every object below `base` whose name there starts with `prefix`, from an object store's flat listing.
+
+        adlfs answers a `base` that is itself a blob (a zero-byte "folder marker" named like the folder, as some
+        Azure tools write) with that one name, whatever lies below it: the objects below it are then listed from its
+        parent, by name (the marker itself is not below `base`, and `_key` leaves it out where it is the root)."""
+        found = self._fs.find(base, prefix=prefix, detail=True) if prefix else self._fs.find(base, detail=True)
+        if isinstance(found, dict):
+            return found
+        parent, _, name = base.rstrip("/").rpartition("/")
+        if not parent or not name:
+            raise StorageError(f"cannot list {self.url}: the listing of {base!r} named no objects", url=self.url)
+        below = f"{base.strip('/')}/{prefix}"  # the parent's listing by name also holds its siblings that start alike (ds10 beside ds1)
+        return {k: v for k, v in self._find(parent, f"{name}/{prefix}").items() if k.strip("/").startswith(below)}
 
     def _walk(self, base: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every file below folder `base`, one `ls` per folder, yielded folder by folder. A folder that cannot be

@@ -33,12 +33,12 @@ schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", int
     return config
 
 
-def _a_and_b_audited(tmp_path: Path, tree: Tree, *, hours: tuple[int, ...]) -> Path:
+def _a_and_b_audited(tmp_path: Path, tree: Tree, *, hours: tuple[int, ...], a_manifest: bool = False) -> Path:
     """Exports a (dsA) and b (dsB) to one destination, their windows at `hours` landed, audited as of 08:00."""
     for hour in hours:
         tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
         tree.export("dsB", t(f"2026-11-27T{hour:02d}:00"))
-    more = '[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsB"]\nformat = "parquet"\nschedule = { timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }\n'
+    more = ("manifest = true\n" if a_manifest else "") + '[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsB"]\nformat = "parquet"\nschedule = { timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }\n'
     config = _config(tmp_path, tree, more=more)
     _audit(config, "2026-11-27T08:00:00Z")
     return config
@@ -112,6 +112,31 @@ def test_a_file_overwritten_in_a_settled_window_breaks_the_chain(tree: Tree, tmp
     code, plan = _restore(config, "2026-11-27T07:00:00Z")
     assert code == 1 and not plan["complete"] and [step["scheduled"][11:16] for step in plan["chain"]] == ["00:00"]
     assert plan["broken"]["scheduled"] == "2026-11-27T03:00:00Z" and "changed in storage since" in plan["broken"]["reason"]
+
+
+def test_a_manifest_overwritten_in_a_settled_window_breaks_the_chain(tree: Tree, tmp_path: Path) -> None:
+    """A sweep finds the manifest of a's 03:00 window overwritten (another size) and does not read it again: restore
+    compared only the data files and answered complete through that window (exit 0)."""
+    config = _a_and_b_audited(tmp_path, tree, hours=(0, 3, 6), a_manifest=True)
+    victim = next((tree.root / "dsA/exportTime=202611270300").glob("manifest-*"))
+    tree.put(victim.relative_to(tree.root).as_posix(), b"{}", t("2026-11-27T08:30"))
+    _b_sweeps(config)
+    code, plan = _restore(config, "2026-11-27T07:00:00Z")
+    assert code == 1 and [step["scheduled"][11:16] for step in plan["chain"]] == ["00:00"], plan["broken"]
+    assert plan["broken"]["scheduled"] == "2026-11-27T03:00:00Z" and victim.name in plan["broken"]["reason"]
+
+
+def test_a_manifest_gone_from_a_settled_window_breaks_the_chain(tree: Tree, tmp_path: Path) -> None:
+    """An export with manifests: the manifest of its 03:00 window deleted, seen gone by a sweep of another export;
+    restore still answered complete through that window."""
+    config = _a_and_b_audited(tmp_path, tree, hours=(0, 3, 6), a_manifest=True)
+    next((tree.root / "dsA/exportTime=202611270300").glob("manifest-*")).unlink()
+    _b_sweeps(config)
+    code, plan = _restore(config, "2026-11-27T07:00:00Z")
+    assert code == 1 and [step["scheduled"][11:16] for step in plan["chain"]] == ["00:00"], plan["broken"]
+    assert plan["broken"]["scheduled"] == "2026-11-27T03:00:00Z" and "manifest has gone" in plan["broken"]["reason"]
+    code, report = _audit(config, "2026-11-27T10:00:00Z")  # a's own audit agrees: a good window without its manifest is invalid
+    assert code == 1 and report["exports"][0]["restorable_until"] == "2026-11-27T00:00:00Z"
 
 
 def test_a_window_found_missing_stays_missing_while_the_destination_is_away(tree: Tree, tmp_path: Path) -> None:

@@ -42,3 +42,22 @@ def test_list_prefixes_of_a_root_that_does_not_exist_is_a_storage_error(backend:
     missing, options = missing_root(backend)
     with pytest.raises(StorageError):
         open_store(missing, options).list_prefixes(["ds/exportTime=20261127"])
+
+
+def test_an_object_named_like_a_folder_hides_nothing_below_it(backend: Backend) -> None:
+    """A zero-byte object named like a folder (a "folder marker", as some Azure and S3 tools write), at the
+    destination's root and at a dataset folder: the objects below each are listed, in full and by prefix."""
+    if backend.name in ("file", "sftp-key", "sftp-password"):
+        pytest.skip("a file system cannot hold a file and a folder of one name")
+    keys = ["ds/exportTime=202611270000/part-0.parquet", "ds/exportTime=202611270300/part-0.parquet", "ds10/exportTime=202611270000/part-0.parquet"]
+    for key in keys:
+        backend.put(key, b"x" * 7)
+    backend.put("ds", b"")  # beside the folder ds/
+    backend.writer.pipe_file(backend.write_root, b"")  # beside the root folder itself
+    store = open_store(backend.url, backend.options)
+
+    assert [o.key for o in store.list() if o.size] == sorted(keys)
+    assert [o.key for o in store.list_prefixes(["ds/exportTime=20261127"])] == keys[:2]
+    assert [o.key for o in store.list_prefixes(["ds/"])] == keys[:2]
+    assert [o.key for o in store.list_prefixes(["ds/exportTime=202611270300"])] == keys[1:2]
+    assert store.bytes_read == 0
