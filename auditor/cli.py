@@ -18,6 +18,7 @@ import click
 from auditor import __version__
 from auditor.audit import AuditOptions
 from auditor.clikit import CONFIG_OPTION, emit, err, guarded, progress_bar, runtime, when
+from auditor.errors import CatalogUnreachable
 from auditor.render import FORMATS, render_plan, render_report, render_scan, render_windows
 from auditor.report import iso
 
@@ -211,7 +212,15 @@ def serve(config_path: str | None, host: str, port: int, reuse_port: bool) -> No
     # starts, so that a port that cannot be shared stops the process at once
     bound = shared_socket(host, port) if reuse_port else None
     with contextlib.closing(bound) if bound is not None else contextlib.nullcontext(), runtime(config_path) as rt, _sigterm_as_interrupt():
-        rt.catalog  # noqa: B018 - refuse to start without a catalog
+        try:
+            rt.catalog  # noqa: B018 - a catalog that needs an upgrade, or a SQLite file that cannot be opened, stops the start
+        except CatalogUnreachable as e:
+            if rt.settings.catalog.url.startswith("sqlite"):
+                raise
+            # a database server that does not answer yet (both started together, it restarts): exiting would leave the
+            # audits to a supervisor's restart policy, which may give up; serving says so on /healthz (503) and the
+            # worker audits once it answers
+            err.print(f"warning: {e}; serving meanwhile: /healthz answers 503 and audits wait until the catalog answers", markup=False, highlight=False)
         worker = Worker(rt)
         worker.start()
         shared = " (port shared with other processes)" if reuse_port else ""

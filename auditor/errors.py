@@ -43,6 +43,10 @@ class CatalogError(AuditorError):
     """The catalog database failed or needs an upgrade."""
 
 
+class CatalogUnreachable(CatalogError):
+    """The catalog database could not be reached (a connection failed): worth trying again later."""
+
+
 class FlowsError(AuditorError):
     """A Flow Service (or IMS) call failed; Adobe's own message is kept."""
 

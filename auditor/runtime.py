@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from auditor.audit import CLOCK_TOLERANCE, AuditOptions, Checker, InProcessChecker, Progress, run_audit
 from auditor.config import Settings
-from auditor.errors import CatalogError, FlowsError, StorageError
+from auditor.errors import CatalogError, CatalogUnreachable, FlowsError, StorageError
 from auditor.report import AuditError, AuditReport
 from auditor.storage import Store, open_store
 
@@ -97,6 +97,7 @@ class Runtime:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # who claims notices and locks
         self._catalog: Catalog | None = None
         self._catalog_problem: str | None = None
+        self._catalog_unreachable = False  # the last try failed to connect (not a schema to upgrade, nor someone else's file)
         self._checker = checker
         self._checker_stack = ExitStack()
         self._client: FlowsClient | None = None
@@ -110,7 +111,7 @@ class Runtime:
         """The catalog; raises CatalogError when it cannot be reached (tried again on the next call)."""
         catalog = self.catalog_or_none()
         if catalog is None:
-            raise CatalogError(self._catalog_problem or "the catalog is not available")
+            raise (CatalogUnreachable if self._catalog_unreachable else CatalogError)(self._catalog_problem or "the catalog is not available")
         return catalog
 
     def catalog_or_none(self) -> Catalog | None:
@@ -124,7 +125,7 @@ class Runtime:
                     ensure_schema(engine)
                 except CatalogError as e:
                     engine.dispose()
-                    self._catalog_problem = str(e)
+                    self._catalog_problem, self._catalog_unreachable = str(e), isinstance(e, CatalogUnreachable)
                     return None
                 self._catalog, self._catalog_problem = Catalog(engine, lock_lease=self.settings.catalog.lock_lease), None
             return self._catalog

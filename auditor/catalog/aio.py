@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auditor.catalog.engine import LOOP_POOL
 from auditor.catalog.repository import Catalog, _reason
-from auditor.errors import CatalogError
+from auditor.errors import CatalogUnreachable
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,7 +52,7 @@ class LoopReads:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 return await conn.run_sync(lambda sync: read(self._catalog.on(sync)))
         except SQLAlchemyError as e:  # the connection could not be made, or given back
-            raise CatalogError(f"cannot reach the catalog: {_reason(e)}") from e
+            raise CatalogUnreachable(f"cannot reach the catalog: {_reason(e)}") from e
 
     async def close(self) -> None:
         """Close the pooled connections (the service's shutdown, on the loop that opened them)."""

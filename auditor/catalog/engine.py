@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from auditor.errors import CatalogError
+from auditor.errors import CatalogError, CatalogUnreachable
 from auditor.storage.base import scrub
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def _write_ahead_logging(engine: Engine) -> None:
             return
         except SQLAlchemyError as e:
             if "locked" not in str(e) or attempt == WAL_ATTEMPTS - 1:
-                raise CatalogError(f"cannot reach the catalog: {_reason(e)}") from e
+                raise CatalogUnreachable(f"cannot reach the catalog: {_reason(e)}") from e
             time.sleep(0.05)
 
 
@@ -146,7 +146,7 @@ def schema_state(engine: Engine) -> tuple[str | None, str]:
                 return None, HEAD
             versions = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
     except SQLAlchemyError as e:
-        raise CatalogError(f"cannot reach the catalog: {_reason(e)}") from e
+        raise CatalogUnreachable(f"cannot reach the catalog: {_reason(e)}") from e
     if len(versions) > 1:
         raise CatalogError(f"the catalog's schema has several heads ({', '.join(sorted(versions))}): it was not migrated by this auditor")
     return (versions[0] if versions else None), HEAD
@@ -210,7 +210,7 @@ def _tables(engine: Engine) -> set[str]:
         with engine.connect() as connection:
             return set(inspect(connection).get_table_names())
     except SQLAlchemyError as e:
-        raise CatalogError(f"cannot reach the catalog: {_reason(e)}") from e
+        raise CatalogUnreachable(f"cannot reach the catalog: {_reason(e)}") from e
 
 
 def _create(engine: Engine) -> None:

@@ -54,7 +54,7 @@ from auditor.catalog.tables import (
 )
 from auditor.chain import rpo_seconds
 from auditor.config import DestinationSettings, ExportSettings, Settings
-from auditor.errors import CatalogError
+from auditor.errors import CatalogError, CatalogUnreachable
 from auditor.evidence import GENESIS, ChainedRecord, canonical
 from auditor.findings import Finding, Severity
 from auditor.flows.models import Run
@@ -1325,7 +1325,7 @@ class _Guarded:
         try:
             self._conn = self._engine.connect()
         except SQLAlchemyError as e:
-            raise CatalogError(f"cannot reach the catalog: {_reason(e)}") from e
+            raise CatalogUnreachable(f"cannot reach the catalog: {_reason(e)}") from e
         return self._conn
 
     def __exit__(self, kind: object, value: BaseException | None, _tb: object) -> None:

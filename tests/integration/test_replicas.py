@@ -1279,3 +1279,55 @@ def test_on_sqlite_a_holder_kept_from_renewing_by_a_long_write_keeps_its_destina
         holder.kill()
         holder.wait(10)
         other.close()
+
+
+def test_serve_started_while_its_postgres_catalog_refuses_connections_serves_unhealthy_and_audits_once_it_answers(
+    tmp_path: Path, postgres_url: str, postgres_server: str, receiver: Receiver
+) -> None:
+    """`auditor serve` started while its database server does not answer (both started together, it restarts) exited
+    at once with code 2, leaving the audits to a supervisor's restart policy. It now serves: /healthz answers 503 with
+    the reason while the catalog cannot be reached, and the worker audits, alerts and turns healthy once it answers.
+    A catalog that needs an upgrade still stops the start (a person must act)."""
+    from sqlalchemy import create_engine, text
+
+    from auditor.catalog import engine as schema
+
+    scenario = build_scenario(tmp_path)
+    config = write_config(tmp_path, scenario, receiver)
+    env = replica_env(postgres_url)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    replica = Replica("a", config, env, logs)
+    try:
+        needs_upgrade = subprocess.run([sys.executable, "-m", "auditor", "serve", "--config", str(config), "--port", str(free_port())],
+                                       env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert needs_upgrade.returncode == 2 and "auditor db upgrade" in " ".join(needs_upgrade.stderr.split()), needs_upgrade.stderr
+        engine = schema.make_engine(postgres_url)
+        schema.upgrade(engine)
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+        replica.start()
+        answered: dict[str, Any] = {}
+
+        def unhealthy() -> bool:
+            answered.update(replica.health() or {})
+            return answered.get("code") == 503
+
+        wait_for(unhealthy, 30, lambda: f"no 503 from /healthz: {answered}\n{replica.log_tail()}")
+        assert "cannot reach the catalog" in answered["error"], answered
+        time.sleep(3)  # a few turns of the loop without a catalog: still up, nothing announced
+        assert replica.process is not None and replica.process.poll() is None and receiver.snapshot() == []
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+        wait_for(lambda: set(receiver.keys("alert")) >= scenario.missing, 90, lambda: f"not announced once the catalog answered:\n{replica.log_tail()}")
+        wait_for(lambda: (replica.health() or {}).get("code") == 200, 30, lambda: f"not healthy again:\n{replica.log_tail()}")
+        assert receiver.keys("alert") == Counter(scenario.missing)
+        assert "serving meanwhile" in " ".join(replica.log_tail(200).split())
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+        replica.stop_all()
