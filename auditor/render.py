@@ -249,6 +249,9 @@ def render_plan(plan: RestorePlan, fmt: str) -> str:
         table.add_column(column, overflow="fold")
     for index, step in enumerate(plan.steps, 1):
         folder = step.folder or "(no folder)"
+        if step.run is not None:
+            which = step.run.flow_run_id or step.run.manifest.key.rsplit("/", 1)[-1]
+            folder += f" (run {which}; {len(step.run.left_out)} files of {step.run.runs - 1} other run(s) left out)"
         status = step.window.status + (" (unverified)" if step.unverified else "")
         table.add_row(str(index), iso(step.window.scheduled) or "", _cell(status), _cell(folder if step.files else f"{folder} (empty export)"), str(step.bytes), "")
         for item in step.files:

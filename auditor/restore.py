@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from auditor.chain import GOOD_STATUSES, walk
@@ -34,6 +34,8 @@ class RestoreCatalog(Protocol):
     def restore_windows(self, export: str, dataset: str, end: datetime) -> list[tuple[WindowState, str | None]]: ...
 
     def folder_files(self, destination: str, folder_keys: Sequence[str], *, manifests: bool = False) -> dict[str, list[FileState]]: ...
+
+    def manifest_documents(self, destination: str, keys: Sequence[str]) -> dict[str, tuple[datetime | None, Any]]: ...
 
     def audit(self, audit_id: int) -> AuditRecord | None: ...
 
@@ -59,11 +61,25 @@ def choose_export(settings: Settings, dataset: str, export: str | None, *, optio
 
 
 @dataclass(frozen=True)
+class Run:
+    """One run of an export, of several AEP wrote into a window's folder: its manifest names its files."""
+
+    manifest: FileState
+    flow_run_id: str | None
+    runs: int  # the runs in the folder (their manifests)
+    left_out: tuple[FileState, ...]  # the data files of the other runs
+
+    def to_json(self) -> dict[str, Any]:
+        return {"manifest": self.manifest.url, "flow_run_id": self.flow_run_id, "runs_in_folder": self.runs, "left_out": [f.url for f in self.left_out]}
+
+
+@dataclass(frozen=True)
 class Step:
     window: WindowState
     folder: str | None  # URL of the export folder
     files: tuple[FileState, ...]
     unverified: bool = False  # the last audit could not read it; its status is from an earlier audit
+    run: Run | None = None  # a folder holding several runs of the export: the one whose files these are
 
     @property
     def bytes(self) -> int:
@@ -117,6 +133,7 @@ class RestorePlan:
                     "unverified": step.unverified,
                     "folder": step.folder,
                     "files": [{"url": f.url, "key": f.key, "size": f.size, "etag": f.etag, "records": f.records} for f in step.files],
+                    "run": None if step.run is None else step.run.to_json(),
                 }
                 for step in self.steps
             ],
@@ -169,19 +186,32 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     judged = {w.scheduled: w.status for w in rows if w.scheduled in changed}
     rows = [replace(w, status="invalid") if w.scheduled in changed else w for w in rows]
     chain = walk(rows, incremental=incremental, status=lambda w: w.status, scheduled=lambda w: w.scheduled, at=at)
+    several = [w.folder_key for w in chain.steps if w.folder_key and runs.get(w.folder_key, 0) > 1]
+    documents = catalog.manifest_documents(configured.destination, [f.key for k in several for f in manifests[k]]) if several else {}
+    chosen = {k: run for k in several if (run := _newest_whole_run(files[k], manifests[k], documents)) is not None}
     steps = tuple(
-        Step(w, f"{root}/{w.folder_key}" if w.folder_key else None, tuple(files.get(w.folder_key or "", [])), unverified=w.scheduled in unknown_now) for w in chain.steps
+        Step(
+            w, f"{root}/{w.folder_key}" if w.folder_key else None,
+            tuple(f for f in files.get(w.folder_key or "", []) if w.folder_key not in chosen or f not in chosen[w.folder_key].left_out),
+            unverified=w.scheduled in unknown_now, run=chosen.get(w.folder_key or ""),
+        )
+        for w in chain.steps
     )
     notes = []
     if unknown_now:
         notes.append(f"{len(unknown_now)} window(s) could not be read at the audit of {iso(audit.as_of)}; their status is the last one an audit could establish")
     if at > audit.as_of:
         notes.append(f"the catalog knows this export as of {iso(audit.as_of)}; windows after that are not in this answer (use --refresh to audit first)")
-    reruns = [(step.window.scheduled, runs[step.window.folder_key]) for step in steps if step.window.folder_key and runs.get(step.window.folder_key, 0) > 1]
-    if reruns:  # AEP wrote the export again into its folder: the files of every run are listed, and applying all of them applies its rows twice
+    split = [(step.window.scheduled, step.run) for step in steps if step.run is not None]
+    if split:  # AEP wrote the export again into its folder: applying every run's files would apply its rows twice
+        listed = ", ".join(f"{iso(at)} ({run.runs} runs, {len(run.left_out)} files left out)" for at, run in split[:12]) + (", …" if len(split) > 12 else "")
+        notes.append(f"the folders of {len(split)} window(s) hold several runs of the export ({listed}): each step names the files of its newest "
+                     "run whose manifest's files are all there, as that manifest lists them; the other runs' files are left out")
+    reruns = [(step.window.scheduled, runs[step.window.folder_key]) for step in steps if step.run is None and step.window.folder_key and runs.get(step.window.folder_key, 0) > 1]
+    if reruns:  # no run's manifest names files all there: every file is listed, and applying all of them applies some rows twice
         listed = ", ".join(f"{iso(at)} ({n} manifests)" for at, n in reruns[:12]) + (", …" if len(reruns) > 12 else "")
-        notes.append(f"the folders of {len(reruns)} window(s) hold several runs of the export ({listed}): their files are those of every run; "
-                     "apply the files of one run (each manifest names its own)")
+        notes.append(f"the folders of {len(reruns)} window(s) hold several runs of the export ({listed}), and no run's manifest names files that are all "
+                     "there: their files are those of every run; apply the files of one run (each manifest names its own)")
     if off:
         listed = ", ".join(f"{iso(w.scheduled)} {_judged(w, known).status}" for w, known in off[:12]) + (", …" if len(off) > 12 else "")
         notes.append(f"{len(off)} window(s) in the catalog that the export's schedule has no slot for now (an earlier schedule: {listed}) are not in this plan, "
@@ -200,6 +230,27 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     elif not chain.steps:
         reason = f"nothing restorable yet: {len(chain.pending)} window(s) still inside their grace period"
     return RestorePlan(name, configured.destination, dataset, at, incremental, steps, broken, chain.pending, reason, chain.restorable_until, audit, tuple(notes))
+
+
+def _newest_whole_run(data: Sequence[FileState], manifests: Sequence[FileState], documents: Mapping[str, tuple[datetime | None, Any]]) -> Run | None:
+    """Of the runs AEP wrote into one folder, the newest (its manifest's modification time) whose manifest lists only
+    data files that are there, with the sizes it gives: that run's files restore the window, once."""
+    by_name = {posixpath.basename(f.key): f for f in data}
+    whole: list[tuple[datetime, str, FileState, tuple[FileState, ...], str | None]] = []
+    for manifest in manifests:
+        modified, document = documents.get(manifest.key, (None, None))
+        results = document.get("exportResults") if isinstance(document, dict) else None
+        if not isinstance(results, list) or not results or not all(isinstance(r, dict) for r in results):
+            continue
+        listed = [by_name.get(str(r.get("name"))) for r in results]
+        if any(f is None for f in listed) or any(isinstance(r.get("size"), int) and f is not None and f.size != r["size"] for r, f in zip(results, listed, strict=True)):
+            continue
+        run_id = document.get("flowRunId") if isinstance(document.get("flowRunId"), str) else None
+        whole.append((modified or datetime.min.replace(tzinfo=UTC), manifest.key, manifest, tuple(f for f in listed if f is not None), run_id))
+    if not whole:
+        return None
+    _modified, _key, manifest, mine, run_id = max(whole, key=lambda w: (w[0], w[1]))
+    return Run(manifest, run_id, len(manifests), tuple(f for f in data if f not in mine))
 
 
 def _changed_since(window: WindowState, files: Sequence[FileState], manifests: Sequence[FileState] = (), *, manifest: bool = False) -> str | None:

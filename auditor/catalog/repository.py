@@ -353,6 +353,23 @@ class Catalog:
             files.sort(key=lambda f: f.key)
         return found
 
+    def manifest_documents(self, destination: str, keys: Sequence[str]) -> dict[str, tuple[datetime | None, Any]]:
+        """(modification time, parsed content or None) of each of these manifests (by key) that is present."""
+        query = (
+            select(FILES.c.key, FILES.c.modified, sql_cast(FILES.c.content, Text))
+            .join(DESTINATIONS, FILES.c.destination_id == DESTINATIONS.c.id)
+            .where(DESTINATIONS.c.name == destination, FILES.c.key.in_(list(keys)), FILES.c.role == "manifest", FILES.c.gone_at.is_(None))
+        )
+        found: dict[str, tuple[datetime | None, Any]] = {}
+        with self._connect() as conn:
+            for key, modified, content in conn.execute(query).all():
+                try:
+                    document = json.loads(content) if content is not None else None
+                except ValueError:
+                    document = None
+                found[key] = (_utc(modified), document)
+        return found
+
     def audits(self, limit: int = 50) -> list[AuditRecord]:
         """The newest audits first."""
         with self._connect() as conn:

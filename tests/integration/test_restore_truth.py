@@ -194,16 +194,23 @@ def test_two_exports_of_a_dataset_in_two_formats_sharing_its_folders_restore_eac
         assert len(plan["chain"]) == 3 and files and all(key.endswith(ending) for key in files), (export, files)
 
 
-def test_a_window_run_twice_into_its_folder_says_so_in_the_plan(tree: Tree, tmp_path: Path) -> None:
+def test_a_window_run_twice_into_its_folder_restores_the_files_of_one_run(tree: Tree, tmp_path: Path) -> None:
     """AEP wrote the 00:00 export twice (two manifests, two sets of files): the audit warns; the plan listed every
-    file with no word, and applying them all loads the backfill twice."""
-    tree.export("dsA", t("2026-11-27T00:00"))
-    tree.export("dsA", t("2026-11-27T00:00"), seed=1, landed=t("2026-11-27T00:40"))  # a second run into the same folder: its own files and manifest
+    file with no word, and applying them all loads the backfill twice. It names the newest run's files now, as its
+    manifest lists them, and says which files of the other run it left out."""
+    first_run = tree.export("dsA", t("2026-11-27T00:00"))
+    second_run = tree.export("dsA", t("2026-11-27T00:00"), seed=1, landed=t("2026-11-27T00:40"))  # its own files and manifest
     tree.export("dsA", t("2026-11-27T03:00"))
     config = _config(tmp_path, tree)
     _audit(config, "2026-11-27T05:00:00Z")
     code, plan = _restore(config, "2026-11-27T04:00:00Z")
     first = plan["chain"][0]
-    assert code == 0 and len({f["key"].rsplit("/", 1)[-1].split("-c0")[0] for f in first["files"]}) > 1
-    assert any("2026-11-27T00:00:00Z (2 manifests)" in note and "apply the files of one run" in note for note in plan["notes"]), plan["notes"]
-    assert not any("03:00" in note for note in plan["notes"] if "manifests" in note)
+    names = lambda paths: sorted(p.name for p in paths if not p.name.startswith("manifest-"))
+    assert code == 0 and [f["key"].rsplit("/", 1)[-1] for f in first["files"]] == names(second_run), first
+    assert first["run"]["manifest"].endswith(next(p.name for p in second_run if p.name.startswith("manifest-")))
+    assert sorted(u.rsplit("/", 1)[-1] for u in first["run"]["left_out"]) == names(first_run) and first["run"]["runs_in_folder"] == 2
+    assert first["run"]["flow_run_id"] and plan["chain"][1]["run"] is None
+    assert any("2026-11-27T00:00:00Z (2 runs, 2 files left out)" in note for note in plan["notes"]), plan["notes"]
+    code, out = run("restore", "dsA", "--at", "2026-11-27T04:00:00Z", "--config", str(config))
+    assert code == 0 and "other run(s) left out" in " ".join(out.split())
+
