@@ -60,15 +60,43 @@ def flows_sync(config_path: str | None, output: str | None) -> None:
     from auditor.flows.sync import fetch_and_sync
 
     with runtime(config_path) as rt:
-        result = fetch_and_sync(rt.flows_client(), rt.settings)
+        result = fetch_and_sync(rt.flows_client(), rt.settings, _previous_entries(output))
     text = "# written by `auditor flows sync`; edit the main config instead, this file is replaced\n" + tomli_w.dumps({"exports": result.exports})
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        _replace(Path(output), text)
         err.print(f"wrote {len(result.exports)} exports to {output}")
     else:
         click.echo(text, nl=False)
     for problem in result.problems:
         err.print(f"warning: {problem}", markup=False)
+
+
+def _previous_entries(output: str | None) -> dict[str, dict[str, Any]] | None:
+    """The entries the last sync wrote to `output`, by flow id (None: no such file, or one that does not parse)."""
+    import tomllib
+
+    if not output:
+        return None
+    try:
+        entries = tomllib.loads(Path(output).read_text(encoding="utf-8")).get("exports", [])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return {e["flow_id"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("flow_id"), str)} if isinstance(entries, list) else None
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (a file written beside it, then renamed over it): a sync cut short, or two at
+    once, never leave a file half written for the configuration to include."""
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 @flows.command("runs")

@@ -214,22 +214,36 @@ class Runtime:
             return None, None, []
         runs: dict[str, list[Run]] = {}
         flows: dict[str, Flow] = {}
-        try:
-            client = self.flows_client()
-            for flow_id in flow_ids:
-                flows[flow_id] = client.flow(flow_id)
+        problems: list[AuditError] = []
+        unread: list[str] = []  # flows whose runs come from the catalog
+        for index, flow_id in enumerate(flow_ids):
+            try:
+                client = self.flows_client()
+                flow = client.flow(flow_id)
                 runs[flow_id] = client.runs(flow_id)
-        except FlowsError as e:
-            problem = AuditError("flow service", f"runs could not be read now, so windows are judged with the runs the catalog recorded before: {e}")
+                flows[flow_id] = flow
+            except FlowsError as e:
+                names = ", ".join(sorted(x.name for x in self.settings.exports if x.flow_id == flow_id))
+                if e.status_code == 404:  # this one flow is gone (deleted in AEP): the others are read as usual
+                    unread.append(flow_id)
+                    problems.append(AuditError("flow service", f"dataflow {flow_id} (export {names}) cannot be read ({e}): deleted in AEP? Its windows are "
+                                                               "judged with the runs the catalog recorded before; `auditor flows sync` updates the exports"))
+                    continue
+                unread += flow_ids[index:]  # the service itself failed: the flows not read yet are not tried, one by one, through its retries
+                problems.append(AuditError("flow service", f"runs could not be read now, so windows are judged with the runs the catalog recorded before: {e}"))
+                break
+        if unread:
             catalog = self.catalog_or_none()
-            kept = None
+            kept: dict[str, list[Run]] = {}
             if catalog is not None:
                 try:
-                    kept = dict(catalog.runs_of(flow_ids))
+                    kept = dict(catalog.runs_of(unread))
                 except CatalogError:
-                    kept = None
-            return kept, None, [problem]
-        return runs, flows, []
+                    kept = {}
+            runs.update(kept)
+            if not runs:
+                return None, flows or None, problems
+        return runs, flows, problems
 
     def audit(
         self, *, now: datetime, options: AuditOptions | None = None, progress: Progress | None = None, wait: bool = True, unless_live_since: datetime | None = None,

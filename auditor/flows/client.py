@@ -13,9 +13,12 @@ takes that one if it was made; other POSTs (the ad-hoc run) give up with a Flows
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -27,6 +30,7 @@ from auditor.flows.models import Connection, Flow, Run
 DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
 DATASET_EXPORT_FILTER = "inheritedAttributes.targetConnections[].data.outputType==DATASET_EXPORT"
 RENEW_BEFORE = 500.0  # seconds: as Adobe's own client does
+MAX_RETRY_AFTER = 120.0  # seconds: the longest a Retry-After is waited for before a call is tried again
 # transport errors raised before any byte of the request was sent: safe to send any request again
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # characters that mean something in a `property` filter (`,` is "or", `&` joins filters)
@@ -310,11 +314,24 @@ def _message(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After's wait in seconds (a number, or an HTTP date), at most MAX_RETRY_AFTER; None when it is absent or
+    unusable (infinite, not a number): a server's word is not allowed to stop the auditor for hours, or crash it."""
     value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def _path(url: str) -> str:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from auditor.config import DestinationSettings, ExportSettings, Settings
-from auditor.errors import LayoutError
+from auditor.errors import FlowsError, LayoutError
 from auditor.flows import DESTINATIONS
 from auditor.flows.client import FlowsClient
 from auditor.flows.models import Connection, Flow
@@ -54,27 +54,62 @@ class SyncResult:
     problems: list[str] = field(default_factory=list)  # flows that could not be turned into exports
 
 
-def fetch_and_sync(client: FlowsClient, settings: Settings) -> SyncResult:
-    """Read every dataset-export flow with its connections and turn them into exports."""
+def fetch_and_sync(client: FlowsClient, settings: Settings, previous: Mapping[str, Mapping[str, Any]] | None = None) -> SyncResult:
+    """Read every dataset-export flow with its connections and turn them into exports.
+
+    An export's name is its identity in the catalog (its windows, alert episodes, restore lookups), so a flow keeps
+    the name the last sync gave it (`previous`: its entries by flow id; else the configured exports' names), even
+    when it is renamed in AEP; a new flow takes its name's slug, suffixed `-2`, `-3` … in the order of flow ids when
+    taken (the API lists flows newest-updated first: an edit in AEP swapped two exports' names). A flow whose
+    connections cannot be read (deleted in AEP: 404) is reported and keeps the entry the last sync wrote, if
+    `previous` holds it, so that its windows are still audited; a failing service raises (FlowsError) and nothing
+    is written."""
     result = SyncResult()
-    names: set[str] = set()
-    for flow in client.flows():
+    if previous is None:
+        previous = {e.flow_id: {"name": e.name} for e in settings.exports if e.flow_id}
+    dlz = settings.flow_service.dlz_destination if settings.flow_service else None
+    found: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    for flow in sorted(client.flows(), key=lambda f: f.id):
         if not flow.source_connection_ids or not flow.target_connection_ids:
             result.problems.append(f"flow {_escaped(flow.id)} ({_escaped(flow.name)}): no source or target connection")
             continue
-        source = client.source_connection(flow.source_connection_ids[0])
-        target = client.target_connection(flow.target_connection_ids[0])
-        export, problem = export_for_flow(flow, source, target, settings.destinations, dlz_destination=settings.flow_service.dlz_destination if settings.flow_service else None)
+        try:
+            source = client.source_connection(flow.source_connection_ids[0])
+            target = client.target_connection(flow.target_connection_ids[0])
+        except FlowsError as e:
+            if e.status_code != 404:
+                raise
+            last = previous.get(flow.id)
+            if last is not None and "destination" in last:
+                kept.append(dict(last))
+                result.problems.append(f"flow {_escaped(flow.id)} ({_escaped(flow.name)}): its connections cannot be read ({_escaped(str(e))}); "
+                                       f"its export {_escaped(str(last.get('name')))} is kept as the last sync wrote it")
+            else:
+                result.problems.append(f"flow {_escaped(flow.id)} ({_escaped(flow.name)}): its connections cannot be read ({_escaped(str(e))})")
+            continue
+        export, problem = export_for_flow(flow, source, target, settings.destinations, dlz_destination=dlz)
         if export is None:
             result.problems.append(f"flow {_escaped(flow.id)} ({_escaped(flow.name)}): {problem}")
             continue
+        found.append(export)
+    names: set[str] = set()
+    fresh: list[dict[str, Any]] = []
+    for export in kept + found:  # the names the last sync gave first, so that no new flow takes one
+        name = previous.get(export["flow_id"], {}).get("name")
+        if isinstance(name, str) and _slug(name) == name and name and name not in names:
+            export["name"] = name
+            names.add(name)
+        else:
+            fresh.append(export)
+    for export in fresh:
         base = export["name"]
         suffix = 2
         while export["name"] in names:
             export["name"] = f"{base}-{suffix}"
             suffix += 1
         names.add(export["name"])
-        result.exports.append(export)
+    result.exports = sorted(kept + found, key=lambda e: e["name"])
     return result
 
 

@@ -104,3 +104,24 @@ def test_an_adhoc_run_is_not_sent_again_after_a_5xx_but_enable_is() -> None:
     service = FakeService(first(status=502))
     client(service).set_enabled("f", True)
     assert len(service.posts) == 2
+
+
+@pytest.mark.parametrize("value", ["1e12", "inf", "-inf", "nan", "Fri, 01 Jan 9999 00:00:00 GMT", "Thu, 01 Jan 1970 00:00:00 GMT", "-5", "soon", "30"])
+def test_a_retry_after_of_any_value_is_waited_for_at_most_a_bounded_time_and_ends_in_a_flows_error(value: str) -> None:
+    """A 429 whose Retry-After was 1e12 or inf crashed the audit (OverflowError in time.sleep): exit 1 and no report."""
+    from auditor.flows.client import MAX_RETRY_AFTER
+
+    def throttled(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ims/token/v3":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 86399})
+        return httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": value})
+
+    sleeps: list[float] = []
+    c = FlowsClient(BASE, ims_url="https://ims.test/ims/token/v3", client_id="c", client_secret="s", org_id="O",
+                    transport=httpx.MockTransport(throttled), retries=2, backoff=0.5, sleep=sleeps.append)
+    with pytest.raises(FlowsError) as raised:
+        c.flows()
+    assert raised.value.transient and raised.value.status_code == 429
+    assert len(sleeps) == 2 and all(0.0 <= s <= MAX_RETRY_AFTER for s in sleeps), sleeps
+    if value == "30":
+        assert sleeps == [30.0, 30.0]
