@@ -40,19 +40,26 @@ class AlertCatalog(Protocol):
     def datasets_live_as_of(self) -> dict[tuple[str, str], datetime | None]: ...
 
     def open_episode(self, key: str, *, rule: str, export: str, dataset: str, scheduled: datetime | None, message: str, payload: Mapping[str, Any],
-                     channels: Sequence[str], now: datetime, audit_id: int | None) -> bool: ...
+                     channels: Sequence[str], now: datetime, audit_id: int | None, queued_at: datetime | None = None) -> bool: ...
 
-    def close_episode(self, key: str, *, message: str, payload: Mapping[str, Any], channels: Sequence[str], now: datetime, audit_id: int | None) -> bool: ...
+    def close_episode(self, key: str, *, message: str, payload: Mapping[str, Any], channels: Sequence[str], now: datetime, audit_id: int | None,
+                      queued_at: datetime | None = None) -> bool: ...
 
-    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 10) -> list[Notice]: ...
+    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 10, channels: Iterable[str] | None = None,
+                      others_after: timedelta | None = None) -> list[Notice]: ...
 
     def renew_lease(self, notice_id: int, *, holder: str, lease: timedelta) -> bool: ...
 
     def record_attempt(self, notice_id: int, *, holder: str, now: datetime, error: str | None, permanent: bool, retry_at: datetime | None) -> str: ...
 
 
-def raise_alerts(settings: Settings, catalog: AlertCatalog, report: AuditReport, *, live: Iterable[tuple[str, str]], now: datetime, audit_id: int | None) -> tuple[int, int]:
+def raise_alerts(
+    settings: Settings, catalog: AlertCatalog, report: AuditReport, *, live: Iterable[tuple[str, str]], now: datetime, audit_id: int | None,
+    queued_at: datetime | None = None,
+) -> tuple[int, int]:
     """Open and close episodes for the (export, dataset) pairs this audit was live for; returns (opened, closed).
+    Episodes are dated `now` (the audit's as-of time); their notices are queued at `queued_at` (the clock notices
+    are delivered by: a back-dated audit's notices are new all the same), else `now`.
 
     Episodes of conditions nobody monitors any more (a rule, export or dataset removed from the
     configuration) are closed without a notice, so the same condition alerts again if it returns.
@@ -75,7 +82,7 @@ def raise_alerts(settings: Settings, catalog: AlertCatalog, report: AuditReport,
     opened = sum(
         catalog.open_episode(
             c.key, rule=c.rule, export=c.export, dataset=c.dataset_id, scheduled=c.scheduled, message=c.message, payload=c.payload,
-            channels=rules[c.rule].channels, now=now, audit_id=audit_id,
+            channels=rules[c.rule].channels, now=now, audit_id=audit_id, queued_at=queued_at,
         )
         for c in found
     )
@@ -93,18 +100,21 @@ def raise_alerts(settings: Settings, catalog: AlertCatalog, report: AuditReport,
             continue
         payload = {"title": f"export-auditor: {episode.rule} recovered", "rule": episode.rule, "export": episode.export, "dataset_id": episode.dataset_id,
                    "scheduled": iso(episode.scheduled)}
-        closed += catalog.close_episode(key, message=message, payload=payload, channels=rule.channels, now=now, audit_id=audit_id)
+        closed += catalog.close_episode(key, message=message, payload=payload, channels=rule.channels, now=now, audit_id=audit_id, queued_at=queued_at)
     return opened, closed
 
 
-UNMONITORED_AFTER = timedelta(days=3)  # an export's dataset this configuration does not name, live-audited this recently, is another's to watch
+UNMONITORED_AFTER = timedelta(days=3)  # a dataset or rule this configuration does not name, seen by a live audit this recently, is another's to watch
+UNCLAIMED_AFTER = timedelta(days=1)  # a notice to a channel this configuration does not name, waiting this long: no process delivers it
 
 
 def _close_unmonitored(settings: Settings, catalog: AlertCatalog, now: datetime, audit_id: int | None) -> int:
     """Close the episodes nobody monitors any more. A dataset of an export this configuration does not name (the export,
     or the dataset in it) may be another configuration's on the same catalog (a job auditing some of them, serve all):
     its episodes close only once no live audit has looked at it for UNMONITORED_AFTER (closed at once, the next audit of
-    it alerted again). An episode of a rule this configuration does not name closes at once."""
+    it alerted again). So does an episode of a rule this configuration does not name (another configuration's rules,
+    serve's beside a compliance job's): it closes once no live audit has found its condition holding for that long
+    (closed at once, a missing window paged again after every audit of the other configuration)."""
     rules = {r.name: r for r in settings.alerts}
     datasets = {(e.name, d) for e in settings.exports for d in e.datasets}
     live: dict[tuple[str, str], datetime | None] | None = None
@@ -113,6 +123,8 @@ def _close_unmonitored(settings: Settings, catalog: AlertCatalog, now: datetime,
         rule = rules.get(episode.rule)
         dataset = (episode.export, episode.dataset_id)
         if rule is not None and dataset in datasets and (not rule.exports or episode.export in rule.exports):
+            continue
+        if rule is None and (episode.seen_at or episode.opened_at) > now - UNMONITORED_AFTER:
             continue
         if rule is not None and dataset not in datasets:
             live = catalog.datasets_live_as_of() if live is None else live
@@ -143,13 +155,16 @@ def deliver_due(
     """Send every due notice this process can claim; returns how many it attempted."""
     channels = {c.name: c for c in settings.channels}
     build = notifier or _notifier
-    claimed = catalog.claim_notices(now, holder=holder, lease=LEASE)
+    # a notice to a channel this configuration does not name is another's to send (configurations on one catalog):
+    # claimed only once it has waited UNCLAIMED_AFTER, when no process naming its channel has sent it
+    claimed = catalog.claim_notices(now, holder=holder, lease=LEASE, channels=channels, others_after=UNCLAIMED_AFTER)
     for notice in claimed:
         if not catalog.renew_lease(notice.id, holder=holder, lease=LEASE):
             continue  # the lease ran out while earlier notices were sent: another process may have it now
         channel = channels.get(notice.channel)
         if channel is None:
-            catalog.record_attempt(notice.id, holder=holder, now=now, error="the channel is no longer configured", permanent=True, retry_at=None)
+            gone = f"no configuration delivering from this catalog has named the channel for {UNCLAIMED_AFTER.days} day(s)"
+            catalog.record_attempt(notice.id, holder=holder, now=now, error=gone, permanent=True, retry_at=None)
             continue
         error: AlertError | None = None
         try:
@@ -162,9 +177,9 @@ def deliver_due(
         if error is None:
             catalog.record_attempt(notice.id, holder=holder, now=now, error=None, permanent=False, retry_at=None)
             continue
-        retry_at: datetime | None = now + retry_delay(notice.attempts, notice.id)
-        if retry_at is not None and retry_at - notice.created_at > channel.give_up_after:
-            retry_at = None
+        # tried again until the notice is give_up_after old, the last time then (a backoff past it gave up early)
+        deadline = notice.created_at + channel.give_up_after
+        retry_at: datetime | None = min(now + retry_delay(notice.attempts, notice.id), deadline) if now < deadline else None
         state = catalog.record_attempt(notice.id, holder=holder, now=now, error=str(error), permanent=error.permanent, retry_at=retry_at)
         log.warning("notice %s to %s: %s (%s)", notice.id, notice.channel, error, "will retry" if state == "pending" else "given up")
     return len(claimed)

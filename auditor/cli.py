@@ -73,10 +73,13 @@ def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float 
 
     with Runtime(load_from_environment(config_path), cluster=cluster) as rt, progress_bar() as bar:
         options = AuditOptions(deep=deep, sample_percent=sample, full_sweep=full_sweep, present=as_of in (None, "now"))
-        report = rt.audit(now=moment, options=options, progress=bar)
+        # a back-dated audit can be live (an export's first audit, a catch-up): its notices are new now all the same (dated
+        # as of then, a notice was given up at its first failed delivery, as older than give_up_after)
+        queued = None if options.present else datetime.now(UTC)
+        report = rt.audit(now=moment, options=options, progress=bar, queued_at=queued)
         assert report is not None  # waits for other auditors of the same destinations
         if report.live and rt.settings.channels:
-            rt.deliver(moment)
+            rt.deliver(queued or moment)
     if report.audit_id is not None and not report.live:
         err.print(f"historical audit (as of {iso(report.as_of)}): recorded as audit {report.audit_id}; the present state was left as it is")
     if fmt == "html":  # the evidence page: verifiable against the catalog (auditor evidence verify)

@@ -117,6 +117,7 @@ class Episode:
     message: str
     opened_at: datetime
     closed_at: datetime | None
+    seen_at: datetime | None = None  # the last live audit that found its condition holding
 
 
 @dataclass(frozen=True)

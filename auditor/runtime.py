@@ -247,7 +247,7 @@ class Runtime:
 
     def audit(
         self, *, now: datetime, options: AuditOptions | None = None, progress: Progress | None = None, wait: bool = True, unless_live_since: datetime | None = None,
-        recorded: bool = False,
+        recorded: bool = False, queued_at: datetime | None = None,
     ) -> AuditReport | None:
         """Audit the exports in scope as of `now`, record it, raise alerts where it was live.
 
@@ -255,7 +255,8 @@ class Runtime:
         another process holds any destination in scope. With `unless_live_since`, returns None when,
         once the locks are held, every export in scope has a live audit newer than that (another
         process audited it meanwhile). With `recorded`, raises CatalogError rather than audit while
-        the catalog cannot be reached (an audit it cannot record raises no alert: serve's loop waits).
+        the catalog cannot be reached (an audit it cannot record raises no alert: serve's loop waits). The notices
+        of its alerts are queued at `queued_at` (the clock they are delivered by), else `now`.
         """
         options = replace(options or AuditOptions(), workers=self.settings.validation.threads)
         scope = frozenset(e.name for e in self.settings.exports if options.only_exports is None or e.name in options.only_exports)
@@ -290,7 +291,7 @@ class Runtime:
                 try:
                     from auditor.alerting import raise_alerts
 
-                    raise_alerts(self.settings, catalog, report, live=report.live_datasets, now=now, audit_id=report.audit_id)
+                    raise_alerts(self.settings, catalog, report, live=report.live_datasets, now=now, audit_id=report.audit_id, queued_at=queued_at)
                 except CatalogError as e:
                     problems.append(AuditError("catalog", f"alerts could not be raised: {e}"))
         if catalog is None:

@@ -856,20 +856,27 @@ class Catalog:
             return [_episode(row) for row in conn.execute(select(EPISODES).order_by(EPISODES.c.id.desc()).limit(limit))]
 
     def open_episode(self, key: str, *, rule: str, export: str, dataset: str, scheduled: datetime | None, message: str, payload: Mapping[str, Any],
-                     channels: Sequence[str], now: datetime, audit_id: int | None) -> bool:
-        """Open an episode and queue one alert per channel, unless one is open for `key` already."""
-        values = {"key": key, "rule": rule, "export": export, "dataset_id": dataset, "scheduled": scheduled, "message": message, "opened_at": now, "opened_audit_id": audit_id}
+                     channels: Sequence[str], now: datetime, audit_id: int | None, queued_at: datetime | None = None) -> bool:
+        """Open an episode and queue one alert per channel (due from `queued_at`, else `now`), unless one is open for
+        `key` already: then record that its condition still holds as of `now`."""
+        values = {"key": key, "rule": rule, "export": export, "dataset_id": dataset, "scheduled": scheduled, "message": message, "opened_at": now,
+                  "opened_audit_id": audit_id, "seen_at": now}
         with self._connect() as conn, conn.begin():
             insert = _dialect_insert(conn.dialect, EPISODES).values(**values)
             statement = insert.on_conflict_do_nothing(index_elements=["key"], index_where=EPISODES.c.closed_at.is_(None)).returning(EPISODES.c.id)
             episode_id = conn.execute(statement).scalar_one_or_none()
             if episode_id is None:
+                still = (EPISODES.c.key == key) & EPISODES.c.closed_at.is_(None) & or_(EPISODES.c.seen_at.is_(None), EPISODES.c.seen_at < now)
+                conn.execute(update(EPISODES).where(still).values(seen_at=now))
                 return False
-            self._queue(conn, episode_id, "alert", message, payload, channels, now)
+            self._queue(conn, episode_id, "alert", message, payload, channels, queued_at or now)
             return True
 
-    def close_episode(self, key: str, *, message: str, payload: Mapping[str, Any], channels: Sequence[str], now: datetime, audit_id: int | None) -> bool:
-        """Close the open episode of `key` and queue one recovery per channel (once, whoever closes it)."""
+    def close_episode(self, key: str, *, message: str, payload: Mapping[str, Any], channels: Sequence[str], now: datetime, audit_id: int | None,
+                      queued_at: datetime | None = None) -> bool:
+        """Close the open episode of `key` and queue one recovery (once, whoever closes it) to each channel of `channels`
+        that its alert went to or is still going to: not to one that joined the rule since (it had no alert), nor to one
+        whose alert was given up; and to one the rule no longer names, whose alert was sent (it is owed the end)."""
         with self._connect() as conn, conn.begin():
             episode_id = conn.execute(
                 update(EPISODES)
@@ -879,7 +886,10 @@ class Catalog:
             ).scalar_one_or_none()
             if episode_id is None:
                 return False
-            self._queue(conn, episode_id, "recovery", message, payload, channels, now)
+            if channels:
+                alerted = select(NOTICES.c.channel).where(NOTICES.c.episode_id == episode_id, NOTICES.c.kind == "alert", NOTICES.c.state != "failed")
+                owed = sorted(set(conn.execute(alerted).scalars()))
+                self._queue(conn, episode_id, "recovery", message, payload, owed, queued_at or now)
             return True
 
     def _queue(self, conn: Connection, episode_id: int, kind: str, message: str, payload: Mapping[str, Any], channels: Sequence[str], now: datetime) -> None:
@@ -898,14 +908,20 @@ class Catalog:
         with self._connect() as conn:
             return [_notice(row) for row in conn.execute(query.order_by(NOTICES.c.id.desc()).limit(limit))]
 
-    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 10) -> list[Notice]:
-        """Claim notices due at `now` for sending: each is handed to one claimer until its lease runs out.
+    def claim_notices(self, now: datetime, *, holder: str, lease: timedelta, limit: int = 10, channels: Iterable[str] | None = None,
+                      others_after: timedelta | None = None) -> list[Notice]:
+        """Claim notices due at `now` for sending: each is handed to one claimer until its lease runs out. With `channels`,
+        only notices to those channels (another configuration on the catalog may name others), and with `others_after`
+        also a notice to another channel that has been waiting that long (no process that names its channel delivers).
 
         Leases are kept in wall-clock time (whatever clock `now` is on), so a slow audit before the
         claim cannot shorten them. PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: a conditional UPDATE.
         """
         wall = datetime.now(UTC)
         due = and_(NOTICES.c.state == "pending", NOTICES.c.next_attempt_at <= now, or_(NOTICES.c.lease_until.is_(None), NOTICES.c.lease_until < wall))
+        if channels is not None:
+            known = NOTICES.c.channel.in_(sorted(set(channels)))
+            due = and_(due, or_(known, NOTICES.c.created_at <= now - others_after) if others_after is not None else known)
         claimed: list[int] = []
         with self._connect() as conn, conn.begin():
             candidates = select(NOTICES.c.id).where(due).order_by(NOTICES.c.id).limit(limit)
@@ -1744,7 +1760,7 @@ def _chained(row: Any, *, with_report: bool = False) -> ChainedRecord:
 
 
 def _episode(row: Any) -> Episode:
-    return Episode(row.id, row.key, row.rule, row.export, row.dataset_id, _utc(row.scheduled), row.message, _utc(row.opened_at), _utc(row.closed_at))
+    return Episode(row.id, row.key, row.rule, row.export, row.dataset_id, _utc(row.scheduled), row.message, _utc(row.opened_at), _utc(row.closed_at), _utc(row.seen_at))
 
 
 def _notice(row: Any) -> Notice:

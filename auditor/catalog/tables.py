@@ -190,6 +190,7 @@ EPISODES = Table(
     Column("closed_at", UTCDateTime, nullable=True),
     Column("closed_audit_id", Integer, nullable=True),
     Column("close_message", Text, nullable=True),
+    Column("seen_at", UTCDateTime, nullable=True),  # the last live audit that found the condition holding (opened_at before one did)
     Index("uq_alert_episodes_open_key", "key", unique=True, sqlite_where=text("closed_at IS NULL"), postgresql_where=text("closed_at IS NULL")),
 )
 
