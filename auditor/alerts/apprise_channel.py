@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from auditor.alerts.base import AlertError, Notifier
+from auditor.alerts.base import AlertError, Notifier, keep_out_of_logs
 
 
 class AppriseNotifier(Notifier):
     def __init__(self, url: str, **_: Any) -> None:
         import apprise
 
+        keep_out_of_logs(url)
         self._apprise = apprise.Apprise()
         if not self._apprise.add(url):
             raise AlertError("the Apprise URL is not valid", permanent=True)

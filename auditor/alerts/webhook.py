@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from auditor.alerts.base import AlertError, Notifier
+from auditor.alerts.base import AlertError, Notifier, keep_out_of_logs
 
 
 def signature(secret: str, body: bytes, timestamp: int) -> str:
@@ -38,6 +38,7 @@ def verify(secret: str, body: bytes, header: str, *, now: float, tolerance: floa
 class WebhookNotifier(Notifier):
     def __init__(self, url: str, secret: str | None = None, timeout: float = 10.0) -> None:
         self.url, self.secret, self.timeout = url, secret, timeout
+        keep_out_of_logs(url)
 
     def notify(self, message: str, payload: Mapping[str, Any], *, notice_id: int, sent_at: datetime) -> None:
         body = json.dumps({"text": message, **payload, "notice_id": notice_id}, sort_keys=True).encode()

@@ -158,3 +158,23 @@ def test_a_recovery_goes_to_the_channels_the_alert_went_to(tree: Tree, tmp_path:
     assert [r["kind"] for r in hooks["old"].received] == ["alert", "recovery"]
     assert hooks["new"].received == []
     after.close()
+
+
+def test_channel_credentials_stay_out_of_the_logs_at_info(hooks: dict[str, Receiver], caplog: pytest.LogCaptureFixture) -> None:
+    """With INFO logging on (an operator debugging), httpx logged every notice's URL with its user-info and token, and
+    Apprise its plugins' token path segments."""
+    import logging
+
+    from auditor.alerts import notifier_for
+
+    port = hooks["pager"].server.server_address[1]
+    secrets = ("s3cretpassw0rd", "tok-in-the-query-123", "path-token-0123456789", "apprise-pass-42")
+    with caplog.at_level(logging.DEBUG):
+        notifier_for("webhook", url=f"http://hookuser:{secrets[0]}@127.0.0.1:{port}/hook/{secrets[2]}?token={secrets[1]}", secret=KEY).notify(
+            "web: missing", {"title": "t"}, notice_id=1, sent_at=datetime.now(UTC))
+        notifier_for("apprise", url=f"json://appuser:{secrets[3]}@127.0.0.1:{port}/{secrets[2]}?token={secrets[1]}").notify(
+            "web: missing", {"title": "t"}, notice_id=2, sent_at=datetime.now(UTC))
+    assert len(hooks["pager"].received) == 2
+    logged = caplog.text
+    assert "HTTP Request: POST" in logged and "REDACTED" in logged  # the records are there, without the secrets
+    assert not [s for s in secrets if s in logged], logged
