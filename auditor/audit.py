@@ -795,8 +795,11 @@ def _validate(
 
 
 def _observed(scan: Scan, outcomes: Mapping[str, FileRecord | str]) -> Iterator[tuple[tuple[str, str, datetime], Folder]]:
-    """Each export folder of the scan with what checking its files found, built one at a time."""
+    """Each export folder of the scan with what checking its files found, built one at a time. A manifest that lists
+    only files of the other format is another export's (a dataset exported as JSON and as Parquet into the same
+    folders: each dataflow writes its own): it is not compared with this export's files."""
     for ident, draft in scan.folders.items():
+        own = file_format(draft.suffix)
         data, manifests, failures = [], [], []
         for info in draft.data:
             outcome = outcomes[info.key]
@@ -816,12 +819,20 @@ def _observed(scan: Scan, outcomes: Mapping[str, FileRecord | str]) -> Iterator[
                 failures.append(outcome)
             else:
                 manifest = _manifest_of(outcome, info.url)
+                if manifest is not None and manifest.entries and not outcome.findings and all(_other_format(e.name, own) for e in manifest.entries):
+                    continue
                 manifests.append(ObservedManifest(info.url, info.modified, manifest, outcome.findings))
         if draft.findings and data:  # the folder's own findings reach the window with its first file
             data[0] = data[0]._replace(findings=(*data[0].findings, *draft.findings))
         elif draft.findings and manifests:
             manifests[0] = manifests[0]._replace(findings=(*manifests[0].findings, *draft.findings))
         yield ident, Folder(draft.key, draft.url, draft.export_time, tuple(data), tuple(manifests), tuple(failures))
+
+
+def _other_format(name: str, own: str | None) -> bool:
+    """Whether `name` is a data file of the format an export of format `own` does not write."""
+    suffix = data_suffix(name)
+    return suffix is not None and own is not None and file_format(suffix) != own
 
 
 def _units(

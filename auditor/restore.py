@@ -188,7 +188,10 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     chain = walk(rows, incremental=incremental, status=lambda w: w.status, scheduled=lambda w: w.scheduled, at=at)
     several = [w.folder_key for w in chain.steps if w.folder_key and runs.get(w.folder_key, 0) > 1]
     documents = catalog.manifest_documents(configured.destination, [f.key for k in several for f in manifests[k]]) if several else {}
-    chosen = {k: run for k in several if (run := _newest_whole_run(files[k], manifests[k], documents)) is not None}
+    # the runs of this export: manifests that list files of its format (another export of the dataset, in the other
+    # format, writes its own runs into the same folders), or that could not be read
+    mine = {k: [m for m in manifests[k] if _lists(documents.get(m.key, (None, None))[1], endings)] for k in several}
+    chosen = {k: run for k in several if len(mine[k]) > 1 and (run := _newest_whole_run(files[k], mine[k], documents)) is not None}
     steps = tuple(
         Step(
             w, f"{root}/{w.folder_key}" if w.folder_key else None,
@@ -207,7 +210,7 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
         listed = ", ".join(f"{iso(at)} ({run.runs} runs, {len(run.left_out)} files left out)" for at, run in split[:12]) + (", …" if len(split) > 12 else "")
         notes.append(f"the folders of {len(split)} window(s) hold several runs of the export ({listed}): each step names the files of its newest "
                      "run whose manifest's files are all there, as that manifest lists them; the other runs' files are left out")
-    reruns = [(step.window.scheduled, runs[step.window.folder_key]) for step in steps if step.run is None and step.window.folder_key and runs.get(step.window.folder_key, 0) > 1]
+    reruns = [(step.window.scheduled, len(mine[step.window.folder_key or ""])) for step in steps if step.run is None and len(mine.get(step.window.folder_key or "", ())) > 1]
     if reruns:  # no run's manifest names files all there: every file is listed, and applying all of them applies some rows twice
         listed = ", ".join(f"{iso(at)} ({n} manifests)" for at, n in reruns[:12]) + (", …" if len(reruns) > 12 else "")
         notes.append(f"the folders of {len(reruns)} window(s) hold several runs of the export ({listed}), and no run's manifest names files that are all "
@@ -230,6 +233,14 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     elif not chain.steps:
         reason = f"nothing restorable yet: {len(chain.pending)} window(s) still inside their grace period"
     return RestorePlan(name, configured.destination, dataset, at, incremental, steps, broken, chain.pending, reason, chain.restorable_until, audit, tuple(notes))
+
+
+def _lists(document: Any, endings: tuple[str, ...]) -> bool:
+    """Whether a manifest lists a file with one of these endings (an unreadable one may: it counts)."""
+    results = document.get("exportResults") if isinstance(document, dict) else None
+    if not isinstance(results, list):
+        return True
+    return any(isinstance(r, dict) and str(r.get("name", "")).lower().endswith(endings) for r in results)
 
 
 def _newest_whole_run(data: Sequence[FileState], manifests: Sequence[FileState], documents: Mapping[str, tuple[datetime | None, Any]]) -> Run | None:

@@ -181,8 +181,8 @@ def test_two_exports_of_a_dataset_in_two_formats_sharing_its_folders_restore_eac
     and restore compared them with every file of the folder (a chain broken at its first window), and listed the
     other export's files among its own."""
     for hour in (0, 3, 6):
-        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), manifest=False)
-        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=False)
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), manifest=hour == 0)
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=hour == 0)  # 00:00: a manifest of each export
     schedule = '{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }'
     config = _config(tmp_path, tree, more=f'[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsA"]\nformat = "json"\nschedule = {schedule}\n')
     assert _audit(config, "2026-11-27T08:00:00Z")[0] == 0
@@ -192,6 +192,7 @@ def test_two_exports_of_a_dataset_in_two_formats_sharing_its_folders_restore_eac
         assert code == 0 and plan["complete"], (export, plan["broken"])
         files = [f["key"] for step in plan["chain"] for f in step["files"]]
         assert len(plan["chain"]) == 3 and files and all(key.endswith(ending) for key in files), (export, files)
+        assert plan["chain"][0]["run"] is None and not [n for n in plan["notes"] if "several runs" in n], plan["notes"]  # one run of each export
 
 
 def test_a_window_run_twice_into_its_folder_restores_the_files_of_one_run(tree: Tree, tmp_path: Path) -> None:
