@@ -182,7 +182,7 @@ def test_two_exports_of_a_dataset_in_two_formats_sharing_its_folders_restore_eac
     other export's files among its own."""
     for hour in (0, 3, 6):
         tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), manifest=hour == 0)
-        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=hour == 0)  # 00:00: a manifest of each export
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=hour == 0, flow_run_id="0ac8f3c0-29bd-40aa-82c1-f1b7e0657b19")  # 00:00: a manifest of each export's run
     schedule = '{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }'
     config = _config(tmp_path, tree, more=f'[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsA"]\nformat = "json"\nschedule = {schedule}\n')
     assert _audit(config, "2026-11-27T08:00:00Z")[0] == 0
