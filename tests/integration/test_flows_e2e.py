@@ -35,6 +35,31 @@ def client_for(base: str) -> FlowsClient:
     return FlowsClient(f"{base}/data/foundation/flowservice", ims_url=f"{base}/ims/token/v3", client_id="auditor-test", client_secret=SECRET, org_id="TEST@AdobeOrg")
 
 
+def flows_config(tmp_path: Path, base: str) -> Path:
+    """A configuration that reads the emulator at `base` (its client secret from $AEP_SECRET), audits its Data Landing
+    Zone folder and includes flows.toml (empty until `flows sync` writes it), with a SQLite catalog."""
+    config = tmp_path / "auditor.toml"
+    config.write_text(
+        f"""include = ["flows.toml"]
+[catalog]
+url = "sqlite:///{tmp_path / 'catalog.db'}"
+[flow_service]
+base_url = "{base}/data/foundation/flowservice"
+ims_url = "{base}/ims/token/v3"
+client_id = "auditor-test"
+client_secret = "${{env:AEP_SECRET}}"
+org_id = "TEST@AdobeOrg"
+dlz_destination = "dlz"
+retries = 1
+[[destinations]]
+name = "dlz"
+url = "{(tmp_path / 'dlz').as_uri()}"
+"""
+    )
+    (tmp_path / "flows.toml").write_text("")
+    return config
+
+
 def iso(text: str) -> str:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -77,25 +102,7 @@ def test_a_week_of_flows_with_one_fault_of_each_kind(emulator: tuple[str, World]
         HTTP.post(f"{base}/emulator/faults", auth=("auditor-test", SECRET), json={"flowId": flows[flow], "slot": iso(slot), "kind": fault}).raise_for_status()
     HTTP.post(f"{base}/emulator/clock", auth=("auditor-test", SECRET), json={"now": END.isoformat()}).raise_for_status()
 
-    config = tmp_path / "auditor.toml"
-    config.write_text(
-        f"""include = ["flows.toml"]
-[catalog]
-url = "sqlite:///{tmp_path / 'catalog.db'}"
-[flow_service]
-base_url = "{base}/data/foundation/flowservice"
-ims_url = "{base}/ims/token/v3"
-client_id = "auditor-test"
-client_secret = "${{env:AEP_SECRET}}"
-org_id = "TEST@AdobeOrg"
-dlz_destination = "dlz"
-retries = 1
-[[destinations]]
-name = "dlz"
-url = "{(tmp_path / 'dlz').as_uri()}"
-"""
-    )
-    (tmp_path / "flows.toml").write_text("")
+    config = flows_config(tmp_path, base)
     runner = CliRunner(env={"AEP_SECRET": SECRET})
     synced = runner.invoke(main, ["flows", "sync", "--config", str(config), "--output", str(tmp_path / "flows.toml")])
     assert synced.exit_code == 0, synced.output

@@ -19,6 +19,7 @@ from auditor.emulator.state import World
 from auditor.flows.client import FlowsClient
 from auditor.flows.setup import create_dataset_export
 from tests.conftest import HTTP
+from tests.integration.test_flows_e2e import flows_config
 
 DLZ = "10440537-2a7b-4583-ac39-ed38d4b848e8"
 START = datetime(2026, 11, 20, tzinfo=UTC)
@@ -31,26 +32,7 @@ def world(tmp_path: Path) -> Iterator[tuple[str, FlowsClient, Path]]:
     dlz = tmp_path / "dlz"
     with running(World("auditor-test", SECRET, dlz_url=dlz.as_uri(), now=START)) as base:
         client = FlowsClient(f"{base}/data/foundation/flowservice", ims_url=f"{base}/ims/token/v3", client_id="auditor-test", client_secret=SECRET, org_id="TEST@AdobeOrg")
-        config = tmp_path / "auditor.toml"
-        config.write_text(
-            f"""include = ["flows.toml"]
-[catalog]
-url = "sqlite:///{tmp_path / 'catalog.db'}"
-[flow_service]
-base_url = "{base}/data/foundation/flowservice"
-ims_url = "{base}/ims/token/v3"
-client_id = "auditor-test"
-client_secret = "${{env:AEP_SECRET}}"
-org_id = "TEST@AdobeOrg"
-dlz_destination = "dlz"
-retries = 1
-[[destinations]]
-name = "dlz"
-url = "{dlz.as_uri()}"
-"""
-        )
-        (tmp_path / "flows.toml").write_text("")
-        yield base, client, config
+        yield base, client, flows_config(tmp_path, base)
 
 
 def flow(client: FlowsClient, name: str, dataset: str) -> str:
