@@ -105,7 +105,7 @@ def raise_alerts(
 
 
 UNMONITORED_AFTER = timedelta(days=3)  # a dataset or rule this configuration does not name, seen by a live audit this recently, is another's to watch
-UNCLAIMED_AFTER = timedelta(days=1)  # a notice to a channel this configuration does not name, waiting this long: no process delivers it
+UNCLAIMED_AFTER = timedelta(days=1)  # a notice to a channel this configuration does not name, due this long and not tried: no process delivers it
 
 
 def _close_unmonitored(settings: Settings, catalog: AlertCatalog, now: datetime, audit_id: int | None) -> int:
@@ -156,14 +156,14 @@ def deliver_due(
     channels = {c.name: c for c in settings.channels}
     build = notifier or _notifier
     # a notice to a channel this configuration does not name is another's to send (configurations on one catalog):
-    # claimed only once it has waited UNCLAIMED_AFTER, when no process naming its channel has sent it
+    # claimed only once it has been due UNCLAIMED_AFTER without an attempt (a process naming its channel retries hourly)
     claimed = catalog.claim_notices(now, holder=holder, lease=LEASE, channels=channels, others_after=UNCLAIMED_AFTER)
     for notice in claimed:
         if not catalog.renew_lease(notice.id, holder=holder, lease=LEASE):
             continue  # the lease ran out while earlier notices were sent: another process may have it now
         channel = channels.get(notice.channel)
         if channel is None:
-            gone = f"no configuration delivering from this catalog has named the channel for {UNCLAIMED_AFTER.days} day(s)"
+            gone = f"no configuration delivering from this catalog has tried the channel for {UNCLAIMED_AFTER.days} day(s): none names it"
             catalog.record_attempt(notice.id, holder=holder, now=now, error=gone, permanent=True, retry_at=None)
             continue
         error: AlertError | None = None

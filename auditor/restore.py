@@ -172,11 +172,18 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     rows = [_judged(w, known) for w, known in windows]
     # the folder's data files of this export's format: another export of the dataset may share its folders (json beside parquet)
     in_folders = catalog.folder_files(configured.destination, [w.folder_key for w in rows if w.folder_key], manifests=True)
-    runs = {folder: sum(f.role == "manifest" for f in found) for folder, found in in_folders.items()}
     endings = tuple(suffix for suffix in DATA_SUFFIXES if file_format(suffix) == configured.format)  # its format's file endings, once
     files = {folder: [f for f in found if f.role == "data" and f.key.lower().endswith(endings)] for folder, found in in_folders.items()}
-    # a window judged good whose files have since gone from storage or changed in it (seen by a later listing) is broken
+    # this export's manifests: those that list files of its format, or could not be read (another export of the dataset,
+    # in the other format, writes its own into the same folders); read where a folder holds several (re-runs), or where
+    # the configuration has such another export
     manifests = {folder: [f for f in found if f.role == "manifest"] for folder, found in in_folders.items()}
+    shared = any(e.destination == configured.destination and dataset in e.datasets and e.format != configured.format for e in settings.exports)
+    read = [k for k, found in manifests.items() if len(found) > 1 or (found and shared)]
+    documents = catalog.manifest_documents(configured.destination, [f.key for k in read for f in manifests[k]]) if read else {}
+    for k in read:
+        manifests[k] = [m for m in manifests[k] if _lists(documents.get(m.key, (None, None))[1], endings)]
+    # a window judged good whose files have since gone from storage or changed in it (seen by a later listing) is broken
     changed = {
         w.scheduled: why
         for w in rows
@@ -186,12 +193,8 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     judged = {w.scheduled: w.status for w in rows if w.scheduled in changed}
     rows = [replace(w, status="invalid") if w.scheduled in changed else w for w in rows]
     chain = walk(rows, incremental=incremental, status=lambda w: w.status, scheduled=lambda w: w.scheduled, at=at)
-    several = [w.folder_key for w in chain.steps if w.folder_key and runs.get(w.folder_key, 0) > 1]
-    documents = catalog.manifest_documents(configured.destination, [f.key for k in several for f in manifests[k]]) if several else {}
-    # the runs of this export: manifests that list files of its format (another export of the dataset, in the other
-    # format, writes its own runs into the same folders), or that could not be read
-    mine = {k: [m for m in manifests[k] if _lists(documents.get(m.key, (None, None))[1], endings)] for k in several}
-    chosen = {k: run for k in several if len(mine[k]) > 1 and (run := _newest_whole_run(files[k], mine[k], documents)) is not None}
+    several = [w.folder_key for w in chain.steps if w.folder_key and len(manifests.get(w.folder_key, ())) > 1]  # this export's runs
+    chosen = {k: run for k in several if (run := _newest_whole_run(files[k], manifests[k], documents)) is not None}
     steps = tuple(
         Step(
             w, f"{root}/{w.folder_key}" if w.folder_key else None,
@@ -210,7 +213,7 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
         listed = ", ".join(f"{iso(at)} ({run.runs} runs, {len(run.left_out)} files left out)" for at, run in split[:12]) + (", …" if len(split) > 12 else "")
         notes.append(f"the folders of {len(split)} window(s) hold several runs of the export ({listed}): each step names the files of its newest "
                      "run whose manifest's files are all there, as that manifest lists them; the other runs' files are left out")
-    reruns = [(step.window.scheduled, len(mine[step.window.folder_key or ""])) for step in steps if step.run is None and len(mine.get(step.window.folder_key or "", ())) > 1]
+    reruns = [(step.window.scheduled, len(manifests[step.window.folder_key or ""])) for step in steps if step.run is None and step.window.folder_key in several]
     if reruns:  # no run's manifest names files all there: every file is listed, and applying all of them applies some rows twice
         listed = ", ".join(f"{iso(at)} ({n} manifests)" for at, n in reruns[:12]) + (", …" if len(reruns) > 12 else "")
         notes.append(f"the folders of {len(reruns)} window(s) hold several runs of the export ({listed}), and no run's manifest names files that are all "

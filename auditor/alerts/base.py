@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from datetime import datetime
@@ -40,6 +41,9 @@ class _ChannelSecrets(logging.Filter):
             found = {parts.password or "", *query, parts.fragment, *(s for s in parts.path.split("/") if len(s) >= 8)}
             if parts.password:
                 found.add(f"{parts.username}:{parts.password}")
+            if parts.scheme.lower() not in ("http", "https"):  # Apprise services keep tokens where a host would be (tgram://bot:token/chat)
+                userinfo, _, host = parts.netloc.rpartition("@")
+                found |= {piece for piece in re.split(r"[:@]", f"{userinfo}:{host}") if len(piece) >= 8}
         with self._lock:
             self.values = self.values | {v for v in found if len(v) >= 4}
 

@@ -912,7 +912,8 @@ class Catalog:
                       others_after: timedelta | None = None) -> list[Notice]:
         """Claim notices due at `now` for sending: each is handed to one claimer until its lease runs out. With `channels`,
         only notices to those channels (another configuration on the catalog may name others), and with `others_after`
-        also a notice to another channel that has been waiting that long (no process that names its channel delivers).
+        also a notice to another channel that has been due that long without an attempt: no process that names its
+        channel delivers it (one that does retries at least hourly, which moves its next attempt on).
 
         Leases are kept in wall-clock time (whatever clock `now` is on), so a slow audit before the
         claim cannot shorten them. PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: a conditional UPDATE.
@@ -921,7 +922,7 @@ class Catalog:
         due = and_(NOTICES.c.state == "pending", NOTICES.c.next_attempt_at <= now, or_(NOTICES.c.lease_until.is_(None), NOTICES.c.lease_until < wall))
         if channels is not None:
             known = NOTICES.c.channel.in_(sorted(set(channels)))
-            due = and_(due, or_(known, NOTICES.c.created_at <= now - others_after) if others_after is not None else known)
+            due = and_(due, or_(known, NOTICES.c.next_attempt_at <= now - others_after) if others_after is not None else known)
         claimed: list[int] = []
         with self._connect() as conn, conn.begin():
             candidates = select(NOTICES.c.id).where(due).order_by(NOTICES.c.id).limit(limit)

@@ -42,6 +42,7 @@ _PATH_CHARS = {
     "Azure Blob Storage": re.compile(r"[0-9a-zA-Z/!\-_.*'()]*"),
 }
 _CONTAINER = re.compile(r"[0-9a-z][0-9a-z._-]*")  # bucket/container names: lenient, but one plain segment
+_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # an export name a sync gives: a slug, suffixed -2, -3 … (at most 60 + the suffix)
 
 
 class _Refused(ValueError):
@@ -97,7 +98,7 @@ def fetch_and_sync(client: FlowsClient, settings: Settings, previous: Mapping[st
     fresh: list[dict[str, Any]] = []
     for export in kept + found:  # the names the last sync gave first, so that no new flow takes one
         name = previous.get(export["flow_id"], {}).get("name")
-        if isinstance(name, str) and _slug(name) == name and name and name not in names:
+        if isinstance(name, str) and _NAME.fullmatch(name) and name not in names:
             export["name"] = name
             names.add(name)
         else:

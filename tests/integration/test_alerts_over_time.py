@@ -106,7 +106,28 @@ def test_a_configuration_does_not_claim_the_notices_of_channels_it_does_not_name
     assert not job.catalog.notices(state="failed")
     job.deliver(t("2026-11-28T12:30"))
     [failed] = job.catalog.notices(state="failed")
-    assert failed.channel == "pager" and "has named the channel for 1 day" in (failed.last_error or "")
+    assert failed.channel == "pager" and "has tried the channel for 1 day" in (failed.last_error or "")
+    job.close()
+
+
+def test_a_configuration_leaves_alone_a_notice_another_still_retries(tree: Tree, tmp_path: Path, hooks: dict[str, Receiver]) -> None:
+    """serve retries its page (give_up_after 3 days) while the pager is down; a job that does not name the pager claimed
+    it once it was a day old and gave it up for good, saying nobody named the channel."""
+    tree.export("ds", t("2026-11-27T00:00"))
+    hooks["pager"].down = True
+    serve = Service(settings(tmp_path, tree, "serve", {"pager": hooks["pager"]}, {"missed": ("missing", ["pager"])}, give_up_after="3d"), t("2026-11-27T05:00"))
+    job = Runtime(settings(tmp_path, tree, "job", {"ops": hooks["ops"]}, {"corrupt": ("invalid", ["ops"])}))
+    when = t("2026-11-27T05:00")
+    while when < t("2026-11-28T06:00"):  # serve's loop, every 10 minutes for 25 hours
+        serve.at(when)
+        when += timedelta(minutes=10)
+    job.deliver(when + timedelta(hours=1, minutes=30))  # the page is due again (serve's next try is at most an hour after its last)
+    page = next(n for n in job.catalog.notices() if n.key == MISSED_03)
+    assert page.state == "pending" and page.attempts > 10, page
+    hooks["pager"].down = False
+    serve.at(when + timedelta(hours=2))
+    assert [(r["kind"], r["scheduled"]) for r in hooks["pager"].received].count(("alert", "2026-11-27T03:00:00Z")) == 1
+    serve.close()
     job.close()
 
 
@@ -168,12 +189,14 @@ def test_channel_credentials_stay_out_of_the_logs_at_info(hooks: dict[str, Recei
     from auditor.alerts import notifier_for
 
     port = hooks["pager"].server.server_address[1]
-    secrets = ("s3cretpassw0rd", "tok-in-the-query-123", "path-token-0123456789", "apprise-pass-42")
+    secrets = ("s3cretpassw0rd", "tok-in-the-query-123", "path-token-0123456789", "apprise-pass-42", "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw")
     with caplog.at_level(logging.DEBUG):
         notifier_for("webhook", url=f"http://hookuser:{secrets[0]}@127.0.0.1:{port}/hook/{secrets[2]}?token={secrets[1]}", secret=KEY).notify(
             "web: missing", {"title": "t"}, notice_id=1, sent_at=datetime.now(UTC))
         notifier_for("apprise", url=f"json://appuser:{secrets[3]}@127.0.0.1:{port}/{secrets[2]}?token={secrets[1]}").notify(
             "web: missing", {"title": "t"}, notice_id=2, sent_at=datetime.now(UTC))
+        notifier_for("apprise", url=f"tgram://123456789:{secrets[4]}/12345678/")  # a bot token where a host would be
+        logging.getLogger("apprise").debug("Telegram POST URL: https://api.telegram.org/bot%s:%s/sendMessage", "123456789", secrets[4])  # as Apprise logs a send
     assert len(hooks["pager"].received) == 2
     logged = caplog.text
     assert "HTTP Request: POST" in logged and "REDACTED" in logged  # the records are there, without the secrets

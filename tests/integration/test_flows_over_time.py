@@ -112,3 +112,17 @@ def test_a_flow_deleted_in_aep_leaves_the_others_judged_with_their_own_runs(worl
     assert result.exit_code == 1 and window["status"] == "invalid" and "run.silent_loss" in {f["code"] for f in window["findings"]}, window
     [error] = report["errors"]
     assert a in error["message"] and "alpha" in error["message"] and "deleted in AEP?" in error["message"], error
+
+
+def test_a_long_flow_name_keeps_its_suffixed_export_name(world: tuple[str, FlowsClient, Path]) -> None:
+    """Names are cut to 60 characters before a suffix: `<60 characters>-2` was never taken for a name the last sync gave
+    (it is no slug of itself), and went back into the suffixing, in flow-id order, with the flows created since."""
+    _base, client, config = world
+    long_name = "Nightly backup of the web events dataset to the landing zone for compliance"
+    first = {flow(client, long_name, f"{i:024x}") for i in (1, 2)}
+    code, named, _ = sync(config)
+    assert code == 0 and set(named.values()) == first and len(named) == 2 and all(len(n) in (60, 62) for n in named)
+    for i in (3, 4, 5, 6):
+        flow(client, long_name, f"{i:024x}")
+    code, again, _ = sync(config)
+    assert code == 0 and {k: v for k, v in again.items() if v in first} == named and len(again) == 6

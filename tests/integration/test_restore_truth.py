@@ -195,6 +195,39 @@ def test_two_exports_of_a_dataset_in_two_formats_sharing_its_folders_restore_eac
         assert plan["chain"][0]["run"] is None and not [n for n in plan["notes"] if "several runs" in n], plan["notes"]  # one run of each export
 
 
+def _two_formats_audited(tmp_path: Path, tree: Tree) -> Path:
+    """Export a (Parquet) and b (JSON) of dsA into the same folders, each with its manifest: audited."""
+    for hour in (0, 3, 6):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"), file_format="json", flow_run_id=f"0ac8f3c0-29bd-40aa-82c1-f1b7e0657b{hour:02d}")
+    schedule = '{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }'
+    more = f'manifest = true\n[[exports]]\nname = "b"\ndestination = "d"\ndatasets = ["dsA"]\nformat = "json"\nmanifest = true\nschedule = {schedule}\n'
+    config = _config(tmp_path, tree, more=more)
+    assert _audit(config, "2026-11-27T08:00:00Z")[0] == 0
+    return config
+
+
+def _sweep(config: Path, export: str) -> None:
+    from auditor.audit import AuditOptions
+    from auditor.config import load_settings
+    from auditor.runtime import Runtime
+
+    with Runtime(load_settings(config, {})) as runtime:
+        runtime.audit(now=t("2026-11-27T09:00"), options=AuditOptions(only_exports=frozenset({export}), full_sweep=True))
+
+
+def test_with_two_formats_in_its_folders_a_manifest_gone_still_breaks_the_chain(tree: Tree, tmp_path: Path) -> None:
+    """a's manifest of 03:00 deleted, seen by an audit of b: the JSON export's manifest beside it passed for a's, and
+    restore answered complete through 03:00 while a's own audit said invalid."""
+    config = _two_formats_audited(tmp_path, tree)
+    manifest = next(p for p in (tree.root / "dsA/exportTime=202611270300").glob("manifest-*") if "b03" not in p.name)
+    manifest.unlink()
+    _sweep(config, "b")
+    code, out = run("restore", "dsA", "--at", "2026-11-27T07:00:00Z", "--export", "a", "--format", "json", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 1 and plan["broken"]["scheduled"] == "2026-11-27T03:00:00Z" and "manifest has gone" in plan["broken"]["reason"], plan["broken"]
+
+
 def test_a_window_run_twice_into_its_folder_restores_the_files_of_one_run(tree: Tree, tmp_path: Path) -> None:
     """AEP wrote the 00:00 export twice (two manifests, two sets of files): the audit warns; the plan listed every
     file with no word, and applying them all loads the backfill twice. It names the newest run's files now, as its
