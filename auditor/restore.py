@@ -19,7 +19,7 @@ from auditor.chain import GOOD_STATUSES, walk
 from auditor.config import Settings
 from auditor.errors import AuditorError, StorageError
 from auditor.layout import unsafe_key
-from auditor.ledger import AuditRecord, DatasetState, FileState, FindingState, WindowState
+from auditor.ledger import AuditRecord, FileState, FindingState, WindowState
 from auditor.report import iso
 from auditor.schedule import floor_minute
 from auditor.storage.base import Store, redact, scrub
@@ -29,15 +29,13 @@ from auditor.validate import DATA_SUFFIXES, file_format
 class RestoreCatalog(Protocol):
     def reading(self) -> AbstractContextManager[RestoreCatalog]: ...
 
-    def datasets(self, export: str | None = None, dataset: str | None = None, *, counts: bool = True) -> list[DatasetState]: ...
+    def answering_audit(self, export: str, dataset: str) -> AuditRecord | None: ...
 
     def restore_windows(self, export: str, dataset: str, end: datetime) -> list[tuple[WindowState, str | None]]: ...
 
     def folder_files(self, destination: str, folder_keys: Sequence[str], *, manifests: bool = False) -> dict[str, list[FileState]]: ...
 
     def manifest_documents(self, destination: str, keys: Sequence[str]) -> dict[str, tuple[datetime | None, Any]]: ...
-
-    def audit(self, audit_id: int) -> AuditRecord | None: ...
 
     def window_findings(self, export: str, dataset: str, scheduled: datetime) -> list[FindingState]: ...
 
@@ -153,8 +151,7 @@ def plan_restore(settings: Settings, catalog: RestoreCatalog, dataset: str, at: 
 def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, at: datetime) -> RestorePlan:
     configured = next(e for e in settings.exports if e.name == name)
     root = redact(settings.destination(configured.destination).url).rstrip("/")
-    state = next(iter(catalog.datasets(name, dataset, counts=False)), None)
-    audit = catalog.audit(state.audit_id) if state is not None and state.audit_id is not None else None
+    audit = catalog.answering_audit(name, dataset)
     incremental = configured.schedule.incremental
     if audit is None:
         return RestorePlan(name, configured.destination, dataset, at, incremental, (), None, (), f"export {name!r} has not been audited yet: run `auditor audit` or use --refresh", None, None)

@@ -337,7 +337,7 @@ def lookup_statements(settings: Settings, catalog: Catalog, estate: Estate) -> d
     at = START + (CHAIN - 1) * STEP
     with captured(catalog.engine) as seen:
         plan_restore(settings, catalog, dataset, at)
-    names = ["dataset state", "audit", "windows up to T", "files of the chain's folders"]
+    names = ["answering audit", "windows up to T", "files of the chain's folders"]
     found = dict(zip(names, seen, strict=True))
     audit = catalog.audit(catalog.datasets("e00", dataset, counts=False)[0].audit_id or 0)
     for label, call in (

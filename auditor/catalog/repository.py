@@ -375,6 +375,12 @@ class Catalog:
         with self._connect() as conn:
             return [_audit_record(row) for row in conn.execute(select(*_AUDIT_COLUMNS).order_by(AUDITS.c.id.desc()).limit(limit))]
 
+    def answering_audit(self, export: str, dataset: str) -> AuditRecord | None:
+        """The live audit the present state of `export`'s `dataset` comes from (None: not audited yet), in one read."""
+        with self._connect() as conn:
+            row = conn.execute(_ANSWERING_AUDIT, {"export": export, "dataset": dataset}).one_or_none()
+        return None if row is None else _audit_record(row)
+
     def audit(self, audit_id: int) -> AuditRecord | None:
         with self._connect() as conn:
             row = conn.execute(_AUDIT_BY_ID, {"id": audit_id}).one_or_none()
@@ -1508,6 +1514,13 @@ _WINDOW_FINDINGS = (
 # an AuditRecord's columns: everything but the stored report (a gzip blob of megabytes for an estate-wide audit)
 _AUDIT_COLUMNS = tuple(c for c in AUDITS.c if c.name != "report")
 _AUDIT_BY_ID = select(*_AUDIT_COLUMNS).where(AUDITS.c.id == bindparam("id"))
+_ANSWERING_AUDIT = (  # a restore lookup's first read: the dataset is the export's, and the export's latest live audit
+    select(*_AUDIT_COLUMNS)
+    .select_from(DATASETS)
+    .join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id)
+    .join(AUDITS, AUDITS.c.id == EXPORTS.c.live_audit_id)
+    .where(EXPORTS.c.name == bindparam("export"), DATASETS.c.dataset_id == bindparam("dataset"))
+)
 # a restore lookup's reads, built once (each is a lookup on an index: see migrations 0007)
 _RESTORE_WINDOWS = (
     select(  # the columns a restore plan reads, not the schema text or deep-check counts every window row also holds

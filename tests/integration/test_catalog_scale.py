@@ -76,7 +76,7 @@ def test_restore_lookups_read_indexes_not_whole_tables(bench: ModuleType, estate
     assert len([s for s, _ in seen if "FROM windows" in s]) == 1
     assert all("GROUP BY" not in s for s, _ in seen)
     assert all("audits.report," not in s and not s.rstrip().endswith("audits.report") for s, _ in seen)
-    assert len(seen) == 4  # dataset state, audit, windows, files
+    assert len(seen) == 3  # the answering audit (dataset and export joined), windows, files
 
 
 @pytest.mark.postgres

@@ -52,7 +52,7 @@ def test_a_restore_lookup_reads_on_one_pooled_connection(bench: ModuleType, esta
     checkouts, statements = _checkouts(catalog)
     plan = plan_restore(settings, catalog, f"{0:024x}", at)
     assert plan.complete and len(plan.steps) == bench.CHAIN and sum(len(s.files) for s in plan.steps) == bench.CHAIN * built.per_window
-    assert len(checkouts) == 1 and len(statements) == 4  # dataset state, audit, windows, files: one checkout (was one each)
+    assert len(checkouts) == 1 and len(statements) == 3  # the answering audit, windows, files: one checkout (was one each)
 
     # a broken chain reads the findings of the break too, on the same connection
     with catalog.engine.begin() as conn:
@@ -61,7 +61,7 @@ def test_a_restore_lookup_reads_on_one_pooled_connection(bench: ModuleType, esta
     statements.clear()
     broken = plan_restore(settings, catalog, f"{0:024x}", at)
     assert not broken.complete and broken.broken is not None and broken.broken.status == "missing"
-    assert len(checkouts) == 1 and len(statements) == 5
+    assert len(checkouts) == 1 and len(statements) == 4  # and the findings of the window that breaks it
     with catalog.engine.connect() as conn:  # the lookup's connection went back to the pool as it came (PostgreSQL: it autocommitted)
         assert conn.get_isolation_level() != "AUTOCOMMIT"
 
