@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -139,7 +140,7 @@ class CatalogPort(Protocol):
 
     def gone_since(self, destination: str, since: datetime) -> set[str]: ...
 
-    def audit_count(self) -> int: ...
+    def sampled_audits(self, key: str) -> int: ...
 
     def sweep_state(self, destination: DestinationSettings, exports: Sequence[ExportSettings], runs: Mapping[str, Sequence[Run]] | None = None) -> SweepState: ...
 
@@ -208,7 +209,7 @@ def run_audit(
     moved: dict[str, list[FileRecord]] = {}  # destination -> files changed since checked that this audit did not check (not in its assurance)
     listed: dict[str, set[str]] = {}  # destination -> every key its listing returned
     counters = {"read": 0, "reused": 0}
-    rotation = _rotation(catalog, options, errors)
+    rotation = _rotation(catalog, options, errors, [e.name for e in exports])
     listings: dict[str, dict[str, Any]] = {}
     swept: list[str] = []
     knew: dict[str, Mapping[str, FileRecord]] = {}  # destination -> the catalog's present files (under the listed prefixes), as read under its lock
@@ -385,18 +386,25 @@ def _flow_of(flows: Mapping[str, Flow] | None, export: ExportSettings) -> Flow |
     return (flows or {}).get(export.flow_id or "")
 
 
-def _rotation(catalog: CatalogPort | None, options: AuditOptions, errors: list[AuditError]) -> tuple[int, int] | None:
-    """(n, turn): with --sample, a file is deep-checked when crc32(key) % n == turn."""
+def _rotation(catalog: CatalogPort | None, options: AuditOptions, errors: list[AuditError], scope: Sequence[str]) -> tuple[int, int] | None:
+    """(n, turn): with --sample, a file is deep-checked when crc32(key) % n == turn. The turn is the number of audits
+    recorded in the same rotation (its length, the same exports in scope): quick audits in between, or another
+    configuration's sampled audits, move it on no more (they did, and some files were never deep-checked)."""
     if not options.sample_percent:
         return None
     n = max(1, math.ceil(100 / options.sample_percent))
     count = 0
     if catalog is not None:
         try:
-            count = catalog.audit_count()
+            count = catalog.sampled_audits(sample_key(n, scope))
         except CatalogError as e:
             errors.append(AuditError("catalog", str(e)))
     return n, count % n
+
+
+def sample_key(of: int, scope: Iterable[str]) -> str:
+    """The digest that names one --sample rotation: its length and the exports it covers."""
+    return hashlib.sha256(f"{of}|{chr(31).join(sorted(scope))}".encode()).hexdigest()
 
 
 def _plan(

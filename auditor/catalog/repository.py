@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, Select, String, Table, Text, and_, bi
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import SQLAlchemyError
 
-from auditor.audit import CLOCK_TOLERANCE, LOCK_LOST, AuditOptions, FileRecord, clock_ahead, packed
+from auditor.audit import CLOCK_TOLERANCE, LOCK_LOST, AuditOptions, FileRecord, clock_ahead, packed, sample_key
 from auditor.catalog.engine import ensure_schema, make_engine
 from auditor.catalog.tables import (
     ATTEMPTS,
@@ -206,6 +206,11 @@ class Catalog:
     def audit_count(self) -> int:
         with self._connect() as conn:
             return int(conn.execute(select(func.count()).select_from(AUDITS)).scalar_one())
+
+    def sampled_audits(self, key: str) -> int:
+        """How many audits took part in the --sample rotation `key` (auditor.audit.sample_key)."""
+        with self._connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(AUDITS).where(AUDITS.c.sample_key == key)).scalar_one())
 
     def latest_audit_id(self) -> int | None:
         """The newest audit's id: one primary-key index lookup (a health check: the catalog answers, its schema is there)."""
@@ -475,6 +480,7 @@ class Catalog:
                         live_exports=sorted(live),
                         report=gzip.compress(body, mtime=0),
                         report_sha256=hashlib.sha256(body).hexdigest(),
+                        sample_key=_sample_key(report),
                         summary={
                             "counts": {s.value: n for s, n in report.counts().items()},
                             "unexpected": len(report.unexpected),
@@ -1531,6 +1537,14 @@ _RESTORE_WINDOWS = (
     .where(EXPORTS.c.name == bindparam("export"), WINDOWS.c.dataset_id == bindparam("dataset"), WINDOWS.c.scheduled <= bindparam("end", type_=UTCDateTime))
     .order_by(WINDOWS.c.scheduled)
 )
+
+
+def _sample_key(report: AuditReport) -> str | None:
+    """The --sample rotation the audit took part in, from its report's method (None: it sampled nothing)."""
+    turn = (report.method or {}).get("sample_turn")
+    if not isinstance(turn, dict) or not isinstance(turn.get("of"), int):
+        return None
+    return sample_key(turn["of"], (report.method or {}).get("scope") or ())
 
 
 def _has_error(findings: str) -> bool:

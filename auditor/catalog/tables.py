@@ -52,7 +52,9 @@ AUDITS = Table(
     Column("report_sha256", String(64), nullable=True),
     Column("prev_sha256", String(64), nullable=True),  # the previous record's digest: a hash chain
     Column("record_sha256", String(64), nullable=True),  # auditor.evidence.ChainedRecord.digest()
+    Column("sample_key", String(64), nullable=True),  # the --sample rotation it took part in (auditor.audit.sample_key)
     Index("ix_audits_report_sha256", "report_sha256"),
+    Index("ix_audits_sample_key", "sample_key"),
 )
 
 

@@ -208,6 +208,8 @@ class FsspecStore:
         except Exception as e:
             raise StorageError(f"cannot read {self.url}/{key}: {_describe(e)}", url=self.url) from e
         self.count(len(data))
+        if len(data) < end - start:  # shorter than listed: it changed while the audit read it (a verdict would be on bytes nobody listed)
+            raise StorageError(f"cannot read {self.url}/{key}: {len(data)} of the {end - start} bytes at {start} came back: it changed since it was listed", url=self.url)
         return data
 
     def open(self, key: str) -> IO[bytes]:

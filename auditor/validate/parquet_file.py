@@ -127,8 +127,8 @@ def _deep(source: Source, verdict: FileVerdict) -> FileVerdict:
                     finding = error("parquet.row_count", source.url, f"row group {index} decodes to {table.num_rows} rows, its metadata says {expected}")
                     return FileVerdict(Level.DEEP, (*verdict.findings, finding), verdict.records, verdict.schema, verdict.codecs)
                 rows += table.num_rows
-    except StorageError:
-        raise
+    except (StorageError, MemoryError, pa.ArrowMemoryError):
+        raise  # not the bytes' fault: a read that failed, a worker's memory limit (the sandbox says so, and retries it)
     except Exception as e:  # noqa: BLE001 - the reader may fail in any way on bad pages
         return FileVerdict(Level.DEEP, (*verdict.findings, error("parquet.corrupt", source.url, f"pages cannot be decoded: {e}")), verdict.records, verdict.schema, verdict.codecs)
     findings = verdict.findings

@@ -39,8 +39,9 @@ from auditor.storage.base import ObjectInfo, Store
 from auditor.validate import MAX_FOOTER, FileVerdict, Level, Source, footer_length, quick_ranges
 
 DEFAULT_VALIDATOR = "auditor.validate:validate_data_file"
-# Findings that say "could not finish checking" rather than "the bytes are bad": retried next audit.
-RETRY_CODES = frozenset({"validate.timeout"})
+# Findings that say "could not finish checking" rather than "the bytes are bad": retried next audit (a memory limit
+# too: the configuration's, which may have been raised since)
+RETRY_CODES = frozenset({"validate.timeout", "validate.memory_limit"})
 STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its readers
 FLUSH_SECONDS = 0.2  # a worker sends the verdicts it has at least this often (progress bars move)
 POLL_SECONDS = 0.25  # how often the parent looks at the progress board while a batch runs
@@ -397,6 +398,7 @@ class Sandbox:
         """
         answers: list[FileVerdict | StorageError | None] = [None] * len(items)
         todo = list(range(len(items)))
+        crashed: set[int] = set()  # files a worker died on once: checked again by a fresh worker before it is their verdict
         while todo:
             worker = self._acquire()
             finished = False
@@ -416,6 +418,12 @@ class Sandbox:
                 todo = todo[len(run.outcomes) :]
                 continue
             culprit, outcome = run.stopped
+            if outcome[0] == "crash" and todo[culprit] not in crashed:
+                # a worker also dies of things that are not the file's doing (the machine's OOM killer, a person): the
+                # file is checked once more by a fresh worker, and crashing that one too is its verdict
+                crashed.add(todo[culprit])
+                todo = todo[len(run.outcomes) :]
+                continue
             answers[todo[culprit]] = self._verdict(items[todo[culprit]][0], outcome, deep)
             todo = [todo[k] for k in range(len(run.outcomes), len(todo)) if k != culprit]
         return [a for a in answers if a is not None]
@@ -434,7 +442,7 @@ class Sandbox:
 
     def _verdict(self, source: Source, outcome: Outcome, deep: bool) -> FileVerdict | StorageError:
         kind, detail = outcome[0], outcome[1]
-        level = Level.DEEP if deep else Level.FOOTER
+        level = Level.SIZED  # a check that did not finish verified nothing past the size (no deep check to its credit)
         if kind == "ok":
             return detail  # type: ignore[no-any-return]
         if kind == "io":

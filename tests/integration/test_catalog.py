@@ -29,7 +29,7 @@ def test_migrations_match_the_models(catalog_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
     current, head = schema_state(engine)
-    assert current == head == "0012"
+    assert current == head == "0013"
     from alembic.script import ScriptDirectory
 
     from auditor.catalog.engine import alembic_config
@@ -68,7 +68,7 @@ def test_a_new_sqlite_catalog_is_created_with_the_schema_the_migrations_build(tm
     created, migrated = f"sqlite:///{tmp_path / 'created.db'}", f"sqlite:///{tmp_path / 'migrated.db'}"
     ensure_schema(make_engine(created))
     upgrade(make_engine(migrated))
-    assert schema_state(make_engine(created)) == schema_state(make_engine(migrated)) == ("0012", "0012")
+    assert schema_state(make_engine(created)) == schema_state(make_engine(migrated)) == ("0013", "0013")
     assert _schema(created) == _schema(migrated)
     assert "alembic_version" in _schema(created) and len(_schema(created)) > 10
 
@@ -110,7 +110,7 @@ def test_a_catalog_created_by_another_process_after_this_one_looked_is_opened_no
     ensure_schema(make_engine(url))
     assert looked[0] is None  # the race was staged: this process had seen no catalog
     monkeypatch.undo()
-    assert schema_state(make_engine(url)) == ("0012", "0012")
+    assert schema_state(make_engine(url)) == ("0013", "0013")
 
 
 def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
@@ -122,7 +122,7 @@ def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
     upgrade_to_base(alembic_config(engine), "base")
     assert schema_state(engine)[0] is None
     upgrade(engine)
-    assert schema_state(engine)[0] == "0012"
+    assert schema_state(engine)[0] == "0013"
 
 
 def test_repeated_audits_add_only_an_audit_row(tree: Tree, tmp_path: Path, catalog_url: str) -> None:

@@ -61,3 +61,18 @@ def test_an_object_named_like_a_folder_hides_nothing_below_it(backend: Backend) 
     assert [o.key for o in store.list_prefixes(["ds/"])] == keys[:2]
     assert [o.key for o in store.list_prefixes(["ds/exportTime=202611270300"])] == keys[1:2]
     assert store.bytes_read == 0
+
+
+def test_a_read_shorter_than_the_listing_is_a_storage_error(backend: Backend) -> None:
+    """A file that shrank between the listing and the read (rewritten in place: truncated, then written) gave a quick
+    check the bytes there were; its verdict was stored against the listed size, and the unchanged-looking file was
+    never read again. A short read is an I/O failure now: the window is unknown and the file is read next audit."""
+    backend.put("ds/exportTime=202611270000/part-0.parquet", b"x" * 100)
+    store = open_store(backend.url, backend.options)
+    [listed] = store.list()
+    backend.put("ds/exportTime=202611270000/part-0.parquet", b"x" * 10)  # shorter since it was listed
+    with pytest.raises(StorageError, match="changed since it was listed"):
+        store.read_range(listed.key, 5, 20)  # the end of it is gone
+    with pytest.raises(StorageError):
+        store.read_range(listed.key, listed.size - 8, listed.size)  # all of it gone (object stores: 416)
+    assert store.read_range(listed.key, 0, 10) == b"x" * 10
