@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from auditor.clikit import CONFIG_OPTION, err, guarded, runtime, when
-from auditor.evidence import canonical, check_chain, first_difference, sha256
+from auditor.errors import CatalogError
+from auditor.evidence import GENESIS, ChainedRecord, canonical, check_chain, first_difference, record_from_json, record_json, sha256
 from auditor.evidence_html import embedded_report, render_evidence
 
 
@@ -54,13 +55,20 @@ def evidence_verify(file: str, config_path: str | None) -> None:
 
 
 @evidence.command("chain")
+@click.option("--archive", type=click.Path(exists=True, dir_okay=False), help="check the chain records of an `evidence export` archive instead (no catalog needed)")
 @CONFIG_OPTION
 @guarded
-def evidence_chain(config_path: str | None) -> None:
+def evidence_chain(archive: str | None, config_path: str | None) -> None:
     """Check the hash chain of every audit record and its stored report; exit 0 intact, 1 broken."""
-    with runtime(config_path) as rt:
-        records = rt.catalog.chain_records()
-    problems = check_chain(records)
+    if archive is not None:
+        records, after = _archived_chain(archive)
+        head = None
+    else:
+        after = GENESIS
+        with runtime(config_path) as rt:
+            records = rt.catalog.chain_records()
+            head = rt.catalog.chain_head()
+    problems = check_chain(records, head, after=after)
     for problem in problems:
         click.echo(f"BROKEN at audit {problem.audit_id}: {problem.message}")
     if problems:
@@ -80,23 +88,45 @@ def evidence_export(start: str, end: str, output: str, config_path: str | None) 
     with runtime(config_path) as rt:
         catalog = rt.catalog
         chosen = sorted((a for a in catalog.audits(1_000_000) if low <= a.as_of <= high), key=lambda a: a.id)
-        chain = {r.id: r for r in catalog.chain_records(with_reports=False)}
+        chain = catalog.chain_records(with_reports=False)
         files: dict[str, bytes] = {}
         for audit in chosen:
-            report = catalog.audit_report(audit.id)
+            try:
+                report = catalog.audit_report(audit.id)
+            except CatalogError:
+                report = None
             if report is None:
                 continue
             files[f"audits/{audit.id:08d}/report.json"] = canonical(report)
             files[f"audits/{audit.id:08d}/evidence.html"] = render_evidence(report, audit_id=audit.id).encode()
             files[f"audits/{audit.id:08d}/windows.csv"] = _windows_csv(report)
-        records = [{"id": r.id, "as_of": r.as_of.strftime("%Y-%m-%dT%H:%M:%SZ"), "report_sha256": r.report_sha256, "prev_sha256": r.prev_sha256, "record_sha256": r.record_sha256}
-                   for r in chain.values() if low <= r.as_of <= high]
-        files["chain.json"] = json.dumps(records, indent=2).encode()
+        missing = [a.id for a in chosen if f"audits/{a.id:08d}/report.json" not in files]
+        if missing:  # a record whose stored report is gone: said, not left out in silence
+            raise click.ClickException(f"the stored reports of audits {', '.join(map(str, missing))} are missing or unreadable: `auditor evidence chain` says more")
+        # the chain from the first audit of the period to its last, every record in between (back-dated audits make the
+        # period's records no run of ids), with every field its digest covers: `evidence chain --archive` checks them
+        span = [r for r in chain if chosen and chosen[0].id <= r.id <= chosen[-1].id]
+        files["chain.json"] = json.dumps([record_json(r) for r in span], indent=2).encode()
     files["SHA256SUMS"] = "".join(f"{sha256(body)}  {name}\n" for name, body in sorted(files.items())).encode()
     with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, body in sorted(files.items()):
             archive.writestr(name, body)
     err.print(f"wrote {len(chosen)} audits to {output}")
+
+
+def _archived_chain(path: str) -> tuple[list[ChainedRecord], str]:
+    """The chain records of an evidence export with the reports it holds, and the digest the first names as previous."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            values = json.loads(archive.read("chain.json"))
+            records = []
+            for value in values:
+                name = f"audits/{int(value['id']):08d}/report.json"
+                records.append(record_from_json(value, archive.read(name) if name in names else None))
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as e:
+        raise click.UsageError(f"{path} is not an evidence export: {e}") from None
+    return records, (records[0].prev_sha256 or GENESIS) if records else GENESIS
 
 
 def _windows_csv(report: dict[str, Any]) -> bytes:

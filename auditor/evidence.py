@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
@@ -42,6 +42,9 @@ class ChainedRecord:
     prev_sha256: str | None
     record_sha256: str | None = None
     report_body: bytes | None = None  # the stored report, when it is there to check
+    report_state: str = "present"  # "missing": a digest but no stored report; "unreadable": stored bytes that do not decompress
+    bytes_read: int | None = None  # what the record says beside its digested fields, checked against its report
+    summary: Mapping[str, Any] | None = None
 
     def digest(self) -> str:
         fields = {
@@ -65,10 +68,20 @@ class ChainProblem:
     message: str
 
 
-def check_chain(records: Sequence[ChainedRecord]) -> list[ChainProblem]:
-    """Walk the records in id order; every place where the chain does not hold, named."""
+@dataclass(frozen=True)
+class ChainHead:
+    """The newest record as it was written: kept apart from the records, so that deleting the newest is seen."""
+
+    audit_id: int
+    record_sha256: str
+
+
+def check_chain(records: Sequence[ChainedRecord], head: ChainHead | None = None, *, after: str = GENESIS) -> list[ChainProblem]:
+    """Walk the records in id order; every place where the chain does not hold, named (and, with the chain's `head`,
+    newest records deleted). A record's undigested fields (bytes read, summary) are held to its stored report.
+    `after`: the digest the first record names as its previous (an excerpt of the chain starts inside it)."""
     problems: list[ChainProblem] = []
-    previous = GENESIS
+    previous = after
     previous_id: int | None = None
     for record in sorted(records, key=lambda r: r.id):
         if record.record_sha256 is None:
@@ -81,10 +94,62 @@ def check_chain(records: Sequence[ChainedRecord]) -> list[ChainProblem]:
         computed = record.digest()
         if computed != record.record_sha256:
             problems.append(ChainProblem(record.id, f"the record was changed after it was written (recorded digest {_short(record.record_sha256)}, its fields give {_short(computed)})"))
-        if record.report_body is not None and record.report_sha256 is not None and sha256(record.report_body) != record.report_sha256:
+        if record.report_state == "missing" and record.report_sha256 is not None:
+            problems.append(ChainProblem(record.id, f"its stored report was removed (the record names {_short(record.report_sha256)})"))
+        elif record.report_state == "unreadable":
+            problems.append(ChainProblem(record.id, "its stored report was changed: the stored bytes are not the compressed report that was written"))
+        elif record.report_body is not None and record.report_sha256 is not None and sha256(record.report_body) != record.report_sha256:
             problems.append(ChainProblem(record.id, f"its stored report was changed (recorded {_short(record.report_sha256)}, stored bytes give {_short(sha256(record.report_body))})"))
+        elif record.report_body is not None:
+            problems += [ChainProblem(record.id, m) for m in _beside_the_report(record)]
         previous, previous_id = record.record_sha256, record.id
+    if head is not None and (previous_id, previous) != (head.audit_id, head.record_sha256):
+        newest = f"the newest record is audit {previous_id}" if previous_id is not None else "there is no record"
+        problems.append(ChainProblem(head.audit_id, f"the chain's head is audit {head.audit_id} ({_short(head.record_sha256)}), but {newest}: the newest records were deleted or changed"))
     return problems
+
+
+def _beside_the_report(record: ChainedRecord) -> list[str]:
+    """Where a record's fields outside its digest (bytes read, window counts) disagree with its stored report."""
+    assert record.report_body is not None
+    try:
+        report = json.loads(record.report_body)
+    except ValueError:
+        return ["its stored report is not JSON"]
+    found = []
+    recorded = (report.get("assurance") or {}).get("bytes_read") if isinstance(report, dict) else None
+    if record.bytes_read is not None and isinstance(recorded, int) and record.bytes_read != recorded:
+        found.append(f"the record says {record.bytes_read} bytes were read, its report {recorded}: the record was changed")
+    counts = (record.summary or {}).get("counts")
+    totals = report.get("summary") if isinstance(report, dict) else None
+    if isinstance(counts, Mapping) and isinstance(totals, Mapping) and any(counts.get(k, 0) != v for k, v in totals.items() if isinstance(v, int)):
+        found.append(f"the record's window counts {dict(counts)} differ from its report's: the record was changed")
+    return found
+
+
+def record_json(record: ChainedRecord) -> dict[str, Any]:
+    """A record as an evidence export holds it: every field its digest covers, as the digest reads them, and the digest."""
+    return {
+        "id": record.id, "started_at": _iso(record.started_at), "finished_at": _iso(record.finished_at), "as_of": _iso(record.as_of), "status": record.status,
+        "deep": bool(record.deep), "scope": list(record.scope), "live_exports": list(record.live_exports), "report_sha256": record.report_sha256,
+        "prev_sha256": record.prev_sha256, "record_sha256": record.record_sha256,
+    }
+
+
+def record_from_json(value: Mapping[str, Any], report_body: bytes | None) -> ChainedRecord:
+    """A record from an evidence export (record_json), with the report the archive holds for it (None: not in it)."""
+
+    def when(text: Any) -> datetime | None:
+        return None if text is None else datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+    as_of = when(value.get("as_of"))
+    if as_of is None:
+        raise ValueError("a chain record without its as-of time")
+    return ChainedRecord(
+        int(value["id"]), when(value.get("started_at")), when(value.get("finished_at")), as_of, value.get("status"), bool(value.get("deep")),
+        tuple(value.get("scope") or ()), tuple(value.get("live_exports") or ()), value.get("report_sha256"), value.get("prev_sha256"), value.get("record_sha256"),
+        report_body,
+    )
 
 
 def first_difference(a: bytes, b: bytes) -> tuple[int, int, int]:

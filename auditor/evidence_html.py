@@ -11,12 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader, select_autoescape
 
 from auditor.evidence import canonical, sha256
 
 STATUSES = ("ok", "late", "empty", "pending", "invalid", "missing", "unknown")
-ENVIRONMENT = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"]), keep_trailing_newline=True)
+# a report recorded by an earlier release may lack sections (method, assurance …): they render empty, not as an error
+ENVIRONMENT = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"]), keep_trailing_newline=True, undefined=ChainableUndefined,
+)
 CALENDAR_FILTERS = {"slice_time": lambda iso: iso[11:16], "slice_day": lambda iso: iso[:10]}  # the calendar macro's, wherever it renders
 ENVIRONMENT.filters.update(CALENDAR_FILTERS)
 

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from auditor.errors import CatalogError, CatalogUnreachable
 from auditor.storage.base import scrub
@@ -37,7 +38,7 @@ POOL_THREADS = 40  # anyio's default thread limiter: how many requests can be in
 PG_POOL = 10
 PG_OVERFLOW = 10
 LOOP_POOL = 20
-HEAD = "0013"  # the newest migration in MIGRATIONS (a test holds the two together)
+HEAD = "0014"  # the newest migration in MIGRATIONS (a test holds the two together)
 WAL_ATTEMPTS = 200  # tries (50 ms apart) to switch a SQLite catalog to write-ahead logging
 
 
@@ -129,13 +130,37 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the catalog schema to `revision` (what `auditor db upgrade` runs)."""
+    """Bring the catalog schema to `revision` (what `auditor db upgrade` runs), all of it or none: on SQLite the driver
+    commits each schema change as it runs, so an upgrade cut short (the process killed) left columns added and the
+    version where it was, and every start after failed on the next ALTER; the upgrade is one SQLite transaction now."""
     from alembic import command
 
+    migrating = _transactional(engine) if engine.dialect.name == "sqlite" else engine
     try:
-        command.upgrade(alembic_config(engine), revision)
+        command.upgrade(alembic_config(migrating), revision)
     except SQLAlchemyError as e:
         raise CatalogError(f"cannot upgrade the catalog: {_reason(e)}") from e
+    finally:
+        if migrating is not engine:
+            migrating.dispose()
+
+
+def _transactional(engine: Engine) -> Engine:
+    """An engine on the same SQLite file whose transactions are SQLite's own, schema changes included (SQLAlchemy's
+    recipe for pysqlite): the driver's own transaction handling off, BEGIN sent with each transaction; foreign keys
+    off for the connection before any (batch migrations copy and drop tables that others refer to)."""
+    migrating = create_engine(engine.url, connect_args={"timeout": 30}, poolclass=NullPool)
+
+    @event.listens_for(migrating, "connect")
+    def connect(dbapi: Any, _record: Any) -> None:
+        dbapi.isolation_level = None
+        dbapi.execute("PRAGMA foreign_keys=OFF")
+
+    @event.listens_for(migrating, "begin")
+    def begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return migrating
 
 
 def schema_state(engine: Engine) -> tuple[str | None, str]:

@@ -37,6 +37,7 @@ from auditor.catalog.engine import ensure_schema, make_engine
 from auditor.catalog.tables import (
     ATTEMPTS,
     AUDITS,
+    CHAIN_HEAD,
     DATASETS,
     DESTINATIONS,
     EPISODES,
@@ -55,7 +56,7 @@ from auditor.catalog.tables import (
 from auditor.chain import rpo_seconds
 from auditor.config import DestinationSettings, ExportSettings, Settings
 from auditor.errors import CatalogError, CatalogUnreachable
-from auditor.evidence import GENESIS, ChainedRecord, canonical
+from auditor.evidence import GENESIS, ChainedRecord, ChainHead, canonical
 from auditor.findings import Finding, Severity
 from auditor.flows.models import Run
 from auditor.ledger import AuditRecord, DatasetState, DestinationState, Episode, FileState, FindingState, HistoryEntry, Notice, WindowState
@@ -395,7 +396,12 @@ class Catalog:
         """The JSON report an audit produced, exactly as recorded (historical audits included)."""
         with self._connect() as conn:
             blob = conn.execute(select(AUDITS.c.report).where(AUDITS.c.id == audit_id)).scalar_one_or_none()
-        return None if blob is None else cast(dict[str, Any], json.loads(gzip.decompress(blob)))
+        if blob is None:
+            return None
+        try:
+            return cast(dict[str, Any], json.loads(gzip.decompress(blob)))
+        except (OSError, EOFError, zlib.error, ValueError) as e:
+            raise CatalogError(f"the stored report of audit {audit_id} cannot be read ({type(e).__name__}): `auditor evidence chain` says more") from e
 
     def deep_coverage(self) -> tuple[int, int]:
         """(data files present, of which deep-verified)."""
@@ -526,12 +532,22 @@ class Catalog:
             return Recorded(audit_id, live, live_datasets, problems)
 
     def _chain(self, conn: Connection, audit_id: int) -> None:
-        """Link a new audit record to the previous one (auditor.evidence)."""
+        """Link a new audit record to the chain's head (auditor.evidence): the newest record written, deleted or not (a
+        catalog from before the head: the newest record there is), and make it the head."""
         row = conn.execute(select(AUDITS).where(AUDITS.c.id == audit_id)).one()
-        previous = conn.execute(select(AUDITS.c.record_sha256).where(AUDITS.c.id < audit_id).order_by(AUDITS.c.id.desc()).limit(1)).one_or_none()
-        prev = GENESIS if previous is None else (previous[0] or GENESIS)
-        digest = replace(_chained(row), prev_sha256=prev).digest()
-        conn.execute(update(AUDITS).where(AUDITS.c.id == audit_id).values(prev_sha256=prev, record_sha256=digest))
+        head = conn.execute(select(CHAIN_HEAD.c.record_sha256).where(CHAIN_HEAD.c.id == 1)).scalar_one_or_none()
+        if head is None:
+            previous = conn.execute(select(AUDITS.c.record_sha256).where(AUDITS.c.id < audit_id).order_by(AUDITS.c.id.desc()).limit(1)).one_or_none()
+            head = GENESIS if previous is None else (previous[0] or GENESIS)
+        digest = replace(_chained(row), prev_sha256=head).digest()
+        conn.execute(update(AUDITS).where(AUDITS.c.id == audit_id).values(prev_sha256=head, record_sha256=digest))
+        _upsert(conn, CHAIN_HEAD, [{"id": 1, "audit_id": audit_id, "record_sha256": digest}], ["id"], ["audit_id", "record_sha256"])
+
+    def chain_head(self) -> ChainHead | None:
+        """The chain's head: the newest audit record as it was written (None: no audit recorded since the head was kept)."""
+        with self._connect() as conn:
+            row = conn.execute(select(CHAIN_HEAD.c.audit_id, CHAIN_HEAD.c.record_sha256).where(CHAIN_HEAD.c.id == 1)).one_or_none()
+        return None if row is None else ChainHead(row.audit_id, row.record_sha256)
 
     def chain_records(self, *, with_reports: bool = True) -> list[ChainedRecord]:
         """Every audit record as the hash chain sees it (with its stored report bytes to check)."""
@@ -1780,10 +1796,18 @@ def _audit_record(row: Any) -> AuditRecord:
 
 def _chained(row: Any, *, with_report: bool = False) -> ChainedRecord:
     live = row.live_exports if row.live_exports is not None else row.scope
-    body = gzip.decompress(row.report) if with_report and row.report is not None else None
+    body, state = None, "present"
+    if with_report:
+        if row.report is None:
+            state = "missing"
+        else:
+            try:
+                body = gzip.decompress(row.report)
+            except (OSError, EOFError, zlib.error):
+                state = "unreadable"
     return ChainedRecord(
         row.id, _utc(row.started_at), _utc(row.finished_at), _utc(row.as_of), row.status, bool(row.deep), tuple(row.scope or ()), tuple(live or ()),
-        row.report_sha256, row.prev_sha256, row.record_sha256, body,
+        row.report_sha256, row.prev_sha256, row.record_sha256, body, state, row.bytes_read, row.summary if isinstance(row.summary, dict) else None,
     )
 
 

@@ -58,6 +58,17 @@ AUDITS = Table(
 )
 
 
+# The hash chain's head: the newest audit record's id and digest, kept apart from the records (one row, id 1), so that
+# deleting the newest records is seen (auditor.evidence.check_chain) and a new record links to what was deleted.
+CHAIN_HEAD = Table(
+    "chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("audit_id", Integer, nullable=False),
+    Column("record_sha256", String(64), nullable=False),
+)
+
+
 DESTINATIONS = Table(
     "destinations",
     metadata,

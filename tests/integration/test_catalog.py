@@ -29,7 +29,7 @@ def test_migrations_match_the_models(catalog_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
     current, head = schema_state(engine)
-    assert current == head == "0013"
+    assert current == head == "0014"
     from alembic.script import ScriptDirectory
 
     from auditor.catalog.engine import alembic_config
@@ -68,7 +68,7 @@ def test_a_new_sqlite_catalog_is_created_with_the_schema_the_migrations_build(tm
     created, migrated = f"sqlite:///{tmp_path / 'created.db'}", f"sqlite:///{tmp_path / 'migrated.db'}"
     ensure_schema(make_engine(created))
     upgrade(make_engine(migrated))
-    assert schema_state(make_engine(created)) == schema_state(make_engine(migrated)) == ("0013", "0013")
+    assert schema_state(make_engine(created)) == schema_state(make_engine(migrated)) == ("0014", "0014")
     assert _schema(created) == _schema(migrated)
     assert "alembic_version" in _schema(created) and len(_schema(created)) > 10
 
@@ -110,7 +110,7 @@ def test_a_catalog_created_by_another_process_after_this_one_looked_is_opened_no
     ensure_schema(make_engine(url))
     assert looked[0] is None  # the race was staged: this process had seen no catalog
     monkeypatch.undo()
-    assert schema_state(make_engine(url)) == ("0013", "0013")
+    assert schema_state(make_engine(url)) == ("0014", "0014")
 
 
 def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
@@ -122,7 +122,7 @@ def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
     upgrade_to_base(alembic_config(engine), "base")
     assert schema_state(engine)[0] is None
     upgrade(engine)
-    assert schema_state(engine)[0] == "0013"
+    assert schema_state(engine)[0] == "0014"
 
 
 def test_repeated_audits_add_only_an_audit_row(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
@@ -214,3 +214,31 @@ def test_deep_verification_is_remembered_and_rotates_with_sample(tree: Tree, tmp
     assert shares == sorted(shares) and shares[0] < shares[-1]
     assert shares[-1] == total - 2  # every file but the two that cannot be read past their first bytes
 
+
+
+KILLED_IN_AN_UPGRADE = """
+import os, sys
+from alembic import op
+op.create_index = lambda *args, **kwargs: os._exit(9)  # the process dies in migration 0013, after 0012 and 0013's new column
+from auditor.catalog.engine import ensure_schema, make_engine
+ensure_schema(make_engine(sys.argv[1]))
+"""
+
+
+def test_a_sqlite_upgrade_cut_short_leaves_the_catalog_as_it_was(tmp_path: Path) -> None:
+    """An upgrade killed half-way left the columns it had added and the version where it was (the driver commits each
+    schema change as it runs): every start after failed on `duplicate column name`. The upgrade is all or nothing."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(make_engine(url), "0011")
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_AN_UPGRADE, url], capture_output=True, text=True, timeout=120, check=False)
+    assert killed.returncode == 9, killed.stderr
+    engine = make_engine(url)
+    assert schema_state(engine)[0] == "0011"
+    with engine.connect() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("audits")} | {c["name"] for c in inspect(conn).get_columns("alert_episodes")}
+    assert not columns & {"sample_key", "seen_at"}, columns
+    ensure_schema(engine)  # the next start upgrades it
+    assert schema_state(engine) == ("0014", "0014")

@@ -119,6 +119,54 @@ def test_the_chain_names_a_changed_record_a_deleted_record_and_a_changed_report(
     conn.close()
 
 
+def test_the_chain_names_the_newest_records_deleted(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """The newest audit deleted: the chain said INTACT, and on SQLite the next audit took its id and linked to the one
+    before, hiding the deletion for good."""
+    config = build_defect_tree(tree, tmp_path, catalog_url)
+    for as_of in ("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z", NOW):
+        assert run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")[0] == 1
+    conn = _raw(catalog_url)
+    _edit(conn, "DELETE FROM audits WHERE id = 3")
+    code, out = run("evidence", "chain", "--config", str(config))
+    assert code == 1 and "the chain's head is audit 3" in out and "the newest record is audit 2" in out, out
+    assert run("audit", "--config", str(config), "--as-of", "2026-11-28T12:30:00Z", "--format", "json")[0] == 1  # the next audit
+    code, out = run("evidence", "chain", "--config", str(config))
+    newest = int(out.split("BROKEN at audit ")[1].split(":")[0]) if code == 1 else None
+    assert code == 1 and newest is not None and newest >= 3 and "a record between them was deleted or changed" in out, out
+    conn.close()
+
+
+def test_the_chain_names_a_report_removed_or_unreadable_and_a_changed_summary(tree: Tree, tmp_path: Path) -> None:
+    """A stored report removed (INTACT, and `evidence export` left the audit out) or replaced by bytes that are no gzip
+    (a traceback); the bytes read a record serves beside its digest changed (INTACT)."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    config = build_defect_tree(tree, tmp_path, url)
+    for as_of in ("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z", NOW):
+        run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")
+    conn = _raw(url)
+    _edit(conn, "UPDATE audits SET report = NULL WHERE id = 1")
+    conn.execute("UPDATE audits SET report = ? WHERE id = 2", (b"\x00\x01 not gzip",))
+    _edit(conn, "UPDATE audits SET bytes_read = bytes_read + 1 WHERE id = 3")
+    code, out = run("evidence", "chain", "--config", str(config))
+    assert code == 1 and "BROKEN at audit 1: its stored report was removed" in out and "BROKEN at audit 2: its stored report was changed" in out, out
+    assert "BROKEN at audit 3: the record says" in out and "bytes were read" in out, out
+    code, _ = run("evidence", "export", "--from", "2026-11-28T00:00:00Z", "--to", NOW, "--output", str(tmp_path / "e.zip"), "--config", str(config))
+    assert code == 1 and not (tmp_path / "e.zip").exists()  # a report gone is said, not left out of the archive in silence
+    conn.close()
+
+
+def test_an_evidence_page_of_a_report_from_an_earlier_release_renders() -> None:
+    """Reports recorded before the method and assurance sections existed made `evidence export` (and the dashboard's
+    audit page) fail: 'dict object' has no attribute 'method'."""
+    from auditor.evidence_html import render_evidence
+
+    old = {"as_of": NOW, "status": "not_compliant", "exports": [{"name": "web", "dataset_id": WEB, "destination": "d", "restorable_until": None, "rpo_seconds": None,
+           "windows": [{"scheduled": "2026-11-28T00:00:00Z", "status": "missing", "folder": None, "files": 0, "bytes": 0, "records": None, "findings": []}]}],
+           "unexpected": [], "errors": []}
+    page = render_evidence(old, audit_id=7)
+    assert embedded_report(page) == old and "missing" in page
+
+
 def _changed(out: str) -> str:
     assert "the record was changed after it was written" in out
     return out.splitlines()[0].split(": ", 1)[1]
@@ -163,10 +211,35 @@ def test_evidence_export_keeps_a_period_as_one_archive(tree: Tree, tmp_path: Pat
         assert set(sums) == names - {"SHA256SUMS"} and all(hashlib.sha256(z.read(n)).hexdigest() == d for n, d in sums.items())
         chain = json.loads(z.read("chain.json"))
         assert [r["id"] for r in chain] == [2, 3] and chain[1]["prev_sha256"] == chain[0]["record_sha256"]
+        assert {"started_at", "finished_at", "status", "deep", "scope", "live_exports"} <= set(chain[0])  # every field its digest covers
         page = tmp_path / "from-archive.html"
         page.write_bytes(z.read("audits/00000003/evidence.html"))
         assert b"window.missing" in z.read("audits/00000003/windows.csv")
     assert run("evidence", "verify", str(page), "--config", str(config))[0] == 0
+    code, out = run("evidence", "chain", "--archive", str(archive))  # an external auditor's check: no catalog
+    assert code == 0 and out.startswith("INTACT: 2 audit records"), out
+
+
+def test_an_evidence_export_holds_the_chain_between_its_audits_and_is_checked_without_the_catalog(tree: Tree, tmp_path: Path) -> None:
+    """With back-dated audits the period's records are no run of ids: the archive held records whose previous one it did
+    not hold, with too few fields to recompute a digest. It holds the chain from its first audit to its last now, and
+    `evidence chain --archive` checks it, reports included; a report edited inside the archive is named."""
+    config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    for as_of in ("2026-11-28T00:00:00Z", "2026-11-28T06:00:00Z", "2026-11-27T06:00:00Z", NOW, "2026-11-27T08:00:00Z"):
+        run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")
+    archive = tmp_path / "november.zip"
+    assert run("evidence", "export", "--from", "2026-11-27T00:00:00Z", "--to", "2026-11-27T23:59:00Z", "--output", str(archive), "--config", str(config))[0] == 0
+    with zipfile.ZipFile(archive) as z:
+        assert [r["id"] for r in json.loads(z.read("chain.json"))] == [3, 4, 5]  # audits 3 and 5, and 4 between them
+        contents = {n: z.read(n) for n in z.namelist()}
+    code, out = run("evidence", "chain", "--archive", str(archive))
+    assert code == 0 and out.startswith("INTACT: 3 audit records"), out
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(forged, "w") as z:
+        for name, body in contents.items():
+            z.writestr(name, body.replace(b'"missing"', b'"ok"', 1) if name == "audits/00000005/report.json" else body)
+    code, out = run("evidence", "chain", "--archive", str(forged))
+    assert code == 1 and "BROKEN at audit 5: its stored report was changed" in out, out
 
 
 @pytest.mark.parametrize("where", ["dashboard", "evidence page"])
