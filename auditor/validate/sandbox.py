@@ -418,9 +418,10 @@ class Sandbox:
                 todo = todo[len(run.outcomes) :]
                 continue
             culprit, outcome = run.stopped
-            if outcome[0] == "crash" and todo[culprit] not in crashed:
-                # a worker also dies of things that are not the file's doing (the machine's OOM killer, a person): the
-                # file is checked once more by a fresh worker, and crashing that one too is its verdict
+            if outcome[0] == "crash" and "SIGKILL" in str(outcome[1]) and todo[culprit] not in crashed:
+                # killed, not crashed in the reader (SIGSEGV, SIGABRT: the bytes' doing): a worker is also killed by things
+                # that are not the file's doing (the machine's OOM killer, a person), so the file is checked once more by a
+                # fresh worker, and being killed there too is its verdict
                 crashed.add(todo[culprit])
                 todo = todo[len(run.outcomes) :]
                 continue

@@ -29,7 +29,7 @@ def test_migrations_match_the_models(catalog_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
     current, head = schema_state(engine)
-    assert current == head == "0014"
+    assert current == head == "0015"
     from alembic.script import ScriptDirectory
 
     from auditor.catalog.engine import alembic_config
@@ -68,7 +68,7 @@ def test_a_new_sqlite_catalog_is_created_with_the_schema_the_migrations_build(tm
     created, migrated = f"sqlite:///{tmp_path / 'created.db'}", f"sqlite:///{tmp_path / 'migrated.db'}"
     ensure_schema(make_engine(created))
     upgrade(make_engine(migrated))
-    assert schema_state(make_engine(created)) == schema_state(make_engine(migrated)) == ("0014", "0014")
+    assert schema_state(make_engine(created)) == schema_state(make_engine(migrated)) == ("0015", "0015")
     assert _schema(created) == _schema(migrated)
     assert "alembic_version" in _schema(created) and len(_schema(created)) > 10
 
@@ -110,7 +110,7 @@ def test_a_catalog_created_by_another_process_after_this_one_looked_is_opened_no
     ensure_schema(make_engine(url))
     assert looked[0] is None  # the race was staged: this process had seen no catalog
     monkeypatch.undo()
-    assert schema_state(make_engine(url)) == ("0014", "0014")
+    assert schema_state(make_engine(url)) == ("0015", "0015")
 
 
 def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
@@ -122,7 +122,7 @@ def test_downgrade_and_upgrade_round_trip(catalog_url: str) -> None:
     upgrade_to_base(alembic_config(engine), "base")
     assert schema_state(engine)[0] is None
     upgrade(engine)
-    assert schema_state(engine)[0] == "0014"
+    assert schema_state(engine)[0] == "0015"
 
 
 def test_repeated_audits_add_only_an_audit_row(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
@@ -241,4 +241,23 @@ def test_a_sqlite_upgrade_cut_short_leaves_the_catalog_as_it_was(tmp_path: Path)
         columns = {c["name"] for c in inspect(conn).get_columns("audits")} | {c["name"] for c in inspect(conn).get_columns("alert_episodes")}
     assert not columns & {"sample_key", "seen_at"}, columns
     ensure_schema(engine)  # the next start upgrades it
-    assert schema_state(engine) == ("0014", "0014")
+    assert schema_state(engine) == ("0015", "0015")
+
+
+def test_a_catalog_stamped_0009_by_its_first_version_gets_the_columns_0009_gained_later(tree: Tree, tmp_path: Path) -> None:
+    """Migration 0009 gained three columns after it first shipped: a catalog stamped 0009 by that version upgraded to
+    the head without them, and no audit could be recorded after ("no such column")."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'early.db'}"
+    upgrade(make_engine(url), "0014")
+    raw = sqlite3.connect(tmp_path / "early.db")
+    for table, column in (("windows", "deep_files"), ("windows", "oldest_deep_at"), ("exports", "runs_joined")):
+        raw.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # as 0009's first version left them
+    raw.commit()
+    raw.close()
+    ensure_schema(make_engine(url))
+    assert schema_state(make_engine(url)) == ("0015", "0015")
+    config = build_defect_tree(tree, tmp_path, url)
+    _code, report = audit_json(config)
+    assert not [e for e in report["errors"] if e["destination"] == "catalog"] and open_catalog(url).audit_count() == 1, report["errors"]
