@@ -102,13 +102,13 @@ def audit(config_path: str | None, as_of: str | None, deep: bool, sample: float 
 @guarded
 def restore(dataset: str, at: str, export_name: str | None, refresh: bool, fmt: str, target: str | None, config_path: str | None) -> None:
     """Which files restore DATASET as of --at, from the catalog; exit 0 complete, 1 broken, 3 cannot tell."""
-    from auditor.restore import choose_export, download, plan_restore
+    from auditor.restore import choose_export, download, plan_restore, strays
 
     moment = when(at, "--at")
     with runtime(config_path) as rt:
         name = choose_export(rt.settings, dataset, export_name)
-        if refresh:
-            report = rt.audit(now=datetime.now(UTC), options=AuditOptions(only_exports=frozenset({name}), present=True))
+        if refresh:  # the engineer's "look at storage now": every window of the export listed, settled ones included
+            report = rt.audit(now=datetime.now(UTC), options=AuditOptions(only_exports=frozenset({name}), present=True, full_sweep=True))
             for problem in report.errors if report else ():
                 err.print(f"warning: {problem.destination}: {problem.message}", markup=False)
         plan = plan_restore(rt.settings, rt.catalog, dataset, moment, export=name)
@@ -116,8 +116,11 @@ def restore(dataset: str, at: str, export_name: str | None, refresh: bool, fmt: 
         if target:
             if not plan.steps:
                 raise click.ClickException("nothing to download: the chain has no good window")
-            written = download(plan, rt.store(plan.destination), target)
+            written = download(plan, rt.store(plan.destination), target, audited=[d.url for d in rt.settings.destinations])
             err.print(f"downloaded {len(written)} files" + ("" if plan.complete else " (only the good part of a broken chain)"))
+            others = strays(target, written)
+            if others:
+                err.print(f"warning: the target also holds {others} file(s) this restore did not write (an earlier download?): they are no part of this plan")
     sys.exit(plan.exit_code)
 
 

@@ -241,7 +241,7 @@ def render_plan(plan: RestorePlan, fmt: str) -> str:
         return json.dumps(plan.to_json(), indent=2) + "\n"
     Console, Table = _tables()
     console = Console(file=io.StringIO(), width=160, force_terminal=False, color_system=None)
-    head = "COMPLETE" if plan.complete else "BROKEN"
+    head = "COMPLETE" if plan.complete else ("BROKEN" if plan.broken is not None else "NOTHING TO RESTORE YET")
     source = f"the catalog (audit {plan.audit.id} as of {iso(plan.audit.as_of)})" if plan.audit else "the catalog (never audited)"
     console.print(terminal_safe(f"Restore {plan.dataset_id} as of {iso(plan.at)} from export {plan.export!r}: {head}; answered from {source}"), markup=False)
     table = Table(title_justify="left")
@@ -260,7 +260,7 @@ def render_plan(plan: RestorePlan, fmt: str) -> str:
     for window in plan.pending:
         console.print(f"Pending: {iso(window.scheduled)} is still inside its grace period (not part of this restore yet)")
     if not plan.complete:
-        console.print(terminal_safe(f"Chain broken: {plan.reason}"), markup=False)
+        console.print(terminal_safe(f"Chain broken: {plan.reason}" if plan.broken is not None else f"Nothing to restore: {plan.reason}"), markup=False)
     console.print(f"Restorable until: {iso(plan.restorable_until) or 'nothing restorable'}")
     for note in plan.notes:
         console.print(terminal_safe(f"Note: {note}"), markup=False)

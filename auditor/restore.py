@@ -7,6 +7,7 @@ auditor.chain, the one implementation the audit, the API, the dashboard and aler
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
@@ -107,11 +108,12 @@ class RestorePlan:
 
     @property
     def exit_code(self) -> int:
-        """0 complete, 1 broken, 3 the catalog cannot tell (never audited, or unreadable since it was first seen)."""
+        """0 complete, 1 broken, 3 the catalog cannot tell (never audited, nothing to restore yet, or a break no audit
+        could read): nothing missing or invalid is no broken chain."""
         if self.complete:
             return 0
-        if self.audit is None or (self.broken is not None and self.broken.status == "unknown"):
-            return 3  # never audited, or the break is a window no audit could read
+        if self.broken is None or self.audit is None or self.broken.status == "unknown":
+            return 3
         return 1
 
     def to_json(self) -> dict[str, Any]:
@@ -296,16 +298,26 @@ def _why(window: WindowState, findings: Sequence[FindingState]) -> str:
     return f"window {iso(window.scheduled)} is {window.status}{detail}"
 
 
-def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None) -> list[str]:
+def download(
+    plan: RestorePlan, store: Store, target: str, *, options: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None,
+    audited: Sequence[str] = (),
+) -> list[str]:
     """Copy every file of the plan to `target` (any fsspec URL), keeping folder names; sizes verified.
 
-    Writes only below `target`: every destination is resolved before anything is written, and a key
-    that would lead out of the target (an empty, `.` or `..` segment, or on a local target a symbolic
-    link) raises StorageError naming the key. Raises StorageError when a copy fails or comes out
-    the wrong size.
+    Writes only below `target`, and never into the storage the auditor audits (`audited`: the destinations' URLs; a
+    target inside one, or holding one, is refused: one at a destination's root emptied a backup file as it opened it).
+    Every file is first found in storage as the plan lists it (its size, and its ETag where the store gives one): a
+    file changed since the audit is refused before anything is copied. Every destination is resolved before anything
+    is written, and a key that would lead out of the target (an empty, `.` or `..` segment, or on a local target a
+    symbolic link) raises StorageError naming the key. A copy that fails or comes out the wrong size is removed, and
+    raises StorageError.
     """
     import fsspec
 
+    for url in audited:
+        if _overlaps(target, url):
+            raise StorageError(f"restore target {redact(target)} is inside, or holds, the audited destination {redact(url)}: the auditor never writes "
+                               "to the storage it audits; choose another target", url=redact(target))
     try:
         fs, root = fsspec.core.url_to_fs(target, **(options or {}))
     except Exception as e:
@@ -314,6 +326,7 @@ def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str,
     base = str(root).rstrip("/")
     for item in files:
         _resolve_under(fs, base, item.key, target)
+    _as_audited(plan, store)
     written: list[str] = []
     for done, item in enumerate(files, 1):
         destination = _resolve_under(fs, base, item.key, target)  # again: a link may have appeared since
@@ -324,16 +337,73 @@ def download(plan: RestorePlan, store: Store, target: str, *, options: dict[str,
                 while chunk := source.read(1 << 20):
                     sink.write(chunk)
             size = fs.size(destination)
-        except StorageError:
-            raise
+            if size != item.size:
+                raise StorageError(f"copy of {item.url} has {size} bytes, expected {item.size}", url=redact(target))
         except Exception as e:
+            _remove(fs, destination)  # no wrong copy is left in the target
+            if isinstance(e, StorageError):
+                raise
             raise StorageError(f"cannot copy {item.url} to {redact(target)}: {scrub(str(e))}", url=redact(target)) from e
-        if size != item.size:
-            raise StorageError(f"copy of {item.url} has {size} bytes, expected {item.size}", url=redact(target))
         written.append(destination)
         if progress:
             progress(done, len(files))
     return written
+
+
+def strays(target: str, written: Sequence[str], *, options: dict[str, Any] | None = None) -> int:
+    """How many files below `target` this download did not write (an earlier download into the same target?)."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(target, **(options or {}))
+        present = fs.find(str(root))
+    except Exception:  # noqa: BLE001 - a count for a warning: none when the target cannot be listed
+        return 0
+    mine = {posixpath.normpath(w) for w in written}
+    return sum(1 for p in present if posixpath.normpath(str(p)) not in mine)
+
+
+def _as_audited(plan: RestorePlan, store: Store) -> None:
+    """Raise StorageError unless every file of the plan is in storage with the size (and ETag, where both have one) the
+    plan lists: bytes overwritten since the audit would be copied under the audited name."""
+    for step in plan.steps:
+        if not step.files or not step.window.folder_key:
+            continue
+        present = {o.key: o for o in store.list_prefixes([f"{step.window.folder_key}/"])}
+        for item in step.files:
+            found = present.get(item.key)
+            if found is None:
+                raise StorageError(f"{item.url} is no longer in storage: re-audit (--refresh) before restoring", url=item.url)
+            if found.size != item.size or (found.etag and item.etag and found.etag != item.etag):
+                raise StorageError(f"{item.url} changed since the audit (now {found.size} bytes, ETag {found.etag}; audited {item.size} bytes, ETag {item.etag}): "
+                                   "re-audit (--refresh) before restoring", url=item.url)
+
+
+def _overlaps(target: str, audited: str) -> bool:
+    """Whether a target URL and an audited destination's URL name the same place, or one lies inside the other."""
+    a, b = _place(target), _place(audited)
+    if a[0] != b[0]:
+        return False
+    return a[1] == b[1] or a[1].startswith(b[1] + "/") or b[1].startswith(a[1] + "/") or not a[1] or not b[1]
+
+
+_FAMILIES = {"s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az", "adl": "az", "local": "file"}
+
+
+def _place(url: str) -> tuple[str, str]:
+    """(storage family, path without slashes at either end) of a URL; a local path resolved (symbolic links)."""
+    import fsspec
+
+    protocol, path = fsspec.core.split_protocol(url)
+    family = _FAMILIES.get(protocol or "file", protocol or "file")
+    if family == "file":
+        path = os.path.realpath(os.path.expanduser(path))
+    return family, path.split("?", 1)[0].strip("/")
+
+
+def _remove(fs: Any, path: str) -> None:
+    with contextlib.suppress(Exception):  # it may never have been created
+        fs.rm_file(path)
 
 
 def _resolve_under(fs: Any, base: str, key: str, target: str) -> str:

@@ -123,7 +123,8 @@ def add_dashboard(app: FastAPI, runtime: Runtime, access: Access, caller: Callab
                 error = str(e)
             except HTTPException as e:
                 error = e.detail
-        return page(request, "restore.html", dataset=dataset, at=at, plan=plan, error=error)
+        names = [e.name for e in settings.exports if not dataset or dataset in e.datasets]  # a dataset several exports carry: choose one
+        return page(request, "restore.html", dataset=dataset, at=at, export=export, export_names=names, plan=plan, error=error)
 
     @app.get("/alerts", response_class=HTMLResponse)
     def alerts_page(request: Request) -> Response:

@@ -220,3 +220,20 @@ def test_an_audit_whose_report_goes_to_a_pipe_does_not_load_the_terminal_library
         capture_output=True, text=True, check=False, timeout=120,
     )
     assert closed.returncode == 1 and json.loads(closed.stdout)["status"] == "not_compliant"
+
+
+def test_restore_download_refuses_the_audited_folder_and_says_what_else_the_target_holds(config: Path, tmp_path: Path) -> None:
+    """`--download` at the destination's own folder emptied a backup file as it opened it; a target reused from an
+    earlier download kept files no part of the plan, in silence."""
+    assert run("audit", "--config", str(config), "--as-of", "2026-11-28T12:00:00Z", "--format", "json")[0] == 1
+    exports = tmp_path / "exports"
+    before = {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()}
+    result = CliRunner().invoke(main, ["restore", PROFILES, "--at", "2026-11-26T12:00:00Z", "--download", exports.as_uri(), "--config", str(config)])
+    assert result.exit_code == 2 and "never writes to the storage it audits" in " ".join(result.output.split())
+    assert {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()} == before
+    target = tmp_path / "restored"
+    (target / "left-over").mkdir(parents=True)
+    (target / "left-over" / "part-9.parquet").write_bytes(b"an earlier download")
+    result = CliRunner().invoke(main, ["restore", PROFILES, "--at", "2026-11-26T12:00:00Z", "--download", target.as_uri(), "--config", str(config)])
+    assert result.exit_code == 0 and "also holds 1 file(s) this restore did not write" in " ".join(result.stderr.split())
+

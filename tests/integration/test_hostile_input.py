@@ -11,6 +11,7 @@ import json
 import tomllib
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,36 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "{(slot - timedelta(da
     assert [u["reason"].split(":")[0] for u in report["unexpected"]] == ["folder.duplicate_slot"]
     assert report["exports"][0]["restorable_until"] == "2026-11-26T00:00:00Z"  # the chain stops before the contested window
     assert audited.exit_code == 1
+
+
+@pytest.mark.s3
+def test_a_download_refuses_a_file_overwritten_since_the_audit_before_copying_anything(bucket: tuple[str, dict[str, Any], Any], tmp_path: Path) -> None:
+    """A file of the plan overwritten with other bytes of the same size (a new ETag): the download copied the new bytes
+    under the audited name and said it had restored the plan."""
+    name, options, client = bucket
+    keys = ["ds/exportTime=202611270300/part-0.parquet", "ds/exportTime=202611270300/part-1.parquet"]
+    for key in keys:
+        client.put_object(Bucket=name, Key=key, Body=b"PAR1....PAR1")
+    store = open_store(f"s3://{name}", options)
+    listed = {o.key: o for o in store.list()}
+    plan = plan_of(keys, bucket_name=name)
+    plan = replace(plan, steps=(replace(plan.steps[0], files=tuple(replace(f, etag=listed[f.key].etag) for f in plan.steps[0].files)),))
+    client.put_object(Bucket=name, Key=keys[1], Body=b"PAR1xxxxPAR1")  # same size, other bytes
+    with pytest.raises(StorageError, match="changed since the audit"):
+        download(plan, store, (tmp_path / "restore").as_uri())
+    assert files_below(tmp_path) == []
+
+
+@pytest.mark.s3
+def test_a_download_into_the_audited_storage_is_refused(bucket: tuple[str, dict[str, Any], Any], tmp_path: Path) -> None:
+    """A target at the audited destination's root opened each backup file for writing as it read it: the file was
+    emptied. A target inside the destination wrote into the audited bucket."""
+    name, options, client = bucket
+    key = "ds/exportTime=202611270300/part-0.parquet"
+    client.put_object(Bucket=name, Key=key, Body=b"PAR1....PAR1")
+    store = open_store(f"s3://{name}", options)
+    for target in (f"s3://{name}", f"s3://{name}/restore-out", f"s3a://{name}/ds/"):
+        with pytest.raises(StorageError, match="never writes to the storage it audits"):
+            download(plan_of([key], bucket_name=name), store, target, options=options, audited=[f"s3://{name}"])
+    assert client.get_object(Bucket=name, Key=key)["Body"].read() == b"PAR1....PAR1"
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=name)["Contents"]] == [key]

@@ -248,3 +248,60 @@ def test_a_window_run_twice_into_its_folder_restores_the_files_of_one_run(tree: 
     code, out = run("restore", "dsA", "--at", "2026-11-27T04:00:00Z", "--config", str(config))
     assert code == 0 and "other run(s) left out" in " ".join(out.split())
 
+
+
+def test_restore_refresh_lists_the_settled_windows_again(tree: Tree, tmp_path: Path) -> None:
+    """`--refresh` audited incrementally: a file deleted from a settled window was not listed, and restore answered
+    complete with the deleted file in the plan. It lists every window of the export now."""
+    for hour in (0, 3, 6, 9):
+        tree.export("dsA", t(f"2026-11-27T{hour:02d}:00"))
+    config = _config(tmp_path, tree, more="manifest = true\n")
+    config.write_text(config.read_text().replace('startTime = "2026-11-27T00:00:00Z" }', 'startTime = "2026-11-27T00:00:00Z", endTime = "2026-11-27T12:00:00Z" }'))
+    for _ in range(2):
+        assert run("audit", "--config", str(config), "--format", "json")[0] == 0  # as of now: every window settled
+    victim = min((tree.root / "dsA/exportTime=202611270300").glob("part-*"))
+    victim.unlink()
+    code, out = run("audit", "--config", str(config), "--format", "json")
+    assert json.loads(out)["method"]["listing"]["d"]["mode"] == "incremental"
+    code, plan = _restore(config, "2026-11-27T10:00:00Z")
+    assert code == 0 and victim.name in json.dumps(plan["chain"])  # what the catalog last established
+    code, out = run("restore", "dsA", "--at", "2026-11-27T10:00:00Z", "--refresh", "--format", "json", "--config", str(config))
+    plan = json.loads(out)
+    assert code == 1 and plan["broken"]["scheduled"] == "2026-11-27T03:00:00Z" and victim.name not in json.dumps(plan["chain"]), plan["broken"]
+
+
+def test_nothing_to_restore_yet_is_no_broken_chain(tree: Tree, tmp_path: Path) -> None:
+    """Before the first window, or with the first (full) window still inside its grace period while the audit says
+    compliant, restore said BROKEN and exited 1 (broken): nothing is missing or invalid; it cannot tell yet (3)."""
+    tree.export("dsB", t("2026-11-27T00:00"))  # the destination holds something; dsA's 00:00 has not landed yet
+    config = _config(tmp_path, tree)
+    code, report = _audit(config, "2026-11-27T00:40:00Z")
+    assert code == 0 and report["exports"][0]["windows"][0]["status"] == "pending"  # in its grace period: compliant
+    for at in ("2026-11-26T12:00:00Z", "2026-11-27T00:20:00Z"):
+        code, out = run("restore", "dsA", "--at", at, "--config", str(config))
+        assert code == 3 and "NOTHING TO RESTORE YET" in out and "BROKEN" not in out, out
+
+
+def test_the_dashboard_restore_page_says_what_the_cli_says(tree: Tree, tmp_path: Path) -> None:
+    """The dashboard's restore page showed an unverified step as plain `ok`, named no re-run, and had no way to choose
+    an export for a dataset two exports carry (the page said "choose one with export=", with no field for it)."""
+    from fastapi.testclient import TestClient
+
+    from auditor.config import load_settings
+    from auditor.runtime import Runtime
+    from auditor.service.app import create_app
+
+    tree.export("dsA", t("2026-11-27T00:00"))
+    tree.export("dsA", t("2026-11-27T00:00"), seed=1, landed=t("2026-11-27T00:40"))  # a re-run into the same folder
+    tree.export("dsA", t("2026-11-27T03:00"))
+    config = _config(tmp_path, tree, more='[[exports]]\nname = "a-copy"\ndestination = "d"\ndatasets = ["dsA"]\nformat = "parquet"\nschedule = { exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z" }\n')
+    config.write_text(config.read_text().replace("[catalog]", '[service]\ntokens = [{ name = "r", token = "read-token", role = "read" }]\n\n[catalog]', 1))
+    _audit(config, "2026-11-27T05:00:00Z")
+    os.rename(tree.root, tree.root.with_name("away"))
+    _audit(config, "2026-11-27T05:30:00Z")  # the destination unreadable: the steps are unverified
+    with Runtime(load_settings(config, {})) as runtime:
+        client = TestClient(create_app(runtime))
+        page = client.get("/restore", params={"dataset": "dsA", "at": "2026-11-27T04:00:00Z"}, headers={"Authorization": "Bearer read-token"}).text
+        assert '<select name="export"' in page and '<option value="a-copy">' in page and "choose one" in page
+        page = client.get("/restore", params={"dataset": "dsA", "at": "2026-11-27T04:00:00Z", "export": "a"}, headers={"Authorization": "Bearer read-token"}).text
+        assert "COMPLETE" in page and "unverified" in page and "other run(s) left out" in page, page
