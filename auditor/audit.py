@@ -208,7 +208,7 @@ def run_audit(
     file_records: dict[str, list[FileRecord]] = {}
     moved: dict[str, list[FileRecord]] = {}  # destination -> files changed since checked that this audit did not check (not in its assurance)
     listed: dict[str, set[str]] = {}  # destination -> every key its listing returned
-    counters = {"read": 0, "reused": 0}
+    counters = {"read": 0, "reused": 0, "deep_unfinished": 0}
     rotation = _rotation(catalog, options, errors, [e.name for e in exports])
     listings: dict[str, dict[str, Any]] = {}
     swept: list[str] = []
@@ -239,7 +239,9 @@ def run_audit(
         "checks": "deep" if options.deep else ("quick with a rotating deep sample" if options.sample_percent else "quick"),
         "deep": options.deep,
         "sample_percent": options.sample_percent,
-        "sample_turn": None if rotation is None else {"of": rotation[0], "turn": rotation[1]},
+        # a turn counts (the next sampled audit takes the next one) only when every file of it was deep-checked and nothing
+        # kept the audit from a destination
+        "sample_turn": None if rotation is None else {"of": rotation[0], "turn": rotation[1], "complete": not counters["deep_unfinished"] and not errors},
         "scope": sorted(e.name for e in exports),
         "listing": listings,
     }
@@ -797,6 +799,12 @@ def _validate(
         if key not in outcomes:  # never dropped silently: a file without an answer is unknown
             outcomes[key] = "could not be deep-checked: no verdict came back for some files"
             counters["read"] += 1
+    # deep checks of the rotation's turn that did not finish (no verdict, or "could not finish checking"): the turn
+    # is taken again by the next sampled audit, not passed over (its files would wait a whole round, or for ever)
+    counters["deep_unfinished"] += sum(
+        1 for key, job in unique_jobs.items()
+        if job[2] == "data" and needed(job) is Level.DEEP and (not isinstance(o := outcomes.get(key), FileRecord) or any(f.code in RETRY_CODES for f in o.findings))
+    )
     records = [o for o in outcomes.values() if isinstance(o, FileRecord)]
     read_errors = sorted({o for o in outcomes.values() if isinstance(o, str)})
     return outcomes, records, read_errors

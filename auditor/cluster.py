@@ -47,6 +47,8 @@ MIN_BATCH_BYTES = plan.MIN_BATCH_BYTES
 BATCH_FILES = 500
 TASK_PREFIX = "auditor-deep"
 WORKER_WAIT = 120.0  # seconds the cluster may have no worker at all before the files still out are answered "could not be deep-checked"
+SCHEDULER_ANSWER = 10.0  # seconds the scheduler has to say how many workers it has; no answer counts as none
+STALL_SLACK = 120.0  # beyond the longest batch's validation deadlines: time for a worker to start and read its batch
 POLL = 1.0  # how often, while no batch finishes, the audit asks the scheduler how many workers it has
 WAIT_STEP = 0.02  # seconds between looks at the batches that finished
 
@@ -170,6 +172,7 @@ class ClusterChecker:
         batch_files: int = BATCH_FILES,
         connect_timeout: float | None = None,
         worker_wait: float = WORKER_WAIT,
+        stall_slack: float = STALL_SLACK,
     ) -> None:
         self.address = address
         self.local = local
@@ -178,10 +181,12 @@ class ClusterChecker:
         self.validator = validator
         self.batch_bytes, self.batch_files = batch_bytes, batch_files
         self.connect_timeout = connect_timeout  # None: Dask's distributed.comm.timeouts.connect
-        # Dask keeps work for a worker that may yet come; an audit does not wait for ever: with no worker for this long,
-        # what is still out is answered "could not be deep-checked" (its windows unknown). A batch that is merely slow is
-        # bounded on its worker by each file's validation deadline.
-        self.worker_wait = worker_wait
+        # Dask keeps work for a worker that may yet come; an audit does not wait for ever: with no worker for this long
+        # (or a scheduler that does not say), what is still out is answered "could not be deep-checked" (its windows
+        # unknown). A batch that is merely slow is bounded on its worker by each file's validation deadline, and a worker
+        # that stops answering (frozen: it enforces no deadline) by the audit: nothing finished for longer than the
+        # longest batch's deadlines and STALL_SLACK ends the wait the same way.
+        self.worker_wait, self.stall_slack = worker_wait, stall_slack
         self.tasks = 0  # work units submitted so far
         self._client: Any = None
         self._lock = threading.Lock()
@@ -240,11 +245,16 @@ class ClusterChecker:
         yield from lost
         finished = as_completed(list(pending), loop=client.loop)
         workerless_since: float | None = None
-        asked = time.monotonic()
+        asked = progressed = time.monotonic()
+        stall = max((sum(self.limits.deadline(f.size) for f in files) for files in pending.values()), default=0.0) + self.stall_slack
         try:
             while pending:
                 if not finished.has_ready():
                     time.sleep(WAIT_STEP)
+                    if time.monotonic() - progressed >= stall:
+                        reason = f"could not be deep-checked: the Dask cluster at {self.address} finished nothing for {stall:.0f} s (a worker or its scheduler stopped answering)"
+                        yield from ((f.key, reason) for files in pending.values() for f in files)
+                        return  # what is still out is cancelled below
                     if time.monotonic() - asked >= POLL:  # nothing finished for a while: is there a worker to finish it?
                         asked = time.monotonic()
                         workerless_since = self._workerless_since(client, workerless_since)
@@ -254,6 +264,7 @@ class ClusterChecker:
                             return  # what is still out is cancelled below
                     continue
                 workerless_since, asked = None, time.monotonic()
+                progressed = asked
                 for future in finished.next_batch(block=False):
                     files = pending.pop(future)
                     try:
@@ -271,10 +282,13 @@ class ClusterChecker:
 
     @staticmethod
     def _workerless_since(client: Any, since: float | None) -> float | None:
-        """Since when the cluster has had no worker (None: it has one now, or the scheduler cannot say: a lost
-        connection ends the work's futures on its own)."""
+        """Since when the cluster has had no worker, or a scheduler that does not answer (a frozen one kept the call
+        waiting, and the audit with it, for as long as it was frozen); None: it has one now, or the connection was lost
+        (which ends the work's futures on its own)."""
         try:
-            workers = len(client.nthreads())
+            workers = len(client.nthreads(callback_timeout=SCHEDULER_ANSWER))
+        except TimeoutError:
+            workers = 0
         except Exception:  # noqa: BLE001
             return None
         if workers:

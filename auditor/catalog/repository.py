@@ -1558,8 +1558,8 @@ _RESTORE_WINDOWS = (
 def _sample_key(report: AuditReport) -> str | None:
     """The --sample rotation the audit took part in, from its report's method (None: it sampled nothing)."""
     turn = (report.method or {}).get("sample_turn")
-    if not isinstance(turn, dict) or not isinstance(turn.get("of"), int):
-        return None
+    if not isinstance(turn, dict) or not isinstance(turn.get("of"), int) or turn.get("complete") is False:
+        return None  # sampled nothing, or not all of its turn: the next sampled audit takes the same turn
     return sample_key(turn["of"], (report.method or {}).get("scope") or ())
 
 

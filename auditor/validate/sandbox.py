@@ -41,7 +41,7 @@ from auditor.validate import MAX_FOOTER, FileVerdict, Level, Source, footer_leng
 DEFAULT_VALIDATOR = "auditor.validate:validate_data_file"
 # Findings that say "could not finish checking" rather than "the bytes are bad": retried next audit (a memory limit
 # too: the configuration's, which may have been raised since)
-RETRY_CODES = frozenset({"validate.timeout", "validate.memory_limit"})
+RETRY_CODES = frozenset({"validate.timeout", "validate.memory_limit", "validate.killed"})
 STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its readers
 FLUSH_SECONDS = 0.2  # a worker sends the verdicts it has at least this often (progress bars move)
 POLL_SECONDS = 0.25  # how often the parent looks at the progress board while a batch runs
@@ -451,6 +451,9 @@ class Sandbox:
         if kind == "timeout":
             self.timeouts += 1
             return FileVerdict(level, (error("validate.timeout", source.url, f"checking did not finish within {detail}; the file could not be verified"),))
+        if kind == "crash" and "SIGKILL" in str(detail):  # twice (check_many): the machine's OOM killer, most likely; not the bytes'
+            self.crashes += 1
+            return FileVerdict(level, (error("validate.killed", source.url, f"the worker checking it was killed twice ({detail}): out of the machine's memory? It is checked again next audit"),))
         if kind == "crash":
             self.crashes += 1
             return FileVerdict(level, (error("validate.crashed", source.url, f"the file reader crashed on this file ({detail}): it cannot be read safely"),))

@@ -439,3 +439,39 @@ schedule = {{ timeUnit = "hour", interval = 3, startTime = "2026-11-27T00:00:00Z
             code, report = audit_json(config, "--deep")
     assert code == 3
     assert "tls:// uses Dask's TLS settings" in report["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("frozen", ["worker", "scheduler"])
+def test_a_frozen_worker_or_scheduler_holds_the_audit_for_a_bounded_time(tree: Tree, tmp_path: Path, frozen: str) -> None:
+    """A Dask worker frozen mid-check (SIGSTOP) enforces no deadline, and the scheduler still counts it: the audit waited
+    for Dask's worker-ttl (5 to 10 minutes). A frozen scheduler kept the audit waiting in its "how many workers" call for
+    as long as it was frozen. Both end once nothing has finished for longer than the batches' deadlines allow."""
+    from auditor.cluster import ClusterChecker
+    from auditor.validate.sandbox import Limits
+
+    settings = small_settings(tree, 6)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with dask_cluster(tmp_path / "dask", workers=1, threads=1, env={MARKS: str(marks)}) as running, Sandbox(workers=1) as local:
+        checker = ClusterChecker(running.address, local=local, validator="tests.cluster_validators:slow", batch_files=1, worker_wait=600, stall_slack=4,
+                                 limits=Limits(timeout_seconds=2, min_throughput=1e12))
+        outcome: dict[str, Any] = {}
+        audit = threading.Thread(target=lambda: outcome.update(report=run_audit(settings, stores={"d": open_store(tree.url)}, catalog=None, now=NOW, started=NOW, options=AuditOptions(deep=True), checker=checker)))
+        audit.start()
+        deadline = time.monotonic() + 30
+        while not any(marks.iterdir()):
+            assert time.monotonic() < deadline, "no check started"
+            time.sleep(0.02)
+        process = running.workers[0] if frozen == "worker" else running.scheduler
+        process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            audit.join(60)
+            assert not audit.is_alive(), f"the audit still waits for the frozen {frozen}"
+        finally:
+            process.send_signal(signal.SIGCONT)
+        checker.close()
+    report = outcome["report"]
+    assert time.monotonic() - started < 40
+    assert "unknown" in statuses(report) and "missing" not in statuses(report) and "invalid" not in statuses(report)
+    assert any("finished nothing for" in e.message or "no worker for" in e.message for e in report.errors), report.errors

@@ -132,3 +132,25 @@ def test_a_worker_killed_from_outside_is_no_verdict_on_the_file(tree: Tree, tmp_
     killer.join()
     window = report["exports"][0]["windows"][0]
     assert killed and code == 0 and window["status"] == "ok" and report["assurance"]["deep_verified"] == 1, window
+
+
+def test_a_sample_turn_whose_deep_checks_did_not_finish_is_taken_again(tree: Tree, tmp_path: Path) -> None:
+    """The turn moved on even when its deep checks came back unfinished (a cluster down, a deadline too short): with
+    outages in step with the turns, some files were never deep-checked. Such a turn is taken again."""
+    for hour in (0, 3):
+        [path] = [p for p in tree.export("ds", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=False, parts=1) if p.name.startswith("part-")]
+        tree.rewrite(path, gzip.compress(gzip.decompress(path.read_bytes()) * 20000, 1))
+    config = _config(tmp_path, tree, fmt="json", end="2026-11-27T06:00:00Z", validation="workers = 1\ntimeout_seconds = 0.2\nmin_throughput_mb = 100000")
+    turns = []
+    for hour in (12, 13, 14, 15):
+        _code, report = _audit(config, "--sample", "50", as_of=f"2026-11-28T{hour}:00:00Z")
+        turns.append((report["method"]["sample_turn"]["turn"], report["method"]["sample_turn"]["complete"]))
+    stuck = next(i for i, (_turn, complete) in enumerate(turns) if not complete)  # a turn whose files are too slow for the deadline
+    assert stuck <= 1 and all(turn == turns[stuck] for turn in turns[stuck:]), turns  # taken again, not passed over
+    config.write_text(config.read_text().replace("timeout_seconds = 0.2", "timeout_seconds = 60"))
+    seen = []
+    for hour in (16, 17):
+        _code, report = _audit(config, "--sample", "50", as_of=f"2026-11-28T{hour}:00:00Z")
+        seen.append((report["method"]["sample_turn"]["turn"], report["method"]["sample_turn"]["complete"]))
+    assert seen == [(turns[stuck][0], True), (1 - turns[stuck][0], True)], seen  # the same turn, finished this time; then the next
+    assert all(at is not None for at in _deep_at(tmp_path).values()), _deep_at(tmp_path)

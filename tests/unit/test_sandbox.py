@@ -37,10 +37,15 @@ def test_a_runaway_allocation_hits_the_memory_limit() -> None:
     assert [f.code for f in verdict.findings] == ["validate.memory_limit"]
 
 
-def test_a_killed_worker_is_a_finding() -> None:
+def test_a_worker_killed_on_a_file_twice_is_a_finding_the_next_audit_retries() -> None:
+    """Killed (SIGKILL) twice, by fresh workers: the machine's OOM killer most likely (a container's memory limit), not
+    the bytes: a finding that says so, retried next audit (it was `validate.crashed`, a settled verdict, for good)."""
+    from auditor.validate.sandbox import RETRY_CODES
+
     with Sandbox(workers=1, validator="tests.sandbox_validators:kill_self") as sandbox:
         verdict = sandbox.check(BytesSource(b"x"), "p.json", deep=True)
-    assert "SIGKILL" in verdict.findings[0].message
+    assert [f.code for f in verdict.findings] == ["validate.killed"] and "SIGKILL" in verdict.findings[0].message
+    assert sandbox.started == 3 and "validate.killed" in RETRY_CODES  # killed twice, then a fresh worker for what comes next
 
 
 def test_workers_are_long_lived_and_bounded() -> None:
