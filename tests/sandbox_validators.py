@@ -19,7 +19,14 @@ def segfault(source: Any, name: str, *, deep: bool) -> FileVerdict:
 
 def hang(source: Any, name: str, *, deep: bool) -> FileVerdict:
     if b"hang" in source.read_range(0, source.size):
-        time.sleep(3600)
+        while True:  # a reader in an endless loop on hostile bytes: it burns CPU until the deadline
+            pass
+    return FileVerdict(Level.FOOTER)
+
+
+def sleep(source: Any, name: str, *, deep: bool) -> FileVerdict:
+    if b"sleep" in source.read_range(0, source.size):
+        time.sleep(3600)  # blocked without running (as a worker that is frozen, or starved by its host)
     return FileVerdict(Level.FOOTER)
 
 

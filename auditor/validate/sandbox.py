@@ -45,6 +45,7 @@ RETRY_CODES = frozenset({"validate.timeout", "validate.memory_limit", "validate.
 STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import its readers
 FLUSH_SECONDS = 0.2  # a worker sends the verdicts it has at least this often (progress bars move)
 POLL_SECONDS = 0.25  # how often the parent looks at the progress board while a batch runs
+STALLED_SHARE = 0.05  # a check that used less CPU than this share of its deadline did not run: its verdict is no verdict
 READ_AHEAD_MAX = 256 << 20  # a deep check reads the next file of its batch whole while it decodes this one, up to this size (and 1/16 of the memory limit)
 _BOARD = struct.Struct("<Q")  # (task number << 32) | (index of the file being checked + 1)
 
@@ -320,16 +321,19 @@ class _Worker:
                     return _Run([], (0, ("crash", f"the worker did not start within {STARTUP_TIMEOUT:.0f} s")), [])
                 self._ready = True
             self._send.send((number, validator, list(items), deep))
-            at, since = -1, time.monotonic()
+            at, since, cpu = -1, time.monotonic(), self._cpu()
             while len(outcomes) < len(items):
                 now = time.monotonic()
                 current = max(self._position(number), len(outcomes))
                 if current != at:
-                    at, since = current, now
+                    at, since, cpu = current, now, self._cpu()
                 deadline = limits.deadline(items[at][0].size)
                 left = since + deadline - now
                 if left <= 0:
+                    used = self._cpu() - cpu
                     self.kill()
+                    if cpu >= 0 and used < STALLED_SHARE * deadline:  # it hardly ran: a frozen host or worker, not the bytes
+                        return _Run(outcomes, (at, ("stalled", f"it ran {used:.1f} s of CPU in {deadline:.0f} s")), reads)
                     return _Run(outcomes, (at, ("timeout", f"{deadline:.0f} s")), reads)
                 if self.conn.poll(min(left, POLL_SECONDS)):
                     got, reads = self.conn.recv()
@@ -341,6 +345,15 @@ class _Worker:
             at = max(self._position(number), len(outcomes))
             self.kill()
             return _Run(outcomes, (min(at, len(items) - 1), ("crash", how)), reads)
+
+    def _cpu(self) -> float:
+        """The worker's CPU seconds so far (user and system, from /proc); -1 where the system does not say."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return -1.0
 
     @property
     def alive(self) -> bool:
@@ -448,6 +461,8 @@ class Sandbox:
             return detail  # type: ignore[no-any-return]
         if kind == "io":
             return StorageError(detail)
+        if kind == "stalled":  # the check did not run (SIGSTOP, a paused VM, a starved host): unknown, read again next audit
+            return StorageError(f"could not check {source.url}: its check did not run ({detail}): the host or the worker was held up")
         if kind == "timeout":
             self.timeouts += 1
             return FileVerdict(level, (error("validate.timeout", source.url, f"checking did not finish within {detail}; the file could not be verified"),))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from auditor.errors import StorageError
 from auditor.validate import FileVerdict
 from auditor.validate.sandbox import BytesSource, Limits, Sandbox
 
@@ -107,6 +108,16 @@ def test_a_crash_in_a_batch_is_that_files_finding_and_its_batch_mates_keep_their
     assert answers == [(1, []), (2, []), (None, ["validate.crashed"]), (3, []), (None, ["json.not_object"])]
     assert [f.path for f in verdicts[2].findings] == ["memory://f2"]  # type: ignore[union-attr]
     assert (sandbox.crashes, sandbox.started) == (1, 2)  # the rest of the batch went to a fresh worker
+
+
+def test_a_check_that_did_not_run_until_its_deadline_is_no_verdict() -> None:
+    """A worker frozen (SIGSTOP), or starved by its host, past a file's deadline: the file's window was `invalid
+    validate.timeout` (bad bytes, for one audit) although its check never ran. It is a read failure now (unknown)."""
+    limits = Limits(timeout_seconds=0.5, min_throughput=1e12)
+    with Sandbox(workers=1, limits=limits, validator="tests.sandbox_validators:sleep") as sandbox:
+        verdicts = sandbox.check_many([(BytesSource(data), "p.json") for data in (b"fine", b"sleep", b"fine")], deep=True)
+    assert isinstance(verdicts[1], StorageError) and "its check did not run" in str(verdicts[1])
+    assert all(isinstance(v, FileVerdict) and v.ok for v in (verdicts[0], verdicts[2])) and sandbox.timeouts == 0
 
 
 def test_a_hang_in_a_batch_costs_that_file_only() -> None:
