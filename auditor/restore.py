@@ -8,9 +8,10 @@ auditor.chain, the one implementation the audit, the API, the dashboard and aler
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import posixpath
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -209,16 +210,16 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
         notes.append(f"the catalog knows this export as of {iso(audit.as_of)}; windows after that are not in this answer (use --refresh to audit first)")
     split = [(step.window.scheduled, step.run) for step in steps if step.run is not None]
     if split:  # AEP wrote the export again into its folder: applying every run's files would apply its rows twice
-        listed = ", ".join(f"{iso(at)} ({run.runs} runs, {len(run.left_out)} files left out)" for at, run in split[:12]) + (", …" if len(split) > 12 else "")
+        listed = _some(f"{iso(at)} ({run.runs} runs, {len(run.left_out)} files left out)" for at, run in split)
         notes.append(f"the folders of {len(split)} window(s) hold several runs of the export ({listed}): each step names the files of its newest "
                      "run whose manifest's files are all there, as that manifest lists them; the other runs' files are left out")
     reruns = [(step.window.scheduled, len(manifests[step.window.folder_key or ""])) for step in steps if step.run is None and step.window.folder_key in several]
     if reruns:  # no run's manifest names files all there: every file is listed, and applying all of them applies some rows twice
-        listed = ", ".join(f"{iso(at)} ({n} manifests)" for at, n in reruns[:12]) + (", …" if len(reruns) > 12 else "")
+        listed = _some(f"{iso(at)} ({n} manifests)" for at, n in reruns)
         notes.append(f"the folders of {len(reruns)} window(s) hold several runs of the export ({listed}), and no run's manifest names files that are all "
                      "there: their files are those of every run; apply the files of one run (each manifest names its own)")
     if off:
-        listed = ", ".join(f"{iso(w.scheduled)} {_judged(w, known).status}" for w, known in off[:12]) + (", …" if len(off) > 12 else "")
+        listed = _some(f"{iso(w.scheduled)} {_judged(w, known).status}" for w, known in off)
         notes.append(f"{len(off)} window(s) in the catalog that the export's schedule has no slot for now (an earlier schedule: {listed}) are not in this plan, "
                      "as no audit judges them any more; if the chain ran through them before its schedule changed, their files hold data it needs")
     reason = None
@@ -237,12 +238,22 @@ def _plan(settings: Settings, catalog: RestoreCatalog, name: str, dataset: str, 
     return RestorePlan(name, configured.destination, dataset, at, incremental, steps, broken, chain.pending, reason, chain.restorable_until, audit, tuple(notes))
 
 
+def _some(texts: Iterable[str], limit: int = 12) -> str:
+    """The first `limit` of `texts` for a note, "…" when there are more."""
+    shown = list(itertools.islice(texts, limit + 1))
+    return ", ".join(shown[:limit]) + (", …" if len(shown) > limit else "")
+
+
+def _results(document: Any) -> list[Any] | None:
+    """A parsed manifest's `exportResults`, the files it lists (None: not a list, or no manifest)."""
+    results = document.get("exportResults") if isinstance(document, dict) else None
+    return results if isinstance(results, list) else None
+
+
 def _lists(document: Any, endings: tuple[str, ...]) -> bool:
     """Whether a manifest lists a file with one of these endings (an unreadable one may: it counts)."""
-    results = document.get("exportResults") if isinstance(document, dict) else None
-    if not isinstance(results, list):
-        return True
-    return any(isinstance(r, dict) and str(r.get("name", "")).lower().endswith(endings) for r in results)
+    results = _results(document)
+    return results is None or any(isinstance(r, dict) and str(r.get("name", "")).lower().endswith(endings) for r in results)
 
 
 def _newest_whole_run(data: Sequence[FileState], manifests: Sequence[FileState], documents: Mapping[str, tuple[datetime | None, Any]]) -> Run | None:
@@ -252,8 +263,8 @@ def _newest_whole_run(data: Sequence[FileState], manifests: Sequence[FileState],
     whole: list[tuple[datetime, str, FileState, tuple[FileState, ...], str | None]] = []
     for manifest in manifests:
         modified, document = documents.get(manifest.key, (None, None))
-        results = document.get("exportResults") if isinstance(document, dict) else None
-        if not isinstance(results, list) or not results or not all(isinstance(r, dict) for r in results):
+        results = _results(document)
+        if not results or not all(isinstance(r, dict) for r in results):
             continue
         listed = [by_name.get(str(r.get("name"))) for r in results]
         if any(f is None for f in listed) or any(isinstance(r.get("size"), int) and f is not None and f.size != r["size"] for r, f in zip(results, listed, strict=True)):
@@ -387,16 +398,17 @@ def _overlaps(target: str, audited: str) -> bool:
     return a[1] == b[1] or a[1].startswith(b[1] + "/") or b[1].startswith(a[1] + "/") or not a[1] or not b[1]
 
 
-_FAMILIES = {"s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az", "adl": "az", "local": "file"}
-
-
 def _place(url: str) -> tuple[str, str]:
-    """(storage family, path without slashes at either end) of a URL; a local path resolved (symbolic links)."""
+    """(storage family, path without slashes at either end) of a URL; a local path resolved (symbolic links). The
+    family is the pip extra auditor.storage.PROTOCOLS names for the protocol (s3 and s3a alike, az and abfs …)."""
     import fsspec
 
+    from auditor.storage import PROTOCOLS
+
     protocol, path = fsspec.core.split_protocol(url)
-    family = _FAMILIES.get(protocol or "file", protocol or "file")
-    if family == "file":
+    local = protocol in (None, "file", "local")
+    family = "file" if local else (PROTOCOLS.get(protocol, (None, None))[1] or protocol)
+    if local:
         path = os.path.realpath(os.path.expanduser(path))
     return family, path.split("?", 1)[0].strip("/")
 

@@ -233,9 +233,8 @@ class Catalog:
 
     def datasets_live_as_of(self) -> dict[tuple[str, str], datetime | None]:
         """Each (export, dataset)'s latest live as-of time."""
-        query = select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id)
         with self._connect() as conn:
-            return {(name, dataset): _utc(at) for name, dataset, at in conn.execute(query).all()}
+            return _live_as_of(conn, None)
 
     def live_as_of(self) -> dict[str, datetime | None]:
         """Each export's latest live as-of time (when the present state was last brought up to date)."""
@@ -1643,9 +1642,12 @@ def _live(latest: datetime | None, as_of: datetime, ahead: datetime | None) -> b
     return latest is None or as_of >= latest or (ahead is not None and latest > ahead)
 
 
-def _live_as_of(conn: Connection, exports: Sequence[str], *, lock: bool = False) -> dict[tuple[str, str], datetime | None]:
-    """(export, dataset) -> the as-of time of its latest live audit; with `lock`, the rows stay locked (PostgreSQL) until the transaction ends."""
-    query = select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id).where(EXPORTS.c.name.in_(exports))
+def _live_as_of(conn: Connection, exports: Sequence[str] | None, *, lock: bool = False) -> dict[tuple[str, str], datetime | None]:
+    """(export, dataset) -> the as-of time of its latest live audit, for `exports` (None: every export); with `lock`, the
+    rows stay locked (PostgreSQL) until the transaction ends."""
+    query = select(EXPORTS.c.name, DATASETS.c.dataset_id, DATASETS.c.as_of).join(EXPORTS, DATASETS.c.export_id == EXPORTS.c.id)
+    if exports is not None:
+        query = query.where(EXPORTS.c.name.in_(exports))
     return {(name, dataset): _utc(at) for name, dataset, at in conn.execute(query.with_for_update() if lock else query)}
 
 
