@@ -16,6 +16,7 @@ batch that had no verdict yet are checked again by a fresh worker, neither lost 
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import mmap
 import os
@@ -39,6 +40,10 @@ from auditor.storage.base import ObjectInfo, Store
 from auditor.validate import MAX_FOOTER, FileVerdict, Level, Source, footer_length, quick_ranges
 
 DEFAULT_VALIDATOR = "auditor.validate:validate_data_file"
+# a worker's first try at a file when the pool runs the default validator: the same checks, Parquet footers decoded
+# without pyarrow's exception guard (a fifth of the time); a file it crashes on is checked again with the default
+UNGUARDED_VALIDATOR = "auditor.validate:validate_data_file_unguarded"
+UNGUARDED_CRASHES = 8  # after this many files crashed the unguarded decoder, a pool checks with the guarded one only
 # Findings that say "could not finish checking" rather than "the bytes are bad": retried next audit (a memory limit
 # too: the configuration's, which may have been raised since)
 RETRY_CODES = frozenset({"validate.timeout", "validate.memory_limit", "validate.killed"})
@@ -281,6 +286,10 @@ class _Worker:
     def __init__(self, memory_bytes: int) -> None:
         to_child_r, to_child_w = os.pipe()
         to_parent_r, to_parent_w = os.pipe()
+        # what the worker writes to stderr (a C++ reader's last words as it aborts) is kept here, not passed on to the
+        # parent's terminal or log: appended to, emptied before each batch, read when the worker crashes
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - held for the worker's life, closed by kill()
+        fcntl.fcntl(self._stderr.fileno(), fcntl.F_SETFL, fcntl.fcntl(self._stderr.fileno(), fcntl.F_GETFL) | os.O_APPEND)
         with tempfile.TemporaryFile() as backing:
             backing.truncate(mmap.PAGESIZE)
             self._board = mmap.mmap(backing.fileno(), _BOARD.size)
@@ -293,6 +302,7 @@ class _Worker:
                  str(to_child_r), str(to_parent_w), str(memory_bytes), str(board_fd)],
                 pass_fds=(to_child_r, to_parent_w, board_fd),
                 stdin=subprocess.DEVNULL,
+                stderr=self._stderr,
                 close_fds=True,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},  # import what the parent imports
             )
@@ -315,10 +325,12 @@ class _Worker:
         self._tasks += 1
         number = self._tasks
         try:
+            os.ftruncate(self._stderr.fileno(), 0)
             if not self._ready:  # start-up (an interpreter, pyarrow) is not the file's time: a loaded machine is slow at it
                 if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv() != ("ready",):
+                    words = self._last_words()
                     self.kill()
-                    return _Run([], (0, ("crash", f"the worker did not start within {STARTUP_TIMEOUT:.0f} s")), [])
+                    return _Run([], (0, ("crash", f"the worker did not start within {STARTUP_TIMEOUT:.0f} s{words}")), [])
                 self._ready = True
             self._send.send((number, validator, list(items), deep))
             at, since, cpu = -1, time.monotonic(), self._cpu()
@@ -341,10 +353,21 @@ class _Worker:
             return _Run(outcomes, None, reads)
         except (EOFError, OSError):
             code = self.process.wait(5)
-            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            how = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}") + self._last_words()
             at = max(self._position(number), len(outcomes))
             self.kill()
             return _Run(outcomes, (min(at, len(items) - 1), ("crash", how)), reads)
+
+    def _last_words(self) -> str:
+        """What the worker last wrote to stderr, as ": <text>" (a C++ exception's message where one ended it), or ""."""
+        try:
+            size = os.fstat(self._stderr.fileno()).st_size
+            text = os.pread(self._stderr.fileno(), 2048, max(0, size - 2048)).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+        what = text.rpartition("what():")[2] if "what():" in text else (text.strip().splitlines() or [""])[-1]
+        words = " ".join(what.split())[:200]
+        return f": {words}" if words else ""
 
     def _cpu(self) -> float:
         """The worker's CPU seconds so far (user and system, from /proc); -1 where the system does not say."""
@@ -368,6 +391,7 @@ class _Worker:
                 conn.close()
         if not self._board.closed:
             self._board.close()
+        self._stderr.close()
 
 
 class Sandbox:
@@ -379,12 +403,14 @@ class Sandbox:
     The pool holds one worker per CPU unless told otherwise.
     """
 
-    def __init__(self, *, workers: int | None = None, limits: Limits | None = None, validator: str = DEFAULT_VALIDATOR) -> None:
+    def __init__(self, *, workers: int | None = None, limits: Limits | None = None, validator: str = DEFAULT_VALIDATOR, unguarded: int = UNGUARDED_CRASHES) -> None:
         self.isolated = True
         self.size = max(1, workers or cpus())
         self.limits = limits or Limits()
         self.validator = validator
         self.crashes = self.timeouts = self.started = 0
+        self.unguarded = unguarded  # files the unguarded first try may crash on before the pool checks guarded only (0: never tried)
+        self.unguarded_crashes = 0  # files that crashed the unguarded first try (checked again guarded)
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._live = 0
         self._lock = threading.Lock()
@@ -407,16 +433,32 @@ class Sandbox:
 
         A file that crashes, hangs or overruns the worker gets that finding; the files after it (and
         any whose verdict was lost with the worker) go to a fresh worker. A file the worker could not
-        read is answered with the StorageError.
+        read is answered with the StorageError. With the default validator, files are first checked
+        unguarded (`UNGUARDED_VALIDATOR`); a file that crashes that is checked again guarded, and that
+        verdict is its own.
         """
+        with self._lock:
+            first = UNGUARDED_VALIDATOR if self.validator == DEFAULT_VALIDATOR and self.unguarded_crashes < self.unguarded else self.validator
+        answers, crashed = self._check_many(items, deep, first)
+        if crashed:
+            with self._lock:
+                self.unguarded_crashes += len(crashed)
+            for index, answer in zip(crashed, self._check_many([items[i] for i in crashed], deep, self.validator)[0], strict=True):
+                answers[index] = answer
+        return [a for a in answers if a is not None]  # every file has its answer: the pool's own validator gives each one
+
+    def _check_many(self, items: Sequence[tuple[Source, str]], deep: bool, validator: str) -> tuple[list[FileVerdict | StorageError | None], list[int]]:
+        """`check_many` with `validator`; when that is not the pool's own (the unguarded first try), the files a worker
+        crashed on are not given a verdict (None) but listed, by index, to be checked again with the pool's validator."""
         answers: list[FileVerdict | StorageError | None] = [None] * len(items)
+        again: list[int] = []
         todo = list(range(len(items)))
         crashed: set[int] = set()  # files a worker died on once: checked again by a fresh worker before it is their verdict
         while todo:
             worker = self._acquire()
             finished = False
             try:
-                run = worker.run(self.validator, [items[i] for i in todo], deep, self.limits)
+                run = worker.run(validator, [items[i] for i in todo], deep, self.limits)
                 finished = True
             finally:
                 if not finished:
@@ -438,9 +480,12 @@ class Sandbox:
                 crashed.add(todo[culprit])
                 todo = todo[len(run.outcomes) :]
                 continue
-            answers[todo[culprit]] = self._verdict(items[todo[culprit]][0], outcome, deep)
+            if outcome[0] == "crash" and validator != self.validator:
+                again.append(todo[culprit])  # the unguarded decoder's crash: not yet the file's verdict
+            else:
+                answers[todo[culprit]] = self._verdict(items[todo[culprit]][0], outcome, deep)
             todo = [todo[k] for k in range(len(run.outcomes), len(todo)) if k != culprit]
-        return [a for a in answers if a is not None]
+        return answers, again
 
     @staticmethod
     def _count_reads(sources: Sequence[Source], reads: list[int]) -> None:

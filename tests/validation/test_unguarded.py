@@ -1,0 +1,133 @@
+"""The sandbox's first try at a Parquet footer: pyarrow's bare Thrift decoder, which aborts the worker on
+malformed bytes where the guarded reader raises. A file it crashes on is checked again guarded, so the
+verdict of every file is the guarded reader's, whatever the decoder did; its aborts stay out of the
+parent's stderr."""
+
+from __future__ import annotations
+
+import io
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from auditor.validate import FileVerdict, validate_data_file
+from auditor.validate.sandbox import UNGUARDED_CRASHES, BytesSource, Limits, Sandbox
+from tests.validation.corpus import footer_start, valid_parquet
+
+LIMITS = Limits(memory_bytes=1 << 30, timeout_seconds=20)
+
+
+def _nested() -> bytes:
+    table = pa.table(
+        {
+            "id": [1, 2, 3],
+            "tags": [["a"], [], ["b", "c"]],
+            "attrs": [{"k": 1, "v": "x"}, None, {"k": 2, "v": "y"}],
+            "m": pa.array([[("a", 1)], [], None], type=pa.map_(pa.string(), pa.int32())),
+            "at": pa.array([1, 2, 3], type=pa.timestamp("us", tz="UTC")),
+            "amount": pa.array([1, 2, 3], type=pa.decimal128(10, 2)),
+        }
+    )
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="gzip")
+    return out.getvalue()
+
+
+def _without_arrow_schema() -> bytes:
+    out = io.BytesIO()
+    pq.write_table(pa.table({"id": list(range(20)), "s": [str(i) for i in range(20)]}), out, store_schema=False)
+    return out.getvalue()
+
+
+def _crashes_the_decoder(data: bytes) -> bytes:
+    """`data` with its footer cut short inside its Thrift (the length still says the whole): the decoder runs out of bytes."""
+    start = footer_start(data)
+    mutated = bytearray(data)
+    mutated[start + 3] ^= 0xFF
+    return bytes(mutated)
+
+
+def _verdict(v: FileVerdict | Exception) -> object:
+    if isinstance(v, Exception):
+        return ("error", str(v))
+    return (int(v.level), [(f.code, f.message) for f in v.findings], v.records, v.schema, v.codecs)
+
+
+def test_a_footer_that_crashes_the_unguarded_decoder_gets_the_guarded_verdict_and_its_batch_mates_theirs(capfd: pytest.CaptureFixture[str]) -> None:
+    good, bad = valid_parquet(120), _crashes_the_decoder(valid_parquet(80))
+    with Sandbox(workers=1) as sandbox:
+        first, crashed, last = sandbox.check_many([(BytesSource(good), "a.gz.parquet"), (BytesSource(bad), "b.gz.parquet"), (BytesSource(good), "c.gz.parquet")], deep=False)
+        assert sandbox.unguarded_crashes == 1  # the decoder did abort on it: the guarded reader answered instead
+        assert sandbox.crashes == 0  # not a crash of the file's reader
+    assert first.ok and first.records == 120 and last.ok and last.records == 120
+    assert _verdict(crashed) == _verdict(validate_data_file(BytesSource(bad), "b.gz.parquet", deep=False))
+    assert [f.code for f in crashed.findings] == ["parquet.bad_footer"]
+    assert "terminate called" not in capfd.readouterr().err  # the worker's abort is not on the parent's stderr
+
+
+def test_after_so_many_decoder_crashes_a_pool_checks_guarded_only() -> None:
+    bad = _crashes_the_decoder(valid_parquet(80))
+    with Sandbox(workers=1, unguarded=2) as sandbox:
+        verdicts = sandbox.check_many([(BytesSource(bad), f"{i}.gz.parquet") for i in range(3)], deep=False)
+        assert [[f.code for f in v.findings] for v in verdicts] == [["parquet.bad_footer"]] * 3
+        assert (sandbox.unguarded_crashes, sandbox.started) == (3, 4)  # three aborts, three workers started after them
+        again = sandbox.check(BytesSource(bad), "3.gz.parquet", deep=False)
+        assert [f.code for f in again.findings] == ["parquet.bad_footer"]
+        assert (sandbox.unguarded_crashes, sandbox.started) == (3, 4)  # guarded at once: no abort, no new worker
+    assert UNGUARDED_CRASHES > 0
+
+
+def test_a_crash_finding_carries_the_readers_last_words_and_they_stay_off_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    with Sandbox(workers=1, validator="tests.sandbox_validators:abort") as sandbox:
+        crashed = sandbox.check(BytesSource(b"abort here"), "p.json", deep=True)
+        after = sandbox.check(BytesSource(b'{"a":1}\n'), "p.json", deep=True)
+    assert [f.code for f in crashed.findings] == ["validate.crashed"]
+    assert "SIGABRT: the reader's last words" in crashed.findings[0].message
+    assert after.ok and after.records == 1
+    assert "last words" not in capfd.readouterr().err
+
+
+def _mutants(count: int) -> list[bytes]:
+    """Footers damaged the way a Thrift decoder is hurt most: bytes flipped, set to type and stop markers, inserted."""
+    seeds = [valid_parquet(120, "gzip"), valid_parquet(60, "snappy"), _nested(), _without_arrow_schema()]
+    rnd = random.Random(20261201)
+    out = []
+    for _ in range(count):
+        data = bytearray(rnd.choice(seeds))
+        length = int.from_bytes(data[-8:-4], "little")
+        start = len(data) - 8 - length
+        for _change in range(rnd.randint(1, 3)):
+            at, kind = rnd.randrange(start, len(data) - 8), rnd.random()
+            if kind < 0.6:
+                data[at] ^= rnd.randint(1, 255)
+            elif kind < 0.8:
+                data[at] = rnd.choice([0x00, 0xFF, 0x7F, 0x80, 0x15, 0x18, 0x19, 0x1C])
+            else:
+                data[at:at] = bytes([rnd.randint(0, 255)])
+                length += 1
+                data[-8:-4] = length.to_bytes(4, "little")
+        out.append(bytes(data))
+    return out
+
+
+def test_every_damaged_footer_gets_the_same_verdict_unguarded_first_as_guarded_only() -> None:
+    mutants = _mutants(240)
+    items = [(BytesSource(m, f"memory://{i}"), "p.gz.parquet") for i, m in enumerate(mutants)]
+    batches = [items[i : i + 40] for i in range(0, len(items), 40)]
+
+    def checked(sandbox: Sandbox) -> list[FileVerdict]:
+        with ThreadPoolExecutor(2) as pool:
+            return [v for batch in pool.map(lambda b: sandbox.check_many(b, deep=False), batches) for v in batch]  # type: ignore[misc]
+
+    with Sandbox(workers=2, limits=LIMITS, unguarded=len(items)) as unguarded, Sandbox(workers=2, limits=LIMITS, unguarded=0) as guarded:
+        first, only = checked(unguarded), checked(guarded)
+        assert unguarded.unguarded_crashes > len(items) // 4  # the decoder aborted on many: the fallback was exercised
+        assert guarded.unguarded_crashes == 0
+    different = [(i, _verdict(a), _verdict(b)) for i, (a, b) in enumerate(zip(first, only, strict=True)) if _verdict(a) != _verdict(b)]
+    assert different == []
+    codes = {f.code for v in only for f in v.findings}
+    assert {"parquet.bad_footer", "parquet.codec_mismatch"} <= codes  # damage the decoder survives is judged alike too
+    assert any(v.ok for v in only)
