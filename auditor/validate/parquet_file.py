@@ -91,25 +91,31 @@ _SCHEMAS_KEPT = 8
 
 @dataclass
 class _Known:
-    """A footer's Parquet schema and key-value metadata (where writers store their Arrow schema), with its canonical
-    schema text once one is worked out (`text` None: a footer seen now, not yet remembered)."""
+    """A footer's Parquet schema tree (printed: every node's name, repetition, type, annotation and field id) and
+    key-value metadata (where writers store their Arrow schema), with its canonical schema text once one is worked out
+    (`text` None: a footer seen now, not yet remembered)."""
 
     parquet: Any
+    tree: str
     kv: dict[bytes, bytes] | None
     text: str | None = None
 
 
 def _remembered(metadata: pq.FileMetaData) -> _Known:
-    """The remembered schema a footer shares (equal Parquet schema and key-value metadata), moved to the front; or a
-    new entry, not remembered until `_schema_of` works out its text."""
+    """The remembered schema a footer shares (the same schema tree and key-value metadata), moved to the front; or a new
+    entry, not remembered until `_schema_of` works out its text. The whole tree is compared, as printed (5 µs for a
+    few columns), not by `ParquetSchema.equals`, which compares the leaf columns only: a group renamed, or annotated
+    LIST where it was MAP, would pass for its sibling, be given its schema text, and (unguarded) be spared the
+    conversion that fails on it."""
     kv = metadata.metadata
     current = metadata.schema
+    tree = repr(current).partition("\n")[2]  # (the first line is the object's address)
     for index, known in enumerate(_SCHEMAS):
-        if known.kv == kv and known.parquet.equals(current):
+        if known.tree == tree and known.kv == kv:
             if index:
                 _SCHEMAS.insert(0, _SCHEMAS.pop(index))
             return known
-    return _Known(current, kv)
+    return _Known(current, tree, kv)
 
 
 def _schema_of(metadata: pq.FileMetaData, known: _Known) -> str:

@@ -54,7 +54,7 @@ STALLED_SHARE = 0.05  # a check that used less CPU than this share of its deadli
 READ_AHEAD_MAX = 256 << 20  # a deep check reads the next file of its batch whole while it decodes this one, up to this size (and 1/16 of the memory limit)
 _BOARD = struct.Struct("<Q")  # (task number << 32) | (index of the file being checked + 1)
 
-Outcome = tuple[Any, ...]  # (kind, detail): "ok" with a verdict, "io", "memory", "error", "crash", "timeout"
+Outcome = tuple[Any, ...]  # (kind, detail): "ok" with a verdict, "io", "memory", "error", "crash" (with the return code: kind, detail, code), "timeout", "stalled"
 
 
 def cpus() -> int:
@@ -328,9 +328,8 @@ class _Worker:
             os.ftruncate(self._stderr.fileno(), 0)
             if not self._ready:  # start-up (an interpreter, pyarrow) is not the file's time: a loaded machine is slow at it
                 if not self.conn.poll(STARTUP_TIMEOUT) or self.conn.recv() != ("ready",):
-                    words = self._last_words()
                     self.kill()
-                    return _Run([], (0, ("crash", f"the worker did not start within {STARTUP_TIMEOUT:.0f} s{words}")), [])
+                    return _Run([], (0, ("crash", f"the worker did not start within {STARTUP_TIMEOUT:.0f} s", None)), [])
                 self._ready = True
             self._send.send((number, validator, list(items), deep))
             at, since, cpu = -1, time.monotonic(), self._cpu()
@@ -353,20 +352,22 @@ class _Worker:
             return _Run(outcomes, None, reads)
         except (EOFError, OSError):
             code = self.process.wait(5)
-            how = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}") + self._last_words()
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            if code == -signal.SIGABRT:  # a C++ reader's uncaught exception: its message is what it last wrote
+                how += self._last_words()
             at = max(self._position(number), len(outcomes))
             self.kill()
-            return _Run(outcomes, (min(at, len(items) - 1), ("crash", how)), reads)
+            return _Run(outcomes, (min(at, len(items) - 1), ("crash", how, code)), reads)
 
     def _last_words(self) -> str:
-        """What the worker last wrote to stderr, as ": <text>" (a C++ exception's message where one ended it), or ""."""
+        """The message of the C++ exception whose std::terminate aborted the worker (what it wrote last to stderr after
+        `what():`), as ": <message>"; "" when there is none. Nothing else the worker wrote is passed on."""
         try:
             size = os.fstat(self._stderr.fileno()).st_size
             text = os.pread(self._stderr.fileno(), 2048, max(0, size - 2048)).decode("utf-8", "replace")
         except (OSError, ValueError):
             return ""
-        what = text.rpartition("what():")[2] if "what():" in text else (text.strip().splitlines() or [""])[-1]
-        words = " ".join(what.split())[:200]
+        words = " ".join(text.rpartition("what():")[2].split())[:200] if "what():" in text else ""
         return f": {words}" if words else ""
 
     def _cpu(self) -> float:
@@ -410,7 +411,7 @@ class Sandbox:
         self.validator = validator
         self.crashes = self.timeouts = self.started = 0
         self.unguarded = unguarded  # files the unguarded first try may crash on before the pool checks guarded only (0: never tried)
-        self.unguarded_crashes = 0  # files that crashed the unguarded first try (checked again guarded)
+        self.unguarded_crashes = 0  # files whose unguarded first try aborted a worker (checked again guarded)
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._live = 0
         self._lock = threading.Lock()
@@ -437,24 +438,23 @@ class Sandbox:
         unguarded (`UNGUARDED_VALIDATOR`); a file that crashes that is checked again guarded, and that
         verdict is its own.
         """
-        with self._lock:
-            first = UNGUARDED_VALIDATOR if self.validator == DEFAULT_VALIDATOR and self.unguarded_crashes < self.unguarded else self.validator
-        answers, crashed = self._check_many(items, deep, first)
-        if crashed:
-            with self._lock:
-                self.unguarded_crashes += len(crashed)
-            for index, answer in zip(crashed, self._check_many([items[i] for i in crashed], deep, self.validator)[0], strict=True):
+        answers, aborted = self._check_many(items, deep, UNGUARDED_VALIDATOR if self.validator == DEFAULT_VALIDATOR else self.validator)
+        if aborted:
+            for index, answer in zip(aborted, self._check_many([items[i] for i in aborted], deep, self.validator)[0], strict=True):
                 answers[index] = answer
         return [a for a in answers if a is not None]  # every file has its answer: the pool's own validator gives each one
 
     def _check_many(self, items: Sequence[tuple[Source, str]], deep: bool, validator: str) -> tuple[list[FileVerdict | StorageError | None], list[int]]:
-        """`check_many` with `validator`; when that is not the pool's own (the unguarded first try), the files a worker
-        crashed on are not given a verdict (None) but listed, by index, to be checked again with the pool's validator."""
+        """`check_many` with `validator`. When that is the unguarded first try, the files whose check aborted a worker
+        (SIGABRT: the decoder's uncaught exception) get no verdict (None) but are listed, by index, to be checked again
+        with the pool's validator; and once the pool has seen `unguarded` such aborts, the rest goes guarded at once."""
         answers: list[FileVerdict | StorageError | None] = [None] * len(items)
-        again: list[int] = []
+        aborted: list[int] = []
         todo = list(range(len(items)))
-        crashed: set[int] = set()  # files a worker died on once: checked again by a fresh worker before it is their verdict
+        killed: set[int] = set()  # files a worker was killed on once: checked again by a fresh worker before it is their verdict
         while todo:
+            if validator != self.validator and self.unguarded_crashes >= self.unguarded:
+                validator = self.validator
             worker = self._acquire()
             finished = False
             try:
@@ -473,19 +473,22 @@ class Sandbox:
                 todo = todo[len(run.outcomes) :]
                 continue
             culprit, outcome = run.stopped
-            if outcome[0] == "crash" and "SIGKILL" in str(outcome[1]) and todo[culprit] not in crashed:
+            code = outcome[2] if outcome[0] == "crash" else None
+            if code == -signal.SIGKILL and todo[culprit] not in killed:
                 # killed, not crashed in the reader (SIGSEGV, SIGABRT: the bytes' doing): a worker is also killed by things
                 # that are not the file's doing (the machine's OOM killer, a person), so the file is checked once more by a
                 # fresh worker, and being killed there too is its verdict
-                crashed.add(todo[culprit])
+                killed.add(todo[culprit])
                 todo = todo[len(run.outcomes) :]
                 continue
-            if outcome[0] == "crash" and validator != self.validator:
-                again.append(todo[culprit])  # the unguarded decoder's crash: not yet the file's verdict
+            if code == -signal.SIGABRT and validator != self.validator:
+                aborted.append(todo[culprit])  # the unguarded decoder's abort: not the file's verdict yet
+                with self._lock:
+                    self.unguarded_crashes += 1
             else:
                 answers[todo[culprit]] = self._verdict(items[todo[culprit]][0], outcome, deep)
             todo = [todo[k] for k in range(len(run.outcomes), len(todo)) if k != culprit]
-        return answers, again
+        return answers, aborted
 
     @staticmethod
     def _count_reads(sources: Sequence[Source], reads: list[int]) -> None:
@@ -511,7 +514,7 @@ class Sandbox:
         if kind == "timeout":
             self.timeouts += 1
             return FileVerdict(level, (error("validate.timeout", source.url, f"checking did not finish within {detail}; the file could not be verified"),))
-        if kind == "crash" and "SIGKILL" in str(detail):  # twice (check_many): the machine's OOM killer, most likely; not the bytes'
+        if kind == "crash" and outcome[2] == -signal.SIGKILL:  # twice (check_many): the machine's OOM killer, most likely; not the bytes'
             self.crashes += 1
             return FileVerdict(level, (error("validate.killed", source.url, f"the worker checking it was killed twice ({detail}): out of the machine's memory? It is checked again next audit"),))
         if kind == "crash":

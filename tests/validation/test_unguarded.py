@@ -73,10 +73,10 @@ def test_after_so_many_decoder_crashes_a_pool_checks_guarded_only() -> None:
     with Sandbox(workers=1, unguarded=2) as sandbox:
         verdicts = sandbox.check_many([(BytesSource(bad), f"{i}.gz.parquet") for i in range(3)], deep=False)
         assert [[f.code for f in v.findings] for v in verdicts] == [["parquet.bad_footer"]] * 3
-        assert (sandbox.unguarded_crashes, sandbox.started) == (3, 4)  # three aborts, three workers started after them
+        assert (sandbox.unguarded_crashes, sandbox.started) == (2, 3)  # two aborts, two workers started after them; the third guarded
         again = sandbox.check(BytesSource(bad), "3.gz.parquet", deep=False)
         assert [f.code for f in again.findings] == ["parquet.bad_footer"]
-        assert (sandbox.unguarded_crashes, sandbox.started) == (3, 4)  # guarded at once: no abort, no new worker
+        assert (sandbox.unguarded_crashes, sandbox.started) == (2, 3)  # guarded at once: no abort, no new worker
     assert UNGUARDED_CRASHES > 0
 
 
@@ -84,10 +84,65 @@ def test_a_crash_finding_carries_the_readers_last_words_and_they_stay_off_stderr
     with Sandbox(workers=1, validator="tests.sandbox_validators:abort") as sandbox:
         crashed = sandbox.check(BytesSource(b"abort here"), "p.json", deep=True)
         after = sandbox.check(BytesSource(b'{"a":1}\n'), "p.json", deep=True)
+        talked, silent = sandbox.check_many([(BytesSource(b"warn"), "a.json"), (BytesSource(b"segv"), "b.json")], deep=True)
+    # a crash (not a kill, whatever its words say), with the message of the exception that aborted the worker
     assert [f.code for f in crashed.findings] == ["validate.crashed"]
-    assert "SIGABRT: the reader's last words" in crashed.findings[0].message
+    assert "SIGABRT: the reader's last words on column 'SIGKILL'" in crashed.findings[0].message
     assert after.ok and after.records == 1
+    assert talked.ok
+    # a crash that said nothing is given no words, not those of a file checked before it in its batch
+    assert [f.code for f in silent.findings] == ["validate.crashed"]
+    assert "another file" not in silent.findings[0].message and "SIGSEGV" in silent.findings[0].message
     assert "last words" not in capfd.readouterr().err
+
+
+def _list_column_file() -> bytes:
+    out = io.BytesIO()
+    table = pa.table({"id": pa.array(range(100), pa.int64()), "tags": [[str(i)] * (i % 3) for i in range(100)]})
+    pq.write_table(table, out, store_schema=False, compression="gzip")
+    return out.getvalue()
+
+
+def _list_made_map(data: bytes) -> bytes:
+    """`data` with its list column's LIST annotation made MAP, one bit: a LogicalType union holding field 3 (LIST, an
+    empty struct) is `3C 00 00` in Thrift's compact encoding; field 2 (MAP) is `2C 00 00`. The leaf columns stay
+    the same, so `ParquetSchema.equals` holds against the unflipped file; the schema no longer converts."""
+    start = footer_start(data)
+    at = data.index(b"\x3c\x00\x00", start)
+    return data[:at] + b"\x2c" + data[at + 1 :]
+
+
+def test_a_footer_whose_schema_differs_from_its_siblings_only_in_a_group_is_checked_as_its_own() -> None:
+    good = _list_column_file()
+    bad = _list_made_map(good)
+    items = [(BytesSource(good, "memory://0"), "part-0.gz.parquet"), (BytesSource(bad, "memory://1"), "part-1.gz.parquet")]
+    for deep in (False, True):
+        with Sandbox(workers=1, limits=LIMITS) as first, Sandbox(workers=1, limits=LIMITS, unguarded=0) as only:
+            unguarded, guarded = first.check_many(items, deep=deep), only.check_many(items, deep=deep)  # the sibling first, in one worker
+        assert [f.code for f in guarded[1].findings] == ["parquet.bad_footer"] and "Map keys" in guarded[1].findings[0].message
+        assert [_verdict(v) for v in unguarded] == [_verdict(v) for v in guarded]
+        assert guarded[0].ok
+
+
+def test_a_file_whose_struct_is_renamed_has_its_own_schema_text() -> None:
+    """Two files alike in their leaf columns, not in the name of the group above one: each keeps its own schema (the
+    rename is schema drift the audit reports)."""
+    files = []
+    for name in ("st", "other"):
+        out = io.BytesIO()
+        pq.write_table(pa.table({"id": [1, 2], name: [{"k": 1}, {"k": 2}]}), out, store_schema=False)
+        files.append(out.getvalue())
+    first, renamed = (validate_data_file(BytesSource(data), "p.parquet", deep=False) for data in files)
+    assert first.schema == '[["id","int64"],["st","struct<k: int64>"]]'
+    assert renamed.schema == '[["id","int64"],["other","struct<k: int64>"]]'
+
+
+def test_the_pool_checks_guarded_only_once_it_has_seen_so_many_aborts_even_within_one_batch() -> None:
+    bad = _crashes_the_decoder(valid_parquet(80))
+    with Sandbox(workers=1, limits=LIMITS, unguarded=8) as sandbox:
+        verdicts = sandbox.check_many([(BytesSource(bad), f"{i}.gz.parquet") for i in range(40)], deep=False)
+        assert (sandbox.unguarded_crashes, sandbox.started) == (8, 9)  # eight aborts, eight workers started after them; the rest guarded
+    assert [[f.code for f in v.findings] for v in verdicts] == [["parquet.bad_footer"]] * 40
 
 
 def _mutants(count: int) -> list[bytes]:
