@@ -51,6 +51,9 @@ def abort(source: Any, name: str, *, deep: bool) -> FileVerdict:
         return FileVerdict(Level.FOOTER)
     if b"segv" in data:  # a crash that says nothing
         ctypes.string_at(0)
+    if b"exit" in data:  # the interpreter fails: a traceback (quoting a signed URL), then an exit code
+        os.write(2, b"Traceback (most recent call last):\n  File \"x.py\", line 1\nRuntimeError: the worker broke reading https://acct.blob.core.windows.net/c/f?sv=1&sig=hunter2\n")
+        os._exit(3)
     if b"abort" in data:
         # what a C++ reader does on an exception nothing catches: a message on stderr, then abort(); the message may
         # carry text from the file (a column's name, say), here one that names a signal

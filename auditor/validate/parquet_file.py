@@ -45,13 +45,11 @@ def check(source: Source, *, gzip_expected: bool, deep: bool, guarded: bool = Tr
         return FileVerdict(Level.FOOTER, (error("parquet.bad_magic", url, "no PAR1 magic at the start"),))
     try:
         if guarded or _DECODE is None:
-            metadata = _parse_footer(footer, footer_length)
-            known = _remembered(metadata)
+            metadata, arrow = _parse_footer(footer, footer_length)
         else:
             metadata = _DECODE(pa.py_buffer(footer))
-            known = _remembered(metadata)
-            if known.text is None:  # what opening a reader checks beyond the decoding: that the schema converts to Arrow's
-                known.parquet.to_arrow_schema()  # (with the key-value metadata, where writers keep theirs)
+            arrow = metadata.schema.to_arrow_schema()  # what opening a reader does beyond the decoding (and can fail on)
+        known = _remembered(metadata, arrow)
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for bad bytes
         return FileVerdict(Level.FOOTER, (error("parquet.bad_footer", url, f"footer metadata cannot be parsed: {e}"),))
     try:
@@ -74,10 +72,11 @@ def _parse_footer(footer: bytes, length: int) -> pq.FileMetaData:
     reader (a third of the time of a quick check went into building it)."""
     data = pa.BufferReader(MAGIC + footer + struct.pack("<I", length) + MAGIC)
     if _READER is None:
-        return pq.read_metadata(data)
+        metadata = pq.read_metadata(data)
+        return metadata, metadata.schema.to_arrow_schema()
     reader = _READER()
     reader.open(data)
-    return reader.metadata
+    return reader.metadata, reader.schema_arrow
 
 
 _READER: Callable[[], Any] | None = getattr(importlib.import_module("pyarrow._parquet"), "ParquetReader", None)  # what ParquetFile opens
@@ -85,45 +84,46 @@ _READER: Callable[[], Any] | None = getattr(importlib.import_module("pyarrow._pa
 # around it (12 µs a footer where opening a reader took 56), but declared without C++ exception handling: a
 # decoding error is std::terminate, an abort of the process (see `check`)
 _DECODE: Callable[[Any], Any] | None = getattr(importlib.import_module("pyarrow._parquet"), "_reconstruct_filemetadata", None)
-_SCHEMAS: list[_Known] = []  # recent footers' schemas (most recent first); only of footers a reader opened or `check` converted
+_SCHEMAS: list[_Known] = []  # recent footers' schemas (most recent first), with their canonical schema text
 _SCHEMAS_KEPT = 8
 
 
 @dataclass
 class _Known:
-    """A footer's Parquet schema tree (printed: every node's name, repetition, type, annotation and field id) and
-    key-value metadata (where writers store their Arrow schema), with its canonical schema text once one is worked out
-    (`text` None: a footer seen now, not yet remembered)."""
+    """A footer's Parquet schema tree (printed: every node's name, repetition, type, annotation and field id), its
+    Arrow schema (what a reader makes of the tree and of the key-value metadata, where writers store theirs) and that
+    key-value metadata, with its canonical schema text once one is worked out (`text` None: not yet remembered)."""
 
     parquet: Any
+    arrow: Any
     tree: str
     kv: dict[bytes, bytes] | None
     text: str | None = None
 
 
-def _remembered(metadata: pq.FileMetaData) -> _Known:
-    """The remembered schema a footer shares (the same schema tree and key-value metadata), moved to the front; or a new
-    entry, not remembered until `_schema_of` works out its text. The whole tree is compared, as printed (5 µs for a
-    few columns), not by `ParquetSchema.equals`, which compares the leaf columns only: a group renamed, or annotated
-    LIST where it was MAP, would pass for its sibling, be given its schema text, and (unguarded) be spared the
-    conversion that fails on it."""
+def _remembered(metadata: pq.FileMetaData, arrow: pa.Schema) -> _Known:
+    """The remembered schema a footer shares, moved to the front; or a new entry, not remembered until `_schema_of`
+    works out its text. The whole tree is compared, as printed (5 µs for a few columns), not by `ParquetSchema.equals`,
+    which compares leaf columns only (a group renamed, or annotated LIST where it was MAP, passed for its sibling and
+    was given its schema text); and the Arrow schema too, since the printed tree is ambiguous: a name is printed as it
+    is, and a group named "l (List)" prints as a group `l` annotated LIST."""
     kv = metadata.metadata
     current = metadata.schema
     tree = repr(current).partition("\n")[2]  # (the first line is the object's address)
     for index, known in enumerate(_SCHEMAS):
-        if known.tree == tree and known.kv == kv:
+        if known.tree == tree and known.kv == kv and known.arrow.equals(arrow):
             if index:
                 _SCHEMAS.insert(0, _SCHEMAS.pop(index))
             return known
-    return _Known(current, tree, kv)
+    return _Known(current, arrow, tree, kv)
 
 
 def _schema_of(metadata: pq.FileMetaData, known: _Known) -> str:
-    """`parquet_schema`, remembered: the files of a dataset share a schema, and converting one costs
-    more than the rest of a quick check. The canonical schema depends only on the Parquet schema and
-    the key-value metadata, so a file equal in both reuses it."""
+    """`parquet_schema`, remembered: the files of a dataset share a schema, and working out its text costs
+    more than the rest of a quick check. The text depends only on the Parquet schema and the Arrow schema
+    (`_remembered` compares both), so a file equal in both reuses it."""
     if known.text is None:
-        known.text = parquet_schema(metadata)
+        known.text = parquet_schema(metadata, known.arrow)
         _SCHEMAS.insert(0, known)
         del _SCHEMAS[_SCHEMAS_KEPT:]
     return known.text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib
+import logging
 import mmap
 import os
 import queue
@@ -36,8 +37,10 @@ from typing import IO, Any, Self
 
 from auditor.errors import StorageError
 from auditor.findings import error
-from auditor.storage.base import ObjectInfo, Store
+from auditor.storage.base import ObjectInfo, Store, scrub
 from auditor.validate import MAX_FOOTER, FileVerdict, Level, Source, footer_length, quick_ranges
+
+log = logging.getLogger(__name__)
 
 DEFAULT_VALIDATOR = "auditor.validate:validate_data_file"
 # a worker's first try at a file when the pool runs the default validator: the same checks, Parquet footers decoded
@@ -355,20 +358,26 @@ class _Worker:
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
             if code == -signal.SIGABRT:  # a C++ reader's uncaught exception: its message is what it last wrote
                 how += self._last_words()
+            elif code > 0:  # the worker's interpreter failed (a traceback): for whoever runs the auditor, not the finding
+                log.warning("a validation worker exited with code %d; it last wrote: %s", code, scrub(self._tail()) or "nothing")
             at = max(self._position(number), len(outcomes))
             self.kill()
             return _Run(outcomes, (min(at, len(items) - 1), ("crash", how, code)), reads)
 
     def _last_words(self) -> str:
         """The message of the C++ exception whose std::terminate aborted the worker (what it wrote last to stderr after
-        `what():`), as ": <message>"; "" when there is none. Nothing else the worker wrote is passed on."""
-        try:
-            size = os.fstat(self._stderr.fileno()).st_size
-            text = os.pread(self._stderr.fileno(), 2048, max(0, size - 2048)).decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return ""
+        `what():`), as ": <message>"; "" when there is none. Nothing else the worker wrote goes into a finding."""
+        text = self._tail()
         words = " ".join(text.rpartition("what():")[2].split())[:200] if "what():" in text else ""
         return f": {words}" if words else ""
+
+    def _tail(self, size: int = 2048) -> str:
+        """The last `size` bytes the worker wrote to stderr in its current batch."""
+        try:
+            end = os.fstat(self._stderr.fileno()).st_size
+            return os.pread(self._stderr.fileno(), size, max(0, end - size)).decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
 
     def _cpu(self) -> float:
         """The worker's CPU seconds so far (user and system, from /proc); -1 where the system does not say."""
@@ -453,13 +462,16 @@ class Sandbox:
         todo = list(range(len(items)))
         killed: set[int] = set()  # files a worker was killed on once: checked again by a fresh worker before it is their verdict
         while todo:
+            worker = self._acquire()  # (may wait for a worker: the abort count is read once it has one)
             if validator != self.validator and self.unguarded_crashes >= self.unguarded:
                 validator = self.validator
-            worker = self._acquire()
             finished = False
             try:
                 run = worker.run(validator, [items[i] for i in todo], deep, self.limits)
                 finished = True
+                if validator != self.validator and run.stopped is not None and run.stopped[1][0] == "crash" and run.stopped[1][2] == -signal.SIGABRT:
+                    with self._lock:  # counted before the worker's slot is handed on (_release), so the next run sees it
+                        self.unguarded_crashes += 1
             finally:
                 if not finished:
                     # the call raised (a source that cannot be sent, an interrupt while waiting): the
@@ -482,9 +494,7 @@ class Sandbox:
                 todo = todo[len(run.outcomes) :]
                 continue
             if code == -signal.SIGABRT and validator != self.validator:
-                aborted.append(todo[culprit])  # the unguarded decoder's abort: not the file's verdict yet
-                with self._lock:
-                    self.unguarded_crashes += 1
+                aborted.append(todo[culprit])  # the unguarded decoder's abort: not the file's verdict yet (counted above)
             else:
                 answers[todo[culprit]] = self._verdict(items[todo[culprit]][0], outcome, deep)
             todo = [todo[k] for k in range(len(run.outcomes), len(todo)) if k != culprit]

@@ -24,15 +24,16 @@ def canonical_schema(fields: list[tuple[str, str]]) -> str:
     return json.dumps([[name, kind] for name, kind in fields], separators=(",", ":"))
 
 
-def parquet_schema(metadata: Any) -> str:
-    """The canonical schema of a Parquet file from its footer metadata (a pyarrow FileMetaData).
+def parquet_schema(metadata: Any, arrow: Any = None) -> str:
+    """The canonical schema of a Parquet file from its footer metadata (a pyarrow FileMetaData), and its Arrow schema
+    where the caller has it already (`ParquetSchema.to_arrow_schema()`: converted here otherwise).
 
     Raises what pyarrow raises for a schema it cannot read (callers turn that into a finding).
     """
     parquet = metadata.schema
     columns = [parquet.column(i) for i in range(len(parquet))]
     try:
-        fields = _nested(parquet.to_arrow_schema(), columns)
+        fields = _nested(parquet.to_arrow_schema() if arrow is None else arrow, columns)
     except (ValueError, TypeError, LookupError, NotImplementedError, StopIteration):
         fields = None
     if fields is None:  # the nesting cannot be followed: one entry per top-level name, its leaves flat

@@ -16,6 +16,7 @@ import pytest
 from auditor.validate import FileVerdict, validate_data_file
 from auditor.validate.sandbox import UNGUARDED_CRASHES, BytesSource, Limits, Sandbox
 from tests.validation.corpus import footer_start, valid_parquet
+from tests.validation.thrift_footer import INT32, OPTIONAL, REPEATED, element, parquet_file
 
 LIMITS = Limits(memory_bytes=1 << 30, timeout_seconds=20)
 
@@ -135,6 +136,60 @@ def test_a_file_whose_struct_is_renamed_has_its_own_schema_text() -> None:
     first, renamed = (validate_data_file(BytesSource(data), "p.parquet", deep=False) for data in files)
     assert first.schema == '[["id","int64"],["st","struct<k: int64>"]]'
     assert renamed.schema == '[["id","int64"],["other","struct<k: int64>"]]'
+
+
+def test_a_footer_printed_like_its_sibling_but_read_otherwise_is_checked_as_its_own() -> None:
+    """A name is printed as it is: a plain group named "l (List)" prints as a group `l` annotated LIST, which a reader
+    refuses with two children. The look-alike checked first must not spare the second its conversion."""
+    plain = parquet_file([element("schema", children=1), element("l (List)", repetition=OPTIONAL, children=2), element("x", kind=INT32, repetition=REPEATED), element("y", kind=INT32, repetition=REPEATED)])
+    annotated = parquet_file([element("schema", children=1), element("l", repetition=OPTIONAL, children=2, annotated_list=True), element("x", kind=INT32, repetition=REPEATED), element("y", kind=INT32, repetition=REPEATED)])
+    items = [(BytesSource(plain, "memory://0"), "0.parquet"), (BytesSource(annotated, "memory://1"), "1.parquet")]
+    with Sandbox(workers=1, limits=LIMITS) as first, Sandbox(workers=1, limits=LIMITS, unguarded=0) as only:
+        unguarded, guarded = first.check_many(items, deep=False), only.check_many(items, deep=False)
+    assert guarded[0].ok and [f.code for f in guarded[1].findings] == ["parquet.bad_footer"]
+    assert [_verdict(v) for v in unguarded] == [_verdict(v) for v in guarded]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "text"),
+    [
+        ({"a (String)": pa.array([b"x"], pa.binary())}, {"a": pa.array(["x"], pa.string())}, '[["a","string"]]'),
+        ({"a;\n  optional int64 field_id=-1 b": pa.array([1], pa.int64())}, {"a": [1], "b": [2]}, '[["a","int64"],["b","int64"]]'),
+    ],
+    ids=["a name that prints as an annotation", "a name that prints as another column"],
+)
+def test_a_schema_printed_like_another_keeps_its_own_text(first: dict[str, object], second: dict[str, object], text: str) -> None:
+    files = []
+    for columns in (first, second):
+        out = io.BytesIO()
+        pq.write_table(pa.table(columns), out, store_schema=False)
+        files.append(out.getvalue())
+    with Sandbox(workers=1, limits=LIMITS) as sandbox:
+        verdicts = sandbox.check_many([(BytesSource(data), "p.parquet") for data in files], deep=False)
+    assert verdicts[1].ok and verdicts[1].schema == text
+    assert validate_data_file(BytesSource(files[1]), "p.parquet", deep=False).schema == text  # guarded, in process, after the first
+
+
+def test_the_abort_limit_holds_under_many_threads_within_a_worker_of_it() -> None:
+    """The audit calls the pool from many threads: each read the abort count before waiting for a worker, and ran
+    unguarded whatever it was by then (8 aborts with a limit of 1). The count is now read with a worker in hand and
+    raised before the worker is handed on, so at most the pool's other workers overshoot it."""
+    bad = _crashes_the_decoder(valid_parquet(80))
+    with Sandbox(workers=2, limits=LIMITS, unguarded=1) as sandbox:
+        with ThreadPoolExecutor(8) as pool:
+            verdicts = [v for batch in pool.map(lambda t: sandbox.check_many([(BytesSource(bad), f"{t}-{i}.gz.parquet") for i in range(5)], deep=False), range(8)) for v in batch]
+        assert 1 <= sandbox.unguarded_crashes <= 2
+    assert [[f.code for f in v.findings] for v in verdicts] == [["parquet.bad_footer"]] * 40
+
+
+def test_a_worker_that_exits_leaves_its_last_words_in_the_log_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="auditor.validate.sandbox"), Sandbox(workers=1, validator="tests.sandbox_validators:abort") as sandbox:
+        verdict = sandbox.check(BytesSource(b"exit"), "p.json", deep=True)
+    assert [f.code for f in verdict.findings] == ["validate.crashed"] and "exit code 3" in verdict.findings[0].message
+    assert "Traceback" not in verdict.findings[0].message  # the traceback is for the log, not the finding
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "exited with code 3" in logged and "RuntimeError: the worker broke" in logged
+    assert "hunter2" not in logged and "sig=REDACTED" in logged
 
 
 def test_the_pool_checks_guarded_only_once_it_has_seen_so_many_aborts_even_within_one_batch() -> None:
