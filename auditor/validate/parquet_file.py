@@ -95,7 +95,6 @@ class _Known:
     Arrow schema (what a reader makes of the tree and of the key-value metadata, where writers store theirs) and that
     key-value metadata, with its canonical schema text once one is worked out (`text` None: not yet remembered)."""
 
-    parquet: Any
     arrow: Any
     tree: str
     kv: dict[bytes, bytes] | None
@@ -109,14 +108,13 @@ def _remembered(metadata: pq.FileMetaData, arrow: pa.Schema) -> _Known:
     was given its schema text); and the Arrow schema too, since the printed tree is ambiguous: a name is printed as it
     is, and a group named "l (List)" prints as a group `l` annotated LIST."""
     kv = metadata.metadata
-    current = metadata.schema
-    tree = repr(current).partition("\n")[2]  # (the first line is the object's address)
+    tree = repr(metadata.schema).partition("\n")[2]  # (the first line is the object's address)
     for index, known in enumerate(_SCHEMAS):
         if known.tree == tree and known.kv == kv and known.arrow.equals(arrow):
             if index:
                 _SCHEMAS.insert(0, _SCHEMAS.pop(index))
             return known
-    return _Known(current, arrow, tree, kv)
+    return _Known(arrow, tree, kv)
 
 
 def _schema_of(metadata: pq.FileMetaData, known: _Known) -> str:

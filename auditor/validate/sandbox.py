@@ -469,7 +469,9 @@ class Sandbox:
             try:
                 run = worker.run(validator, [items[i] for i in todo], deep, self.limits)
                 finished = True
-                if validator != self.validator and run.stopped is not None and run.stopped[1][0] == "crash" and run.stopped[1][2] == -signal.SIGABRT:
+                code = run.stopped[1][2] if run.stopped is not None and run.stopped[1][0] == "crash" else None
+                unguarded_abort = code == -signal.SIGABRT and validator != self.validator  # the decoder's, not yet the file's verdict
+                if unguarded_abort:
                     with self._lock:  # counted before the worker's slot is handed on (_release), so the next run sees it
                         self.unguarded_crashes += 1
             finally:
@@ -485,7 +487,6 @@ class Sandbox:
                 todo = todo[len(run.outcomes) :]
                 continue
             culprit, outcome = run.stopped
-            code = outcome[2] if outcome[0] == "crash" else None
             if code == -signal.SIGKILL and todo[culprit] not in killed:
                 # killed, not crashed in the reader (SIGSEGV, SIGABRT: the bytes' doing): a worker is also killed by things
                 # that are not the file's doing (the machine's OOM killer, a person), so the file is checked once more by a
@@ -493,8 +494,8 @@ class Sandbox:
                 killed.add(todo[culprit])
                 todo = todo[len(run.outcomes) :]
                 continue
-            if code == -signal.SIGABRT and validator != self.validator:
-                aborted.append(todo[culprit])  # the unguarded decoder's abort: not the file's verdict yet (counted above)
+            if unguarded_abort:
+                aborted.append(todo[culprit])
             else:
                 answers[todo[culprit]] = self._verdict(items[todo[culprit]][0], outcome, deep)
             todo = [todo[k] for k in range(len(run.outcomes), len(todo)) if k != culprit]
