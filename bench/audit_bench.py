@@ -15,9 +15,13 @@ whole process:
 - (a+++) the same with every footer decoded by the bare Thrift decoder the audit's workers try first
   (faster than `read_metadata`, but it aborts the process on malformed bytes: no plain program would
   use it on untrusted files, so this floor flatters no one);
+- (b0) the audit's fixed cost: the same command on the same configuration with every window still to
+  come (an empty destination: the interpreter, the imports, the catalog's creation, the workers' start),
+  beside the floor's own (`python -c "import fsspec"`);
 - (b) a first quick audit: `auditor audit --format json` with a SQLite catalog;
 - (c) a re-audit of the unchanged tree (same command, same catalog).
-It prints each figure and the ratios (b)/(a+) (goal ≤ 1.3), (b)/(a++) and (c)/(a) (goal ≤ 2), and what (c)
+It prints each figure and the ratios (b)/(a+) (goal ≤ 1.3), (b)/(a++) and (c)/(a) (goal ≤ 2), the work per
+file apart from the fixed costs ((b) − (b0) against (a+) less the floor's own), and what (c)
 read: its report's `assurance.files_read` and `assurance.bytes_read` must be 0 (issue 10).
 It also prints each process's peak resident memory (ru_maxrss from wait4: for the audit, the
 largest of the audit process and its validation workers) against the listing's (goal ≤ 1.5).
@@ -43,6 +47,7 @@ from auditor.exporter import encode_records, spark_name
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 STEP = timedelta(hours=3)
+FUTURE = datetime(2100, 1, 1, tzinfo=UTC)  # a schedule that has not started: the fixed cost's configuration
 DESTINATION_ID = "d0420d72-756c-4159-9e7f-7d3e2f8b501e"
 
 
@@ -79,9 +84,9 @@ def build_tree(root: Path, *, datasets: int, windows: int, per_window: int) -> i
     return count
 
 
-def write_config(path: Path, root: Path, catalog: Path, *, datasets: int, windows: int) -> None:
+def write_config(path: Path, root: Path, catalog: Path, *, datasets: int, windows: int, start: datetime = START) -> None:
     ids = ", ".join(f'"{d:024x}"' for d in range(datasets))
-    end = START + windows * STEP
+    end = start + windows * STEP
     path.write_text(
         f"""
 [catalog]
@@ -99,7 +104,7 @@ format = "parquet"
 compression = "gzip"
 manifest = true
 grace = "1h"
-schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 3, startTime = "{START:%Y-%m-%dT%H:%M:%SZ}", endTime = "{end:%Y-%m-%dT%H:%M:%SZ}" }}
+schedule = {{ exportMode = "FIRST_FULL_THEN_INCREMENTAL", timeUnit = "hour", interval = 3, startTime = "{start:%Y-%m-%dT%H:%M:%SZ}", endTime = "{end:%Y-%m-%dT%H:%M:%SZ}" }}
 """
     )
 
@@ -240,6 +245,24 @@ def main() -> None:
             report: dict[str, Any] = json.loads(out)
             assert report["status"] == "compliant", report["status"]
         first, first_cpu, first_peak = statistics.median(firsts), statistics.median(first_cpus), max(first_peaks)
+        # the fixed costs, beside the work per file: the audit of the same configuration whose windows are all still
+        # to come (an empty destination, nothing to list, read or judge: interpreter, imports, catalog creation,
+        # validation workers started), and the floor's own (the interpreter and fsspec imported)
+        empty, empty_catalog, empty_config = base / "empty", base / "empty.db", base / "empty.toml"
+        empty.mkdir(exist_ok=True)
+        write_config(empty_config, empty, empty_catalog, datasets=args.datasets, windows=windows, start=FUTURE)
+        idle_runs, idle_cpus, idle_peaks = [], [], []
+        for _ in range(args.repeat):
+            empty_catalog.unlink(missing_ok=True)
+            elapsed, idle_out = run([python, "-m", "auditor", "audit", "--config", str(empty_config), "--format", "json"])
+            idle_runs.append(elapsed)
+            idle_cpus.append(CPU[-1])
+            idle_peaks.append(PEAK[-1])
+            assert not json.loads(idle_out)["exports"][0]["windows"], "the empty configuration expects no window yet"
+        idle, idle_cpu, idle_peak = statistics.median(idle_runs), statistics.median(idle_cpus), max(idle_peaks)
+        bare, _bare_cpu, _bare_runs, _ = timed([python, "-c", "import fsspec"], args.repeat)
+        bare_peak = max(PEAK[-args.repeat :])
+        print(f"(b0) the audit's fixed cost: the same configuration with no window due yet, whole process: {idle:.2f} s, CPU {idle_cpu:.2f} s, peak memory {idle_peak / 2**20:.0f} MiB  (the floor's: python -c 'import fsspec', {bare:.2f} s, {bare_peak / 2**20:.0f} MiB)")
         print(f"(b) first quick audit, whole process: {first:.2f} s, CPU {first_cpu:.2f} s, peak memory {first_peak / 2**20:.0f} MiB  (read {report['assurance']['files_read']} files, {report['assurance']['bytes_read']} bytes; median of {args.repeat}: {', '.join(f'{f:.2f}' for f in firsts)})")
         re_audit, re_cpu, again, out = timed(auditor, args.repeat)
         re_peak = max(PEAK[-args.repeat :])
@@ -254,6 +277,9 @@ def main() -> None:
         print(f"RATIO first audit / listing floor: {first / floor:.2f}  (CPU {first_cpu / floor_cpu:.2f})")
         print(f"RATIO re-audit / floor: {re_audit / floor:.2f}  (CPU {re_cpu / floor_cpu:.2f}; goal <= 2)")
         print(f"RATIO peak memory first audit / listing: {first_peak / listing_peak:.2f}  (re-audit {re_peak / listing_peak:.2f}; goal <= 1.5)")
+        print(f"RATIO fixed cost alone / floor with reads: {idle / reads:.2f} in time; / listing: {idle_peak / listing_peak:.2f} in peak memory")
+        print(f"RATIO work per file, first audit less its fixed cost / floor with reads less its own: {(first - idle) / (reads - bare):.2f}"
+              f"  (footers parsed: {(first - idle) / (parsed - bare):.2f}; decoded as the audit does: {(first - idle) / (decoded - bare):.2f})")
         if assurance["files_read"] or assurance["bytes_read"]:
             raise SystemExit("the re-audit of an unchanged tree read data: it must read none")
 

@@ -21,6 +21,7 @@ def test_the_audit_bench_runs_and_a_re_audit_reads_nothing(tmp_path: Path) -> No
     assert "RATIO first audit / floor with reads:" in done.stdout
     assert "RATIO first audit / floor with footers parsed:" in done.stdout
     assert "RATIO peak memory first audit / listing:" in done.stdout
+    assert "RATIO work per file, first audit less its fixed cost" in done.stdout
 
 
 def test_the_validate_bench_runs() -> None:
