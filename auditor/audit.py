@@ -239,8 +239,9 @@ def run_audit(
         "checks": "deep" if options.deep else ("quick with a rotating deep sample" if options.sample_percent else "quick"),
         "deep": options.deep,
         "sample_percent": options.sample_percent,
-        # a turn counts (the next sampled audit takes the next one) only when every file of it listed was deep-checked
-        "sample_turn": None if rotation is None else {"of": rotation[0], "turn": rotation[1], "complete": not counters["deep_unfinished"]},
+        # a turn counts (the next sampled audit takes the next one) only when every file of it listed was deep-checked;
+        # `unchecked`: the files of the turn left without a deep check (no verdict, or one that did not finish)
+        "sample_turn": None if rotation is None else {"of": rotation[0], "turn": rotation[1], "complete": not counters["deep_unfinished"], "unchecked": counters["deep_unfinished"]},
         "scope": sorted(e.name for e in exports),
         "listing": listings,
     }

@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+import zlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from auditor.catalog.repository import open_catalog
+from auditor.evidence_html import render_evidence
 from tests.conftest import Tree, t
 from tests.integration.test_ledger import run
 
@@ -143,16 +145,24 @@ def test_a_sample_turn_whose_deep_checks_did_not_finish_is_taken_again(tree: Tre
         [path] = [p for p in tree.export("ds", t(f"2026-11-27T{hour:02d}:00"), file_format="json", manifest=False, parts=1) if p.name.startswith("part-")]
         tree.rewrite(path, gzip.compress(gzip.decompress(path.read_bytes()) * 20000, 1))
     config = _config(tmp_path, tree, fmt="json", end="2026-11-27T06:00:00Z", validation="workers = 1\ntimeout_seconds = 0.2\nmin_throughput_mb = 100000")
-    turns = []
+    turns, reports = [], []
     for hour in (12, 13, 14, 15):
         _code, report = _audit(config, "--sample", "50", as_of=f"2026-11-28T{hour}:00:00Z")
         turns.append((report["method"]["sample_turn"]["turn"], report["method"]["sample_turn"]["complete"]))
+        reports.append(report)
     stuck = next(i for i, (_turn, complete) in enumerate(turns) if not complete)  # a turn whose files are too slow for the deadline
     assert stuck <= 1 and all(turn == turns[stuck] for turn in turns[stuck:]), turns  # taken again, not passed over
+    # the report and its evidence page say how many files of the turn went without a deep check
+    turn = turns[stuck][0]
+    in_turn = [key for key in _deep_at(tmp_path) if zlib.crc32(key.encode()) % 2 == turn]  # the files whose turn it is
+    assert in_turn and reports[stuck]["method"]["sample_turn"]["unchecked"] == len(in_turn), (in_turn, reports[stuck]["method"])
+    page = render_evidence(reports[stuck], audit_id=None)
+    assert f'id="turn-unfinished">not finished: {len(in_turn)} file(s) of this turn not deep-checked' in page, page
     config.write_text(config.read_text().replace("timeout_seconds = 0.2", "timeout_seconds = 60"))
     seen = []
     for hour in (16, 17):
         _code, report = _audit(config, "--sample", "50", as_of=f"2026-11-28T{hour}:00:00Z")
         seen.append((report["method"]["sample_turn"]["turn"], report["method"]["sample_turn"]["complete"]))
     assert seen == [(turns[stuck][0], True), (1 - turns[stuck][0], True)], seen  # the same turn, finished this time; then the next
+    assert report["method"]["sample_turn"]["unchecked"] == 0 and "turn-unfinished" not in render_evidence(report, audit_id=None)
     assert all(at is not None for at in _deep_at(tmp_path).values()), _deep_at(tmp_path)
