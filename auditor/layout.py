@@ -30,14 +30,14 @@ _FREE_MACROS = {
 }
 # Java-style DATETIME tokens (as AEP writes them) -> (regex, strptime directive)
 _DATETIME_TOKENS = [
-    ("YYYY", r"\d{4}", "%Y"),
-    ("yyyy", r"\d{4}", "%Y"),
-    ("MM", r"\d{2}", "%m"),
-    ("dd", r"\d{2}", "%d"),
-    ("DD", r"\d{2}", "%d"),
-    ("HH", r"\d{2}", "%H"),
-    ("mm", r"\d{2}", "%M"),
-    ("ss", r"\d{2}", "%S"),
+    ("YYYY", r"[0-9]{4}", "%Y"),
+    ("yyyy", r"[0-9]{4}", "%Y"),
+    ("MM", r"[0-9]{2}", "%m"),
+    ("dd", r"[0-9]{2}", "%d"),
+    ("DD", r"[0-9]{2}", "%d"),
+    ("HH", r"[0-9]{2}", "%H"),
+    ("mm", r"[0-9]{2}", "%M"),
+    ("ss", r"[0-9]{2}", "%S"),
 ]
 
 
@@ -210,7 +210,7 @@ def parse_layout(template: str | None, *, datasets: int = 1) -> Layout:
             if time_format:
                 raise LayoutError(f"folder template {text!r}: use one of %EXPORT_TIME% or %DATETIME(…)%, once")
             if name == "EXPORT_TIME":
-                time_regex, time_format = r"\d{12}", "%Y%m%d%H%M"
+                time_regex, time_format = r"[0-9]{12}", "%Y%m%d%H%M"  # ASCII digits only: \d and int() take any script's digits
             else:
                 time_regex, time_format = _datetime_format(arg or "")
             parts.append(r"(?P<time>[^/]*?)")

@@ -555,3 +555,30 @@ def test_the_cost_of_a_full_listing_counts_a_folder_shared_by_two_exports_once(t
     assert [w.status.value for e in report.exports for w in e.windows] == ["ok"] * 4
     state = catalog.sweep_state(settings.destinations[0], settings.exports)
     assert (state.files, state.folders) == (6 + 2, 2)  # 6 data files, a manifest's worth per folder
+
+
+def test_a_look_alike_folder_in_other_digits_claims_no_window(tree: Tree, tmp_path: Path) -> None:
+    """A folder named exportTime=<the slot in Arabic-Indic digits>, holding a copy of a good export, stood in
+    for the export AEP never wrote: the window was ok in a full listing (and restored from the look-alike) but
+    missing in an incremental one, which lists by the ASCII name. It is unexpected; the window is missing both ways."""
+    import shutil
+
+    gap = t("2026-11-27T06:00")
+    _landed(tree, t("2026-11-27T12:00"), skip={("dsA", gap)})
+    tree.export("dsA", gap, count=5)
+    real = tree.root / "dsA" / "exportTime=202611270600"
+    look_alike = tree.root / "dsA" / ("exportTime=" + "202611270600".translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")))
+    shutil.move(real, look_alike)
+    settings = _config(tmp_path, tree, f"sqlite:///{tmp_path / 'c.db'}")
+    with Runtime(settings) as runtime:
+        full = runtime.audit(now=t("2026-11-27T14:00"))
+        assert full is not None and full.method["listing"]["d"]["mode"] == "full"
+        assert _statuses(full)[("dsA", gap.isoformat())] == "missing"
+        assert any(u.path.endswith(look_alike.name) for u in full.unexpected), full.unexpected
+        plan = plan_restore(settings, runtime.catalog, "dsA", t("2026-11-27T13:00"))
+        assert not plan.complete and plan.broken is not None and plan.broken.scheduled == gap
+        assert not any(look_alike.name in f.url for step in plan.steps for f in step.files)
+        later = runtime.audit(now=t("2026-11-27T15:00"))
+        assert later is not None and later.method["listing"]["d"]["mode"] == "incremental"
+        swept = runtime.audit(now=t("2026-11-27T15:00"), options=AuditOptions(full_sweep=True))
+        assert swept is not None and _statuses(later) == _statuses(swept) == _full_listing_verdicts(settings, t("2026-11-27T15:00"))

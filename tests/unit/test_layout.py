@@ -28,6 +28,23 @@ def test_malformed_export_times_match_with_no_time(time_text: str) -> None:
     assert match is not None and match.export_time is None and match.time_text == time_text
 
 
+@pytest.mark.parametrize(
+    "template, time_text",
+    [
+        (None, "202611250300".translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))),  # Arabic-Indic digits
+        (None, "202611250300".translate(str.maketrans("0123456789", "０１２３４５６７８９"))),  # fullwidth digits
+        (None, "2026112503" + "０" * 2),  # one part only
+        ("%DATASET_ID%/%DATETIME(yyyy-MM-dd HH:mm)%", "２０２６-11-25 03:00"),
+    ],
+)
+def test_digits_of_other_scripts_are_no_export_time(template: str | None, time_text: str) -> None:
+    """`\\d`, int() and strptime take any script's digits: a look-alike folder named in them claimed the window
+    AEP writes in ASCII (a missing export was ok, and restored from the look-alike)."""
+    layout = parse_layout(template)
+    match = layout.match(f"ds1/exportTime={time_text}/p.parquet" if template is None else f"ds1/{time_text}/p.parquet")
+    assert match is not None and match.export_time is None and match.time_text == time_text
+
+
 @pytest.mark.parametrize("key", ["ds1/README.md", "ds1/other=202611250300/part-0.parquet", "part-0.parquet"])
 def test_keys_outside_the_layout_do_not_match(key: str) -> None:
     assert parse_layout(None).match(key) is None
