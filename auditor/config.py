@@ -50,7 +50,7 @@ class CatalogSettings(_Model):
 class ValidationSettings(_Model):
     """How files are checked: isolation, bounds per file, concurrency."""
 
-    isolate: bool = Field(True, description="check data files in worker processes, so a crashing reader cannot stop the audit")
+    isolate: bool = Field(True, description="check data files in worker processes, so a crashing reader cannot stop the audit (false: in the audit process, where some malformed Parquet metadata aborts pyarrow, and the audit with it)")
     workers: int = Field(0, ge=0, le=64, description="worker processes (0: one per CPU this process may use)")
     threads: int = Field(8, ge=1, le=256, description="files checked at the same time (I/O concurrency)")
     memory_mb: int = Field(4096, ge=256, description="memory one worker may use before a file counts as unverifiable")
