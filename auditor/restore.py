@@ -325,6 +325,14 @@ def download(
     """
     import fsspec
 
+    from auditor.storage import PROTOCOLS
+
+    protocol = fsspec.core.split_protocol(target)[0]
+    if "::" in target or (protocol is not None and protocol.lower() not in PROTOCOLS):
+        # a chained URL (simplecache::s3://…, dir::…) or a wrapping protocol writes where its inner URL points, which
+        # the overlap check below cannot see: the same backup file was rewritten through simplecache::file://…
+        raise StorageError(f"restore target {redact(target)}: give the storage URL itself ({', '.join(sorted(p + '://' for p in PROTOCOLS))} or a "
+                           "local path), not a chained or wrapping one", url=redact(target))
     for url in audited:
         if _overlaps(target, url):
             raise StorageError(f"restore target {redact(target)} is inside, or holds, the audited destination {redact(url)}: the auditor never writes "

@@ -230,7 +230,13 @@ def test_restore_download_refuses_the_audited_folder_and_says_what_else_the_targ
     before = {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()}
     result = CliRunner().invoke(main, ["restore", PROFILES, "--at", "2026-11-26T12:00:00Z", "--download", exports.as_uri(), "--config", str(config)])
     assert result.exit_code == 2 and "never writes to the storage it audits" in " ".join(result.output.split())
+    # the same place through a chained or wrapping URL, which the overlap check could not see: it rewrote the backup files
+    stamps = {p: p.stat().st_mtime_ns for p in exports.rglob("*") if p.is_file()}
+    for chained in (f"simplecache::{exports.as_uri()}", f"simplecache::{exports.as_uri()}/restored", f"dir::{exports}", f"filecache::{exports.as_uri()}"):
+        result = CliRunner().invoke(main, ["restore", PROFILES, "--at", "2026-11-26T12:00:00Z", "--download", chained, "--config", str(config)])
+        assert result.exit_code == 2 and "not a chained or wrapping one" in " ".join(result.output.split()), (chained, result.output)
     assert {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()} == before
+    assert {p: p.stat().st_mtime_ns for p in exports.rglob("*") if p.is_file()} == stamps
     target = tmp_path / "restored"
     (target / "left-over").mkdir(parents=True)
     (target / "left-over" / "part-9.parquet").write_bytes(b"an earlier download")

@@ -316,5 +316,8 @@ def test_a_download_into_the_audited_storage_is_refused(bucket: tuple[str, dict[
     for target in (f"s3://{name}", f"s3://{name}/restore-out", f"s3a://{name}/ds/"):
         with pytest.raises(StorageError, match="never writes to the storage it audits"):
             download(plan_of([key], bucket_name=name), store, target, options=options, audited=[f"s3://{name}"])
+    for target in (f"simplecache::s3://{name}", f"simplecache::s3://{name}/restore-out", f"blockcache::s3://{name}/ds"):  # chained: the check could not see it
+        with pytest.raises(StorageError, match="not a chained or wrapping one"):
+            download(plan_of([key], bucket_name=name), store, target, options=options, audited=[f"s3://{name}"])
     assert client.get_object(Bucket=name, Key=key)["Body"].read() == b"PAR1....PAR1"
     assert [o["Key"] for o in client.list_objects_v2(Bucket=name)["Contents"]] == [key]
