@@ -455,6 +455,9 @@ def settings_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str], *
         raise ConfigError(resolved.hide(str(e))) from None
     except RecursionError:
         raise ConfigError(f"{source}: values are nested too deeply (at most {MAX_DEPTH} levels are accepted)") from None
+    from auditor.storage.base import remember_secret
+
+    remember_secret(sorted(resolved.values))  # what references gave is kept out of every message scrubbed from now on
     return settings
 
 

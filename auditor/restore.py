@@ -325,14 +325,12 @@ def download(
     """
     import fsspec
 
-    from auditor.storage import PROTOCOLS
-
     protocol = fsspec.core.split_protocol(target)[0]
-    if "::" in target or (protocol is not None and protocol.lower() not in PROTOCOLS):
+    if "::" in target or (protocol or "").lower() in _WRAPPERS:
         # a chained URL (simplecache::s3://…, dir::…) or a wrapping protocol writes where its inner URL points, which
         # the overlap check below cannot see: the same backup file was rewritten through simplecache::file://…
-        raise StorageError(f"restore target {redact(target)}: give the storage URL itself ({', '.join(sorted(p + '://' for p in PROTOCOLS))} or a "
-                           "local path), not a chained or wrapping one", url=redact(target))
+        raise StorageError(f"restore target {redact(target)}: give the storage URL itself (s3://…, a local path …), not a chained or wrapping one",
+                           url=redact(target))
     for url in audited:
         if _overlaps(target, url):
             raise StorageError(f"restore target {redact(target)} is inside, or holds, the audited destination {redact(url)}: the auditor never writes "
@@ -396,6 +394,11 @@ def _as_audited(plan: RestorePlan, store: Store) -> None:
             if found.size != item.size or (found.etag and item.etag and found.etag != item.etag):
                 raise StorageError(f"{item.url} changed since the audit (now {found.size} bytes, ETag {found.etag}; audited {item.size} bytes, ETag {item.etag}): "
                                    "re-audit (--refresh) before restoring", url=item.url)
+
+
+# fsspec protocols that wrap another file system (caches, a folder of another, archives, references): as a restore
+# target they write into whatever they wrap
+_WRAPPERS = frozenset({"simplecache", "filecache", "blockcache", "cached", "dir", "reference", "zip", "tar", "libarchive", "jlab", "jupyter", "dask", "git", "github"})
 
 
 def _overlaps(target: str, audited: str) -> bool:

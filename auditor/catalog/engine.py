@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from auditor.errors import CatalogError, CatalogUnreachable
-from auditor.storage.base import scrub
+from auditor.storage.base import remember_secret, scrub
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -55,6 +55,8 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as e:
         raise CatalogError("catalog.url is not a SQLAlchemy URL (sqlite:///path/auditor.db or postgresql+psycopg://user:password@host/db)") from e
+    if parsed.password:
+        remember_secret(str(parsed.password))  # out of every message scrubbed, however a driver words its error
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED:
         raise CatalogError(f"catalog.url: {backend!r} is not supported (use sqlite or postgresql)")

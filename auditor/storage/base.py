@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import IO, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
@@ -59,17 +60,63 @@ class Store(Protocol):
 
 
 _SECRET_QUERY_KEYS = {"sig", "signature", "x-amz-signature", "x-goog-signature", "sas", "sas_token", "token", "key", "secret", "password"}
+# a query parameter or `name=value` pair whose value is a credential, wherever a library quotes it (gcsfs quotes the
+# token-info URL it called, `?access_token=…`, when that call fails)
+_SECRET_PAIR = re.compile(
+    r"(?i)\b(sig|signature|x-amz-signature|x-goog-signature|x-amz-security-token|x-amz-credential|sas|sas_token|password|passwd|secret|client_secret"
+    r"|access_token|refresh_token|id_token|token|api_key|apikey|key|accountkey|sharedaccesssignature)=[^&\s'\";]+"
+)
+# `user:password@host`; the password may hold a slash (AWS secret keys do)
+_USER_INFO = re.compile(r"(^|[\s'\"(\[=,/])([^\s/:@'\"]+):[^\s@'\"/][^\s@'\"]*@")
+# option names whose values are credentials (a key file's path or a host-key file is not)
+_SECRET_OPTION = re.compile(r"(?i)(key|secret|token|password|passwd|sas|credential|connection_string|signature|private)(?!.*(_filename|_file|_path|known_hosts)$)")
+_known: tuple[str, ...] = ()  # credential values this process holds (longest first): replaced wherever they appear
+_known_lock = threading.Lock()
+
+
+def remember_secret(value: Any) -> None:
+    """Keep a credential's value (or every string within one) out of all text `scrub` cleans, whatever quotes it:
+    pattern matching misses a token a library echoes in its own words. Values shorter than 6 characters are
+    left to the patterns (replacing them everywhere would garble messages)."""
+    global _known
+    values = {v for v in _strings(value) if len(v) >= 6}
+    if not values - set(_known):
+        return
+    with _known_lock:
+        _known = tuple(sorted(set(_known) | values, key=len, reverse=True))
+
+
+def remember_secret_options(options: Mapping[str, Any]) -> None:
+    """`remember_secret` for every option whose name says it holds a credential (key, secret, token, sas_url …)."""
+    for name, value in options.items():
+        if _SECRET_OPTION.search(str(name)):
+            remember_secret(value)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def scrub(text: str) -> str:
     """Remove credentials from free text such as an error message that quotes a URL.
 
-    A password is redacted wherever `user:password@host` appears: after `scheme://`, and also
-    quoted or bare, as libraries echo the part of a URL they took for a bucket or host name
-    (s3fs: `Bucket create failed 'KEY:SECRET@bucket'`).
+    Every credential this process was given (`remember_secret`) is replaced wherever it appears; a value after a
+    credential's name (`access_token=…`, `sig=…`) is redacted; and a password wherever `user:password@host`
+    appears: after `scheme://`, and also quoted or bare, as libraries echo the part of a URL they took for a
+    bucket or host name (s3fs: `Bucket create failed 'KEY:SECRET@bucket'`).
     """
-    text = re.sub(r"(?i)\b(sig|signature|x-amz-signature|x-goog-signature|sas_token|password|secret)=[^&\s'\"]+", r"\1=REDACTED", text)
-    return re.sub(r"(^|[\s'\"(\[=,/])([^\s/:@'\"]+):[^/\s@]+@", r"\1\2:REDACTED@", text)
+    for value in _known:
+        if value in text:
+            text = text.replace(value, "REDACTED")
+    text = _SECRET_PAIR.sub(r"\1=REDACTED", text)
+    return _USER_INFO.sub(r"\1\2:REDACTED@", text)
 
 
 def redact(url: str) -> str:

@@ -20,7 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from auditor.errors import StorageError
 from auditor.storage.backends import Limits, backend_options, limits_of
-from auditor.storage.base import ObjectInfo, redact, scrub
+from auditor.storage.base import ObjectInfo, redact, remember_secret_options, scrub
 
 
 class FsspecStore:
@@ -30,6 +30,7 @@ class FsspecStore:
     """
 
     def __init__(self, url: str, options: dict[str, Any]) -> None:
+        remember_secret_options(options)  # (in a validation worker too: it rebuilds the store here)
         self._spec = (url, options)
         self.url = redact(url).rstrip("/")
         self._bytes_read = 0
