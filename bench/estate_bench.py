@@ -8,7 +8,9 @@ windows (2,920 = a year) × `per-window` gzip-Parquet files and one manifest eac
 2,920 × 7 = 1,022,000 files). Data files are hard links to a few real Parquet files (a quick audit
 reads footers, and links make a million files cheap to write); manifests are written per folder.
 Then, each as a whole process (wall clock, CPU, peak memory):
-- (a) the floor: one raw fsspec `find(detail=True)` listing of the tree;
+- (a) the floor: one raw fsspec `find(detail=True)` listing of the tree; and the first audit's floors
+  from audit_bench.py at this scale (`--no-floors` leaves them out): (a+) the listing plus every footer
+  and manifest read, (a++) the same with every footer parsed by pyarrow;
 - (b) the first quick audit with a SQLite catalog (a full sweep: it reads every footer);
 - (c) the re-audit of the unchanged tree (incremental: it lists only windows that can still change);
 - (d) the same re-audit forced to sweep in full (`--full-sweep`), as it runs once a day.
@@ -29,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audit_bench import CPU, PEAK, run
+from audit_bench import CPU, FOOTERS, PEAK, run
 
 STEP = timedelta(hours=3)
 DESTINATION_ID = "d0420d72-756c-4159-9e7f-7d3e2f8b501e"
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--windows", type=int, default=2920, help="3-hourly windows per dataset (2,920: a year)")
     parser.add_argument("--per-window", type=int, default=6, help="data files per window (plus one manifest)")
     parser.add_argument("--keep", help="build the tree here and keep it (a tree already there is reused; its catalog starts afresh)")
+    parser.add_argument("--no-floors", dest="floors", action="store_false", help="leave out the first audit's floors (a+) and (a++): every footer read, and parsed")
     args = parser.parse_args(argv)
     # the last window is the one just before now, so the audits see a healthy estate with today's windows open
     now = datetime.now(UTC)
@@ -129,6 +132,13 @@ def main(argv: list[str] | None = None) -> None:
         floor, _ = run([python, "-c", floor_code])
         floor_cpu, floor_peak = CPU[-1], PEAK[-1]
         print(f"(a) floor: one raw fsspec find(detail=True), whole process: {floor:.1f} s, CPU {floor_cpu:.1f} s, peak memory {floor_peak / 2**20:.0f} MiB")
+        # the first audit's floors at this scale (audit_bench.py's): every footer and manifest read (a+), and parsed (a++)
+        floors = {}
+        if args.floors:
+            for mode, label in (("read", "(a+) the listing plus every footer and manifest read"), ("parse", "(a++) the same, every footer parsed (pyarrow) and manifest (json)")):
+                elapsed, _ = run([python, "-c", FOOTERS, str(root), str(files), mode])
+                floors[mode] = elapsed
+                print(f"{label}, one plain process: {elapsed:.1f} s, CPU {CPU[-1]:.1f} s, peak memory {PEAK[-1] / 2**20:.0f} MiB")
         audit = [python, "-m", "auditor", "audit", "--config", str(config), "--format", "json", "--output", str(base / "report.json")]
         figures = {}
         for label, extra in (("(b) first audit", []), ("(c) re-audit, incremental", []), ("(d) re-audit, full sweep", ["--full-sweep"])):
@@ -144,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
             )
         for label, (elapsed, cpu, peak) in figures.items():
             print(f"RATIO {label} / floor: {elapsed / floor:.2f} (CPU {cpu / floor_cpu:.2f}, peak memory {peak / floor_peak:.2f})")
+        if floors:
+            first = figures["(b) first audit"][0]
+            print(f"RATIO (b) first audit / (a+) floor with reads: {first / floors['read']:.2f}; / (a++) floor with footers parsed: {first / floors['parse']:.2f}")
 
 
 if __name__ == "__main__":

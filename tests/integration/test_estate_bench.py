@@ -21,3 +21,4 @@ def test_the_estate_bench_runs_and_its_re_audit_is_incremental_and_reads_nothing
     assert re.search(r"compliant; listing incremental \(\d+ prefixes, \d+ listed, \d+ from the catalog\); read 0 files, 0 bytes", incremental), incremental
     assert "listing full" in lines["(d) re-audit, full sweep"] and "read 0 files, 0 bytes" in lines["(d) re-audit, full sweep"]
     assert len(re.findall(r"^RATIO .* / floor: [\d.]+ \(CPU [\d.]+, peak memory [\d.]+\)$", done.stdout, re.MULTILINE)) == 3
+    assert re.search(r"^RATIO \(b\) first audit / \(a\+\) floor with reads: [\d.]+; / \(a\+\+\) floor with footers parsed: [\d.]+$", done.stdout, re.MULTILINE), done.stdout
