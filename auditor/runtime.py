@@ -25,7 +25,7 @@ from auditor.audit import CLOCK_TOLERANCE, AuditOptions, Checker, InProcessCheck
 from auditor.config import Settings
 from auditor.errors import CatalogError, CatalogUnreachable, FlowsError, StorageError
 from auditor.report import AuditError, AuditReport
-from auditor.storage import Store, open_store
+from auditor.storage import Store, open_store, scrub
 
 if TYPE_CHECKING:
     from auditor.catalog.repository import Catalog
@@ -231,6 +231,12 @@ class Runtime:
                     continue
                 unread += flow_ids[index:]  # the service itself failed: the flows not read yet are not tried, one by one, through its retries
                 problems.append(AuditError("flow service", f"runs could not be read now, so windows are judged with the runs the catalog recorded before: {e}"))
+                break
+            except Exception as e:  # an answer of a shape no one foresaw: its runs are unread, the audit goes on
+                log.exception("the Flow Service's answer for dataflow %s could not be understood", flow_id)
+                unread += flow_ids[index:]
+                problems.append(AuditError("flow service", "runs could not be read now (an answer could not be understood: "
+                                                           f"{type(e).__name__}: {scrub(str(e))[:200]}), so windows are judged with the runs the catalog recorded before"))
                 break
         if unread:
             catalog = self.catalog_or_none()

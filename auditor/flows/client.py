@@ -35,9 +35,15 @@ MAX_RETRY_AFTER = 120.0  # seconds: the longest a Retry-After is waited for befo
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # characters that mean something in a `property` filter (`,` is "or", `&` joins filters)
 FILTER_SYNTAX = frozenset(",&=<>!")
+MAX_PAGES = 1000  # pages of one list (100 items each, about): a `_links.next` that never ends is an error, not a hang
+MAX_ANSWER = 64 << 20  # bytes of one answer
 
 
 log = logging.getLogger("auditor")
+
+
+class _TooSlow(httpx.ReadTimeout):
+    """An answer that did not come whole within the client's timeout (a byte now and then met httpx's own per read)."""
 
 
 class MaybeProcessed(FlowsError):
@@ -76,6 +82,7 @@ class FlowsClient:
         self._credentials = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret, "scope": scopes}
         self._headers = {"x-api-key": client_id, "x-gw-ims-org-id": org_id, "x-sandbox-name": sandbox, "Accept": "application/json"}
         self._http = httpx.Client(transport=transport, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))  # an unreachable API fails in seconds
+        self._deadline = timeout  # for a whole answer: httpx's timeout bounds each read, and a byte every few seconds met it for ever
         self._retries, self._backoff, self._sleep, self._clock = retries, backoff, sleep, clock
         self._token: str | None = None
         self._expires = 0.0
@@ -95,7 +102,7 @@ class FlowsClient:
                 if not isinstance(body.get("access_token"), str):
                     raise FlowsError("IMS answered without an access_token", status_code=response.status_code)
                 self._token = body["access_token"]
-                self._expires = self._clock() + float(body.get("expires_in", 86399))
+                self._expires = self._clock() + _seconds(body.get("expires_in", 86399))
                 self.token_requests += 1
             return self._token
 
@@ -116,8 +123,10 @@ class FlowsClient:
                 sent.update(self._headers)
                 sent["Authorization"] = f"Bearer {self.token()}"
             try:
-                response = self._http.request(method, url, headers=sent, **kwargs)
+                response = self._request(method, url, sent, kwargs)
             except httpx.TransportError as e:
+                if isinstance(e, _TooSlow) and repeatable:  # it already took the whole timeout: not tried again
+                    raise FlowsError(f"{method} {_path(url)}: {e}", transient=True) from e
                 if not repeatable and not isinstance(e, NEVER_SENT):
                     raise MaybeProcessed(f"{method} {_path(url)}: {type(e).__name__}: {e} (not repeated: it may have been processed)", transient=True) from e
                 if attempt == self._retries:
@@ -148,6 +157,26 @@ class FlowsClient:
             transient=response.status_code == 429 or response.status_code >= 500,
         )
 
+    def _request(self, method: str, url: str, headers: Mapping[str, str], kwargs: Mapping[str, Any]) -> httpx.Response:
+        """One exchange, whole, within the client's timeout; an answer that takes longer (or is larger than
+        MAX_ANSWER) raises a transport error (_TooSlow, not tried again; httpx.ReadError)."""
+        deadline = self._clock() + self._deadline
+        request = self._http.build_request(method, url, headers=headers, **kwargs)
+        response = self._http.send(request, stream=True)
+        if response.is_stream_consumed:  # a transport that gives its answers whole (httpx.MockTransport)
+            return response
+        try:
+            body = bytearray()
+            for chunk in response.iter_raw():
+                body += chunk
+                if self._clock() > deadline:
+                    raise _TooSlow(f"the answer did not come whole within {self._deadline:g} s", request=request)
+                if len(body) > MAX_ANSWER:
+                    raise httpx.ReadError(f"the answer is larger than {MAX_ANSWER >> 20} MiB", request=request)
+        finally:
+            response.close()
+        return httpx.Response(response.status_code, headers=response.headers, content=bytes(body), request=request)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, f"{self._base}{path}", **kwargs)
         return _json(response) if response.content else None
@@ -155,19 +184,26 @@ class FlowsClient:
     def _items(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every item of a list, page by page through `_links.next` (continuation tokens)."""
         query = dict(params or {})
-        while True:
+        seen: set[str] = set()
+        for _page in range(MAX_PAGES):
             body = self._call("GET", path, params=query)
             items = body.get("items") if isinstance(body, dict) else None
             if not isinstance(items, list):
                 raise FlowsError(f"GET {path}: the answer has no items list")
             yield from (i for i in items if isinstance(i, dict))
-            href = ((body.get("_links") or {}).get("next") or {}).get("href")
-            if not href:
+            links = body.get("_links")
+            following = links.get("next") if isinstance(links, dict) else None
+            href = following.get("href") if isinstance(following, dict) else None
+            if not isinstance(href, str) or not href:
                 return
             token = dict(parse_qsl(urlsplit(href).query)).get("continuationToken")
             if not token:
                 return
+            if token in seen:
+                raise FlowsError(f"GET {path}: the list's next page is one it gave before (continuation token repeated): it would never end")
+            seen.add(token)
             query = {**dict(params or {}), "continuationToken": token}
+        raise FlowsError(f"GET {path}: the list goes on past {MAX_PAGES} pages: given up")
 
     def _one(self, path: str) -> dict[str, Any]:
         body = self._call("GET", path)
@@ -249,7 +285,7 @@ class FlowsClient:
     def patch_flow(self, flow_id: str, etag: str, operations: list[Mapping[str, Any]]) -> str:
         """JSON-Patch a flow; a stale etag is a FlowsError with status 412. Returns the new etag."""
         answer = self._call("PATCH", f"/flows/{flow_id}", json=list(operations), headers={"If-Match": etag, "Content-Type": "application/json"})
-        return str(answer.get("etag", ""))
+        return str(answer.get("etag", "")) if isinstance(answer, dict) else ""
 
     def set_enabled(self, flow_id: str, enabled: bool) -> None:
         self._call("POST", f"/flows/{flow_id}/action", params={"op": "enable" if enabled else "disable"}, repeatable=True)  # sets a state
@@ -262,16 +298,20 @@ class FlowsClient:
         whose name or ID contains it, case-insensitively (filtered here: the API has no such filter)."""
         out: list[dict[str, Any]] = []
         start = 0
-        while True:
+        for _page in range(MAX_PAGES):
             body = self._call("GET", "/connectionSpecs/23598e46-f560-407b-88d5-ea6207e49db0/configs", params={"outputType": "activationDatasets", "outputField": "datasets", "start": start, "limit": 100})
+            if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
+                raise FlowsError("GET eligible datasets: the answer has no items list")
             items = body.get("items") or []
             out += [i for i in items if isinstance(i, dict)]
-            if not (body.get("pageInfo") or {}).get("hasNext") or not items:
+            page = body.get("pageInfo")
+            if not (isinstance(page, dict) and page.get("hasNext") is True) or not items:
                 if name:
                     wanted = name.casefold()
                     return [d for d in out if wanted in str(d.get("name", "")).casefold() or wanted in str(d.get("id", "")).casefold()]
                 return out
             start += len(items)
+        raise FlowsError(f"GET eligible datasets: the list goes on past {MAX_PAGES} pages: given up")
 
     def trigger(self, adhoc_url: str, flow_id: str, datasets: list[str]) -> list[str]:
         """Start an ad-hoc dataset export now. UNDOCUMENTED: seen only in Adobe's aepp client
@@ -279,13 +319,20 @@ class FlowsClient:
         body = {"activationInfo": {"destinations": [{"flowId": flow_id, "datasets": [{"id": d} for d in datasets]}]}}
         response = self._send("POST", adhoc_url, json=body, headers={"Accept": "application/vnd.adobe.adhoc.dataset.activation+json; version=1", "Content-Type": "application/json"})
         answer = _json(response)
-        urls = [d.get("statusURL", "") for dest in answer.get("destinations", []) for d in dest.get("datasets", []) if isinstance(d, dict)]
-        return [u.rstrip("/").rsplit("/", 1)[-1] for u in urls if u]
+        destinations = answer.get("destinations") if isinstance(answer, dict) else None
+        urls: list[Any] = []
+        for dest in destinations if isinstance(destinations, list) else []:
+            listed = dest.get("datasets") if isinstance(dest, dict) else None
+            urls += [d.get("statusURL") for d in (listed if isinstance(listed, list) else []) if isinstance(d, dict)]
+        return [u.rstrip("/").rsplit("/", 1)[-1] for u in urls if isinstance(u, str) and u]
 
     def dlz_credentials(self, landing_zone_url: str) -> dict[str, Any]:
         """The Data Landing Zone destination container's SAS (reference §2.3)."""
         response = self._send("GET", landing_zone_url, params={"type": "dlz_destination"})
-        return dict(_json(response))
+        answer = _json(response)
+        if not isinstance(answer, dict):
+            raise FlowsError("GET the Data Landing Zone's credentials: the answer is not an object", status_code=response.status_code)
+        return answer
 
 
 def _created(answer: Any) -> tuple[str, str]:
@@ -332,6 +379,20 @@ def _retry_after(response: httpx.Response) -> float | None:
     if not math.isfinite(seconds):
         return None
     return min(MAX_RETRY_AFTER, max(0.0, seconds))
+
+
+def _seconds(value: Any) -> float:
+    """IMS's `expires_in`: a number of seconds; anything else (a word, NaN, a negative) is 0, and the token is renewed
+    at its next use."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            return 0.0
+        return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
+    return 0.0
 
 
 def _path(url: str) -> str:

@@ -11,9 +11,31 @@ TERMINAL = frozenset({"success", "failed"})
 
 
 def _ms(value: Any) -> datetime | None:
+    """Epoch milliseconds as a time; None for anything else, a time no calendar holds included (1e20)."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return datetime.fromtimestamp(value / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     return None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """An object of the answer, or an empty one where the answer has something else (a string, a list, null)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _count(value: Any) -> int | None:
+    """A count as the API gives it (an integer); None for anything else ("12x", 1.5, true)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _ids(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in _items(value) if isinstance(v, str))
 
 
 @dataclass(frozen=True)
@@ -35,10 +57,10 @@ class Flow:
             name=str(item.get("name", "")),
             state=str(item.get("state", "")).lower(),
             etag=str(item.get("etag", "")),
-            flow_spec_id=str((item.get("flowSpec") or {}).get("id", "")),
-            source_connection_ids=tuple(item.get("sourceConnectionIds") or ()),
-            target_connection_ids=tuple(item.get("targetConnectionIds") or ()),
-            schedule_params=dict(item.get("scheduleParams") or {}),
+            flow_spec_id=str(_mapping(item.get("flowSpec")).get("id", "")),
+            source_connection_ids=_ids(item.get("sourceConnectionIds")),
+            target_connection_ids=_ids(item.get("targetConnectionIds")),
+            schedule_params=dict(_mapping(item.get("scheduleParams"))),
             raw=dict(item),
         )
 
@@ -58,9 +80,9 @@ class Connection:
         return cls(
             id=str(item.get("id", "")),
             etag=str(item.get("etag", "")),
-            spec_id=str((item.get("connectionSpec") or {}).get("id", "")),
-            params=dict(item.get("params") or {}),
-            base_connection_id=item.get("baseConnectionId"),
+            spec_id=str(_mapping(item.get("connectionSpec")).get("id", "")),
+            params=dict(_mapping(item.get("params"))),
+            base_connection_id=base if isinstance(base := item.get("baseConnectionId"), str) else None,
         )
 
 
@@ -89,18 +111,19 @@ class Run:
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> Run:
-        metrics = item.get("metrics") or {}
-        duration = metrics.get("durationSummary") or {}
-        records = metrics.get("recordSummary") or {}
-        files = metrics.get("fileSummary") or {}
-        status = metrics.get("statusSummary") or {}
-        per_dataset = {
-            str(s.get("id")): int(s.get("inputRecordCount", 0) or 0) - int(s.get("skippedRecordCount", 0) or 0)
-            for s in records.get("sourceSummaries") or []
-            if isinstance(s, Mapping) and s.get("id")
-        }
+        metrics = _mapping(item.get("metrics"))
+        duration = _mapping(metrics.get("durationSummary"))
+        records = _mapping(metrics.get("recordSummary"))
+        files = _mapping(metrics.get("fileSummary"))
+        status = _mapping(metrics.get("statusSummary"))
+        per_dataset = {}
+        for summary in _items(records.get("sourceSummaries")):
+            if isinstance(summary, Mapping) and summary.get("id"):
+                read, skipped = _count(summary.get("inputRecordCount") or 0), _count(summary.get("skippedRecordCount") or 0)
+                if read is not None and skipped is not None:  # a count that is not one says nothing (not zero: zero is "empty")
+                    per_dataset[str(summary["id"])] = read - skipped
         output = records.get("outputRecordCount", records.get("inputRecordCount"))
-        errors = tuple((str(e.get("code", "")), str(e.get("message", ""))) for e in status.get("errors") or [] if isinstance(e, Mapping))
+        errors = tuple((str(e.get("code", "")), str(e.get("message", ""))) for e in _items(status.get("errors")) if isinstance(e, Mapping))
         return cls(
             id=str(item.get("id", "")),
             flow_id=str(item.get("flowId", "")),
@@ -108,8 +131,8 @@ class Run:
             created_at=_ms(item.get("createdAt")),
             started_at=_ms(duration.get("startedAtUTC")),
             completed_at=_ms(duration.get("completedAtUTC") or duration.get("stoppedAtUTC")),
-            records=int(output) if isinstance(output, int) else None,
-            files=int(files["outputFileCount"]) if isinstance(files.get("outputFileCount"), int) else None,
+            records=_count(output),
+            files=_count(files.get("outputFileCount")),
             dataset_records=per_dataset,
             errors=errors,
         )
