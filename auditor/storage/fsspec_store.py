@@ -123,6 +123,10 @@ class FsspecStore:
         they come (a walk's folder by folder), so fsspec's description of every file is never all held at once."""
         try:
             with self._serial:
+                # a listing is a look at the store now: fsspec keeps one filesystem per set of options for the life of
+                # the process, and gcsfs answered "is the root there?" from what an earlier audit listed, so a bucket
+                # gone (or a server down) with every window settled (nothing to list) was no error at all
+                self._fs.invalidate_cache()
                 objects = self._objects(find(), intern)
                 if self._walks:
                     self._check_connection()
@@ -248,7 +252,18 @@ class FsspecStore:
             return False
         # object stores have no empty folders: an existing bucket with no objects yet is fine
         bucket = self._root.split("/", 1)[0]
-        return bool(bucket) and bucket != self._root and bool(self._fs.exists(bucket))
+        if not bucket or bucket == self._root:
+            return False
+        protocols = self._fs.protocol if isinstance(self._fs.protocol, tuple) else (self._fs.protocol,)
+        if {"abfs", "az", "abfss"} & set(protocols):
+            # adlfs "assumes it exists" when it cannot read a container's properties, as with a container SAS (the Data
+            # Landing Zone's) once the container is gone; listing the container tells
+            try:
+                self._fs.ls(bucket, detail=False)
+            except FileNotFoundError:
+                return False
+            return True
+        return bool(self._fs.exists(bucket))
 
 
 def _connect(url: str, fs_options: dict[str, Any], protocol: str, limits: Limits) -> tuple[Any, str]:

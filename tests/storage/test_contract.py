@@ -128,3 +128,18 @@ def test_a_file_that_lands_in_a_folder_listed_earlier_in_the_process_can_be_open
     assert [o.key for o in later.list()] == [f"{folder}/part-00000.gz.parquet", f"{folder}/part-00001.gz.parquet"]
     with later.open(f"{folder}/part-00001.gz.parquet") as handle:
         assert handle.read() == b"second"
+
+
+def test_a_root_gone_since_an_earlier_listing_in_the_same_process_is_a_storage_error(backend: Backend) -> None:
+    """fsspec keeps one filesystem per set of options for the life of the process (`auditor serve`), and gcsfs
+    answered whether the root was there from an earlier audit's listing: with the bucket deleted (or the server
+    down) and every window settled, an incremental audit listed nothing and was `compliant`, where it is `unknown`."""
+    backend.put("ds/exportTime=202611270000/part-00000.gz.parquet", parquet_bytes(10))
+    assert [o.key for o in open_store(backend.url, backend.options).list()] == ["ds/exportTime=202611270000/part-00000.gz.parquet"]
+    bucket = backend.write_root.split("/", 1)[0]
+    backend.writer.rm(backend.write_root if backend.name in ("file", "sftp-key", "sftp-password") else bucket, recursive=True)
+    store = open_store(backend.url, backend.options)
+    with pytest.raises(StorageError):
+        store.list_prefixes([])  # every window settled: nothing to list, only whether the root is there
+    with pytest.raises(StorageError):
+        store.list_prefixes(["ds/exportTime=20261127"])
