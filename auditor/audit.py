@@ -335,6 +335,8 @@ def _audit_destination(
     changed = [(info, record) for info in objects if (record := known.get(info.key)) is not None and _overwritten(record, info)] if known else []
     scan = _within(sort_objects(objects, [e for e in settings.exports if e.destination == destination.name], store.url, now), {e.name for e in mine})
     del objects  # the scan holds what is checked
+    for key, kind in getattr(store, "skipped", ()):  # not audited, and said so: a window whose folder is a link is missing, with the reason here
+        scan.unexpected.setdefault(f"{store.url}/{key}", f"{kind}: not followed (the auditor audits the files stored under the destination)")
     audited.unexpected = [Unexpected(path, reason) for path, reason in sorted(scan.unexpected.items())]
     outcomes, audited.records, read_errors = _validate(scan, store, known, options, rotation, started, counters, progress, checker)
     errors += [AuditError(destination.name, message) for message in read_errors]

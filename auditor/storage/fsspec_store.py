@@ -33,6 +33,9 @@ class FsspecStore:
         remember_secret_options(options)  # (in a validation worker too: it rebuilds the store here)
         self._spec = (url, options)
         self.url = redact(url).rstrip("/")
+        # what the last listing passed over, by key: symbolic links (a file system's or an SFTP server's; the auditor
+        # audits what is stored under the destination, and a link may point anywhere) and FIFOs, sockets, devices
+        self.skipped: builtins.list[tuple[str, str]] = []
         self._bytes_read = 0
         self._lock = threading.Lock()
         protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
@@ -127,6 +130,7 @@ class FsspecStore:
                 # the process, and gcsfs answered "is the root there?" from what an earlier audit listed, so a bucket
                 # gone (or a server down) with every window settled (nothing to list) was no error at all
                 self._fs.invalidate_cache()
+                self.skipped = []
                 objects = self._objects(find(), intern)
                 if self._walks:
                     self._check_connection()
@@ -191,7 +195,10 @@ class FsspecStore:
     def _objects(self, found: Iterable[tuple[str, dict[str, Any]]], intern: Callable[[str], str] | None = None) -> builtins.list[ObjectInfo]:
         objects = []
         for name, info in found:
-            if info.get("type", "file") != "file":
+            kind = info.get("type", "file")
+            if kind != "file":
+                if kind != "directory" and (key := self._key(name)) is not None:  # said in the report, not dropped in silence
+                    self.skipped.append((key, "a symbolic link" if info.get("islink") or kind == "link" else f"not a regular file ({kind})"))
                 continue
             key = self._key(name)
             if key is None:

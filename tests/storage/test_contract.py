@@ -17,7 +17,7 @@ from auditor.errors import StorageError
 from auditor.exporter import sample_records, write_export
 from auditor.storage import open_store
 from tests.conftest import audit_once
-from tests.storage.conftest import Backend, daily_export, missing_root
+from tests.storage.conftest import Backend, daily_export, local_backend, missing_root, sftp_backend
 
 
 def parquet_bytes(rows: int) -> bytes:
@@ -143,3 +143,37 @@ def test_a_root_gone_since_an_earlier_listing_in_the_same_process_is_a_storage_e
         store.list_prefixes([])  # every window settled: nothing to list, only whether the root is there
     with pytest.raises(StorageError):
         store.list_prefixes(["ds/exportTime=20261127"])
+
+
+
+@pytest.fixture(params=["file", pytest.param("sftp-key", marks=pytest.mark.sftp)])
+def linkable(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The backends that hold symbolic links."""
+    return local_backend(tmp_path) if request.param == "file" else sftp_backend(request.getfixturevalue("sshd"))
+
+
+def test_a_symbolic_link_is_not_followed_and_the_report_says_so(linkable: Backend, tmp_path: Path) -> None:
+    """A dataset folder linked in from another volume, or a data file linked into a real folder, was passed over in
+    silence: its windows were missing (or invalid) with nothing in `unexpected` and nothing in `errors`."""
+    import os
+    import shutil
+
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    elsewhere = f"{linkable.write_root}-volume2"
+    write = {"file_format": "parquet", "compression": "gzip", "parts": 2, "manifest": True}
+    write_export(Path(elsewhere).as_uri(), "ds", day, sample_records("ds", day, 20), **write)  # type: ignore[arg-type]
+    os.symlink(f"{elsewhere}/ds", f"{linkable.write_root}/ds")  # the first day's dataset folder: a link
+    settings = daily_export(linkable.url, linkable.options, tmp_path, start=day, end=day + timedelta(days=1))
+    now = datetime.now(UTC) + timedelta(minutes=1)  # after the files were written (a file modified after the as-of time is not there yet)
+    report = audit_once(settings, now=now)
+    assert [w.status.value for e in report.exports for w in e.windows] == ["missing"]  # nothing stored under the destination
+    assert [(u.path.rsplit("/", 1)[-1], u.reason.split(":")[0]) for u in report.unexpected] == [("ds", "a symbolic link")], report.unexpected
+
+    os.unlink(f"{linkable.write_root}/ds")  # a real folder now, one data file of it a link to its bytes elsewhere
+    shutil.copytree(f"{elsewhere}/ds", f"{linkable.write_root}/ds")
+    [linked] = sorted(Path(linkable.write_root).glob("ds/*/part-00000*"))
+    linked.unlink()
+    os.symlink(next(Path(elsewhere).glob(f"ds/*/{linked.name}")), linked)
+    report = audit_once(settings, now=now + timedelta(minutes=1))
+    assert [w.status.value for e in report.exports for w in e.windows] == ["invalid"]  # the manifest names a file not stored there
+    assert [(u.path.rsplit("/", 1)[-1], u.reason.split(":")[0]) for u in report.unexpected] == [(linked.name, "a symbolic link")], report.unexpected
