@@ -276,6 +276,10 @@ class FlowsClient:
             transient=True,
         )
 
+    def named(self, kind: str, name: str) -> list[dict[str, Any]]:
+        """The entities of a kind (flows, connections …) called exactly `name`."""
+        return self._named(kind, name)
+
     def _named(self, kind: str, name: str) -> list[dict[str, Any]]:
         """The entities of a kind called exactly `name` (filtered by the server when the name
         can be written in a `property` filter, else from the whole list)."""

@@ -115,6 +115,10 @@ def create_dataset_export(
     instead of creating one; `auth_spec` picks another auth spec than the destination's default
     (SFTP with SSH Key); `encryption` goes on a new base connection (see `encryption_block`)."""
     kind, flow_spec, _ = DESTINATIONS[connection_spec]
+    taken = client.named("flows", name)
+    if taken:  # the same request again (a form sent twice, a command run again after a timeout) made a second dataflow
+        ids = ", ".join(sorted(str(f.get("id")) for f in taken))
+        raise FlowsError(f"a dataflow named {name!r} already exists ({ids}): nothing was created; choose another name, or add that one with `auditor flows sync`")
     if base_connection is not None:
         existing = client.base_connection(base_connection)
         if existing.spec_id != connection_spec:

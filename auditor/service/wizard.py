@@ -95,6 +95,9 @@ class _Planned(FlowsClient):
     def base_connection(self, connection_id: str) -> Connection:
         return self.reads.base_connection(connection_id)
 
+    def named(self, kind: str, name: str) -> list[dict[str, Any]]:
+        return self.reads.named(kind, name)
+
     def close(self) -> None:
         pass
 

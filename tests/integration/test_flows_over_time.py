@@ -36,11 +36,15 @@ def world(tmp_path: Path) -> Iterator[tuple[str, FlowsClient, Path]]:
 
 
 def flow(client: FlowsClient, name: str, dataset: str) -> str:
-    return create_dataset_export(
-        client, name=name, connection_spec=DLZ, datasets=[dataset],
+    """A dataflow called `name`, as AEP may hold several (made or renamed in its UI): the auditor makes none of a name
+    one has, so this one is made under a name of its own and renamed."""
+    made = create_dataset_export(
+        client, name=f"{name} ({dataset})", connection_spec=DLZ, datasets=[dataset],
         target_params={"path": f"aep/{dataset[:4]}", "datasetFileType": "JSON", "compression": "GZIP", "includeFileManifest": True},
         schedule={"exportMode": "FIRST_FULL_THEN_INCREMENTAL", "timeUnit": "hour", "interval": 6, "startTime": int(START.timestamp())},
     )
+    client.patch_flow(made, client.flow(made).etag, [{"op": "replace", "path": "/name", "value": name}])
+    return made
 
 
 def control(base: str, route: str, body: dict[str, Any]) -> None:

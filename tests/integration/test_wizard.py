@@ -158,6 +158,9 @@ def test_set_up_a_dlz_export_review_its_calls_create_it_and_verify_its_first_win
     assert "/setup/flows/" in page.url
     flow = page.inner_text("#flow-id")
     assert "no run yet" in page.inner_text("#runs")
+    page.go_back()
+    page.click("#create")  # the same form sent again (it made a second complete dataflow)
+    assert f"a dataflow named 'wizard' already exists ({flow}): nothing was created" in page.inner_text("#errors")
     page.goto(f"{base}/setup?type=dlz&step=destination")
     assert page.locator("#account option").count() == 2  # a new account, or the one just made
     account = page.locator("#account option").nth(1).get_attribute("value")
