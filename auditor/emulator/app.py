@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
+import jsonpatch
+import jsonpointer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -231,16 +233,12 @@ def create_app(world: World) -> FastAPI:
                 return _error(400, "the body must be a JSON Patch array")
             if not all(isinstance(op, dict) for op in operations):
                 return _error(400, "every patch operation must be an object")
-            updated = dict(flow)  # applied only when the whole patch is valid
-            for op in operations:
-                name = str(op.get("op", "")).lower()
-                path = str(op.get("path", "")).strip("/").split("/")
-                if name not in ("add", "replace", "remove") or not path[0]:
-                    return _error(400, f"unsupported patch operation {op!r}")
-                if name == "remove":
-                    updated.pop(path[0], None)
-                else:
-                    updated[path[0]] = op.get("value")
+            try:  # RFC 6902, nested paths and all; applied only when the whole patch applies
+                updated = jsonpatch.apply_patch(flow, [{**op, "op": str(op.get("op", "")).lower()} for op in operations])  # "Replace" taken as "replace"
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, ValueError, KeyError, IndexError) as e:
+                return _error(400, f"the JSON Patch cannot be applied: {e}")
+            if not isinstance(updated, dict) or any(updated.get(k) != flow.get(k) for k in ("id", "etag", "version")):
+                return _error(400, "the JSON Patch may not replace the flow or change its id or version")
             problem = world.validate_flow({k: updated.get(k) for k in ("flowSpec", "sourceConnectionIds", "targetConnectionIds", "scheduleParams")})
             if problem:
                 return _error(400, problem)

@@ -215,6 +215,24 @@ def test_the_same_dataflow_asked_for_twice_is_made_once(emulator: str) -> None:
     assert {k: len(stored(emulator, k)) for k in made} == made == {"sourceConnections": 1, "connections": 1, "targetConnections": 1, "flows": 1}
 
 
+def test_a_patch_of_a_nested_member_applies_as_json_patch_says(emulator: str) -> None:
+    """The emulator took a patch's path as one top-level member: /scheduleParams/endTime was refused ("scheduleParams
+    must be an object") and /scheduleParams/interval with an object replaced the whole scheduleParams."""
+    c = client(emulator)
+    flow_id = make_flow(c)
+    before = c.flow(flow_id)
+    end = int(datetime(2027, 1, 1, tzinfo=UTC).timestamp())
+    etag = c.patch_flow(flow_id, before.etag, [{"op": "add", "path": "/scheduleParams/endTime", "value": end}])
+    after = c.flow(flow_id)
+    assert dict(after.schedule_params) == {**before.schedule_params, "endTime": end} and after.etag == etag != before.etag
+    for bad in ([{"op": "replace", "path": "/scheduleParams/interval", "value": {"timeUnit": "hour"}}],  # no schedule AEP takes
+                [{"op": "replace", "path": "/no/such/member", "value": 1}], [{"op": "remove", "path": "/id"}], [{"op": "test", "path": "/name", "value": "other"}]):
+        with pytest.raises(FlowsError) as refused:
+            c.patch_flow(flow_id, etag, bad)
+        assert refused.value.status_code == 400, bad
+    assert dict(c.flow(flow_id).schedule_params) == dict(after.schedule_params)  # nothing of a refused patch applied
+
+
 def test_lost_answers_control_validates_its_input(emulator: str) -> None:
     for body in ({"count": 0}, {"count": "3"}, {"count": True}, {"status": 404}, {"status": 500.0}, []):
         assert HTTP.post(f"{emulator}/emulator/lost-answers", auth=("cid", "secret"), json=body).status_code == 400, body
