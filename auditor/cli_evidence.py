@@ -45,6 +45,12 @@ def evidence_verify(file: str, config_path: str | None) -> None:
             click.echo(f"NOT VERIFIED: the catalog recorded no report with this content{where}")
             sys.exit(1)
         recorded = catalog.audit_report(audit.id) or {}
+        # the report is what the catalog stored; that is evidence only while the record that names it holds in the chain
+        broken = [p for p in check_chain(catalog.chain_records(with_reports=False), catalog.chain_head(), head_kept=True) if p.audit_id == audit.id]
+    if broken:
+        click.echo(f"NOT VERIFIED: the report matches what audit {audit.id} stored, but that audit's record does not hold: {broken[0].message} "
+                   "(`auditor evidence chain` says more)")
+        sys.exit(1)
     if is_page:
         expected = render_evidence(recorded, audit_id=audit.id).encode()
         if expected != data:
@@ -68,7 +74,7 @@ def evidence_chain(archive: str | None, config_path: str | None) -> None:
         with runtime(config_path) as rt:
             records = rt.catalog.chain_records()
             head = rt.catalog.chain_head()
-    problems = check_chain(records, head, after=after)
+    problems = check_chain(records, head, after=after, head_kept=archive is None)
     for problem in problems:
         click.echo(f"BROKEN at audit {problem.audit_id}: {problem.message}")
     if problems:

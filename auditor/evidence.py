@@ -76,10 +76,12 @@ class ChainHead:
     record_sha256: str
 
 
-def check_chain(records: Sequence[ChainedRecord], head: ChainHead | None = None, *, after: str = GENESIS) -> list[ChainProblem]:
+def check_chain(records: Sequence[ChainedRecord], head: ChainHead | None = None, *, after: str = GENESIS, head_kept: bool = False) -> list[ChainProblem]:
     """Walk the records in id order; every place where the chain does not hold, named (and, with the chain's `head`,
     newest records deleted). A record's undigested fields (bytes read, summary) are held to its stored report.
-    `after`: the digest the first record names as its previous (an excerpt of the chain starts inside it)."""
+    `after`: the digest the first record names as its previous (an excerpt of the chain starts inside it).
+    `head_kept`: the records come from a catalog that keeps a head (every catalog since migration 0014 that holds a
+    digested record): a head missing there was deleted, with the newest records it would have named."""
     problems: list[ChainProblem] = []
     previous = after
     previous_id: int | None = None
@@ -103,6 +105,8 @@ def check_chain(records: Sequence[ChainedRecord], head: ChainHead | None = None,
         elif record.report_body is not None:
             problems += [ChainProblem(record.id, m) for m in _beside_the_report(record)]
         previous, previous_id = record.record_sha256, record.id
+    if head is None and head_kept and any(r.record_sha256 is not None for r in records):
+        problems.append(ChainProblem(previous_id or 0, f"the chain's head is missing (the newest record here is audit {previous_id}): it was deleted, and newest records with it may be"))
     if head is not None and (previous_id, previous) != (head.audit_id, head.record_sha256):
         newest = f"the newest record is audit {previous_id}" if previous_id is not None else "there is no record"
         problems.append(ChainProblem(head.audit_id, f"the chain's head is audit {head.audit_id} ({_short(head.record_sha256)}), but {newest}: the newest records were deleted or changed"))
@@ -124,6 +128,17 @@ def _beside_the_report(record: ChainedRecord) -> list[str]:
     totals = report.get("summary") if isinstance(report, dict) else None
     if isinstance(counts, Mapping) and isinstance(totals, Mapping) and any(counts.get(k, 0) != v for k, v in totals.items() if isinstance(v, int)):
         found.append(f"the record's window counts {dict(counts)} differ from its report's: the record was changed")
+    summary = record.summary or {}
+    unexpected = report.get("unexpected") if isinstance(report, dict) else None
+    if "unexpected" in summary and isinstance(unexpected, list) and summary.get("unexpected") != len(unexpected):
+        found.append(f"the record says {summary.get('unexpected')} unexpected objects, its report {len(unexpected)}: the record was changed")
+    errors = report.get("errors") if isinstance(report, dict) else None
+    if "errors" in summary and isinstance(errors, list):
+        def pairs(items: Any) -> list[tuple[Any, Any]]:
+            return [(e.get("destination"), e.get("message")) if isinstance(e, Mapping) else (None, e) for e in (items if isinstance(items, list) else [items])]
+
+        if pairs(summary.get("errors")) != pairs(errors):
+            found.append(f"the record's errors ({len(pairs(summary.get('errors')))}) differ from its report's ({len(errors)}): the record was changed")
     return found
 
 

@@ -331,14 +331,15 @@ def download(
         # the overlap check below cannot see: the same backup file was rewritten through simplecache::file://…
         raise StorageError(f"restore target {redact(target)}: give the storage URL itself (s3://…, a local path …), not a chained or wrapping one",
                            url=redact(target))
-    for url in audited:
-        if _overlaps(target, url):
-            raise StorageError(f"restore target {redact(target)} is inside, or holds, the audited destination {redact(url)}: the auditor never writes "
-                               "to the storage it audits; choose another target", url=redact(target))
     try:
         fs, root = fsspec.core.url_to_fs(target, **(options or {}))
     except Exception as e:
         raise StorageError(f"cannot open restore target {redact(target)}: {scrub(str(e))}", url=redact(target)) from e
+    where = _opened_place(fs, str(root))  # where fsspec will write, however the target was spelled (file:/x is /x)
+    for url in audited:
+        if _overlaps(where, _place(url)):
+            raise StorageError(f"restore target {redact(target)} is inside, or holds, the audited destination {redact(url)}: the auditor never writes "
+                               "to the storage it audits; choose another target", url=redact(target))
     files = [f for step in plan.steps for f in step.files]
     base = str(root).rstrip("/")
     for item in files:
@@ -401,12 +402,23 @@ def _as_audited(plan: RestorePlan, store: Store) -> None:
 _WRAPPERS = frozenset({"simplecache", "filecache", "blockcache", "cached", "dir", "reference", "zip", "tar", "libarchive", "jlab", "jupyter", "dask", "git", "github"})
 
 
-def _overlaps(target: str, audited: str) -> bool:
-    """Whether a target URL and an audited destination's URL name the same place, or one lies inside the other."""
-    a, b = _place(target), _place(audited)
+def _overlaps(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Whether two places (`_place`) are the same, or one lies inside the other."""
     if a[0] != b[0]:
         return False
     return a[1] == b[1] or a[1].startswith(b[1] + "/") or b[1].startswith(a[1] + "/") or not a[1] or not b[1]
+
+
+def _opened_place(fs: Any, root: str) -> tuple[str, str]:
+    """`_place` of what fsspec opened: its file system's family and the root it resolved."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from auditor.storage import PROTOCOLS
+
+    if isinstance(fs, LocalFileSystem):
+        return "file", os.path.realpath(os.path.expanduser(root)).strip("/")
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return (PROTOCOLS.get(protocols[0], (None, None))[1] or protocols[0]), root.split("?", 1)[0].strip("/")
 
 
 def _place(url: str) -> tuple[str, str]:
@@ -417,6 +429,8 @@ def _place(url: str) -> tuple[str, str]:
     from auditor.storage import PROTOCOLS
 
     protocol, path = fsspec.core.split_protocol(url)
+    if protocol is None and url[:5].lower() == "file:":  # file:/x, as fsspec reads it (/x)
+        protocol, path = "file", url[5:]
     local = protocol in (None, "file", "local")
     family = "file" if local else (PROTOCOLS.get(protocol, (None, None))[1] or protocol)
     if local:

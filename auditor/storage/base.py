@@ -113,8 +113,8 @@ def scrub(text: str) -> str:
     bucket or host name (s3fs: `Bucket create failed 'KEY:SECRET@bucket'`).
     """
     for value in _known:
-        if value in text:
-            text = text.replace(value, "REDACTED")
+        if value in text:  # as a whole token: a password "postgres" is no part of "postgresql://"
+            text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", "REDACTED", text)
     text = _SECRET_PAIR.sub(r"\1=REDACTED", text)
     return _USER_INFO.sub(r"\1\2:REDACTED@", text)
 

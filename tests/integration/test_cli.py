@@ -235,6 +235,9 @@ def test_restore_download_refuses_the_audited_folder_and_says_what_else_the_targ
     for chained in (f"simplecache::{exports.as_uri()}", f"simplecache::{exports.as_uri()}/restored", f"dir::{exports}", f"filecache::{exports.as_uri()}"):
         result = CliRunner().invoke(main, ["restore", PROFILES, "--at", "2026-11-26T12:00:00Z", "--download", chained, "--config", str(config)])
         assert result.exit_code == 2 and "not a chained or wrapping one" in " ".join(result.output.split()), (chained, result.output)
+    for spelled in (f"file:{exports}", f"file:{exports}/restored"):  # file:/x is /x to fsspec: it emptied a backup file, then removed it
+        result = CliRunner().invoke(main, ["restore", PROFILES, "--at", "2026-11-26T12:00:00Z", "--download", spelled, "--config", str(config)])
+        assert result.exit_code == 2 and "never writes to the storage it audits" in " ".join(result.output.split()), (spelled, result.output)
     assert {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()} == before
     assert {p: p.stat().st_mtime_ns for p in exports.rglob("*") if p.is_file()} == stamps
     target = tmp_path / "restored"

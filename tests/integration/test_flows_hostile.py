@@ -187,3 +187,28 @@ schedule = {{ timeUnit = "day", interval = 1, startTime = "2026-11-27T00:00:00Z"
     assert result.exit_code == 3 and report["status"] == "incomplete", result.output
     assert any("continuation token repeated" in e["message"] for e in report["errors"]), report["errors"]
     assert [w["status"] for e in report["exports"] for w in e["windows"]] == ["ok"]
+
+
+def test_a_compressed_answer_is_held_to_the_limits_as_it_unpacks(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size limit and the deadline counted the compressed bytes, and the answer was unpacked whole after: 2 MB of
+    gzip became 2 GiB in memory. An honest compressed answer is read as before."""
+    import gzip
+
+    def compressed(body: bytes) -> Answer:
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            data = gzip.compress(body, 1)
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Encoding", "gzip")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+
+        return answer
+
+    service.answers["/flows/" + FLOW] = compressed(json.dumps(a_flow()).encode())
+    assert service.client().flow(FLOW).id == FLOW
+    monkeypatch.setattr(flows_client, "MAX_ANSWER", 1 << 20)
+    service.answers["/flows/" + FLOW] = compressed(b'{"items": [' + b" " * (64 << 20) + b"]}")  # 64 MiB unpacked, 64 KiB sent
+    with pytest.raises(FlowsError, match="larger than 1 MiB"):
+        service.client().flow(FLOW)
