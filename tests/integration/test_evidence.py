@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, text
 from auditor.catalog.repository import open_catalog
 from auditor.cli import main
 from auditor.config import load_settings
-from auditor.evidence_html import embedded_report
+from auditor.evidence import canonical
+from auditor.evidence_html import embedded_report, render_evidence
 from auditor.runtime import Runtime
 from tests.conftest import Tree
 from tests.integration.test_audit_tree import WEB, build_defect_tree
@@ -133,6 +134,47 @@ def test_the_chain_names_the_newest_records_deleted(tree: Tree, tmp_path: Path, 
     code, out = run("evidence", "chain", "--config", str(config))
     newest = int(out.split("BROKEN at audit ")[1].split(":")[0]) if code == 1 else None
     assert code == 1 and newest is not None and newest >= 3 and "a record between them was deleted or changed" in out, out
+    conn.close()
+
+
+def test_the_newest_records_deleted_with_the_head_and_a_forged_report_are_named(tree: Tree, tmp_path: Path, catalog_url: str) -> None:
+    """Three edits a review made undetected: the newest record deleted with the chain's head row (INTACT); a record's
+    errors and unexpected count wiped (INTACT, and /api/audits serves them); a stored report replaced by a compliant
+    forgery with its digest column updated (`evidence verify` said VERIFIED for it and for a page of it)."""
+    import gzip
+
+    config = build_defect_tree(tree, tmp_path, catalog_url)
+    for as_of in ("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z", NOW):
+        assert run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")[0] == 1
+    conn = _raw(catalog_url)
+    summary = json.loads(open_catalog(catalog_url).engine.connect().execute(text("SELECT summary FROM audits WHERE id = 3")).scalar_one() or "{}") \
+        if catalog_url.startswith("sqlite") else open_catalog(catalog_url).engine.connect().execute(text("SELECT summary FROM audits WHERE id = 3")).scalar_one()
+    summary = summary if isinstance(summary, dict) else json.loads(summary)
+    assert summary["unexpected"] and summary["errors"]  # the defect tree has both
+    wiped = json.dumps({**summary, "unexpected": 0, "errors": []}).replace("'", "''")
+    _edit(conn, f"UPDATE audits SET summary = '{wiped}' WHERE id = 3")
+    code, out = run("evidence", "chain", "--config", str(config))
+    assert code == 1 and "BROKEN at audit 3: the record says 0 unexpected objects" in out and "the record's errors (0) differ from its report's" in out, out
+
+    blob = open_catalog(catalog_url).engine.connect().execute(text("SELECT report FROM audits WHERE id = 2")).scalar_one()
+    forged = json.loads(gzip.decompress(blob))
+    forged["status"] = "compliant"
+    body = canonical(forged)
+    digest = hashlib.sha256(body).hexdigest()
+    if isinstance(conn, sqlite3.Connection):
+        conn.execute("UPDATE audits SET report = ?, report_sha256 = ? WHERE id = 2", (gzip.compress(body), digest))
+    else:
+        conn.execute(text("UPDATE audits SET report = :r, report_sha256 = :d WHERE id = 2"), {"r": gzip.compress(body), "d": digest})
+    (tmp_path / "forged.json").write_bytes(body)
+    (tmp_path / "forged.html").write_text(render_evidence(forged, audit_id=2))
+    for forgery in ("forged.json", "forged.html"):
+        code, out = run("evidence", "verify", str(tmp_path / forgery), "--config", str(config))
+        assert code == 1 and out.startswith("NOT VERIFIED: the report matches what audit 2 stored, but that audit's record does not hold: the record was changed"), out
+
+    _edit(conn, "DELETE FROM audits WHERE id = 3")
+    _edit(conn, "DELETE FROM chain_head")
+    code, out = run("evidence", "chain", "--config", str(config))
+    assert code == 1 and "the chain's head is missing (the newest record here is audit 2)" in out, out
     conn.close()
 
 
