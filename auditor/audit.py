@@ -322,7 +322,7 @@ def _audit_destination(
         objects = _list(store, plan, inventory, known, gone)
     except StorageError as e:
         errors.append(AuditError(destination.name, str(e)))
-        listing = replace(plan, carried=frozenset()).to_json(carried=0)
+        listing = {**replace(plan, carried=frozenset()).to_json(carried=0), "failed": str(e)}  # planned, not made: the report says so
         # a destination that cannot be listed now is unknown, settled windows included
         results = [r for export in mine for r in _reconcile_export(export, {}, listing_failed=True, now=now, runs=_runs_of(runs, export), flow=_flow_of(flows, export), root_url=store.url)]
         return _Audited(results, [], errors, listing, known=knew)

@@ -143,11 +143,13 @@ def _table(report: AuditReport) -> str:
     for error in report.errors:
         console.print(terminal_safe(f"ERROR {error.destination}: {error.message}"), markup=False)
     a = report.assurance
-    console.print(f"{a.files} data files; {a.read_files} read, {a.reused_files} unchanged since their last check; {a.bytes_read} bytes read")
+    console.print(f"{a.files} data files; {a.read_files} files read (data files and manifests), {a.reused_files} unchanged since their last check; {a.bytes_read} bytes read")
     oldest = f", the oldest check {iso(a.oldest_deep_check)}" if a.oldest_deep_check else ""
     console.print(f"Deep-verified: {a.deep_verified} of {a.files} data files{oldest}")
     for name, listing in (report.method.get("listing") or {}).items():
-        if listing["mode"] == "full":
+        if listing.get("failed"):
+            line = f"Listing {name}: not listed ({listing['failed']}): its windows are unknown"
+        elif listing["mode"] == "full":
             line = f"Listing {name}: full sweep ({listing['reason']})"
         else:
             line = (

@@ -47,6 +47,10 @@ def test_an_evidence_page_states_scope_method_and_its_digest(tree: Tree, tmp_pat
     assert "web, profiles, snapshot, archive" in page and "2026-11-25T00:00:00Z to 2026-11-28T12:00:00Z" in page  # scope and period
     assert ">quick<" in page and "configuration fingerprint" in page and report["config_fingerprint"] in page
     assert page.count('class="cell missing" data-scheduled') == 1 and "window.missing" in page
+    # a destination that could not be listed was presented as swept in full; the files read counted manifests beside data files
+    listing = page.split('id="listing">', 1)[1].split("</td>", 1)[0]
+    assert "unreachable: <span class=\"bad\">not listed: " in listing and "unreachable: full sweep" not in listing, listing
+    assert f"{report['assurance']['files']}; files read in this audit (data files and manifests) {report['assurance']['files_read']}," in page
     assert open_catalog(f"sqlite:///{tmp_path / 'c.db'}").audits(1)[0].report_sha256 == digest
 
 
