@@ -7,14 +7,17 @@ import io
 import json
 import sys
 import zipfile
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from auditor import __version__
 from auditor.clikit import CONFIG_OPTION, err, guarded, runtime, when
 from auditor.errors import CatalogError
-from auditor.evidence import GENESIS, ChainedRecord, canonical, check_chain, first_difference, record_from_json, record_json, sha256
+from auditor.evidence import GENESIS, ChainedRecord, ChainProblem, canonical, check_chain, first_difference, record_from_json, record_json, sha256
 from auditor.evidence_html import embedded_report, render_evidence
 
 
@@ -66,15 +69,16 @@ def evidence_verify(file: str, config_path: str | None) -> None:
 @guarded
 def evidence_chain(archive: str | None, config_path: str | None) -> None:
     """Check the hash chain of every audit record and its stored report; exit 0 intact, 1 broken."""
+    extra: list[ChainProblem] = []
     if archive is not None:
-        records, after = _archived_chain(archive)
+        records, after, extra = _archived_chain(archive)
         head = None
     else:
         after = GENESIS
         with runtime(config_path) as rt:
             records = rt.catalog.chain_records()
             head = rt.catalog.chain_head()
-    problems = check_chain(records, head, after=after, head_kept=archive is None)
+    problems = sorted([*check_chain(records, head, after=after, head_kept=archive is None), *extra], key=lambda p: p.audit_id)
     for problem in problems:
         click.echo(f"BROKEN at audit {problem.audit_id}: {problem.message}")
     if problems:
@@ -106,13 +110,19 @@ def evidence_export(start: str, end: str, output: str, config_path: str | None) 
             files[f"audits/{audit.id:08d}/report.json"] = canonical(report)
             files[f"audits/{audit.id:08d}/evidence.html"] = render_evidence(report, audit_id=audit.id).encode()
             files[f"audits/{audit.id:08d}/windows.csv"] = _windows_csv(report)
-        missing = [a.id for a in chosen if f"audits/{a.id:08d}/report.json" not in files]
+        never = [a.id for a in chosen if a.report_sha256 is None]  # recorded by a release that stored no report: nothing was lost
+        missing = [a.id for a in chosen if f"audits/{a.id:08d}/report.json" not in files and a.id not in never]
         if missing:  # a record whose stored report is gone: said, not left out in silence
             raise click.ClickException(f"the stored reports of audits {', '.join(map(str, missing))} are missing or unreadable: `auditor evidence chain` says more")
         # the chain from the first audit of the period to its last, every record in between (back-dated audits make the
         # period's records no run of ids), with every field its digest covers: `evidence chain --archive` checks them
         span = [r for r in chain if chosen and chosen[0].id <= r.id <= chosen[-1].id]
         files["chain.json"] = json.dumps([record_json(r) for r in span], indent=2).encode()
+        # the period, so that the check knows which records' reports the archive must hold (a report taken out of it is
+        # named), and the release that rendered the pages (a page is checked against its report by rendering it again)
+        files["period.json"] = json.dumps(
+            {"from": _iso(low), "to": _iso(high), "exported_by": __version__, "without_report": never}, indent=2
+        ).encode()
     files["SHA256SUMS"] = "".join(f"{sha256(body)}  {name}\n" for name, body in sorted(files.items())).encode()
     with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, body in sorted(files.items()):
@@ -120,19 +130,71 @@ def evidence_export(start: str, end: str, output: str, config_path: str | None) 
     err.print(f"wrote {len(chosen)} audits to {output}")
 
 
-def _archived_chain(path: str) -> tuple[list[ChainedRecord], str]:
-    """The chain records of an evidence export with the reports it holds, and the digest the first names as previous."""
+def _archived_chain(path: str) -> tuple[list[ChainedRecord], str, list[ChainProblem]]:
+    """The chain records of an evidence export with the reports it holds, the digest the first names as previous, and
+    what else does not hold in the archive: a report of the period taken out of it, a page or table that is not its
+    report's, a file whose SHA256SUMS line does not match."""
+    problems: list[ChainProblem] = []
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
-            values = json.loads(archive.read("chain.json"))
-            records = []
-            for value in values:
-                name = f"audits/{int(value['id']):08d}/report.json"
-                records.append(record_from_json(value, archive.read(name) if name in names else None))
+            files = {name: archive.read(name) for name in names}
+        values = json.loads(files["chain.json"])
+        period = json.loads(files["period.json"]) if "period.json" in files else None
+        records = []
+        for value in values:
+            name = f"audits/{int(value['id']):08d}/report.json"
+            records.append(record_from_json(value, files.get(name)))
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as e:
         raise click.UsageError(f"{path} is not an evidence export: {e}") from None
-    return records, (records[0].prev_sha256 or GENESIS) if records else GENESIS
+    # which records the archive must hold a report of: those of its period (an archive from before period.json: those
+    # between the first and the last as-of time it holds a report of); a record made without a stored report aside
+    held = [r.as_of for r in records if r.report_body is not None]
+    if period is not None:
+        low, high = _when(period.get("from")), _when(period.get("to"))
+    else:
+        low, high = (min(held), max(held)) if held else (None, None)
+    without = set(period.get("without_report") or []) if period is not None else set()
+    for index, record in enumerate(records):
+        due = low is not None and high is not None and low <= record.as_of <= high and record.report_sha256 is not None and record.id not in without
+        if record.report_body is None and due:
+            records[index] = replace(record, report_state="missing")  # check_chain names it: "its stored report was removed"
+    same_release = period is not None and period.get("exported_by") == __version__
+    for record in records:
+        if record.report_body is None:
+            continue
+        folder = f"audits/{record.id:08d}"
+        try:
+            report = json.loads(record.report_body)
+        except ValueError:
+            continue  # check_chain says so
+        rendered = {"evidence.html": render_evidence(report, audit_id=record.id).encode(), "windows.csv": _windows_csv(report)} if same_release else {}
+        for kind, name in (("evidence page", "evidence.html"), ("windows table", "windows.csv")):
+            shown = files.get(f"{folder}/{name}")
+            if shown is None:
+                problems.append(ChainProblem(record.id, f"its {kind} ({name}) is not in the archive"))
+            elif same_release and shown != rendered[name]:
+                _offset, line, column = first_difference(shown, rendered[name])
+                problems.append(ChainProblem(record.id, f"its {kind} ({name}) is not its report's: changed at line {line}, column {column}"))
+            elif not same_release and name == "evidence.html" and embedded_report(shown.decode("utf-8", "replace")) != report:
+                problems.append(ChainProblem(record.id, f"its {kind} ({name}) carries another report than report.json"))
+    for entry in files.get("SHA256SUMS", b"").decode("utf-8", "replace").splitlines():
+        digest, _, name = entry.partition("  ")
+        if name and (name not in files or sha256(files[name]) != digest):
+            audit = int(name.split("/")[1]) if name.startswith("audits/") and name.count("/") == 2 and name.split("/")[1].isdigit() else 0
+            problems.append(ChainProblem(audit, f"{name} does not match its SHA256SUMS line" if name in files else f"{name} is named in SHA256SUMS but not in the archive"))
+    return records, (records[0].prev_sha256 or GENESIS) if records else GENESIS, problems
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _windows_csv(report: dict[str, Any]) -> bytes:

@@ -326,3 +326,75 @@ def test_the_calendar_cells_are_the_catalog_windows_in_a_browser(browser: Any, s
 
 from tests.integration.test_dashboard import browser  # noqa: F401 - the fixtures
 from tests.integration.test_service import service  # noqa: F401
+
+
+def _rewrite(archive: Path, out: Path, change: Any, *, sums: bool = True) -> None:
+    """A copy of an evidence export with `change(contents)` applied and, with `sums`, SHA256SUMS made to match."""
+    with zipfile.ZipFile(archive) as z:
+        contents = {n: z.read(n) for n in z.namelist()}
+    change(contents)
+    if sums:
+        contents["SHA256SUMS"] = "".join(f"{hashlib.sha256(b).hexdigest()}  {n}\n" for n, b in sorted(contents.items()) if n != "SHA256SUMS").encode()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, body in contents.items():
+            z.writestr(name, body)
+
+
+def test_an_archive_whose_pages_were_edited_or_whose_report_was_taken_out_is_not_intact(tree: Tree, tmp_path: Path) -> None:
+    """The offline check read chain.json and the reports only: pages and tables edited to show missing windows as ok,
+    with SHA256SUMS made to match, were INTACT; so was an archive with a not-compliant audit's files taken out."""
+    config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    for as_of in ("2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z", NOW):
+        assert run("audit", "--config", str(config), "--as-of", as_of, "--format", "json")[0] == 1
+    archive = tmp_path / "e.zip"
+    assert run("evidence", "export", "--from", "2026-11-28T00:00:00Z", "--to", NOW, "--output", str(archive), "--config", str(config))[0] == 0
+    assert run("evidence", "chain", "--archive", str(archive))[0] == 0
+
+    def green(contents: dict[str, bytes]) -> None:
+        contents["audits/00000002/evidence.html"] = contents["audits/00000002/evidence.html"].replace(b'class="cell missing"', b'class="cell ok"')
+        contents["audits/00000002/windows.csv"] = contents["audits/00000002/windows.csv"].replace(b",missing,", b",ok,")
+
+    _rewrite(archive, tmp_path / "green.zip", green)
+    code, out = run("evidence", "chain", "--archive", str(tmp_path / "green.zip"))
+    assert code == 1 and "BROKEN at audit 2: its evidence page (evidence.html) is not its report's" in out, out
+    assert "BROKEN at audit 2: its windows table (windows.csv) is not its report's" in out, out
+    _rewrite(archive, tmp_path / "sums.zip", green, sums=False)
+    code, out = run("evidence", "chain", "--archive", str(tmp_path / "sums.zip"))
+    assert code == 1 and "audits/00000002/evidence.html does not match its SHA256SUMS line" in out, out
+
+    def dropped(contents: dict[str, bytes]) -> None:
+        for name in ("report.json", "evidence.html", "windows.csv"):
+            del contents[f"audits/00000002/{name}"]
+
+    _rewrite(archive, tmp_path / "dropped.zip", dropped)
+    code, out = run("evidence", "chain", "--archive", str(tmp_path / "dropped.zip"))
+    assert code == 1 and "BROKEN at audit 2: its stored report was removed" in out, out
+
+    def older(contents: dict[str, bytes]) -> None:  # an archive from before period.json: the reports it holds span 1 … 3
+        dropped(contents)
+        del contents["period.json"]
+
+    _rewrite(archive, tmp_path / "older.zip", older)
+    code, out = run("evidence", "chain", "--archive", str(tmp_path / "older.zip"))
+    assert code == 1 and "BROKEN at audit 2: its stored report was removed" in out, out
+
+
+def test_a_period_recorded_by_a_release_that_stored_no_reports_exports(tmp_path: Path, tree: Tree) -> None:
+    """The previous release stored no reports: `evidence export` of its period was refused ("missing or unreadable"),
+    pointing at `evidence chain`, which said INTACT. Its records export with the chain; the archive names them."""
+    import shutil
+
+    config = build_defect_tree(tree, tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    shutil.copy(Path(__file__).parents[1] / "data" / "catalogs" / "release-0003.sqlite", tmp_path / "c.db")
+    assert run("db", "upgrade", "--config", str(config))[0] == 0
+    old = open_catalog(f"sqlite:///{tmp_path / 'c.db'}").audits(100)
+    assert old and all(a.report_sha256 is None for a in old)
+    low = min(a.as_of for a in old).strftime("%Y-%m-%dT%H:%M:%SZ")
+    high = max(a.as_of for a in old).strftime("%Y-%m-%dT%H:%M:%SZ")
+    archive = tmp_path / "old.zip"
+    code, out = run("evidence", "export", "--from", low, "--to", high, "--output", str(archive), "--config", str(config))
+    assert code == 0, out
+    with zipfile.ZipFile(archive) as z:
+        assert sorted(json.loads(z.read("period.json"))["without_report"]) == sorted(a.id for a in old)
+    code, out = run("evidence", "chain", "--archive", str(archive))
+    assert "its stored report was removed" not in out, out
