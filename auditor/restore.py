@@ -331,15 +331,19 @@ def download(
         # the overlap check below cannot see: the same backup file was rewritten through simplecache::file://…
         raise StorageError(f"restore target {redact(target)}: give the storage URL itself (s3://…, a local path …), not a chained or wrapping one",
                            url=redact(target))
+    def refuse_overlap(where: tuple[str, str]) -> None:
+        for url in audited:
+            if _overlaps(where, _place(url)):
+                raise StorageError(f"restore target {redact(target)} is inside, or holds, the audited destination {redact(url)}: the auditor never writes "
+                                   "to the storage it audits; choose another target", url=redact(target))
+
+    refuse_overlap(_place(target))  # by its URL, as the destinations are named (an opened SFTP path has no user, host or port)
     try:
         fs, root = fsspec.core.url_to_fs(target, **(options or {}))
     except Exception as e:
         raise StorageError(f"cannot open restore target {redact(target)}: {scrub(str(e))}", url=redact(target)) from e
-    where = _opened_place(fs, str(root))  # where fsspec will write, however the target was spelled (file:/x is /x)
-    for url in audited:
-        if _overlaps(where, _place(url)):
-            raise StorageError(f"restore target {redact(target)} is inside, or holds, the audited destination {redact(url)}: the auditor never writes "
-                               "to the storage it audits; choose another target", url=redact(target))
+    if _is_local(fs):
+        refuse_overlap(_opened_place(fs, str(root)))  # and a local one by where fsspec will write, however spelled (file:/x is /x)
     files = [f for step in plan.steps for f in step.files]
     base = str(root).rstrip("/")
     for item in files:
@@ -409,16 +413,15 @@ def _overlaps(a: tuple[str, str], b: tuple[str, str]) -> bool:
     return a[1] == b[1] or a[1].startswith(b[1] + "/") or b[1].startswith(a[1] + "/") or not a[1] or not b[1]
 
 
-def _opened_place(fs: Any, root: str) -> tuple[str, str]:
-    """`_place` of what fsspec opened: its file system's family and the root it resolved."""
+def _is_local(fs: Any) -> bool:
     from fsspec.implementations.local import LocalFileSystem
 
-    from auditor.storage import PROTOCOLS
+    return isinstance(fs, LocalFileSystem)
 
-    if isinstance(fs, LocalFileSystem):
-        return "file", os.path.realpath(os.path.expanduser(root)).strip("/")
-    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    return (PROTOCOLS.get(protocols[0], (None, None))[1] or protocols[0]), root.split("?", 1)[0].strip("/")
+
+def _opened_place(fs: Any, root: str) -> tuple[str, str]:
+    """`_place` of a local folder fsspec opened: the path it resolved."""
+    return "file", os.path.realpath(os.path.expanduser(root)).strip("/")
 
 
 def _place(url: str) -> tuple[str, str]:

@@ -28,6 +28,18 @@ HTTP = httpx.Client(cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCooki
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+@pytest.fixture(autouse=True)
+def _forget_remembered_secrets() -> Iterator[None]:
+    """Each test starts with the credentials it gives the auditor only: the process-wide registry `scrub` replaces
+    (auditor.storage.base.remember_secret) would otherwise carry one test's passwords ("testing", a user name) into
+    another's messages."""
+    from auditor.storage import base
+
+    kept = base._known
+    yield
+    base._known = kept
+
+
 def t(text: str) -> datetime:
     """'2026-11-27T03:00' -> tz-aware UTC datetime."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)

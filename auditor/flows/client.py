@@ -165,6 +165,9 @@ class FlowsClient:
         response = self._http.send(request, stream=True)
         if response.is_stream_consumed:  # a transport that gives its answers whole (httpx.MockTransport)
             return response
+        if "," in response.headers.get("content-encoding", ""):  # gzip over gzip: one chunk unpacks to gigabytes before a check
+            response.close()
+            raise httpx.ReadError("the answer is encoded more than once (Content-Encoding lists several codings)", request=request)
         try:
             body = bytearray()
             for chunk in response.iter_bytes():  # decoded as it comes: a gzip bomb is held to the limits unpacked

@@ -378,6 +378,34 @@ def test_an_archive_whose_pages_were_edited_or_whose_report_was_taken_out_is_not
     code, out = run("evidence", "chain", "--archive", str(tmp_path / "older.zip"))
     assert code == 1 and "BROKEN at audit 2: its stored report was removed" in out, out
 
+    # a second review: period.json is not digested, so what it says cannot excuse anything
+    def period(contents: dict[str, bytes], **changes: Any) -> None:
+        contents["period.json"] = json.dumps({**json.loads(contents["period.json"]), **changes}).encode()
+
+    def excused(contents: dict[str, bytes]) -> None:  # the audit named as one recorded without a report
+        dropped(contents)
+        period(contents, without_report=[2])
+
+    def shrunk(contents: dict[str, bytes]) -> None:  # the period ended before the last audit, whose report is taken out
+        for name in ("report.json", "evidence.html", "windows.csv"):
+            del contents[f"audits/00000003/{name}"]
+        period(contents, to="2026-11-28T11:30:00.000000Z")
+
+    def other_release(contents: dict[str, bytes]) -> None:
+        green(contents)
+        period(contents, exported_by="0.0.9")
+
+    def no_period(contents: dict[str, bytes]) -> None:
+        green(contents)
+        del contents["period.json"]
+
+    for change, expected in ((excused, "BROKEN at audit 2: its stored report was removed"), (shrunk, "BROKEN at audit 3: period.json does not match the chain records"),
+                             (other_release, "BROKEN at audit 2: its evidence page (evidence.html) is not its report's"),
+                             (no_period, "BROKEN at audit 2: its windows table (windows.csv) is not its report's")):
+        _rewrite(archive, tmp_path / "changed.zip", change)
+        code, out = run("evidence", "chain", "--archive", str(tmp_path / "changed.zip"))
+        assert code == 1 and expected in out, (change.__name__, out)
+
 
 def test_a_period_recorded_by_a_release_that_stored_no_reports_exports(tmp_path: Path, tree: Tree) -> None:
     """The previous release stored no reports: `evidence export` of its period was refused ("missing or unreadable"),

@@ -212,3 +212,15 @@ def test_a_compressed_answer_is_held_to_the_limits_as_it_unpacks(service: Servic
     service.answers["/flows/" + FLOW] = compressed(b'{"items": [' + b" " * (64 << 20) + b"]}")  # 64 MiB unpacked, 64 KiB sent
     with pytest.raises(FlowsError, match="larger than 1 MiB"):
         service.client().flow(FLOW)
+
+    def twice(handler: BaseHTTPRequestHandler) -> None:  # gzip over gzip: one chunk of it unpacked to gigabytes before any check
+        data = gzip.compress(gzip.compress(b" " * (64 << 20), 9), 9)
+        handler.send_response(200)
+        handler.send_header("Content-Encoding", "gzip, gzip")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    service.answers["/flows/" + FLOW] = twice
+    with pytest.raises(FlowsError, match="encoded more than once"):
+        service.client().flow(FLOW)

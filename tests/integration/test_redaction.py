@@ -75,7 +75,7 @@ def test_a_credential_a_library_echoes_in_its_own_words_is_replaced_wherever_it_
     remember_secret_options({"account_key": bare, "key_filename": "/home/u/.ssh/id_ed25519", "region": "eu-west-1"})
     assert scrub(f"refused: {bare} with /home/u/.ssh/id_ed25519 in eu-west-1") == "refused: REDACTED with /home/u/.ssh/id_ed25519 in eu-west-1"
     remember_secret_options({"password": "postgres"})  # a word: replaced as a whole token only
-    assert scrub("postgresql+psycopg://auditor:postgres@db/postgres_catalog") == "postgresql+psycopg://auditor:REDACTED@db/postgres_catalog"
+    assert scrub("postgresql+psycopg://svc-reader-5512:postgres@db-7731/postgres_catalog") == "postgresql+psycopg://svc-reader-5512:REDACTED@db-7731/postgres_catalog"
     referenced = "another-referenced-value-zzLEAK-8812"
     settings_from_mapping(
         {"destinations": [{"name": "b", "url": "file:///tmp/x", "options": {"anything": "${env:REF}"}}],

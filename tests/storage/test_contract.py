@@ -177,3 +177,27 @@ def test_a_symbolic_link_is_not_followed_and_the_report_says_so(linkable: Backen
     report = audit_once(settings, now=now + timedelta(minutes=1))
     assert [w.status.value for e in report.exports for w in e.windows] == ["invalid"]  # the manifest names a file not stored there
     assert [(u.path.rsplit("/", 1)[-1], u.reason.split(":")[0]) for u in report.unexpected] == [(linked.name, "a symbolic link")], report.unexpected
+
+
+def test_a_download_into_the_audited_folder_is_refused_however_the_url_names_it(linkable: Backend, tmp_path: Path) -> None:
+    """An SFTP target equal to the audited destination was written into (its opened path has no user, host or port, so
+    it matched no destination); a local one spelled file:/<path> emptied a backup file."""
+    from auditor.ledger import FileState, WindowState
+    from auditor.restore import RestorePlan, Step, download
+
+    key = "ds/exportTime=202611270300/part-0.parquet"
+    linkable.put(key, parquet_bytes(10))
+    scheduled = datetime(2026, 11, 27, 3, tzinfo=UTC)
+    store = open_store(linkable.url, linkable.options)
+    [listed] = store.list()
+    window = WindowState("e", "ds", scheduled, "ok", "ds/exportTime=202611270300", 1, listed.size, None, scheduled, 1)
+    plan = RestorePlan("e", "d", "ds", scheduled, True, (Step(window, f"{linkable.url}/ds/exportTime=202611270300", (FileState(key, listed.url, listed.size, None, None),)),),
+                       None, (), None, scheduled, None)
+    before = linkable.digest()
+    targets = [linkable.url, f"{linkable.url}/restored"]
+    if linkable.name == "file":
+        targets += [f"file:{linkable.write_root}", f"file:{linkable.write_root}/restored"]
+    for target in targets:
+        with pytest.raises(StorageError, match="never writes to the storage it audits"):
+            download(plan, store, target, audited=[linkable.url])  # as the CLI calls it
+    assert linkable.digest() == before
