@@ -17,7 +17,19 @@ import click
 from auditor import __version__
 from auditor.clikit import CONFIG_OPTION, err, guarded, runtime, when
 from auditor.errors import CatalogError
-from auditor.evidence import GENESIS, ChainedRecord, ChainProblem, canonical, check_chain, first_difference, record_from_json, record_json, sha256
+from auditor.evidence import (
+    GENESIS,
+    ChainedRecord,
+    ChainProblem,
+    canonical,
+    check_chain,
+    first_difference,
+    iso_time,
+    parse_time,
+    record_from_json,
+    record_json,
+    sha256,
+)
 from auditor.evidence_html import embedded_report, render_evidence
 
 
@@ -121,7 +133,7 @@ def evidence_export(start: str, end: str, output: str, config_path: str | None) 
         # the period, so that the check knows which records' reports the archive must hold (a report taken out of it is
         # named), and the release that rendered the pages (a page is checked against its report by rendering it again)
         files["period.json"] = json.dumps(
-            {"from": _iso(low), "to": _iso(high), "exported_by": __version__, "without_report": never}, indent=2
+            {"from": iso_time(low.astimezone(UTC)), "to": iso_time(high.astimezone(UTC)), "exported_by": __version__, "without_report": never}, indent=2
         ).encode()
     files["SHA256SUMS"] = "".join(f"{sha256(body)}  {name}\n" for name, body in sorted(files.items())).encode()
     with zipfile.ZipFile(output, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -150,10 +162,10 @@ def _archived_chain(path: str) -> tuple[list[ChainedRecord], str, list[ChainProb
         raise click.UsageError(f"{path} is not an evidence export: {e}") from None
     # which records the archive must hold a report of: those of its period (an archive from before period.json: those
     # between the first and the last as-of time it holds a report of); a record made without a stored report aside
-    held = [r.as_of for r in records if r.report_body is not None]
     if period is not None:
         low, high = _when(period.get("from")), _when(period.get("to"))
     else:
+        held = [r.as_of for r in records if r.report_body is not None]
         low, high = (min(held), max(held)) if held else (None, None)
     for index, record in enumerate(records):
         # a record names its report's digest unless it was made by a release that stored none (period.json's own list is
@@ -194,13 +206,9 @@ def _archived_chain(path: str) -> tuple[list[ChainedRecord], str, list[ChainProb
     return records, (records[0].prev_sha256 or GENESIS) if records else GENESIS, problems
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _when(text: Any) -> datetime | None:
     try:
-        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        return parse_time(text)
     except ValueError:
         return None
 

@@ -49,9 +49,9 @@ class ChainedRecord:
     def digest(self) -> str:
         fields = {
             "id": self.id,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "as_of": _iso(self.as_of),
+            "started_at": iso_time(self.started_at),
+            "finished_at": iso_time(self.finished_at),
+            "as_of": iso_time(self.as_of),
             "status": self.status,
             "deep": bool(self.deep),
             "scope": list(self.scope),
@@ -145,7 +145,7 @@ def _beside_the_report(record: ChainedRecord) -> list[str]:
 def record_json(record: ChainedRecord) -> dict[str, Any]:
     """A record as an evidence export holds it: every field its digest covers, as the digest reads them, and the digest."""
     return {
-        "id": record.id, "started_at": _iso(record.started_at), "finished_at": _iso(record.finished_at), "as_of": _iso(record.as_of), "status": record.status,
+        "id": record.id, "started_at": iso_time(record.started_at), "finished_at": iso_time(record.finished_at), "as_of": iso_time(record.as_of), "status": record.status,
         "deep": bool(record.deep), "scope": list(record.scope), "live_exports": list(record.live_exports), "report_sha256": record.report_sha256,
         "prev_sha256": record.prev_sha256, "record_sha256": record.record_sha256,
     }
@@ -154,14 +154,11 @@ def record_json(record: ChainedRecord) -> dict[str, Any]:
 def record_from_json(value: Mapping[str, Any], report_body: bytes | None) -> ChainedRecord:
     """A record from an evidence export (record_json), with the report the archive holds for it (None: not in it)."""
 
-    def when(text: Any) -> datetime | None:
-        return None if text is None else datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-    as_of = when(value.get("as_of"))
+    as_of = parse_time(value.get("as_of"))
     if as_of is None:
         raise ValueError("a chain record without its as-of time")
     return ChainedRecord(
-        int(value["id"]), when(value.get("started_at")), when(value.get("finished_at")), as_of, value.get("status"), bool(value.get("deep")),
+        int(value["id"]), parse_time(value.get("started_at")), parse_time(value.get("finished_at")), as_of, value.get("status"), bool(value.get("deep")),
         tuple(value.get("scope") or ()), tuple(value.get("live_exports") or ()), value.get("report_sha256"), value.get("prev_sha256"), value.get("record_sha256"),
         report_body,
     )
@@ -192,8 +189,14 @@ def fingerprint(settings: Mapping[str, Any], secrets: Iterable[str] = ()) -> str
     return sha256(json.dumps(scrub(settings), sort_keys=True, default=str, separators=(",", ":")).encode())
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
+    """A time as the digests and evidence exports write it (UTC, microseconds)."""
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: Any) -> datetime | None:
+    """A time `iso_time` wrote (None for None); ValueError for any other text."""
+    return None if text is None else datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def _short(digest: str | None) -> str:

@@ -324,6 +324,7 @@ def download(
     raises StorageError.
     """
     import fsspec
+    from fsspec.implementations.local import LocalFileSystem
 
     protocol = fsspec.core.split_protocol(target)[0]
     if "::" in target or (protocol or "").lower() in _WRAPPERS:
@@ -331,6 +332,7 @@ def download(
         # the overlap check below cannot see: the same backup file was rewritten through simplecache::file://…
         raise StorageError(f"restore target {redact(target)}: give the storage URL itself (s3://…, a local path …), not a chained or wrapping one",
                            url=redact(target))
+
     def refuse_overlap(where: tuple[str, str]) -> None:
         for url in audited:
             if _overlaps(where, _place(url)):
@@ -342,8 +344,8 @@ def download(
         fs, root = fsspec.core.url_to_fs(target, **(options or {}))
     except Exception as e:
         raise StorageError(f"cannot open restore target {redact(target)}: {scrub(str(e))}", url=redact(target)) from e
-    if _is_local(fs):
-        refuse_overlap(_opened_place(fs, str(root)))  # and a local one by where fsspec will write, however spelled (file:/x is /x)
+    if isinstance(fs, LocalFileSystem):
+        refuse_overlap(_place(str(root)))  # and a local one by where fsspec will write, however spelled (file:/x is /x)
     files = [f for step in plan.steps for f in step.files]
     base = str(root).rstrip("/")
     for item in files:
@@ -413,17 +415,6 @@ def _overlaps(a: tuple[str, str], b: tuple[str, str]) -> bool:
     return a[1] == b[1] or a[1].startswith(b[1] + "/") or b[1].startswith(a[1] + "/") or not a[1] or not b[1]
 
 
-def _is_local(fs: Any) -> bool:
-    from fsspec.implementations.local import LocalFileSystem
-
-    return isinstance(fs, LocalFileSystem)
-
-
-def _opened_place(fs: Any, root: str) -> tuple[str, str]:
-    """`_place` of a local folder fsspec opened: the path it resolved."""
-    return "file", os.path.realpath(os.path.expanduser(root)).strip("/")
-
-
 def _place(url: str) -> tuple[str, str]:
     """(storage family, path without slashes at either end) of a URL; a local path resolved (symbolic links). The
     family is the pip extra auditor.storage.PROTOCOLS names for the protocol (s3 and s3a alike, az and abfs …)."""
@@ -432,8 +423,6 @@ def _place(url: str) -> tuple[str, str]:
     from auditor.storage import PROTOCOLS
 
     protocol, path = fsspec.core.split_protocol(url)
-    if protocol is None and url[:5].lower() == "file:":  # file:/x, as fsspec reads it (/x)
-        protocol, path = "file", url[5:]
     local = protocol in (None, "file", "local")
     family = "file" if local else (PROTOCOLS.get(protocol, (None, None))[1] or protocol)
     if local:

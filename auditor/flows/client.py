@@ -258,7 +258,7 @@ class FlowsClient:
         name = body.get("name")
         if not isinstance(name, str) or not name:
             return _created(self._call("POST", f"/{kind}", json=dict(body), headers={"Content-Type": "application/json"}))
-        before = {str(found.get("id")) for found in self._named(kind, name)}
+        before = {str(found.get("id")) for found in self.named(kind, name)}
         for attempt in range(self._retries + 1):
             try:
                 return _created(self._call("POST", f"/{kind}", json=dict(body), headers={"Content-Type": "application/json"}))
@@ -266,7 +266,7 @@ class FlowsClient:
                 failure = e
             self._sleep(self._backoff * 2**attempt)  # let the server finish what it may be doing
             try:
-                made = [found for found in self._named(kind, name) if str(found.get("id")) not in before]
+                made = [found for found in self.named(kind, name) if str(found.get("id")) not in before]
             except FlowsError as e:
                 raise FlowsError(f"{failure}; looking for {name!r} afterwards failed too ({e}): it may exist", status_code=failure.status_code, transient=True) from e
             if len(made) == 1:
@@ -281,10 +281,6 @@ class FlowsClient:
         )
 
     def named(self, kind: str, name: str) -> list[dict[str, Any]]:
-        """The entities of a kind (flows, connections …) called exactly `name`."""
-        return self._named(kind, name)
-
-    def _named(self, kind: str, name: str) -> list[dict[str, Any]]:
         """The entities of a kind called exactly `name` (filtered by the server when the name
         can be written in a `property` filter, else from the whole list)."""
         params = None if FILTER_SYNTAX & set(name) else {"property": f"name=={name}"}
