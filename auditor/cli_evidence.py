@@ -8,7 +8,7 @@ import json
 import sys
 import zipfile
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,10 @@ def _archived_chain(path: str) -> tuple[list[ChainedRecord], str, list[ChainProb
             files = {name: archive.read(name) for name in names}
         values = json.loads(files["chain.json"])
         period = json.loads(files["period.json"]) if "period.json" in files else None
+        if period is not None:  # a period that says nothing would excuse every report: not an export's
+            low, high = parse_time(period["from"]), parse_time(period["to"])
+            if low is None or high is None:
+                raise ValueError("period.json names no period")
         records = []
         for value in values:
             name = f"audits/{int(value['id']):08d}/report.json"
@@ -162,9 +166,7 @@ def _archived_chain(path: str) -> tuple[list[ChainedRecord], str, list[ChainProb
         raise click.UsageError(f"{path} is not an evidence export: {e}") from None
     # which records the archive must hold a report of: those of its period (an archive from before period.json: those
     # between the first and the last as-of time it holds a report of); a record made without a stored report aside
-    if period is not None:
-        low, high = _when(period.get("from")), _when(period.get("to"))
-    else:
+    if period is None:
         held = [r.as_of for r in records if r.report_body is not None]
         low, high = (min(held), max(held)) if held else (None, None)
     for index, record in enumerate(records):
@@ -204,13 +206,6 @@ def _archived_chain(path: str) -> tuple[list[ChainedRecord], str, list[ChainProb
             audit = int(name.split("/")[1]) if name.startswith("audits/") and name.count("/") == 2 and name.split("/")[1].isdigit() else 0
             problems.append(ChainProblem(audit, f"{name} does not match its SHA256SUMS line" if name in files else f"{name} is named in SHA256SUMS but not in the archive"))
     return records, (records[0].prev_sha256 or GENESIS) if records else GENESIS, problems
-
-
-def _when(text: Any) -> datetime | None:
-    try:
-        return parse_time(text)
-    except ValueError:
-        return None
 
 
 def _windows_csv(report: dict[str, Any]) -> bytes:

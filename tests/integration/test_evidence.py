@@ -399,6 +399,11 @@ def test_an_archive_whose_pages_were_edited_or_whose_report_was_taken_out_is_not
         green(contents)
         del contents["period.json"]
 
+    for unreadable in ("yesterday", None):  # a period that names none excused every report (each date check came out false)
+        _rewrite(archive, tmp_path / "changed.zip", lambda contents, when=unreadable: (dropped(contents), period(contents, **{"from": when})))
+        code, out = run("evidence", "chain", "--archive", str(tmp_path / "changed.zip"))
+        assert code != 0 and "is not an evidence export" in out and "INTACT" not in out, out
+
     for change, expected in ((excused, "BROKEN at audit 2: its stored report was removed"), (shrunk, "BROKEN at audit 3: period.json does not match the chain records"),
                              (other_release, "BROKEN at audit 2: its evidence page (evidence.html) is not its report's"),
                              (no_period, "BROKEN at audit 2: its windows table (windows.csv) is not its report's")):
